@@ -1,0 +1,1 @@
+"""Dataset builders (text, music, ...) and the shared token-memmap format."""
