@@ -18,7 +18,7 @@ def check_qkv(q, k, v, pattern) -> None:
             raise ShapeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
             raise ShapeError(f"{name} must have shape (batch, heads, n, head_dim), got {tuple(t.shape)}")
-    if q.shape != k.shape or q.shape[:-1] != v.shape[:-1]:
+    if not (q.shape == k.shape == v.shape):
         raise ShapeError(
             f"q, k, v shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
