@@ -1,0 +1,368 @@
+"""Sparse KV cache: keeps, per layer and head group, only the keys its pattern can attend.
+
+A decode step for the token at position i reads (DESIGN.md, "Attention, precisely"):
+
+- the *near* keys: a ring buffer of the last ``near`` positions, where ``near`` is the band
+  width l for ``Local(l)`` and l - 1 for ``SameBlock(l)`` (0 when the pattern has neither);
+- the *far* keys, older than the ring, from one store shaped by the pattern:
+
+  * ``StrideSkip(l)``: every key, laid out by residue class as ``(l, batch, heads, n/l, d)``
+    so that the keys i - l, i - 2l, ... are one contiguous slice ``store[i % l, :, :, :t]``;
+  * ``BlockSummary(l, c)``: only the c summary columns of each block, appended in order, so
+    the far keys are a prefix of the store and memory is O(l + c n / l);
+  * ``Dense()``: every key in order (the baseline full KV cache).
+
+A token therefore costs O(l + n/l) key reads for the strided and fixed patterns, O(n) for
+dense. Chunks of several tokens use the same stores with an exact mask built from
+``pattern.contains`` over (ring keys + chunk keys), and a per-query gather of the residue
+classes. Near and far key sets never overlap, so every (query, key) pair counts once, as in
+the union of pattern parts.
+
+``keys_read`` counts the (query, key) scores each call computes (padding excluded); for a
+one-token step that is the number of keys the token read.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cadenza.attention import BlockSummary, Dense, Local, Pattern, SameBlock, StrideSkip
+from cadenza.errors import ConfigError, ShapeError
+
+
+def _grow(t: torch.Tensor | None, dim: int, needed: int, limit: int, shape, like: torch.Tensor):
+    """Return ``t`` with size >= needed along ``dim`` (doubling, capped at ``limit``)."""
+    old = 0 if t is None else t.shape[dim]
+    if old >= needed:
+        return t
+    new = max(needed, min(limit, max(16, 2 * old)))
+    shape = list(shape)
+    shape[dim] = new
+    out = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    if t is not None and old:
+        out.narrow(dim, 0, old).copy_(t)
+    return out
+
+
+def _summary_count(x: int, block: int, c: int) -> int:
+    """How many positions j < x have j % block >= block - c."""
+    if x <= 0:
+        return 0
+    return (x // block) * c + max(0, x % block - (block - c))
+
+
+class GroupCache:
+    """Keys and values for one head group of one layer, kept as ``pattern`` needs them."""
+
+    def __init__(self, pattern: Pattern, max_len: int):
+        self.pattern = pattern
+        self.max_len = max_len
+        parts = pattern.parts
+        self.dense = any(isinstance(p, Dense) for p in parts)
+        self.near = 0
+        self.skip: StrideSkip | None = None
+        self.summary: BlockSummary | None = None
+        # Does every query always see itself? Then no row can be empty.
+        self.self_always = any(isinstance(p, (Dense, Local, StrideSkip, SameBlock)) for p in parts)
+        if not self.dense:
+            for p in parts:
+                if isinstance(p, Local):
+                    self.near = max(self.near, p.width)
+                elif isinstance(p, SameBlock):
+                    self.near = max(self.near, p.block - 1)
+                elif isinstance(p, (StrideSkip, BlockSummary)):
+                    if self.skip is not None or self.summary is not None:
+                        raise ConfigError(
+                            f"the KV cache supports one StrideSkip or BlockSummary part per "
+                            f"pattern, got {pattern!r}.")
+                    if isinstance(p, StrideSkip):
+                        self.skip = p
+                    else:
+                        self.summary = p
+                else:
+                    raise ConfigError(f"the KV cache does not support the pattern part {p!r}.")
+        self.length = 0
+        self.keys_read = 0
+        # near ring buffer
+        self.ring_k = self.ring_v = None
+        self.ring_pos = None  # LongTensor (near,), -1 = empty
+        # far stores
+        self.store_k = self.store_v = None  # dense / summary: (B, H, cap, d)
+        self.count = 0
+        self.res_k = self.res_v = None  # strided: (l, B, H, cap, d)
+
+    # ---------------------------------------------------------------- bookkeeping
+    def positions_held(self) -> int:
+        """Key positions stored (ring + far store)."""
+        held = min(self.length, self.near)
+        if self.dense:
+            held += self.length
+        elif self.skip is not None:
+            held += self.length
+        elif self.summary is not None:
+            held += self.count
+        return held
+
+    def nbytes(self) -> int:
+        tensors = (self.ring_k, self.ring_v, self.store_k, self.store_v, self.res_k, self.res_v)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    # ---------------------------------------------------------------- writing
+    def append(self, k: torch.Tensor, v: torch.Tensor, start: int) -> None:
+        """Store the keys/values of positions start .. start + m - 1 (k, v: (B, H, m, d))."""
+        if start != self.length:
+            raise ShapeError(f"cache holds {self.length} positions, cannot append at {start}.")
+        B, H, m, d = k.shape
+        end = start + m
+        if end > self.max_len:
+            raise ShapeError(f"the cache is full: {end} positions exceed max_len {self.max_len}.")
+        if self.dense:
+            self.store_k = _grow(self.store_k, 2, end, self.max_len, (B, H, 0, d), k)
+            self.store_v = _grow(self.store_v, 2, end, self.max_len, (B, H, 0, d), v)
+            self.store_k[:, :, start:end] = k
+            self.store_v[:, :, start:end] = v
+            self.count = end
+            self.length = end
+            return
+        if self.near:
+            if self.ring_k is None:
+                self.ring_k = k.new_zeros((B, H, self.near, d))
+                self.ring_v = v.new_zeros((B, H, self.near, d))
+                self.ring_pos = torch.full((self.near,), -1, dtype=torch.long, device=k.device)
+            if m == 1:
+                slot = start % self.near
+                self.ring_k[:, :, slot] = k[:, :, 0]
+                self.ring_v[:, :, slot] = v[:, :, 0]
+                self.ring_pos[slot] = start
+            else:
+                t = min(m, self.near)
+                pos = torch.arange(end - t, end, device=k.device)
+                slots = pos % self.near
+                self.ring_k[:, :, slots] = k[:, :, m - t:]
+                self.ring_v[:, :, slots] = v[:, :, m - t:]
+                self.ring_pos[slots] = pos
+        if self.skip is not None:
+            l = self.skip.stride
+            limit = -(-self.max_len // l)
+            need = -(-end // l)
+            self.res_k = _grow(self.res_k, 3, need, limit, (l, B, H, 0, d), k)
+            self.res_v = _grow(self.res_v, 3, need, limit, (l, B, H, 0, d), v)
+            if m == 1:
+                self.res_k[start % l, :, :, start // l] = k[:, :, 0]
+                self.res_v[start % l, :, :, start // l] = v[:, :, 0]
+            else:
+                pos = torch.arange(start, end, device=k.device)
+                self.res_k[pos % l, :, :, pos // l] = k.permute(2, 0, 1, 3)
+                self.res_v[pos % l, :, :, pos // l] = v.permute(2, 0, 1, 3)
+        elif self.summary is not None:
+            l, c = self.summary.block, self.summary.c
+            limit = _summary_count(self.max_len, l, c)
+            if m == 1:
+                if start % l >= l - c:
+                    self.store_k = _grow(self.store_k, 2, self.count + 1, limit, (B, H, 0, d), k)
+                    self.store_v = _grow(self.store_v, 2, self.count + 1, limit, (B, H, 0, d), v)
+                    self.store_k[:, :, self.count] = k[:, :, 0]
+                    self.store_v[:, :, self.count] = v[:, :, 0]
+                    self.count += 1
+            else:
+                pos = torch.arange(start, end, device=k.device)
+                keep = (pos % l >= l - c).nonzero().flatten()
+                t = keep.numel()
+                if t:
+                    self.store_k = _grow(self.store_k, 2, self.count + t, limit, (B, H, 0, d), k)
+                    self.store_v = _grow(self.store_v, 2, self.count + t, limit, (B, H, 0, d), v)
+                    self.store_k[:, :, self.count:self.count + t] = k[:, :, keep]
+                    self.store_v[:, :, self.count:self.count + t] = v[:, :, keep]
+                    self.count += t
+        self.length = end
+
+    # ---------------------------------------------------------------- reading
+    def attend(self, q, k, v, start: int, scale: float) -> torch.Tensor:
+        """Attention of the chunk's queries (positions start ..) over cached + chunk keys.
+
+        q, k, v: (B, H, m, d) for the chunk. Appends k, v to the cache and returns (B, H, m, d).
+        """
+        if start != self.length:
+            raise ShapeError(f"cache holds {self.length} positions, the chunk starts at {start}.")
+        m = q.shape[2]
+        if self.dense:
+            return self._attend_dense(q, k, v, start, scale)
+        device = q.device
+        far_limit = start - self.near  # positions < far_limit come from the far store
+        blocks = []  # (keys, values, mask or None, per_query: bool)
+        read = 0
+        one = m == 1
+        qpos = torch.arange(start, start + m, device=device) if not one else None
+        # near: ring buffer (positions [start - near, start))
+        if self.near and start > 0:
+            valid = min(start, self.near)
+            if one:
+                mask = self._ring_mask_one(start)
+            else:
+                rp = self.ring_pos
+                mask = self.pattern.contains(qpos[:, None], rp[None, :]) & (rp >= 0)[None, :]
+            blocks.append((self.ring_k, self.ring_v, mask, False))
+            read += valid * m
+        # the chunk itself
+        if one:
+            cmask = None if self.self_always else self.pattern.contains(
+                torch.tensor([[start]], device=device), torch.tensor([[start]], device=device))
+        else:
+            cmask = self.pattern.contains(qpos[:, None], qpos[None, :])
+        blocks.append((k, v, cmask, False))
+        read += m * m
+        # far keys
+        if far_limit > 0:
+            if self.skip is not None:
+                l = self.skip.stride
+                if one:
+                    r = start % l
+                    t = (far_limit - r + l - 1) // l if far_limit > r else 0
+                    if t:
+                        blocks.append((self.res_k[r, :, :, :t], self.res_v[r, :, :, :t], None, False))
+                        read += t
+                else:
+                    r = qpos % l
+                    t_each = torch.clamp((far_limit - r + l - 1) // l, min=0)
+                    t = int(t_each.max())
+                    if t:
+                        fk = self.res_k[r, :, :, :t]  # (m, B, H, t, d)
+                        fv = self.res_v[r, :, :, :t]
+                        fmask = torch.arange(t, device=device)[None, :] < t_each[:, None]
+                        blocks.append((fk, fv, fmask, True))
+                        read += int(t_each.sum())
+            elif self.summary is not None:
+                f = _summary_count(far_limit, self.summary.block, self.summary.c)
+                if f:
+                    blocks.append((self.store_k[:, :, :f], self.store_v[:, :, :f], None, False))
+                    read += f * m
+        self.keys_read += read
+        out = _attend_blocks(q, blocks, scale, may_be_empty=not self.self_always)
+        self.append(k, v, start)
+        return out
+
+    def _ring_mask_one(self, i: int) -> torch.Tensor | None:
+        """Mask over the ring slots for the single query i (None when all slots are allowed)."""
+        rp = self.ring_pos
+        if i < self.near:
+            base = rp >= 0
+        else:
+            base = None
+        # The band covers the whole ring exactly when Local(width >= near) is a part.
+        for p in self.pattern.parts:
+            if isinstance(p, Local) and p.width >= self.near:
+                return None if base is None else base[None, :]
+        allowed = self.pattern.contains(torch.tensor(i, device=rp.device), rp)
+        if base is not None:
+            allowed = allowed & base
+        return allowed[None, :]
+
+    def _attend_dense(self, q, k, v, start, scale):
+        m = q.shape[2]
+        self.append(k, v, start)
+        end = start + m
+        keys, values = self.store_k[:, :, :end], self.store_v[:, :, :end]
+        self.keys_read += end * m - (m * (m - 1)) // 2
+        if m == 1:
+            return F.scaled_dot_product_attention(q, keys, values, scale=scale)
+        qpos = torch.arange(start, end, device=q.device)
+        mask = torch.arange(end, device=q.device)[None, :] <= qpos[:, None]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+
+
+def _attend_blocks(q, blocks, scale: float, may_be_empty: bool) -> torch.Tensor:
+    """softmax over the concatenated scores of several key blocks, then the weighted values.
+
+    blocks: (k, v, mask, per_query); k is (B, H, K, d) shared by all queries, or
+    (m, B, H, K, d) when ``per_query``; mask is None or bool broadcastable to (m, K).
+    Rows with no allowed key give zeros (as in the dense reference).
+    """
+    out_dtype = q.dtype
+    qf = q.float()
+    scores = []
+    for k, v, mask, per_query in blocks:
+        kf = k.float()
+        if per_query:
+            s = torch.einsum("bhmd,mbhkd->bhmk", qf, kf)
+        else:
+            s = torch.matmul(qf, kf.transpose(-1, -2))
+        if mask is not None:
+            s = s.masked_fill(~mask, float("-inf"))
+        scores.append(s)
+    s = scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)
+    s = s * scale
+    if may_be_empty:
+        mx = s.amax(dim=-1, keepdim=True).clamp_min(-1e30)
+        p = torch.exp(s - mx)
+        p = p / p.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+    else:
+        p = torch.softmax(s, dim=-1)
+    out = None
+    offset = 0
+    for (k, v, mask, per_query), sc in zip(blocks, scores):
+        w = p[..., offset:offset + sc.shape[-1]]
+        offset += sc.shape[-1]
+        vf = v.float()
+        o = torch.einsum("bhmk,mbhkd->bhmd", w, vf) if per_query else torch.matmul(w, vf)
+        out = o if out is None else out + o
+    return out.to(out_dtype)
+
+
+class KVCache:
+    """Per-layer, per-head-group sparse caches for incremental decoding of one model.
+
+    Make one with ``model.new_cache(batch_size)``; ``model(chunk, cache=cache)`` appends.
+    ``length`` is the number of positions seen. ``max_chunk`` bounds how many tokens one
+    cached step processes at once (longer chunks are split; a chunk given to an empty cache
+    goes through the full-sequence attention instead).
+    """
+
+    def __init__(self, config, batch_size: int):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        self.config = config
+        self.batch_size = batch_size
+        self.length = 0
+        self.max_chunk = max(64, config.stride)
+        self.layers: list[list[tuple[int, int, GroupCache]]] = [
+            [(h0, h1, GroupCache(p, config.max_len)) for h0, h1, p in config.head_groups(i)]
+            for i in range(config.n_layers)
+        ]
+
+    def groups(self):
+        for layer in self.layers:
+            for _, _, g in layer:
+                yield g
+
+    @property
+    def keys_read(self) -> int:
+        """(query, key) scores computed by cached steps since the last ``reset_counters``."""
+        return sum(g.keys_read for g in self.groups())
+
+    def keys_read_per_layer(self) -> list[int]:
+        return [sum(g.keys_read for _, _, g in layer) for layer in self.layers]
+
+    def reset_counters(self) -> None:
+        for g in self.groups():
+            g.keys_read = 0
+
+    def positions_held(self) -> list[int]:
+        """Key positions stored per layer (summed over head groups)."""
+        return [sum(g.positions_held() for _, _, g in layer) for layer in self.layers]
+
+    def nbytes(self) -> int:
+        return sum(g.nbytes() for g in self.groups())
+
+    def __repr__(self):
+        return (f"KVCache(batch_size={self.batch_size}, length={self.length}, "
+                f"max_len={self.config.max_len})")
+
+
+def expected_keys_per_token(pattern: Pattern, i: int) -> int:
+    """Keys the dense mask allows for query i (for tests and documentation)."""
+    j = torch.arange(i + 1)
+    return int(pattern.contains(torch.tensor(i), j).sum())
+
+
+__all__ = ["KVCache", "GroupCache", "expected_keys_per_token"]
