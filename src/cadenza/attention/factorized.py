@@ -269,9 +269,10 @@ def _layout_lse(lp: LayoutPlan, lse: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _total_lse(lses):
-    lse = torch.logsumexp(torch.stack(lses), dim=0)
-    safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
-    return lse, safe
+    """Merged log-sum-exp; rows with no key anywhere get 0 (their weights are all exp(-inf))."""
+    stacked = torch.stack(lses)
+    none = torch.isinf(stacked).all(dim=0)
+    return torch.logsumexp(stacked.masked_fill(none, 0.0), dim=0).masked_fill(none, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ class _FlashSparse(torch.autograd.Function):
             o, lse = _flash_fwd(L.gather_q(q), L.gather_k(k), L.gather_k(v), 0.0, False,
                                 attn_mask=lp.additive_mask(q.dtype, q.device), scale=scale)
             results.append((o, _layout_lse(lp, lse, n)))
-        lse, safe = _total_lse([r[1] for r in results])
+        safe = _total_lse([r[1] for r in results])
         acc = torch.zeros((BH, n, D), dtype=torch.float32, device=q.device)
         for lp, (o, l) in zip(plan, results):
             lp.layout.add_q(acc, o, torch.exp(l - safe).unsqueeze(-1))
@@ -326,11 +327,13 @@ def _math_sparse(q, k, v, plan, scale):
         L = lp.layout
         qx, kx, vx = L.gather_q(q).float(), L.gather_k(k).float(), L.gather_k(v).float()
         s = (qx @ kx.transpose(-1, -2)) * scale + lp.additive_mask(torch.float32, q.device)
-        lse = torch.logsumexp(s, dim=-1, keepdim=True)
-        p = torch.exp(s - torch.where(torch.isinf(lse), torch.zeros_like(lse), lse))
+        # rows without any key get a finite log-sum-exp here (no NaN gradients); their
+        # probabilities are exp(-inf) = 0 and _layout_lse marks them -inf for the merge
+        lse = torch.logsumexp(s.masked_fill(~lp.row_has_key.unsqueeze(-1), 0.0), dim=-1, keepdim=True)
+        p = torch.exp(s - lse)
         outs.append(L.scatter_q(p @ vx, n))
         lses.append(_layout_lse(lp, lse[..., 0], n))
-    _, safe = _total_lse(lses)
+    safe = _total_lse(lses)
     out = sum(o * torch.exp(l - safe).unsqueeze(-1) for o, l in zip(outs, lses))
     return out.to(q.dtype)
 
@@ -349,6 +352,13 @@ def sparse_attention(q, k, v, pattern: Pattern, scale: float | None = None, back
     check_qkv(q, k, v, pattern)
     if backend not in ("auto", "flash", "math"):
         raise ConfigError(f"backend must be 'auto', 'flash' or 'math', got {backend!r}")
+    return _run(q, k, v, pattern, scale, backend)
+
+
+@torch.compiler.disable
+def _run(q, k, v, pattern, scale, backend):
+    # Under torch.compile the attention stays eager (a graph break): the flash kernel is
+    # already fused, and the cached masks are Python state that graphs cannot hold.
     B, H, n, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     plan = plan_for(pattern, n)
