@@ -1,0 +1,11 @@
+"""The training engine: ``train()``, its config, checkpoints, schedule, metrics, DDP/FSDP.
+
+Modules: ``config`` (TrainConfig), ``loop`` (train), ``checkpoint`` (atomic checkpoints),
+``schedule`` (warm-up + cosine), ``metrics`` (metrics.jsonl + TensorBoard), ``distributed``
+(torchrun process groups, DDP, FSDP2), ``plot`` (loss-curve PNGs).
+"""
+
+from cadenza.train.config import DEFAULTS, TrainConfig
+from cadenza.train.loop import TrainingDiverged, TrainResult, loss_fn, train
+
+__all__ = ["DEFAULTS", "TrainConfig", "TrainResult", "TrainingDiverged", "loss_fn", "train"]

@@ -1,0 +1,538 @@
+"""The training loop: one function, :func:`train`, used by ``cadenza train`` and by Python.
+
+Order of work: check every input (data, model config, sequence length, batch split, output
+directory, the checkpoint to resume) and fail with one sentence before anything is built;
+then build the model from the seed, wrap it (DDP / FSDP2) and create AdamW; then step:
+
+    lr(step) -> micro-batches (forward, backward; gradients synced on the last one)
+    -> all-reduce loss and flags -> clip -> AdamW step (or skip a non-finite step)
+    -> log -> evaluate / save when due -> stop on completion, Ctrl-C, step or time budget.
+
+The data position is the step number and dropout is seeded from (seed, step, rank), so a
+resumed run repeats exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cadenza import __version__
+from cadenza.data.dataset import WindowSampler, eval_batches, eval_offsets, load_splits
+from cadenza.errors import CadenzaError, ConfigError, DataError
+from cadenza.io import write_text_atomic
+from cadenza.train import checkpoint as ckpt_io
+from cadenza.train import distributed as dist_util
+from cadenza.train.config import TrainConfig
+from cadenza.train.metrics import RunLogger
+from cadenza.train.schedule import WarmupCosine
+
+LN2 = math.log(2.0)
+RUN_FILE = "run.json"
+MODEL_DIR = "model"
+
+
+class TrainingDiverged(CadenzaError):
+    """The loss stayed NaN or infinite for too many steps in a row."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int                        # optimizer steps completed
+    steps: int                       # the run's target
+    reason: str                      # completed | interrupted | stop_after | time_budget | already_done
+    train_loss: float | None = None  # bits per token, last logged
+    eval_loss: float | None = None   # bits per token on the held-out split, last evaluation
+    best_eval_loss: float | None = None
+    checkpoint: Path | None = None
+    model_dir: Path | None = None
+    elapsed_s: float = 0.0
+    unit: str = "bits/token"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason == "interrupted"
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy in nats (computed in float32)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+# --------------------------------------------------------------------------- model access
+def _model_api():
+    try:
+        from cadenza.model import SparseTransformer
+    except ImportError as exc:  # pragma: no cover - only while the model is being written
+        raise CadenzaError(f"cadenza.model is not available ({exc})") from None
+    try:
+        from cadenza.model import ModelConfig
+    except ImportError:
+        from cadenza.config import ModelConfig
+    return ModelConfig, SparseTransformer
+
+
+def _preset(name: str):
+    from cadenza.presets import get_preset
+
+    return get_preset(name)
+
+
+# --------------------------------------------------------------------------- preparation
+@dataclass
+class _Plan:
+    cfg: TrainConfig
+    model_config: dict
+    meta: dict
+    seq_len: int
+    unit: str
+    resume_path: str | None = None
+
+
+def _say(d, msg: str) -> None:
+    if d.is_main:
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{time.time_ns()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the run directory {out}: {exc.strerror or exc}") from None
+
+
+def _model_config_from_args(cfg: TrainConfig, meta: dict):
+    ModelConfig, _ = _model_api()
+    if cfg.preset is not None:
+        mc = _preset(cfg.preset)
+        # A preset is a model shape; its vocabulary comes from the data.
+        if mc.vocab_size != meta["vocab_size"]:
+            mc = mc.replace(vocab_size=int(meta["vocab_size"]))
+    elif cfg.model_config is not None:
+        raw = cfg.model_config
+        if not isinstance(raw, dict):
+            path = Path(raw)
+            try:
+                raw = json.loads(path.read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"model config file {path} does not exist") from None
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"model config file {path} is not valid JSON ({exc})") from None
+            if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+                raw = raw["model"]
+        mc = ModelConfig.from_dict(raw)
+    else:
+        raise ConfigError("choose a model with --preset NAME (for example tiny) or --config FILE.json")
+    overrides = dict(cfg.model_overrides)
+    if cfg.activation_checkpointing:
+        overrides["checkpointing"] = True
+    if overrides:
+        mc = mc.replace(**overrides)
+    return mc
+
+
+def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | None]:
+    """Every check that needs no model, on rank 0. Returns the plan and the checkpoint to resume."""
+    ModelConfig, _ = _model_api()
+    meta, train_tokens, val_tokens = load_splits(cfg.data)
+    out = Path(cfg.out)
+    state = None
+    resume_path = None
+    if cfg.resume:
+        if ckpt_io.checkpoint_dir(out).is_dir():
+            ckpt_io.remove_temporaries(out)
+        path, state = ckpt_io.latest_checkpoint(out, warn=lambda m: _say(d, m))
+        if path is None:
+            _say(d, f"note: no checkpoint in {out}; starting a new run there")
+        else:
+            resume_path = str(path)
+    elif ckpt_io.list_checkpoints(out):
+        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
+                          "or choose another --out")
+    if state is not None:
+        mc = ModelConfig.from_dict(state["model_config"])
+        if cfg.preset or cfg.model_config or cfg.model_overrides:
+            _say(d, "note: resuming, so the model comes from the checkpoint; --preset/--config/--set are ignored")
+        if cfg.activation_checkpointing is not None and cfg.activation_checkpointing != mc.checkpointing:
+            mc = mc.replace(checkpointing=bool(cfg.activation_checkpointing))
+        cfg = cfg.resolved(state.get("train_config"))
+    else:
+        cfg = cfg.resolved()
+        mc = _model_config_from_args(cfg, meta)
+    if mc.vocab_size != meta["vocab_size"]:
+        raise DataError(f"the data in {cfg.data} has a vocabulary of {meta['vocab_size']} tokens but the "
+                        f"model config has vocab_size {mc.vocab_size}; they must match")
+    seq_len = cfg.seq_len if cfg.seq_len is not None else mc.max_len
+    if seq_len > mc.max_len:
+        raise ConfigError(f"seq_len {seq_len} is longer than the model's max_len {mc.max_len}")
+    if len(train_tokens) < seq_len + 1:
+        raise DataError(f"seq_len {seq_len} is larger than the data: the training split has only "
+                        f"{len(train_tokens)} tokens (need at least {seq_len + 1}); use a shorter --seq-len")
+    if val_tokens is None or len(val_tokens) < seq_len + 1:
+        n = 0 if val_tokens is None else len(val_tokens)
+        raise DataError(f"seq_len {seq_len} is larger than the held-out split ({n} tokens, need at least "
+                        f"{seq_len + 1}); use a shorter --seq-len or hold out more data")
+    cfg = dataclasses.replace(cfg, seq_len=seq_len)
+    per, rem = divmod(cfg.batch_size, world_size * cfg.grad_accum)
+    if rem or per < 1:
+        raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
+                          f"processes x grad-accum = {world_size} x {cfg.grad_accum}")
+    if cfg.fsdp and world_size < 2:
+        raise ConfigError("--fsdp shards the model across processes; launch with "
+                          "torchrun --nproc_per_node=N (N >= 2), or drop --fsdp")
+    _check_out_dir(out)
+    text = meta.get("modality") == "text" and meta["vocab_size"] == 256
+    plan = _Plan(cfg=cfg, model_config=mc.to_dict(), meta=meta, seq_len=seq_len,
+                 unit="bits/byte" if text else "bits/token", resume_path=resume_path)
+    return plan, state
+
+
+def _prepare(cfg: TrainConfig, d) -> tuple[_Plan, dict | None]:
+    """Run the checks on rank 0 (and the data checks on every rank); all ranks fail alike."""
+    plan, state, error = None, None, None
+    try:
+        if d.is_main:
+            plan, state = _prepare_main(cfg, d.world_size, d)
+        else:
+            load_splits(cfg.data)
+    except CadenzaError as exc:
+        error = exc
+    errors = dist_util.all_gather_object(d, None if error is None else str(error))
+    if error is not None:
+        raise error
+    for msg in errors:
+        if msg is not None:
+            raise CadenzaError(msg)
+    plan = dist_util.broadcast_object(d, plan)
+    return plan, state
+
+
+# --------------------------------------------------------------------------- signals
+class _StopRequest:
+    """Ctrl-C / SIGTERM: finish the current step, save, exit. A second Ctrl-C quits at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+
+# --------------------------------------------------------------------------- the loop
+def _param_groups(model, weight_decay: float):
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _seed_step(seed: int, step: int, rank: int) -> None:
+    torch.manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
+
+
+def _grad_sync(model, last: bool, fsdp: bool):
+    if fsdp:
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    if not last and hasattr(model, "no_sync"):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _as_float(x) -> float:
+    if hasattr(x, "full_tensor"):
+        x = x.full_tensor()
+    return float(x)
+
+
+def train(config: TrainConfig | None = None, **options) -> TrainResult:
+    """Train a SparseTransformer; see :class:`TrainConfig` for the options.
+
+    ``train(data="data/", out="runs/a", preset="tiny", steps=100)`` or
+    ``train(TrainConfig(...))``. Launched under ``torchrun`` it runs data-parallel.
+    Returns a :class:`TrainResult`; bad input raises a ``CadenzaError`` before any work.
+    """
+    if config is None:
+        config = TrainConfig(**options)
+    elif options:
+        config = dataclasses.replace(config, **options)
+    d = dist_util.setup(config.device)
+    try:
+        plan, state = _prepare(config, d)
+        return _train(plan, state, d)
+    finally:
+        dist_util.teardown(d)
+
+
+def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
+    from tqdm import tqdm
+
+    cfg, out = plan.cfg, Path(plan.cfg.out)
+    ModelConfig, SparseTransformer = _model_api()
+    mc = ModelConfig.from_dict(plan.model_config)
+    _, train_tokens, val_tokens = load_splits(cfg.data)
+
+    # Resume bookkeeping travels from rank 0 to every rank.
+    info = None
+    if d.is_main and state is not None:
+        info = {k: state.get(k) for k in ("step", "best_eval", "elapsed", "tokens", "schedule")}
+        info["rng"] = state.get("rng")
+    info = dist_util.broadcast_object(d, info)
+    start_step = int(info["step"]) if info else 0
+
+    if start_step >= cfg.steps:
+        _say(d, f"{out} is already at step {start_step} of {cfg.steps}; nothing to do (raise --steps to train longer)")
+        return TrainResult(run_dir=out, step=start_step, steps=cfg.steps, reason="already_done",
+                           best_eval_loss=info.get("best_eval"), checkpoint=Path(plan.resume_path) if plan.resume_path else None,
+                           elapsed_s=float(info.get("elapsed") or 0.0), unit=plan.unit)
+
+    torch.manual_seed(cfg.seed)
+    model = SparseTransformer(mc).to(d.device)
+    model = dist_util.wrap(model, d, cfg.fsdp)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2))
+    schedule = WarmupCosine(optimizer, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    if info is not None:
+        dist_util.load_full_state(model, optimizer,
+                                  state["model"] if d.is_main else None,
+                                  state["optimizer"] if d.is_main else None, d)
+        schedule.load_state_dict(info.get("schedule") or {})
+        rngs = info.get("rng") or []
+        if d.rank < len(rngs) and rngs[d.rank] is not None:
+            ckpt_io.set_rng_state(rngs[d.rank])
+        old = info.get("schedule") or {}
+        if old and (old.get("total"), old.get("warmup"), old.get("peak")) != (schedule.total, schedule.warmup, schedule.peak):
+            _say(d, f"note: the learning-rate schedule changed on resume (steps {old.get('total')} -> {schedule.total}, "
+                    f"warm-up {old.get('warmup')} -> {schedule.warmup}, peak {old.get('peak')} -> {schedule.peak})")
+        _say(d, f"resuming {out} from step {start_step} ({plan.resume_path})")
+    state = None  # free the loaded tensors
+
+    sampler = WindowSampler(train_tokens, cfg.seq_len, cfg.batch_size, seed=cfg.seed, rank=d.rank,
+                            world_size=d.world_size, grad_accum=cfg.grad_accum)
+    n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows))
+    n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
+    if n_eval < 1:
+        raise DataError(f"the held-out split is too short for {d.world_size} processes at seq_len {cfg.seq_len}")
+    autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
+        else contextlib.nullcontext
+
+    logger = RunLogger(out, enabled=d.is_main, tensorboard=cfg.tensorboard,
+                       resume_step=start_step if info is not None else None)
+    if d.is_main:
+        run_info = {"cadenza_version": __version__, "torch_version": torch.__version__,
+                    "world_size": d.world_size, "device": str(d.device), "unit": plan.unit,
+                    "train_config": cfg.to_dict(), "model_config": plan.model_config, "data_meta": plan.meta,
+                    "parameters": sum(p.numel() for p in model.parameters()) if not cfg.fsdp else None}
+        write_text_atomic(out / RUN_FILE, json.dumps(run_info, indent=2, default=str))
+
+    best_eval = info.get("best_eval") if info else None
+    elapsed = float(info.get("elapsed") or 0.0) if info else 0.0
+    tokens = int(info.get("tokens") or 0) if info else 0
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    last_ckpt = Path(plan.resume_path) if plan.resume_path else None
+    last_saved_step = start_step if info is not None else None
+    last_eval_step = None
+    result_train, result_eval = None, None
+
+    def evaluate(step: int) -> float:
+        nonlocal best_eval, last_eval_step, result_eval
+        net = model if cfg.fsdp else dist_util.unwrap(model)
+        net.eval()
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        with torch.no_grad(), autocast():
+            for x, y in eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size):
+                x, y = x.to(d.device), y.to(d.device)
+                logits = net(x)
+                total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                               reduction="sum"))
+                count += y.numel()
+        total, count = dist_util.all_reduce_sum(d, [total, float(count)])
+        net.train()
+        dt = time.perf_counter() - t0
+        bits = total / count / LN2
+        logger.log({"step": step, "split": "eval", "loss": bits, "tokens_per_s": count / max(dt, 1e-9),
+                    "time": elapsed, "tokens": tokens})
+        last_eval_step, result_eval = step, bits
+        improved = math.isfinite(bits) and (best_eval is None or bits < best_eval)
+        if improved:
+            best_eval = bits
+        return improved
+
+    def save(step: int, best: bool) -> Path:
+        nonlocal last_ckpt, last_saved_step
+        finite = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
+                     for p in model.parameters())
+        bad = dist_util.all_reduce_sum(d, [0.0 if finite else 1.0])[0]
+        if bad:
+            raise TrainingDiverged(f"the parameters became NaN or infinite at step {step}; not saving them. "
+                                   f"The last good checkpoint is {last_ckpt or 'none'}")
+        msd, osd = dist_util.full_state(model, optimizer, d)
+        rngs = dist_util.all_gather_object(d, ckpt_io.rng_state())
+        path = ckpt_io.step_path(out, step)
+        if d.is_main:
+            ckpt_io.save_checkpoint(path, {
+                "step": step, "model": msd, "optimizer": osd, "schedule": schedule.state_dict(),
+                "rng": rngs, "data": {"seed": cfg.seed, "next_step": step, "global_batch": cfg.batch_size,
+                                      "seq_len": cfg.seq_len},
+                "model_config": plan.model_config, "train_config": cfg.to_dict(),
+                "best_eval": best_eval, "elapsed": elapsed, "tokens": tokens,
+                "world_size": d.world_size, "cadenza_version": __version__,
+            })
+            if best:
+                ckpt_io.mark_best(out, path)
+            ckpt_io.prune(out, cfg.keep_last)
+        dist_util.barrier(d)
+        last_ckpt, last_saved_step = path, step
+        return path
+
+    def export_model() -> Path | None:
+        """The final weights as a model directory (model.safetensors + config.json)."""
+        msd, _ = dist_util.full_state(model, None, d) if cfg.fsdp else (None, None)
+        path = out / MODEL_DIR
+        if d.is_main:
+            if cfg.fsdp:
+                fresh = SparseTransformer(mc)
+                fresh.load_state_dict(msd)
+                fresh.save(path)
+            else:
+                dist_util.unwrap(model).save(path)
+        dist_util.barrier(d)
+        return path
+
+    stop = _StopRequest().install()
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=cfg.steps, initial=start_step, unit="step", desc="train", dynamic_ncols=True,
+               mininterval=0.5 if interactive else 30.0, file=sys.stderr,
+               disable=not (d.is_main and cfg.progress))
+    step = start_step
+    bad_run = 0
+    reason = None
+    window = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
+    model.train()
+    try:
+        while reason is None:
+            t0 = time.perf_counter()
+            lr = schedule.apply(step)
+            _seed_step(cfg.seed, step, d.rank)
+            loss_sum = 0.0
+            for a, (x, y) in enumerate(sampler.micro_batches(step)):
+                x, y = x.to(d.device), y.to(d.device)
+                with _grad_sync(model, a == cfg.grad_accum - 1, cfg.fsdp), autocast():
+                    loss = loss_fn(model(x), y)
+                    (loss / cfg.grad_accum).backward()
+                loss_sum += float(loss.detach())
+            local_loss = loss_sum / cfg.grad_accum
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            grad_norm = _as_float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+            loss_g, bad_g, stop_g = dist_util.all_reduce_sum(
+                d, [local_loss, 0.0 if math.isfinite(local_loss) else 1.0, 1.0 if stop.requested else 0.0])
+            mean_loss = loss_g / d.world_size
+            skipped = bool(bad_g) or not math.isfinite(grad_norm) or not math.isfinite(mean_loss)
+            if skipped:
+                bad_run += 1
+            else:
+                optimizer.step()
+                bad_run = 0
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            tokens += tokens_per_step
+            bits = mean_loss / LN2
+
+            if skipped:
+                _say(d, f"warning: step {step}: the loss or gradient is not finite (loss {mean_loss}, grad norm "
+                        f"{grad_norm}); step skipped ({bad_run} in a row, stopping at {cfg.max_bad_steps})")
+                logger.log({"step": step, "split": "train", "loss": None, "tokens_per_s": tokens_per_step / dt,
+                            "time": elapsed, "lr": lr, "grad_norm": None, "tokens": tokens, "skipped": True})
+                if bad_run >= cfg.max_bad_steps:
+                    raise TrainingDiverged(
+                        f"the loss was NaN or infinite for {bad_run} steps in a row (up to step {step}); stopped. "
+                        f"The last good checkpoint is {last_ckpt or 'none (no checkpoint was saved yet)'}; "
+                        "lower --lr or check the data, then continue with --resume")
+            else:
+                window["loss"] += bits
+                window["n"] += 1
+                window["tokens"] += tokens_per_step
+                window["time"] += dt
+                result_train = bits
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    logger.log({"step": step, "split": "train", "loss": window["loss"] / window["n"],
+                                "tokens_per_s": window["tokens"] / max(window["time"], 1e-9), "time": elapsed,
+                                "lr": lr, "grad_norm": grad_norm, "tokens": tokens})
+                    window = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0}
+            bar.update(1)
+            bar.set_postfix_str(f"loss {bits:.3f} {plan.unit}" + (f" eval {result_eval:.3f}" if result_eval else "")
+                                + f" {tokens_per_step / dt:,.0f} tok/s", refresh=False)
+
+            # Why stop here, if at all (the same decision on every rank).
+            if stop_g or stop.requested and d.world_size == 1:
+                reason = "interrupted"
+            elif step >= cfg.steps:
+                reason = "completed"
+            elif cfg.stop_after and step - start_step >= cfg.stop_after:
+                reason = "stop_after"
+            elif cfg.max_time_s:
+                over = elapsed >= cfg.max_time_s if d.is_main else False
+                if dist_util.all_reduce_sum(d, [1.0 if over else 0.0])[0]:
+                    reason = "time_budget"
+
+            best = False
+            due_eval = (cfg.eval_every and step % cfg.eval_every == 0) or (reason and reason != "interrupted")
+            if due_eval and not skipped:
+                best = evaluate(step)
+            due_save = (cfg.save_every and step % cfg.save_every == 0) or best or reason is not None
+            if due_save and bad_run == 0:
+                save(step, best)
+            logger.flush()
+    finally:
+        bar.close()
+        stop.restore()
+        logger.close()
+
+    model_dir = None
+    if reason != "interrupted":
+        model_dir = export_model()
+    if reason == "interrupted":
+        _say(d, f"interrupted at step {step}; saved {last_ckpt}. Continue with --resume")
+    return TrainResult(run_dir=out, step=step, steps=cfg.steps, reason=reason, train_loss=result_train,
+                       eval_loss=result_eval, best_eval_loss=best_eval, checkpoint=last_ckpt,
+                       model_dir=model_dir, elapsed_s=elapsed, unit=plan.unit)
