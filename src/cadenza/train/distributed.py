@@ -139,7 +139,7 @@ def full_state(model: nn.Module, optimizer, d: Dist) -> tuple[dict, dict]:
     """Full (unsharded) model and optimizer state dicts on rank 0 (empty elsewhere), on CPU."""
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     msd = get_model_state_dict(model, options=opts)
-    osd = get_optimizer_state_dict(model, optimizer, options=opts)
+    osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
     return msd, osd
 
 
