@@ -40,8 +40,9 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     the most likely token is always kept. logits: (batch, vocab).
     """
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        top = torch.topk(logits, top_k, dim=-1).indices  # exactly k, even with ties
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, top, True)
+        logits = logits.masked_fill(~keep, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)

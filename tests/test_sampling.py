@@ -1,0 +1,200 @@
+"""Sampling: seeds, top-k/top-p, constraints, stop tokens, batching, streaming, sliding window."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cadenza.config import ModelConfig
+from cadenza.errors import ConfigError, ShapeError
+from cadenza.model import SparseTransformer
+from cadenza.sampling import filter_logits, generate, stream, window_keep
+
+V = 17
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=V, d_model=16, n_layers=2, n_heads=2, max_len=32,
+                      attention="strided", stride=4, integration="merged")
+    m = SparseTransformer(cfg)
+    with torch.no_grad():  # sharpen the output distribution a little so greedy paths vary
+        m.head.weight.mul_(20)
+    return m.eval()
+
+
+def greedy_reference(model, prompt, steps):
+    """Greedy decoding by full forwards over the documented sliding window."""
+    max_len, keep = model.config.max_len, window_keep(model.config.max_len)
+    ctx, start, out = list(prompt), 0, []
+    if len(ctx) > max_len:
+        start = len(ctx) - keep
+    with torch.no_grad():
+        for _ in range(steps):
+            if len(ctx) - start > max_len:
+                start = len(ctx) - keep
+            logits = model(torch.tensor([ctx[start:]]))[0, -1]
+            tok = int(logits.argmax())
+            ctx.append(tok)
+            out.append(tok)
+    return out
+
+
+def test_same_seed_same_tokens_and_stream_matches(model):
+    a = generate(model, [1, 2, 3], 20, seed=7)
+    b = generate(model, [1, 2, 3], 20, seed=7)
+    c = generate(model, [1, 2, 3], 20, seed=8)
+    assert a == b and len(a) == 20 and all(0 <= t < V for t in a)
+    assert a != c
+    assert list(stream(model, [1, 2, 3], 20, seed=7)) == a
+    torch.manual_seed(3)
+    d = generate(model, [1, 2, 3], 10)
+    torch.manual_seed(3)
+    assert generate(model, [1, 2, 3], 10) == d  # without a seed, torch's global seed decides
+
+
+def test_greedy_equals_full_forward_argmax_and_top_k_1(model):
+    prompt = [5, 1, 9, 9, 2, 11, 0]
+    ref = greedy_reference(model, prompt, 15)
+    assert generate(model, prompt, 15, temperature=0) == ref
+    assert generate(model, prompt, 15, top_k=1, seed=1) == ref
+    assert generate(model, torch.tensor(prompt), 15, temperature=0) == ref
+
+
+def test_sliding_window_beyond_max_len(model):
+    # max_len 32: a 40-token prompt is cut, and 60 more tokens slide the window repeatedly.
+    prompt = [(7 * i) % V for i in range(40)]
+    got = generate(model, prompt, 60, temperature=0)
+    assert got == greedy_reference(model, prompt, 60)
+    short = generate(model, [3], 70, seed=0, top_p=0.9)
+    assert len(short) == 70
+
+
+def test_batched_sampling(model):
+    prompts = [[1, 2, 3, 4], [4, 3, 2, 1], [0, 0, 0, 0]]
+    greedy = generate(model, prompts, 12, temperature=0)
+    assert [len(r) for r in greedy] == [12, 12, 12]
+    for p, row in zip(prompts, greedy):
+        assert row == greedy_reference(model, p, 12)
+    sampled = generate(model, torch.tensor(prompts), 12, seed=5)
+    assert sampled == generate(model, prompts, 12, seed=5)
+    steps = list(stream(model, prompts, 5, seed=5))
+    assert len(steps) == 5 and all(len(s) == 3 for s in steps)
+    assert [list(col) for col in zip(*steps)] == [r[:5] for r in sampled]
+
+
+def test_constraint_masks_before_sampling(model):
+    seen = []
+
+    def even_only(logits, context):
+        seen.append(context.shape)
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        allowed[:, ::2] = True
+        return allowed
+
+    out = generate(model, [1, 2], 25, seed=0, constraint=even_only)
+    assert all(t % 2 == 0 for t in out)
+    assert seen[0] == (1, 2) and seen[-1] == (1, 26)  # the context grows by one each step
+
+    def prefer_three(logits, context):
+        return logits.masked_fill(torch.arange(V) != 3, float("-inf"))
+
+    assert generate(model, [[1], [2]], 4, seed=0, constraint=prefer_three) == [[3] * 4] * 2
+
+    with pytest.raises(ConfigError, match="allowed no token"):
+        generate(model, [1], 3, constraint=lambda lg, ctx: torch.zeros_like(lg, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="shaped like the logits"):
+        generate(model, [1], 3, constraint=lambda lg, ctx: lg[:, :3])
+
+
+def test_stop_tokens_end_each_sequence(model):
+    def force_stop_at(step_of_row):
+        def constraint(logits, context):
+            out = logits.clone()
+            step = context.shape[1] - 2
+            for r, s in enumerate(step_of_row):
+                if step == s:
+                    out[r] = float("-inf")
+                    out[r, 16] = 0.0
+                else:
+                    out[r, 16] = float("-inf")
+            return out
+        return constraint
+
+    one = generate(model, [1, 2], 10, seed=0, stop_tokens=[16], constraint=force_stop_at([3]))
+    assert len(one) == 4 and one[-1] == 16 and 16 not in one[:-1]
+    rows = generate(model, [[1, 2], [3, 4]], 10, seed=0, stop_tokens=(16,),
+                    constraint=force_stop_at([1, 5]))
+    assert [len(r) for r in rows] == [2, 6] and rows[0][-1] == rows[1][-1] == 16
+    steps = list(stream(model, [[1, 2], [3, 4]], 10, seed=0, stop_tokens=(16,),
+                        constraint=force_stop_at([1, 5])))
+    assert len(steps) == 6 and steps[2][0] is None and steps[5][1] == 16
+
+
+@settings(max_examples=40, deadline=None)
+@given(logits=st.lists(st.floats(-5, 5), min_size=2, max_size=12),
+       top_k=st.one_of(st.none(), st.integers(1, 12)),
+       top_p=st.one_of(st.none(), st.floats(0.05, 1.0)))
+def test_filter_logits_keeps_top_k_and_the_nucleus(logits, top_k, top_p):
+    x = torch.tensor([logits])
+    kept = torch.isfinite(filter_logits(x, top_k, top_p))[0]
+    assert (kept & (x[0] == x[0].max())).any()  # a most likely token always survives
+    order = torch.argsort(x[0], descending=True, stable=True)
+    if top_k is not None:
+        assert int(kept.sum()) <= top_k
+    if top_p is not None and top_k is None:
+        probs = torch.softmax(x[0], -1)
+        mass = float(probs[kept].sum())
+        assert mass >= top_p - 1e-6
+        # minimal: dropping the least likely kept token would fall below top_p
+        smallest = float(probs[kept].min())
+        assert mass - smallest < top_p + 1e-6
+    assert torch.equal(filter_logits(x), x) and order.numel() == len(logits)
+
+
+def test_top_k_and_top_p_restrict_sampling(model):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3]]))[0, -1]
+    top3 = set(torch.topk(logits, 3).indices.tolist())
+    outs = {generate(model, [1, 2, 3], 1, seed=s, top_k=3)[0] for s in range(40)}
+    assert outs <= top3
+    probs = torch.softmax(logits, -1)
+    best = int(probs.argmax())
+    tiny_p = float(probs[best]) * 0.5  # nucleus smaller than the top token: only it remains
+    assert {generate(model, [1, 2, 3], 1, seed=s, top_p=tiny_p)[0] for s in range(10)} == {best}
+
+
+def test_argument_errors_and_training_mode_restored(model):
+    with pytest.raises(ConfigError):
+        generate(model, [1], 3, temperature=-1)
+    with pytest.raises(ConfigError):
+        generate(model, [1], 3, top_k=0)
+    with pytest.raises(ConfigError):
+        generate(model, [1], 3, top_p=1.5)
+    with pytest.raises(ConfigError):
+        generate(model, [1], -1)
+    with pytest.raises(ConfigError):
+        generate(model, [1], 3, stop_tokens=[V])
+    with pytest.raises(ShapeError, match="equal lengths"):
+        generate(model, [[1, 2], [3]], 3)
+    with pytest.raises(ShapeError, match="outside the vocabulary"):
+        generate(model, [1, V], 3)
+    with pytest.raises(ShapeError):
+        generate(model, [], 3)
+    with pytest.raises(ConfigError):
+        stream(model, [1], 3, top_k=-2)  # checked at the call, not at the first next()
+    assert generate(model, [1, 2], 0) == []
+    model.train()
+    generate(model, [1], 2, seed=0)
+    assert model.training
+    model.eval()
