@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cadenza.attention.layouts import LayoutPlan
+from cadenza.attention.layouts import LayoutPlan, add_key_grads, pad_to, padded_len
 
 CHUNK_ELEMENTS = 1 << 20  # scores per chunk (4 MB in float32)
 
@@ -32,19 +32,20 @@ def _mask_chunk(mask, sl):
     return mask if mask.dim() == 2 else mask[:, sl]
 
 
-def _pad(x: torch.Tensor, length: int) -> torch.Tensor:
-    return x if x.shape[1] == length else F.pad(x, (0, 0, 0, length - x.shape[1]))
-
-
-def _padded_len(plan, n):
-    return max(lp.layout.padded_len(n) for lp in plan)
+def merge_into(acc: torch.Tensor, run: torch.Tensor, o: torch.Tensor, lse: torch.Tensor) -> None:
+    """Online log-sum-exp merge, in place: acc (normalized output so far) and run (its
+    log-sum-exp, -inf where nothing yet) absorb o with its log-sum-exp ``lse``."""
+    new = torch.logaddexp(run, lse)
+    safe = torch.where(torch.isinf(new), torch.zeros_like(new), new)
+    acc.mul_(torch.exp(run - safe)).addcmul_(o, torch.exp(lse - safe))
+    run.copy_(new)
 
 
 def forward(q, k, v, plan: list[LayoutPlan], scale: float):
     """q, k, v: (BH, n, D). Returns out (BH, n, D) float32 and lse (BH, n) float32 (-inf: no key)."""
     BH, n, D = q.shape
-    P = _padded_len(plan, n)
-    qp, kp, vp = (_pad(t, P) for t in (q, k, v))
+    P = padded_len(plan, n)
+    qp, kp, vp = (pad_to(t, P) for t in (q, k, v))
     acc = torch.zeros((BH, P, D), dtype=torch.float32, device=q.device)
     run = torch.full((BH, P, 1), float("-inf"), dtype=torch.float32, device=q.device)
     for lp in plan:
@@ -59,26 +60,19 @@ def forward(q, k, v, plan: list[LayoutPlan], scale: float):
             m = s.amax(dim=-1, keepdim=True).clamp_(min=-1e30)  # rows without keys: -1e30
             s.sub_(m).exp_()
             denom = s.sum(dim=-1, keepdim=True)
-            o = torch.matmul(s, vv[:, sl].float())
-            lse = m + denom.log()  # -inf where the row has no key
-            old = runv[:, sl]
-            new = torch.logaddexp(old, lse)
-            safe = torch.where(torch.isinf(new), torch.zeros_like(new), new)
-            a = accv[:, sl]
-            a.mul_(torch.exp(old - safe))
-            a.addcmul_(o, torch.exp(lse - safe) / denom.clamp(min=1e-30))
-            old.copy_(new)
+            o = torch.matmul(s, vv[:, sl].float()).div_(denom.clamp(min=1e-30))
+            merge_into(accv[:, sl], runv[:, sl], o, m + denom.log())  # log(0) = -inf: no key
     return acc[:, :n], run[:, :n, 0]
 
 
 def backward(dout, q, k, v, out, lse, plan: list[LayoutPlan], scale: float):
     """Gradients (float32) of the union softmax; lse is the merged log-sum-exp (-inf: no key)."""
     BH, n, D = q.shape
-    P = _padded_len(plan, n)
+    P = padded_len(plan, n)
     lse = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
     delta = (dout.float() * out.float()).sum(dim=-1)
-    qp, kp, vp, dp_ = (_pad(t, P) for t in (q, k, v, dout))
-    lsep = _pad(torch.stack([lse, delta], dim=-1), P)
+    qp, kp, vp, dp_ = (pad_to(t, P) for t in (q, k, v, dout))
+    lsep = pad_to(torch.stack([lse, delta], dim=-1), P)
     grads = [torch.zeros((BH, P, D), dtype=torch.float32, device=q.device) for _ in range(3)]
     for lp in plan:
         L = lp.layout
@@ -86,10 +80,7 @@ def backward(dout, q, k, v, out, lse, plan: list[LayoutPlan], scale: float):
         statv = L.gather_q(lsep, n)
         dqv = L.gather_q(grads[0], n)
         shared_keys = L.kind == "summary"
-        if shared_keys:
-            dk_cols = L.summary_cols(grads[1], n)
-            dv_cols = L.summary_cols(grads[2], n)
-        else:
+        if not shared_keys:
             dkv, dvv = L.gather_k(grads[1], n), L.gather_k(grads[2], n)
         mask = lp.additive_mask(torch.float32, q.device)
         for sl in _chunks(lp, BH, n):
@@ -103,8 +94,8 @@ def backward(dout, q, k, v, out, lse, plan: list[LayoutPlan], scale: float):
             dqv[:, sl].add_(torch.matmul(ds, kc))
             dk_c = torch.matmul(ds.transpose(-1, -2), qc)
             if shared_keys:
-                dk_cols.add_(dk_c.sum(dim=1).view(dk_cols.shape))
-                dv_cols.add_(dv_c.sum(dim=1).view(dv_cols.shape))
+                add_key_grads(L, grads[1], dk_c, n)
+                add_key_grads(L, grads[2], dv_c, n)
             else:
                 dkv[:, sl].add_(dk_c)
                 dvv[:, sl].add_(dv_c)

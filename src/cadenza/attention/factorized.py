@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from cadenza.attention import chunked
+from cadenza.attention.chunked import merge_into
 from cadenza.attention.checks import check_qkv
-from cadenza.attention.layouts import LayoutPlan, plan_for
+from cadenza.attention.layouts import LayoutPlan, add_key_grads, pad_to, padded_len, plan_for
 from cadenza.attention.patterns import Pattern
 from cadenza.errors import ConfigError
 
@@ -47,62 +48,58 @@ _flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
 
 # ---------------------------------------------------------------------------------------
-# merging partial results by log-sum-exp
+# CPU: PyTorch's fused flash kernel per layout, custom backward
 
 
-def _layout_lse(lp: LayoutPlan, lse: torch.Tensor, n: int) -> torch.Tensor:
-    """Per-layout log-sum-exp (BH, G, Lq) -> (BH, n) with -inf where the layout has no key."""
-    seq = lp.layout.scatter_q(lse.unsqueeze(-1), n, fill=float("-inf"))[..., 0]
-    empty = lp.empty_rows(n, lse.device)
-    return seq if empty is None else seq.masked_fill(empty, float("-inf"))
-
-
-def _total_lse(lses):
-    """Merged log-sum-exp; rows with no key anywhere get 0 (their weights are all exp(-inf))."""
-    stacked = torch.stack(lses)
-    none = torch.isinf(stacked).all(dim=0)
-    return torch.logsumexp(stacked.masked_fill(none, 0.0), dim=0).masked_fill(none, 0.0)
-
-
-# ---------------------------------------------------------------------------------------
-# CPU: fused flash kernel per layout, custom backward
+def _kernel_args(lp: LayoutPlan, qv, kv, vv):
+    """The kernel's q, k, v views, is_causal flag and mask (rows r.. vs keys ..Lk-r when causal)."""
+    r = lp.causal_shift
+    if r is None:
+        return qv, kv, vv, False, lp.additive_mask(qv.dtype, qv.device), 0
+    keep = kv.shape[2] - r
+    return qv[:, :, r:], kv[:, :, :keep], vv[:, :, :keep], True, None, r
 
 
 class _FlashSparse(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan, scale):
         BH, n, D = q.shape
-        results = []
+        P = padded_len(plan, n)
+        qp, kp, vp = (pad_to(t, P) for t in (q, k, v))
+        acc = torch.zeros((BH, P, D), dtype=torch.float32)
+        run = torch.full((BH, P, 1), float("-inf"), dtype=torch.float32)
         for lp in plan:
             L = lp.layout
-            o, lse = _flash_fwd(L.gather_q(q), L.gather_k(k), L.gather_k(v), 0.0, False,
-                                attn_mask=lp.additive_mask(q.dtype, q.device), scale=scale)
-            results.append((o, _layout_lse(lp, lse, n)))
-        safe = _total_lse([r[1] for r in results])
-        acc = torch.zeros((BH, n, D), dtype=torch.float32, device=q.device)
-        for lp, (o, l) in zip(plan, results):
-            lp.layout.add_q(acc, o, torch.exp(l - safe).unsqueeze(-1))
-        out = acc.to(q.dtype)
-        ctx.save_for_backward(q, k, v, out, safe)
+            qx, kx, vx, causal, mask, r = _kernel_args(lp, L.gather_q(qp, n), L.gather_k(kp, n), L.gather_k(vp, n))
+            o, lse = _flash_fwd(qx, kx, vx, 0.0, causal, attn_mask=mask, scale=scale)
+            lse = lse.unsqueeze(-1)
+            if not causal and not bool(lp.row_has_key.all()):  # the kernel gives lse 0 for keyless rows
+                lse = lse.masked_fill(~lp.row_has_key.unsqueeze(-1), float("-inf"))
+            merge_into(L.gather_q(acc, n)[:, :, r:], L.gather_q(run, n)[:, :, r:], o, lse)
+        out = acc[:, :n].to(q.dtype)
+        lse = run[:, :n, 0]
+        ctx.save_for_backward(q, k, v, out, torch.where(torch.isinf(lse), torch.zeros_like(lse), lse))
         ctx.plan, ctx.scale = plan, scale
         return out
 
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
-        dout = dout.to(q.dtype).contiguous()
-        lse = lse.unsqueeze(-1)
-        grads = [torch.zeros(t.shape, dtype=torch.float32, device=t.device) for t in (q, k, v)]
+        BH, n, D = q.shape
+        P = padded_len(ctx.plan, n)
+        qp, kp, vp, op, dp = (pad_to(t, P) for t in (q, k, v, out, dout.to(q.dtype)))
+        lsep = pad_to(lse.unsqueeze(-1), P)
+        grads = [torch.zeros((BH, P, D), dtype=torch.float32) for _ in range(3)]
         for lp in ctx.plan:
             L = lp.layout
+            qx, kx, vx, causal, mask, r = _kernel_args(lp, L.gather_q(qp, n), L.gather_k(kp, n), L.gather_k(vp, n))
             gq, gk, gv = _flash_bwd(
-                L.gather_q(dout), L.gather_q(q), L.gather_k(k), L.gather_k(v),
-                L.gather_q(out), L.gather_q(lse)[..., 0], 0.0, False,
-                attn_mask=lp.additive_mask(q.dtype, q.device), scale=ctx.scale)
-            L.add_q(grads[0], gq)
-            L.add_k(grads[1], gk)
-            L.add_k(grads[2], gv)
-        return grads[0].to(q.dtype), grads[1].to(k.dtype), grads[2].to(v.dtype), None, None
+                L.gather_q(dp, n)[:, :, r:], qx, kx, vx, L.gather_q(op, n)[:, :, r:],
+                L.gather_q(lsep, n)[:, :, r:, 0].contiguous(), 0.0, causal, attn_mask=mask, scale=ctx.scale)
+            L.gather_q(grads[0], n)[:, :, r:].add_(gq)
+            add_key_grads(L, grads[1], gk, n)
+            add_key_grads(L, grads[2], gv, n)
+        return tuple(g[:, :n].to(t.dtype) for g, t in zip(grads, (q, k, v))) + (None, None)
 
 
 def _dense_causal(q, k, v, scale):

@@ -91,53 +91,6 @@ class Layout:
         """(BH, nb, c, D) view of the summary columns of a padded (BH, >=n, D) tensor."""
         return self._blocks(x, n)[:, :, self.size - self.c:]
 
-    def scatter_q(self, y: torch.Tensor, n: int, fill: float = 0.0) -> torch.Tensor:
-        """Inverse of gather_q for (BH, G, Lq, D) tensors; rows the layout lacks get ``fill``."""
-        BH, D = y.shape[0], y.shape[-1]
-        if self.kind == "prev":
-            y = torch.cat([y.new_full((BH, 1, self.size, D), fill), y], dim=1)
-        elif self.kind in ("class", "summary"):
-            y = y.transpose(1, 2)
-        return y.reshape(BH, -1, D)[:, :n]
-
-    def add_q(self, acc: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> None:
-        """acc (BH, n, D) += scatter_q(y) [* w (BH, n, 1)], in place and without a full copy."""
-        BH, n, D = acc.shape
-        L = self.size
-        if self.kind in ("block", "prev"):
-            lo = L if self.kind == "prev" else 0
-            src = y.reshape(BH, -1, D)[:, :n - lo]
-            dst = acc[:, lo:]
-            wv = None if w is None else w[:, lo:]
-        elif n % L == 0:
-            src = y.transpose(1, 2)
-            dst = acc.view(BH, n // L, L, D)
-            wv = None if w is None else w.view(BH, n // L, L, 1)
-        else:
-            src, dst, wv = self.scatter_q(y, n), acc, w
-        if wv is None:
-            dst.add_(src)
-        else:
-            dst.addcmul_(src, wv)
-
-    def add_k(self, acc: torch.Tensor, y: torch.Tensor) -> None:
-        """acc (BH, n, D) += key gradients (BH, G, Lk, D) summed back onto the sequence."""
-        BH, n, D = acc.shape
-        L = self.size
-        if self.kind == "block":
-            acc.add_(y.reshape(BH, -1, D)[:, :n])
-        elif self.kind == "prev":
-            src = y.reshape(BH, -1, D)  # keys of blocks 0 .. nb-2: all real positions
-            acc[:, :src.shape[1]].add_(src)
-        elif self.kind == "class":
-            self.add_q(acc, y)
-        else:
-            nb = y.shape[2] // self.c
-            cols = y.sum(dim=1).view(BH, nb, self.c, D)
-            full = acc.new_zeros((BH, nb, L, D))
-            full[:, :, L - self.c:] = cols
-            acc.add_(full.view(BH, -1, D)[:, :n])
-
 
 def layouts_for(part: Pattern) -> list[Layout]:
     if isinstance(part, Local):
@@ -157,6 +110,7 @@ class LayoutPlan:
     layout: Layout
     allowed: torch.Tensor  # bool (Lq, Lk) when uniform over groups, else (G, Lq, Lk)
     row_has_key: torch.Tensor  # bool (Lq,) or (G, Lq)
+    causal_shift: int | None  # r when ``allowed`` is exactly tril(-r): a causal kernel, no mask
     _additive: dict
 
     def additive_mask(self, dtype, device) -> torch.Tensor:
@@ -165,19 +119,6 @@ class LayoutPlan:
             m = torch.zeros(self.allowed.shape, dtype=dtype, device=device)
             m.masked_fill_(~self.allowed.to(device), float("-inf"))
             self._additive[key] = m if m.dim() == 2 else m.unsqueeze(0)
-        return self._additive[key]
-
-    def empty_rows(self, n: int, device) -> torch.Tensor | None:
-        """(n,) bool: positions this layout gives no key (None when every position has one)."""
-        key = ("empty", str(device))
-        if key not in self._additive:
-            G = self.layout.groups(n)
-            rows = self.row_has_key
-            if rows.dim() == 1:
-                rows = rows.expand(G, rows.shape[0])
-            seq = self.layout.scatter_q(rows.unsqueeze(0).unsqueeze(-1).float(), n, fill=0.0)
-            empty = ~seq[0, :, 0].bool()
-            self._additive[key] = empty.to(device) if bool(empty.any()) else None
         return self._additive[key]
 
 
@@ -199,6 +140,37 @@ def _layout_allowed(layout: Layout, part: Pattern, earlier, n: int) -> torch.Ten
     if bool((allowed == allowed[:1]).all()):
         return allowed[0].clone()
     return allowed
+
+
+def _causal_shift(allowed: torch.Tensor) -> int | None:
+    """r if the (uniform) mask is j <= i - r exactly, so rows r.. against keys ..Lk-r are causal."""
+    if allowed.dim() != 2 or not bool(allowed.any()):
+        return None
+    r = int(allowed.any(dim=-1).to(torch.int8).argmax())
+    expected = torch.ones(allowed.shape, dtype=torch.bool).tril(-r)
+    return r if torch.equal(allowed, expected) else None
+
+
+def padded_len(plan: list[LayoutPlan], n: int) -> int:
+    """A length every layout of the plan can view without copying (its blocks fit)."""
+    return max(lp.layout.padded_len(n) for lp in plan)
+
+
+def pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
+    return x if x.shape[1] == length else F.pad(x, (0, 0, 0, length - x.shape[1]))
+
+
+def add_key_grads(layout: Layout, acc: torch.Tensor, g: torch.Tensor, n: int) -> None:
+    """acc (BH, P, D) += key gradients g (BH, G, Lk', D) for the first Lk' keys of each group."""
+    if layout.kind != "summary":
+        layout.gather_k(acc, n)[:, :, :g.shape[2]].add_(g)
+        return
+    cols = layout.summary_cols(acc, n)  # keys are shared by all groups: sum over groups
+    total = g.sum(dim=1)
+    full = cols.shape[1] * cols.shape[2]
+    if total.shape[1] < full:
+        total = F.pad(total, (0, 0, 0, full - total.shape[1]))
+    cols.add_(total.view(cols.shape))
 
 
 def _simplify(pattern: Pattern) -> tuple[Pattern, ...]:
@@ -229,7 +201,7 @@ def plan_for(pattern: Pattern, n: int) -> list[LayoutPlan] | None:
                 allowed = _layout_allowed(layout, part, parts[:idx], n)
                 if not bool(allowed.any()):
                     continue
-                plan.append(LayoutPlan(layout, allowed, allowed.any(dim=-1), {}))
+                plan.append(LayoutPlan(layout, allowed, allowed.any(dim=-1), _causal_shift(allowed), {}))
     _plan_cache[key] = plan
     while len(_plan_cache) > _PLAN_CACHE_SIZE:
         _plan_cache.popitem(last=False)
