@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from cadenza.errors import ConfigError
 
@@ -35,10 +36,7 @@ def _run(args) -> int:
         progress=not args.no_progress, tensorboard=not args.no_tensorboard,
     )
     result = train(cfg)
-    import torch.distributed as dist  # noqa: F401  (only rank 0 prints)
-    import os
-
-    if os.environ.get("RANK", "0") != "0":
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 130 if result.interrupted else 0
     if result.reason == "already_done":
         return 0

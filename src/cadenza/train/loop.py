@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -231,8 +232,9 @@ def _prepare(cfg: TrainConfig, d) -> tuple[_Plan, dict | None]:
 class _StopRequest:
     """Ctrl-C / SIGTERM: finish the current step, save, exit. A second Ctrl-C quits at once."""
 
-    def __init__(self):
+    def __init__(self, allow_force: bool = True):
         self.requested = False
+        self.allow_force = allow_force  # False under torchrun: its agent forwards the same Ctrl-C again
         self._old = {}
 
     def install(self):
@@ -243,7 +245,7 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.requested and signum == signal.SIGINT and self.allow_force:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -437,7 +439,8 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         dist_util.barrier(d)
         return path
 
-    stop = _StopRequest().install()
+    under_torchrun = d.enabled or "TORCHELASTIC_RUN_ID" in os.environ
+    stop = _StopRequest(allow_force=not under_torchrun).install()
     interactive = sys.stderr.isatty()
     bar = tqdm(total=cfg.steps, initial=start_step, unit="step", desc="train", dynamic_ncols=True,
                mininterval=0.5 if interactive else 30.0, file=sys.stderr,
@@ -520,7 +523,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             if due_eval and not skipped:
                 best = evaluate(step)
             due_save = (cfg.save_every and step % cfg.save_every == 0) or best or reason is not None
-            if due_save and bad_run == 0:
+            if due_save:  # skipped steps leave parameters and optimizer untouched, so saving is safe
                 save(step, best)
             logger.flush()
     finally:
