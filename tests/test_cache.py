@@ -153,17 +153,22 @@ def test_dense_decode_step_reads_every_key():
     assert cache.keys_read_per_layer() == [30, 30]
 
 
-def test_fixed_decode_step_reads_block_and_summaries():
+@pytest.mark.parametrize("integration", ["merged", "interleaved", "split"])
+def test_fixed_decode_step_reads_its_block_and_the_summaries(integration):
     l, c = 8, 2
-    model = make_model("fixed", "merged", stride=l, summary=c, max_len=200, n_layers=1)
+    model = make_model("fixed", integration, stride=l, summary=c, max_len=200, n_layers=2)
     x = torch.randint(0, 11, (1, 200))
     cache = model.new_cache(1)
     with torch.no_grad():
-        model(x[:, :150], cache=cache)
-        cache.reset_counters()
-        model(x[:, 150:151], cache=cache)
-    # ring of l - 1 recent keys + the token + the summary columns older than the ring
-    assert cache.keys_read == (l - 1) + 1 + c * (150 - (l - 1)) // l
+        model(x[:, :20], cache=cache)
+        for i in range(20, 200):
+            cache.reset_counters()
+            model(x[:, i:i + 1], cache=cache)
+            for layer in cache.layers:
+                for _, _, group in layer:
+                    assert group.keys_read == expected_keys_per_token(group.pattern, i)
+            for read in cache.keys_read_per_layer():
+                assert read <= l + c * (i // l + 1)
 
 
 # ---------------------------------------------------------------------------- errors

@@ -2,9 +2,10 @@
 
 A decode step for the token at position i reads (DESIGN.md, "Attention, precisely"):
 
-- the *near* keys: a ring buffer of the last ``near`` positions, where ``near`` is the band
-  width l for ``Local(l)`` and l - 1 for ``SameBlock(l)`` (0 when the pattern has neither);
-- the *far* keys, older than the ring, from one store shaped by the pattern:
+- the *near* keys: a ring buffer (position p in slot p % size) of the last l + 1 positions
+  for ``Local(l)`` (the band is then the whole ring) or of the last l for ``SameBlock(l)``
+  (the current block is then a prefix of the ring); no ring for patterns with neither;
+- the *far* keys, older than the near ones, from one store shaped by the pattern:
 
   * ``StrideSkip(l)``: every key, laid out by residue class as ``(l, batch, heads, n/l, d)``
     so that the keys i - l, i - 2l, ... are one contiguous slice ``store[i % l, :, :, :t]``;
@@ -13,7 +14,8 @@ A decode step for the token at position i reads (DESIGN.md, "Attention, precisel
   * ``Dense()``: every key in order (the baseline full KV cache).
 
 A token therefore costs O(l + n/l) key reads for the strided and fixed patterns, O(n) for
-dense. Chunks of several tokens use the same stores with an exact mask built from
+dense, and each read is a contiguous slice (``GroupCache.step``). Chunks of several
+tokens (``GroupCache.attend``) use the same stores with an exact mask built from
 ``pattern.contains`` over (ring keys + chunk keys), and a per-query gather of the residue
 classes. Near and far key sets never overlap, so every (query, key) pair counts once, as in
 the union of pattern parts.
@@ -53,52 +55,59 @@ def _summary_count(x: int, block: int, c: int) -> int:
 
 
 class GroupCache:
-    """Keys and values for one head group of one layer, kept as ``pattern`` needs them."""
+    """Keys and values for one head group of one layer, kept as ``pattern`` needs them.
+
+    The pattern may hold at most one *near* part (``Local`` or ``SameBlock``, kept in a ring
+    buffer of ``ring`` slots, position p in slot p % ring) and at most one *far* part
+    (``StrideSkip`` or ``BlockSummary``), or be ``Dense`` (every key, in order).
+    """
 
     def __init__(self, pattern: Pattern, max_len: int):
         self.pattern = pattern
         self.max_len = max_len
         parts = pattern.parts
         self.dense = any(isinstance(p, Dense) for p in parts)
-        self.near = 0
+        self.local: Local | None = None
+        self.block: SameBlock | None = None
         self.skip: StrideSkip | None = None
         self.summary: BlockSummary | None = None
-        # Does every query always see itself? Then no row can be empty.
-        self.self_always = any(isinstance(p, (Dense, Local, StrideSkip, SameBlock)) for p in parts)
         if not self.dense:
             for p in parts:
+                if isinstance(p, (Local, SameBlock)) and (self.local or self.block):
+                    raise ConfigError(
+                        f"the KV cache supports one Local or SameBlock part per pattern, got {pattern!r}.")
+                if isinstance(p, (StrideSkip, BlockSummary)) and (self.skip or self.summary):
+                    raise ConfigError(
+                        f"the KV cache supports one StrideSkip or BlockSummary part per pattern, "
+                        f"got {pattern!r}.")
                 if isinstance(p, Local):
-                    self.near = max(self.near, p.width)
+                    self.local = p
                 elif isinstance(p, SameBlock):
-                    self.near = max(self.near, p.block - 1)
-                elif isinstance(p, (StrideSkip, BlockSummary)):
-                    if self.skip is not None or self.summary is not None:
-                        raise ConfigError(
-                            f"the KV cache supports one StrideSkip or BlockSummary part per "
-                            f"pattern, got {pattern!r}.")
-                    if isinstance(p, StrideSkip):
-                        self.skip = p
-                    else:
-                        self.summary = p
+                    self.block = p
+                elif isinstance(p, StrideSkip):
+                    self.skip = p
+                elif isinstance(p, BlockSummary):
+                    self.summary = p
                 else:
                     raise ConfigError(f"the KV cache does not support the pattern part {p!r}.")
+        # Ring size: the band [i - w, i] is w + 1 keys; the current block at most `block` keys.
+        self.ring = (self.local.width + 1 if self.local is not None
+                     else self.block.block if self.block is not None else 0)
+        # Can a query see no key at all? Only a lone BlockSummary (a non-summary column of the
+        # first block); such rows output zeros, as in the dense reference.
+        self.may_be_empty = not self.dense and self.ring == 0 and self.skip is None
         self.length = 0
         self.keys_read = 0
-        # near ring buffer
-        self.ring_k = self.ring_v = None
-        self.ring_pos = None  # LongTensor (near,), -1 = empty
-        # far stores
+        self.ring_k = self.ring_v = None  # (B, H, ring, d)
         self.store_k = self.store_v = None  # dense / summary: (B, H, cap, d)
         self.count = 0
-        self.res_k = self.res_v = None  # strided: (l, B, H, cap, d)
+        self.res_k = self.res_v = None  # strided residue classes: (l, B, H, cap, d)
 
     # ---------------------------------------------------------------- bookkeeping
     def positions_held(self) -> int:
         """Key positions stored (ring + far store)."""
-        held = min(self.length, self.near)
-        if self.dense:
-            held += self.length
-        elif self.skip is not None:
+        held = min(self.length, self.ring)
+        if self.dense or self.skip is not None:
             held += self.length
         elif self.summary is not None:
             held += self.count
@@ -107,6 +116,13 @@ class GroupCache:
     def nbytes(self) -> int:
         tensors = (self.ring_k, self.ring_v, self.store_k, self.store_v, self.res_k, self.res_v)
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    def _ring_positions(self, device) -> torch.Tensor:
+        """Position held by each ring slot (-1 = empty), from the length alone."""
+        slots = torch.arange(self.ring, device=device)
+        last = self.length - 1
+        pos = last - ((last - slots) % self.ring)
+        return torch.where(pos >= 0, pos, torch.full_like(pos, -1))
 
     # ---------------------------------------------------------------- writing
     def append(self, k: torch.Tensor, v: torch.Tensor, start: int) -> None:
@@ -122,26 +138,21 @@ class GroupCache:
             self.store_v = _grow(self.store_v, 2, end, self.max_len, (B, H, 0, d), v)
             self.store_k[:, :, start:end] = k
             self.store_v[:, :, start:end] = v
-            self.count = end
-            self.length = end
+            self.count = self.length = end
             return
-        if self.near:
+        if self.ring:
             if self.ring_k is None:
-                self.ring_k = k.new_zeros((B, H, self.near, d))
-                self.ring_v = v.new_zeros((B, H, self.near, d))
-                self.ring_pos = torch.full((self.near,), -1, dtype=torch.long, device=k.device)
+                self.ring_k = k.new_zeros((B, H, self.ring, d))
+                self.ring_v = v.new_zeros((B, H, self.ring, d))
             if m == 1:
-                slot = start % self.near
+                slot = start % self.ring
                 self.ring_k[:, :, slot] = k[:, :, 0]
                 self.ring_v[:, :, slot] = v[:, :, 0]
-                self.ring_pos[slot] = start
             else:
-                t = min(m, self.near)
-                pos = torch.arange(end - t, end, device=k.device)
-                slots = pos % self.near
+                t = min(m, self.ring)
+                slots = torch.arange(end - t, end, device=k.device) % self.ring
                 self.ring_k[:, :, slots] = k[:, :, m - t:]
                 self.ring_v[:, :, slots] = v[:, :, m - t:]
-                self.ring_pos[slots] = pos
         if self.skip is not None:
             l = self.skip.stride
             limit = -(-self.max_len // l)
@@ -159,104 +170,122 @@ class GroupCache:
             l, c = self.summary.block, self.summary.c
             limit = _summary_count(self.max_len, l, c)
             if m == 1:
-                if start % l >= l - c:
-                    self.store_k = _grow(self.store_k, 2, self.count + 1, limit, (B, H, 0, d), k)
-                    self.store_v = _grow(self.store_v, 2, self.count + 1, limit, (B, H, 0, d), v)
-                    self.store_k[:, :, self.count] = k[:, :, 0]
-                    self.store_v[:, :, self.count] = v[:, :, 0]
-                    self.count += 1
+                keep = None if start % l >= l - c else False
             else:
                 pos = torch.arange(start, end, device=k.device)
                 keep = (pos % l >= l - c).nonzero().flatten()
-                t = keep.numel()
-                if t:
-                    self.store_k = _grow(self.store_k, 2, self.count + t, limit, (B, H, 0, d), k)
-                    self.store_v = _grow(self.store_v, 2, self.count + t, limit, (B, H, 0, d), v)
+            t = 1 if keep is None else (0 if keep is False else keep.numel())
+            if t:
+                self.store_k = _grow(self.store_k, 2, self.count + t, limit, (B, H, 0, d), k)
+                self.store_v = _grow(self.store_v, 2, self.count + t, limit, (B, H, 0, d), v)
+                if keep is None:
+                    self.store_k[:, :, self.count] = k[:, :, 0]
+                    self.store_v[:, :, self.count] = v[:, :, 0]
+                else:
                     self.store_k[:, :, self.count:self.count + t] = k[:, :, keep]
                     self.store_v[:, :, self.count:self.count + t] = v[:, :, keep]
-                    self.count += t
+                self.count += t
         self.length = end
 
-    # ---------------------------------------------------------------- reading
+    # ---------------------------------------------------------------- one token
+    def step(self, q, k, v, scale: float) -> torch.Tensor:
+        """Attention output (B, H, 1, d) of the next token; appends its k, v first.
+
+        Reads one contiguous ring slice (the band, or the current block) and one contiguous
+        far slice (the token's residue class, or the summary columns of finished blocks).
+        """
+        i = self.length
+        self.append(k, v, i)
+        if self.dense:
+            self.keys_read += i + 1
+            return F.scaled_dot_product_attention(
+                q, self.store_k[:, :, :i + 1], self.store_v[:, :, :i + 1], scale=scale)
+        keys, values = [], []
+        # near keys [lo, i]: the band (the whole filled ring) or the current block (a prefix)
+        if self.local is not None:
+            lo = i - self.local.width
+            near = min(i + 1, self.ring)
+        elif self.block is not None:
+            near = i % self.block.block + 1
+            lo = i + 1 - near
+        else:
+            lo, near = i + 1, 0
+        if near:
+            keys.append(self.ring_k[:, :, :near])
+            values.append(self.ring_v[:, :, :near])
+        # far keys: positions < lo
+        far = 0
+        if lo > 0 and self.skip is not None:
+            l = self.skip.stride
+            r = i % l
+            far = max(0, (lo - r + l - 1) // l)  # class members r, r + l, ... below lo
+            if far:
+                keys.append(self.res_k[r, :, :, :far])
+                values.append(self.res_v[r, :, :, :far])
+        elif lo > 0 and self.summary is not None:
+            far = _summary_count(lo, self.summary.block, self.summary.c)
+            if far:
+                keys.append(self.store_k[:, :, :far])
+                values.append(self.store_v[:, :, :far])
+        self.keys_read += near + far
+        if not keys:  # no allowed key (lone BlockSummary): zeros, like the reference
+            return torch.zeros_like(q)
+        if len(keys) == 1:
+            return F.scaled_dot_product_attention(q, keys[0], values[0], scale=scale)
+        qs = q * scale
+        s = torch.cat([torch.matmul(qs, kk.transpose(-1, -2)) for kk in keys], dim=-1)
+        p = torch.softmax(s.float(), dim=-1).to(v.dtype)
+        p_near = p[..., :keys[0].shape[2]]
+        p_far = p[..., keys[0].shape[2]:]
+        return torch.matmul(p_near, values[0]) + torch.matmul(p_far, values[1])
+
+    # ---------------------------------------------------------------- a chunk
     def attend(self, q, k, v, start: int, scale: float) -> torch.Tensor:
         """Attention of the chunk's queries (positions start ..) over cached + chunk keys.
 
         q, k, v: (B, H, m, d) for the chunk. Appends k, v to the cache and returns (B, H, m, d).
+        The ring holds positions [start - ring, start) and the far stores serve positions
+        below that, so the two key sets are disjoint; exact masks come from the pattern.
         """
         if start != self.length:
             raise ShapeError(f"cache holds {self.length} positions, the chunk starts at {start}.")
         m = q.shape[2]
+        if m == 1:
+            return self.step(q, k, v, scale)
         if self.dense:
             return self._attend_dense(q, k, v, start, scale)
         device = q.device
-        far_limit = start - self.near  # positions < far_limit come from the far store
-        blocks = []  # (keys, values, mask or None, per_query: bool)
+        far_limit = start - self.ring  # positions < far_limit come from the far store
+        blocks = []  # (keys, values, mask or None, per_query)
         read = 0
-        one = m == 1
-        qpos = torch.arange(start, start + m, device=device) if not one else None
-        # near: ring buffer (positions [start - near, start))
-        if self.near and start > 0:
-            valid = min(start, self.near)
-            if one:
-                mask = self._ring_mask_one(start)
-            else:
-                rp = self.ring_pos
-                mask = self.pattern.contains(qpos[:, None], rp[None, :]) & (rp >= 0)[None, :]
+        qpos = torch.arange(start, start + m, device=device)
+        if self.ring and start > 0:
+            rp = self._ring_positions(device)
+            mask = self.pattern.contains(qpos[:, None], rp[None, :]) & (rp >= 0)[None, :]
             blocks.append((self.ring_k, self.ring_v, mask, False))
-            read += valid * m
-        # the chunk itself
-        if one:
-            cmask = None if self.self_always else self.pattern.contains(
-                torch.tensor([[start]], device=device), torch.tensor([[start]], device=device))
-        else:
-            cmask = self.pattern.contains(qpos[:, None], qpos[None, :])
-        blocks.append((k, v, cmask, False))
+            read += min(start, self.ring) * m
+        blocks.append((k, v, self.pattern.contains(qpos[:, None], qpos[None, :]), False))
         read += m * m
-        # far keys
-        if far_limit > 0:
-            if self.skip is not None:
-                l = self.skip.stride
-                if one:
-                    r = start % l
-                    t = (far_limit - r + l - 1) // l if far_limit > r else 0
-                    if t:
-                        blocks.append((self.res_k[r, :, :, :t], self.res_v[r, :, :, :t], None, False))
-                        read += t
-                else:
-                    r = qpos % l
-                    t_each = torch.clamp((far_limit - r + l - 1) // l, min=0)
-                    t = int(t_each.max())
-                    if t:
-                        fk = self.res_k[r, :, :, :t]  # (m, B, H, t, d)
-                        fv = self.res_v[r, :, :, :t]
-                        fmask = torch.arange(t, device=device)[None, :] < t_each[:, None]
-                        blocks.append((fk, fv, fmask, True))
-                        read += int(t_each.sum())
-            elif self.summary is not None:
-                f = _summary_count(far_limit, self.summary.block, self.summary.c)
-                if f:
-                    blocks.append((self.store_k[:, :, :f], self.store_v[:, :, :f], None, False))
-                    read += f * m
+        if far_limit > 0 and self.skip is not None:
+            l = self.skip.stride
+            r = qpos % l
+            t_each = torch.clamp((far_limit - r + l - 1) // l, min=0)
+            t = int(t_each.max())
+            if t:
+                fk = self.res_k[r, :, :, :t]  # (m, B, H, t, d): each query's residue class
+                fv = self.res_v[r, :, :, :t]
+                fmask = torch.arange(t, device=device)[None, :] < t_each[:, None]
+                blocks.append((fk, fv, fmask, True))
+                read += int(t_each.sum())
+        elif far_limit > 0 and self.summary is not None:
+            f = _summary_count(far_limit, self.summary.block, self.summary.c)
+            if f:
+                blocks.append((self.store_k[:, :, :f], self.store_v[:, :, :f], None, False))
+                read += f * m
         self.keys_read += read
-        out = _attend_blocks(q, blocks, scale, may_be_empty=not self.self_always)
+        out = _attend_blocks(q, blocks, scale)
         self.append(k, v, start)
         return out
-
-    def _ring_mask_one(self, i: int) -> torch.Tensor | None:
-        """Mask over the ring slots for the single query i (None when all slots are allowed)."""
-        rp = self.ring_pos
-        if i < self.near:
-            base = rp >= 0
-        else:
-            base = None
-        # The band covers the whole ring exactly when Local(width >= near) is a part.
-        for p in self.pattern.parts:
-            if isinstance(p, Local) and p.width >= self.near:
-                return None if base is None else base[None, :]
-        allowed = self.pattern.contains(torch.tensor(i, device=rp.device), rp)
-        if base is not None:
-            allowed = allowed & base
-        return allowed[None, :]
 
     def _attend_dense(self, q, k, v, start, scale):
         m = q.shape[2]
@@ -264,14 +293,12 @@ class GroupCache:
         end = start + m
         keys, values = self.store_k[:, :, :end], self.store_v[:, :, :end]
         self.keys_read += end * m - (m * (m - 1)) // 2
-        if m == 1:
-            return F.scaled_dot_product_attention(q, keys, values, scale=scale)
         qpos = torch.arange(start, end, device=q.device)
         mask = torch.arange(end, device=q.device)[None, :] <= qpos[:, None]
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
 
 
-def _attend_blocks(q, blocks, scale: float, may_be_empty: bool) -> torch.Tensor:
+def _attend_blocks(q, blocks, scale: float) -> torch.Tensor:
     """softmax over the concatenated scores of several key blocks, then the weighted values.
 
     blocks: (k, v, mask, per_query); k is (B, H, K, d) shared by all queries, or
@@ -292,12 +319,9 @@ def _attend_blocks(q, blocks, scale: float, may_be_empty: bool) -> torch.Tensor:
         scores.append(s)
     s = scores[0] if len(scores) == 1 else torch.cat(scores, dim=-1)
     s = s * scale
-    if may_be_empty:
-        mx = s.amax(dim=-1, keepdim=True).clamp_min(-1e30)
-        p = torch.exp(s - mx)
-        p = p / p.sum(dim=-1, keepdim=True).clamp_min(1e-30)
-    else:
-        p = torch.softmax(s, dim=-1)
+    mx = s.amax(dim=-1, keepdim=True).clamp_min(-1e30)  # rows with no key: all -inf
+    p = torch.exp(s - mx)
+    p = p / p.sum(dim=-1, keepdim=True).clamp_min(1e-30)
     out = None
     offset = 0
     for (k, v, mask, per_query), sc in zip(blocks, scores):

@@ -129,8 +129,19 @@ class PositionEmbedding(nn.Module):
             shape = config.position_shape
             self.axes = nn.ModuleList(nn.Embedding(s, config.d_model) for s in shape)
             radix = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+            self.radix_list = radix
             self.register_buffer("radix", torch.tensor(radix, dtype=torch.long), persistent=False)
             self.register_buffer("sizes", torch.tensor(shape, dtype=torch.long), persistent=False)
+
+    def at(self, p: int) -> torch.Tensor:
+        """The embedding of the single position p, shape (d_model,)."""
+        if self.kind == "learned":
+            return self.table.weight[p]
+        out = None
+        for axis, emb in enumerate(self.axes):
+            coord = (p // self.radix_list[axis]) % emb.num_embeddings
+            out = emb.weight[coord] if out is None else out + emb.weight[coord]
+        return out
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         if self.kind == "learned":
@@ -202,6 +213,8 @@ class SparseTransformer(nn.Module):
             raise ShapeError(
                 f"the cache holds {cache.length} tokens and {n} more would exceed max_len "
                 f"{self.config.max_len}; start a new cache (generate() slides the window).")
+        if n == 1 and cache.length > 0 and not (self.training and self.config.dropout > 0):
+            return self._decode_one(idx, cache)
         if cache.length == 0 or n <= cache.max_chunk:
             out = self._run(idx, cache, cache.length)
             cache.length += n
@@ -243,6 +256,61 @@ class SparseTransformer(nn.Module):
                     x = block(x, cache, start)
             logits = self.head(self.ln_f(x))
         return logits.float()
+
+    # ---------------------------------------------------------------- one-token decoding
+    def _decode_one(self, idx, cache: KVCache) -> torch.Tensor:
+        """``self._run`` for one new token per sequence, with the module overhead removed.
+
+        Same maths as the blocks above (the tests check cached == full logits), written with
+        plain functional calls on weights gathered once, because at one token per step the
+        Python cost of module calls is comparable to the matmuls themselves.
+        """
+        fast = self._fast_weights()
+        start = cache.length
+        amp = autocast_dtype(self.config, idx.device.type)
+        ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
+               else contextlib.nullcontext())
+        B, d, H, hd = idx.shape[0], self.config.d_model, self.config.n_heads, self.config.head_dim
+        with ctx:
+            x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
+            for (w1, b1, eps1, wqkv, bqkv, wp, bp, w2, b2, eps2, wfc, bfc, wo, bo), layer, scale \
+                    in zip(fast["blocks"], cache.layers, fast["scales"]):
+                h = F.layer_norm(x, (d,), w1, b1, eps1)
+                q, k, v = F.linear(h, wqkv, bqkv).view(B, 3, H, 1, hd).unbind(1)
+                if len(layer) == 1:
+                    y = layer[0][2].step(q, k, v, scale)
+                else:
+                    y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale)
+                                   for h0, h1, g in layer], dim=1)
+                x = x + F.linear(y.reshape(B, d), wp, bp)
+                h = F.layer_norm(x, (d,), w2, b2, eps2)
+                x = x + F.linear(F.gelu(F.linear(h, wfc, bfc)), wo, bo)
+            wf, bf, epsf = fast["final"]
+            logits = F.linear(F.layer_norm(x, (d,), wf, bf, epsf), self.head.weight)
+        cache.length += 1
+        return logits.float()[:, None, :]
+
+    def _fast_weights(self) -> dict:
+        fast = self.__dict__.get("_fast")
+        if fast is None:
+            blocks = []
+            for b in self.blocks:
+                blocks.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, b.attn.qkv.weight,
+                               b.attn.qkv.bias, b.attn.proj.weight, b.attn.proj.bias,
+                               b.ln2.weight, b.ln2.bias, b.ln2.eps, b.mlp.fc.weight, b.mlp.fc.bias,
+                               b.mlp.proj.weight, b.mlp.proj.bias))
+            fast = {"blocks": blocks, "scales": [b.attn.scale for b in self.blocks],
+                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)}
+            self.__dict__["_fast"] = fast
+        return fast
+
+    def _apply(self, *args, **kwargs):  # .to(), .cuda(), .float(), ...: regather the weights
+        self.__dict__.pop("_fast", None)
+        return super()._apply(*args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_fast", None)
+        return super().load_state_dict(*args, **kwargs)
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100):
         """Mean next-token cross-entropy of ``model(idx)`` against ``targets`` (batch, n)."""
