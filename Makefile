@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps tinysoundfont==0.3.7  # SoundFont synth for WAV; its pyaudio dependency is for live playback only
 	touch $@
 
 demo: venv

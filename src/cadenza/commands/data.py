@@ -32,7 +32,9 @@ def register_text(sub) -> None:
     p.set_defaults(func=_text)
 
 
-BUILDERS = [register_text]
+from cadenza.commands.data_music import register_midi, register_music21  # noqa: E402
+
+BUILDERS = [register_text, register_music21, register_midi]
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,1 @@
+"""Codecs: turn corpus files into token ids and back, one modality per module."""

@@ -1,0 +1,87 @@
+"""`cadenza data music21` and `cadenza data midi`: symbolic-music token datasets.
+
+These live under the shared `cadenza data` group: ``cadenza.commands.data`` lists
+``register_music21`` and ``register_midi`` in its ``BUILDERS``.
+"""
+
+from __future__ import annotations
+
+_OUTPUTS = ("DATA_DIR gets train.bin / val.bin / test.bin and meta.json (the shared token format), "
+            "tokenizer.json (rebuild the exact tokenizer with cadenza.codecs.music.MusicCodec.load), "
+            "manifest.csv (every piece: source, collection, composer, licence, split, status, key, tempo, "
+            "mood) and build.log (skipped pieces and why). Each piece is BOS, a conditioning prefix "
+            "(style, key, tempo, time signature, valence, energy), its MidiTok REMI tokens, EOS. Splits "
+            "are by piece, from a hash, so no held-out piece leaks into training. Interrupted builds "
+            "resume from DATA_DIR/.cache.")
+
+
+def _print(summary) -> int:
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+def _music21(args) -> int:
+    from cadenza.data.music import build_music21
+
+    cols = [c for part in (args.collections or []) for c in part.split(",") if c]
+    return _print(build_music21(args.out, collections=cols or None, limit=args.limit, workers=args.workers,
+                                val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                progress=not args.no_progress, use_cache=not args.no_cache))
+
+
+def _midi(args) -> int:
+    from cadenza.data.music import build_midi
+
+    return _print(build_midi(args.source, args.out, style=args.style, licence=args.licence,
+                             composer=args.composer, workers=args.workers, val_fraction=args.val_fraction,
+                             test_fraction=args.test_fraction, progress=not args.no_progress,
+                             use_cache=not args.no_cache))
+
+
+def _common(p) -> None:
+    p.add_argument("--out", required=True, metavar="DATA_DIR", help="dataset directory to write")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes that parse and tokenize in parallel (default 2)")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="share of pieces held out for validation (0.05)")
+    p.add_argument("--test-fraction", type=float, default=0.05, help="share of pieces held out for testing (0.05)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not write DATA_DIR/.cache")
+
+
+def register_music21(sub) -> None:
+    from cadenza.data.music import COLLECTIONS
+
+    p = sub.add_parser(
+        "music21", help="music dataset from the public-domain corpus bundled with music21 (offline)",
+        description="Build a music dataset from the scores bundled inside the music21 package: Bach "
+                    "chorales, Palestrina, Essen folk songs, O'Neill's, Ryan's Mammoth, Aird's Airs and the "
+                    "other collections whose licence is known. Nothing is downloaded. Scores that fail to "
+                    "parse are skipped and listed, never fatal. " + _OUTPUTS)
+    p.add_argument("--collections", nargs="+", metavar="NAME",
+                   help="collections to include (default: all of them): " + ", ".join(sorted(COLLECTIONS)))
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="at most N pieces per collection (the first ones in file order), for quick builds")
+    _common(p)
+    p.set_defaults(func=_music21)
+
+
+def register_midi(sub) -> None:
+    from cadenza.codecs.music import STYLES
+
+    p = sub.add_parser(
+        "midi", help="music dataset from your own folder of .mid files",
+        description="Build a music dataset from every .mid / .midi file under DIR (recursively). "
+                    "Unreadable files are skipped and listed. " + _OUTPUTS)
+    p.add_argument("source", metavar="DIR", help="folder of MIDI files")
+    p.add_argument("--style", default="other", choices=STYLES,
+                   help="style token for these pieces (default: other)")
+    p.add_argument("--licence", default="unknown (your own files)",
+                   help="licence recorded for every piece in the manifest")
+    p.add_argument("--composer", default="unknown", help="composer recorded for every piece in the manifest")
+    _common(p)
+    p.set_defaults(func=_midi)
+
+
+def register(subparsers) -> None:
+    """Nothing at the top level: `cadenza data` adds these builders (see module docstring)."""

@@ -1,0 +1,708 @@
+"""Music corpus builders: the music21 package's bundled corpus, or a folder of MIDI files.
+
+Both write the shared token format (``cadenza.data.format``) with ``modality="music"``:
+one stream per split where every piece is ``BOS prefix body EOS`` (see
+``cadenza.codecs.music``), plus
+
+- ``tokenizer.json``: the exact music codec, ``MusicCodec.load(DATA_DIR)`` rebuilds it;
+- ``manifest.csv``: one row per piece, kept or not: id, source file, collection, composer,
+  title, licence, style, split, status (ok / skipped / duplicate), reason, notes, tokens,
+  key, tempo, metre, valence, energy;
+- ``build.log``: the skipped pieces and why, and the build summary.
+
+Splits are by piece: a deterministic hash of the piece's split key (the piece id, or for
+folk, fiddle and chorale collections the normalised title, so one tune transcribed twice
+lands in one split). Pieces whose note content is identical to an earlier piece are
+dropped as duplicates. Work goes to a pool of worker processes, one source file per task,
+with a progress bar; results are cached per source file under ``DATA_DIR/.cache`` so an
+interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import pickle
+import re
+import signal
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cadenza.errors import ConfigError, DataError
+from cadenza.io import atomic_path, write_bytes_atomic, write_text_atomic
+
+CONVERTER_VERSION = 1  # bump when the conversion changes: invalidates the per-file cache
+TPQ = 480              # music21 offsets -> ticks; divisible by 3, 5 and 32
+MUSIC21_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mei")
+
+_PD = ("composition in the public domain; encoding distributed with music21 under its corpus "
+       "terms (music21/corpus/license.txt)")
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    style: str
+    composer: str          # used when the score names none
+    licence: str
+    tempo: float           # quarter notes per minute when the score has no tempo mark
+    split_by: str = "id"   # "id", "title" (tunes recur across books) or "melody" (chorale tunes recur)
+
+
+def _c(name, style, composer, tempo=100.0, licence=_PD, split_by="id"):
+    return Collection(name, style, composer, licence, tempo, split_by)
+
+
+COLLECTIONS: dict[str, Collection] = {c.name: c for c in [
+    _c("bach", "bach", "Johann Sebastian Bach", 88, split_by="melody"),
+    _c("palestrina", "renaissance", "Giovanni Pierluigi da Palestrina", 120),
+    _c("josquin", "renaissance", "Josquin des Prez", 120),
+    _c("luca", "renaissance", "Gregorio Luca", 120),
+    _c("lusitano", "renaissance", "Vicente Lusitano", 120),
+    _c("monteverdi", "renaissance", "Claudio Monteverdi", 100),
+    _c("trecento", "medieval", "anonymous (Italian trecento)", 90),
+    _c("ciconia", "medieval", "Johannes Ciconia", 90),
+    _c("handel", "baroque", "George Frideric Handel", 96),
+    _c("corelli", "baroque", "Arcangelo Corelli", 96),
+    _c("cpebach", "baroque", "Carl Philipp Emanuel Bach", 100),
+    _c("haydn", "classical", "Joseph Haydn", 112),
+    _c("mozart", "classical", "Wolfgang Amadeus Mozart", 112),
+    _c("beethoven", "classical", "Ludwig van Beethoven", 112),
+    _c("schubert", "romantic", "Franz Schubert", 100),
+    _c("schumann_robert", "romantic", "Robert Schumann", 100),
+    _c("schumann_clara", "romantic", "Clara Schumann", 100),
+    _c("chopin", "romantic", "Frederic Chopin", 100),
+    _c("weber", "romantic", "Carl Maria von Weber", 100),
+    _c("verdi", "romantic", "Giuseppe Verdi", 100),
+    _c("beach", "romantic", "Amy Beach", 100),
+    _c("liliuokalani", "romantic", "Liliuokalani", 90),
+    _c("schoenberg", "modern", "Arnold Schoenberg", 90),
+    _c("webern", "modern", "Anton Webern", 80),
+    _c("joplin", "popular", "Scott Joplin", 100),
+    _c("johnson_j_r", "popular", "J. Rosamond Johnson", 90),
+    _c("leadSheet", "popular", "unknown", 110),
+    _c("essenFolksong", "folk", "traditional (Essen folk song collection)", 100,
+       licence=("Essen Folksong Collection: traditional songs; encodings for non-commercial use, distributed "
+                "with music21 by permission of E. Dahlig-Turek and S. Schlien "
+                "(music21/corpus/essenFolksong/license.txt)"), split_by="title"),
+    _c("miscFolk", "folk", "traditional", 100,
+       licence="traditional tunes in the public domain; ABC transcriptions distributed with music21",
+       split_by="title"),
+    _c("oneills1850", "fiddle", "traditional (O'Neill's Music of Ireland, 1903)", 110,
+       licence="public domain (O'Neill's Music of Ireland, 1903); ABC transcriptions distributed with music21",
+       split_by="title"),
+    _c("ryansMammoth", "fiddle", "traditional (Ryan's Mammoth Collection, 1883)", 110,
+       licence="public domain (Ryan's Mammoth Collection, 1883); ABC transcriptions distributed with music21",
+       split_by="title"),
+    _c("airdsAirs", "fiddle", "traditional (Aird's Airs, 1782-1803)", 100,
+       licence="public domain (Aird's Selection of Airs, 1782-1803); ABC transcriptions distributed with music21",
+       split_by="title"),
+    _c("nottingham-dataset", "fiddle", "traditional (Nottingham Music Database)", 110,
+       licence="traditional tunes in the public domain; Nottingham Music Database ABC distributed with music21",
+       split_by="title"),
+]}
+# Not repertoire: files that test music21's own features.
+EXCLUDED_COLLECTIONS = {"demos": "music21 feature test files", "theoryExercises": "theory exercises"}
+
+MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", "licence", "style",
+                   "split", "status", "reason", "notes", "tokens", "key", "tempo", "tempo_source",
+                   "time_signature", "valence", "energy", "valence_level", "energy_level", "seconds",
+                   "split_key"]
+
+
+# --------------------------------------------------------------------------- splits
+def normalise_title(title: str) -> str:
+    t = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode().lower()
+    t = re.sub(r"[^a-z0-9 ]+", " ", t)
+    t = re.sub(r"^(the|a|an) ", "", t.strip())
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def melody_signature(score, length: int = 32) -> str:
+    """Transposition-free fingerprint of the first track's opening melody (top note per onset)."""
+    tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
+    if not tracks:
+        return ""
+    arr = tracks[0].notes.numpy()
+    order = np.lexsort((-arr["pitch"], arr["time"]))
+    times, pitches = arr["time"][order], arr["pitch"][order]
+    first = np.concatenate([[True], times[1:] != times[:-1]])
+    top = pitches[first][: length + 1].astype(int)
+    if len(top) < 8:
+        return ""
+    return hashlib.sha1(",".join(map(str, np.diff(top))).encode()).hexdigest()[:12]
+
+
+def split_key(rec: dict, split_by: str) -> str:
+    """The string whose hash decides a piece's split."""
+    if split_by == "title":
+        title = normalise_title(rec.get("title", ""))
+        if title:
+            return f"{rec['style']}|title|{title}"
+    if split_by == "melody" and rec.get("melody"):
+        return f"{rec['style']}|melody|{rec['melody']}"
+    return f"id|{rec['id']}"
+
+
+def split_of(key: str, val_fraction: float = 0.05, test_fraction: float = 0.05) -> str:
+    """Deterministic split of a piece from its split key: same key, same split, always."""
+    h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    if h < test_fraction:
+        return "test"
+    if h < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+# --------------------------------------------------------------------------- music21 -> symusic
+def m21_to_score(m21, default_tempo: float = 100.0):
+    """Convert a music21 Score/Part to a symusic score (ticks, TPQ per quarter).
+
+    Every part becomes a track with its instrument's MIDI program (0 when it names none).
+    Ties are merged, grace notes and chord symbols skipped, a pickup bar is shifted so bar
+    lines fall on whole bars, dynamics set velocities (music21's default 90 without any).
+    Repeats are not expanded. Returns (score, tempo_source) where tempo_source is
+    "marked" (from the score) or "default" (the collection's typical tempo).
+    """
+    import symusic
+    from music21 import chord, dynamics, harmony, key, meter, note, stream, tempo
+
+    parts = list(m21.parts) if hasattr(m21, "parts") and len(m21.parts) else [m21]
+    shift = 0.0
+    first_measure = parts[0].getElementsByClass(stream.Measure).first()
+    if first_measure is not None and first_measure.paddingLeft:
+        shift = float(first_measure.paddingLeft)
+
+    def tick(ql) -> int:
+        return int(round((float(ql) + shift) * TPQ))
+
+    def event_tick(ql) -> int:  # metre, key and tempo at the very start stay at 0
+        return 0 if float(ql) == 0 else tick(ql)
+
+    score = symusic.Score(TPQ)
+    marks, sigs, keys = {}, {}, {}
+    for pi, part in enumerate(parts):
+        flat = part.flatten()
+        inst = part.getInstrument(returnDefault=False) if hasattr(part, "getInstrument") else None
+        program = inst.midiProgram if inst is not None and inst.midiProgram is not None else 0
+        name = (part.partName or (inst.instrumentName if inst is not None else None) or f"part {pi + 1}")
+        velocity = 90
+        notes: list[list[int]] = []          # [start, end, pitch, velocity]
+        open_ties: dict[int, list[int]] = {}  # pitch -> the note a tie continues
+        for el in flat.getElementsByClass((note.Note, chord.Chord, dynamics.Dynamic, tempo.MetronomeMark,
+                                           meter.TimeSignature, key.KeySignature)):
+            if isinstance(el, dynamics.Dynamic):
+                if el.volumeScalar is not None:
+                    velocity = int(np.clip(round(el.volumeScalar * 127), 1, 127))
+                continue
+            if isinstance(el, tempo.MetronomeMark):
+                bpm = el.getQuarterBPM()
+                if bpm and 10 <= bpm <= 400:
+                    marks.setdefault(event_tick(el.offset), float(bpm))
+                continue
+            if isinstance(el, meter.TimeSignature):
+                if pi == 0:
+                    sigs.setdefault(event_tick(el.offset), (el.numerator, el.denominator))
+                continue
+            if isinstance(el, key.KeySignature):
+                if pi == 0:
+                    mode = 1 if isinstance(el, key.Key) and el.mode == "minor" else 0
+                    keys.setdefault(event_tick(el.offset), (int(el.sharps), mode))
+                continue
+            if isinstance(el, harmony.Harmony) or el.duration.isGrace or el.quarterLength <= 0:
+                continue
+            start = tick(el.offset)
+            end = tick(el.offset + el.quarterLength)
+            vel = velocity
+            if el.volume.velocity is not None and not el.volume.velocityIsRelative:
+                vel = int(np.clip(el.volume.velocity, 1, 127))
+            members = el.notes if isinstance(el, chord.Chord) else (el,)
+            for n in members:
+                if not hasattr(n, "pitch"):
+                    continue
+                midi = int(n.pitch.midi)
+                tie = n.tie if n.tie is not None else (el.tie if isinstance(el, chord.Chord) else None)
+                kind = tie.type if tie is not None else None
+                held = open_ties.get(midi)
+                if kind in ("stop", "continue") and held is not None and held[1] == start:
+                    held[1] = max(held[1], end)
+                    if kind == "stop":
+                        del open_ties[midi]
+                    continue
+                if end <= start or not 0 <= midi <= 127:
+                    continue
+                row = [start, end, midi, vel]
+                notes.append(row)
+                if kind in ("start", "continue"):
+                    open_ties[midi] = row
+                else:
+                    open_ties.pop(midi, None)
+        if notes:
+            track = symusic.Track(name=str(name), program=int(program), is_drum=False)
+            for start, end, midi, vel in sorted(notes):
+                track.notes.append(symusic.Note(start, end - start, midi, vel))
+            score.tracks.append(track)
+    tempo_source = "marked" if marks else "default"
+    for t, bpm in sorted(marks.items() or [(0, float(default_tempo))]):
+        score.tempos.append(symusic.Tempo(t, qpm=bpm))
+    if 0 not in marks and marks:  # tempo before the first mark: the first mark's value
+        score.tempos.insert(0, symusic.Tempo(0, qpm=sorted(marks.items())[0][1]))
+    for t, (n, d) in sorted(sigs.items()):
+        score.time_signatures.append(symusic.TimeSignature(t, int(n), int(d)))
+    for t, (k, mode) in sorted(keys.items()):
+        score.key_signatures.append(symusic.KeySignature(t, k, mode))
+    return score, tempo_source
+
+
+# --------------------------------------------------------------------------- sources
+def music21_corpus_dir() -> Path:
+    from music21 import corpus
+
+    return Path(corpus.__file__).parent
+
+
+def music21_sources(collections=None, limit: int | None = None) -> list[tuple[str, Path, str, int | None]]:
+    """(collection, path, relative path, pieces to take or None for all) per score file.
+
+    With ``limit``, only the first files of each collection that hold ``limit`` pieces
+    are listed (ABC files hold many tunes: they are counted without parsing).
+    """
+    from music21 import corpus
+
+    root = music21_corpus_dir()
+    wanted = list(COLLECTIONS) if not collections else list(collections)
+    for name in wanted:
+        if name not in COLLECTIONS:
+            hint = f" ({EXCLUDED_COLLECTIONS[name]})" if name in EXCLUDED_COLLECTIONS else ""
+            raise ConfigError(f"unknown or excluded music21 collection {name!r}{hint}; "
+                              f"choose from {', '.join(sorted(COLLECTIONS))}")
+    by_coll: dict[str, list[Path]] = {}
+    for p in corpus.getCorePaths():
+        p = Path(p)
+        if p.suffix.lower() not in MUSIC21_EXTENSIONS:
+            continue  # .rntxt analyses, images, MuseData
+        rel = p.relative_to(root)
+        coll = rel.parts[0]
+        if coll in wanted:
+            by_coll.setdefault(coll, []).append(p)
+    out = []
+    for coll in wanted:
+        files = sorted(by_coll.get(coll, []), key=lambda q: str(q.relative_to(root)))
+        need = limit
+        for p in files:
+            if need is not None and need <= 0:
+                break
+            take = None
+            if need is not None:
+                count = len(_split_abc(_read_text(p))[1]) if p.suffix.lower() == ".abc" else 1
+                take = min(need, max(count, 1))
+                need -= take
+            out.append((coll, p, str(p.relative_to(root)), take))
+    return out
+
+
+def _split_abc(text: str) -> tuple[str, list[str]]:
+    """File header and one text per tune (each starts with its X: line)."""
+    chunks = re.split(r"(?m)^(?=X:)", text)
+    header = chunks[0] if chunks and not chunks[0].startswith("X:") else ""
+    tunes = [c for c in chunks if c.startswith("X:")]
+    return header, tunes
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())[:200]
+
+
+class _Timeout(BaseException):  # not an Exception: music21's broad handlers must not swallow it
+    pass
+
+
+def _alarm(seconds: int):
+    def handler(signum, frame):
+        raise _Timeout()
+    if seconds and hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGALRM, handler)
+        signal.alarm(int(seconds))
+
+
+def _cancel_alarm():
+    if hasattr(signal, "SIGALRM"):
+        signal.alarm(0)
+
+
+def _clean_reason(exc: BaseException) -> str:
+    if isinstance(exc, _Timeout):
+        return "timed out"
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}"[:200]
+
+
+# --------------------------------------------------------------------------- workers
+_CODEC = None
+
+
+def _init_worker(codec_dict):
+    global _CODEC
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from cadenza.codecs.music import MusicCodec
+
+    _CODEC = MusicCodec.from_dict(codec_dict)
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+
+
+def _piece(codec, score, base: dict, style: str, tempo_source: str):
+    """Encode one score; returns (record, ids or None)."""
+    rec = dict(base)
+    n = score.note_num()
+    if n == 0:
+        rec.update(status="skipped", reason="no notes")
+        return rec, None
+    feats = codec.describe(score)
+    ids = codec.encode(score, style=style, features=feats)
+    cond, _ = codec.parse_prefix(ids)
+    rec.update(status="ok", notes=int(n), melody=melody_signature(score), _valence=feats.valence,
+               _energy=feats.energy, tokens=int(len(ids)), key=cond.get("key", ""),
+               tempo=round(feats.tempo, 1), tempo_source=tempo_source,
+               time_signature="/".join(map(str, cond.get("time_signature", ("", "")))),
+               valence=round(feats.valence, 3), energy=round(feats.energy, 3), seconds=round(feats.seconds, 1))
+    return rec, ids
+
+
+def _process_music21_file(job):
+    """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...])."""
+    task_id, (coll_name, path, rel, max_pieces, timeout) = job
+    from music21 import converter
+
+    coll = COLLECTIONS[coll_name]
+    path = Path(path)
+    out = []
+    base = {"source": rel, "collection": coll_name, "composer": coll.composer, "licence": coll.licence,
+            "style": coll.style}
+    if path.suffix.lower() == ".abc":
+        header, tunes = _split_abc(_read_text(path))
+        units = [(i, header + t) for i, t in enumerate(tunes)]
+    else:
+        units = [(0, None)]
+    seen = set()
+    for idx, text in units:
+        if max_pieces is not None and len(out) >= max_pieces:
+            break
+        rec = dict(base, id=rel, number="", title="")
+        if text is not None:
+            m = re.match(r"X:\s*(\S*)", text[len(header):] if header else text)
+            num = (m.group(1) if m else "") or str(idx + 1)
+            pid = f"{rel}#{num}"
+            if pid in seen:
+                pid = f"{rel}#{num}.{idx + 1}"
+            rec.update(id=pid, number=num)
+            t = re.search(r"(?m)^T:\s*(.+)$", text[len(header):] if header else text)
+            rec["title"] = _one_line(t.group(1)) if t else ""
+        seen.add(rec["id"])
+        try:
+            _alarm(timeout)
+            if text is not None:
+                m21 = converter.parse(text, format="abc")
+            else:
+                m21 = converter.parse(str(path), forceSource=True)
+            if hasattr(m21, "scores") and not hasattr(m21, "parts"):  # an Opus inside one file
+                m21 = m21.scores[0]
+            md = getattr(m21, "metadata", None)
+            if md is not None:
+                if md.composer:
+                    rec["composer"] = _one_line(md.composer)
+                if not rec["title"]:
+                    rec["title"] = _one_line(md.title or md.movementName or "")
+            score, tempo_source = m21_to_score(m21, coll.tempo)
+            result = _piece(_CODEC, score, rec, coll.style, tempo_source)
+        except Exception as exc:  # a bad piece is skipped and listed, never fatal
+            result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+        except _Timeout as exc:
+            result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+        finally:
+            _cancel_alarm()
+        out.append(result)
+    return task_id, out
+
+
+def _process_midi_file(job):
+    """Worker: one user MIDI file -> (task id, [(record, ids or None)])."""
+    task_id, (path, rel, collection, style, licence, composer, timeout) = job
+    from cadenza.codecs.music import load_midi
+
+    rec = {"id": rel, "source": rel, "number": "", "collection": collection, "composer": composer,
+           "title": Path(rel).stem, "licence": licence, "style": style}
+    try:
+        _alarm(timeout)
+        score = load_midi(path)
+        tempo_source = "marked" if len(score.tempos) else "default"
+        result = _piece(_CODEC, score, rec, style, tempo_source)
+    except Exception as exc:
+        result = (dict(rec, status="skipped", reason=str(exc) if hasattr(exc, "args") and
+                       type(exc).__name__ == "DataError" else _clean_reason(exc)), None)
+    except _Timeout as exc:
+        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+    finally:
+        _cancel_alarm()
+    return task_id, [result]
+
+
+# --------------------------------------------------------------------------- the build
+@dataclass
+class BuildSummary:
+    out_dir: Path
+    pieces_ok: int
+    pieces_skipped: int
+    pieces_duplicate: int
+    tokens: dict
+    pieces_per_split: dict
+    seconds: float
+    vocab_size: int
+
+    def lines(self) -> list[str]:
+        tok = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
+        per = ", ".join(f"{k} {v}" for k, v in self.pieces_per_split.items())
+        return [f"wrote {self.out_dir}: {self.pieces_ok} pieces ({per}), {self.pieces_skipped} skipped, "
+                f"{self.pieces_duplicate} duplicates dropped",
+                f"tokens: {tok}; vocabulary {self.vocab_size}; {self.seconds:.1f} s"]
+
+
+def _cache_key(codec, task_id: str, path: Path, extra: str = "") -> str:
+    st = path.stat()
+    cfg = {k: v for k, v in codec.config.to_dict().items() if k not in ("valence_edges", "energy_edges")}
+    cfg_hash = hashlib.sha1((json.dumps(cfg, sort_keys=True) + codec.vocab_hash()).encode()).hexdigest()
+    raw = f"{CONVERTER_VERSION}|{cfg_hash}|{task_id}|{st.st_size}|{int(st.st_mtime)}|{extra}"
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _run_tasks(tasks, func, codec, out_dir: Path, workers: int, desc: str, progress: bool, use_cache: bool):
+    """Run tasks (each with its own cache entry) in a process pool; returns {task_id: results}."""
+    from tqdm import tqdm
+
+    cache_dir = out_dir / ".cache"
+    results: dict[str, list] = {}
+    todo = []
+    for task_id, path, extra, task in tasks:
+        key = _cache_key(codec, task_id, Path(path), extra)
+        cached = cache_dir / f"{key}.pkl"
+        if use_cache and cached.exists():
+            try:
+                results[task_id] = pickle.loads(cached.read_bytes())
+                continue
+            except Exception:
+                pass
+        todo.append((task_id, key, Path(path).stat().st_size, task))
+    todo.sort(key=lambda t: -t[2])  # big files first: better load balance
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="file",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    counts = {"ok": 0, "skipped": 0}
+
+    def done(task_id, key, res):
+        results[task_id] = res
+        if use_cache:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(cache_dir / f"{key}.pkl", pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+        for rec, _ in res:
+            counts["ok" if rec["status"] == "ok" else "skipped"] += 1
+        bar.set_postfix(pieces=counts["ok"], skipped=counts["skipped"], refresh=False)
+        bar.update(1)
+
+    codec_dict = codec.to_dict()
+    keys = {t[0]: t[1] for t in todo}
+    jobs = [(t[0], t[3]) for t in todo]
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            _init_worker(codec_dict)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for job in jobs:
+                task_id, res = func(job)
+                done(task_id, keys[task_id], res)
+        else:
+            _run_pool(jobs, func, codec_dict, workers, lambda tid, res: done(tid, keys[tid], res))
+    finally:
+        bar.close()
+    return results
+
+
+def _run_pool(jobs, func, codec_dict, workers: int, done, retries: int = 2):
+    """Run jobs in worker processes; a crashed worker (say, a segfault in a C library on a
+    bad file) costs only the jobs in flight: the rest are retried in a fresh pool, and what
+    still fails is reported as skipped."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork where the platform has it: children inherit the imported libraries and do not
+    # re-run the caller's __main__ module (spawn would, in scripts without a main guard).
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    pending = dict(jobs)
+    for attempt in range(retries + 1):
+        if not pending:
+            return
+        try:
+            with ProcessPoolExecutor(min(workers, len(pending)), mp_context=mp.get_context(method),
+                                     initializer=_init_worker, initargs=(codec_dict,)) as pool:
+                futures = [pool.submit(func, (tid, payload)) for tid, payload in pending.items()]
+                for fut in as_completed(futures):
+                    tid, res = fut.result()
+                    pending.pop(tid, None)
+                    done(tid, res)
+        except BrokenProcessPool:
+            continue
+    for tid, payload in list(pending.items()):
+        done(tid, [({"id": tid, "source": tid, "collection": "", "composer": "", "licence": "", "style": "",
+                     "status": "skipped", "reason": "a worker process crashed on this file"}, None)])
+
+
+def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
+            source_info: dict, split_by: dict, progress: bool) -> BuildSummary:
+    from cadenza.data.format import write_dataset
+
+    all_results.sort(key=lambda r: r[0]["id"])
+    splits = {"train": [], "val": [], "test": []}
+    seen_bodies: dict[str, str] = {}
+    records = []
+    from cadenza.codecs.music import level_of
+
+    for rec, ids in all_results:
+        rec = dict(rec)
+        if ids is not None:
+            # Mood levels from the raw values with this codec's edges (the cache keeps raw values).
+            v_level = level_of(float(np.clip(rec.pop("_valence"), 0, 1)), codec.config.valence_edges)
+            e_level = level_of(float(np.clip(rec.pop("_energy"), 0, 1)), codec.config.energy_edges)
+            ids = np.array(ids, dtype=np.int32)
+            ids[5], ids[6] = codec.valence_id(v_level), codec.energy_id(e_level)
+            rec.update(valence_level=v_level, energy_level=e_level)
+            body_hash = hashlib.sha1(np.asarray(ids[7:], dtype=np.int32).tobytes()).hexdigest()
+            if body_hash in seen_bodies:
+                rec.update(status="duplicate", reason=f"same notes as {seen_bodies[body_hash]}")
+                ids = None
+            else:
+                seen_bodies[body_hash] = rec["id"]
+        rec["split_key"] = split_key(rec, split_by.get(rec["collection"], "id"))
+        rec["split"] = split_of(rec["split_key"], val_fraction, test_fraction)
+        if ids is not None:
+            splits[rec["split"]].append(np.asarray(ids, dtype=np.int64))
+        records.append(rec)
+    arrays = {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in splits.items()}
+
+    ok = [r for r in records if r["status"] == "ok"]
+    skipped = [r for r in records if r["status"] == "skipped"]
+    dups = [r for r in records if r["status"] == "duplicate"]
+    per_coll: dict[str, dict] = {}
+    for r in records:
+        d = per_coll.setdefault(r["collection"], {"ok": 0, "skipped": 0, "duplicate": 0, "licence": r["licence"]})
+        d[r["status"]] += 1
+    seconds = time.time() - t0
+    pieces_per_split = {k: sum(1 for r in ok if r["split"] == k) for k in splits}
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: r.get(k, "") for k in MANIFEST_FIELDS})
+    write_text_atomic(out_dir / "manifest.csv", buf.getvalue())
+    codec.save(out_dir / "tokenizer.json")
+    summary = BuildSummary(out_dir, len(ok), len(skipped), len(dups), {k: int(v.size) for k, v in arrays.items()},
+                           pieces_per_split, seconds, codec.vocab_size)
+    log = [f"{r['id']}: {r['status']}: {r['reason']}" for r in skipped + dups] + summary.lines()
+    write_text_atomic(out_dir / "build.log", "\n".join(log) + "\n")
+    write_dataset(out_dir, arrays, codec.vocab_size, modality="music",
+                  tokenizer="tokenizer.json", manifest="manifest.csv",
+                  separator={"bos": codec.bos_id, "eos": codec.eos_id, "pad": codec.pad_id},
+                  prefix=["BOS", "style", "key", "tempo", "time_signature", "valence", "energy"],
+                  pieces={"ok": len(ok), "skipped": len(skipped), "duplicate": len(dups), **{
+                      f"{k}": v for k, v in pieces_per_split.items()}},
+                  collections=per_coll, split_fractions={"val": val_fraction, "test": test_fraction},
+                  build_seconds=round(seconds, 1), **source_info)
+    return summary
+
+
+def _check_fractions(val_fraction, test_fraction):
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError("val and test fractions must be between 0 and 1 and sum to less than 1")
+
+
+def build_music21(out_dir, collections=None, limit: int | None = None, workers: int = 2,
+                  codec=None, val_fraction: float = 0.05, test_fraction: float = 0.05,
+                  progress: bool = True, use_cache: bool = True, timeout: int = 300) -> BuildSummary:
+    """Build a token dataset from the music21 corpus bundled with the music21 package.
+
+    ``limit`` keeps at most that many pieces per collection (the first ones in file order).
+    """
+    from cadenza.codecs.music import MusicCodec
+
+    _check_fractions(val_fraction, test_fraction)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {limit}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    codec = codec or MusicCodec()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    sources = music21_sources(collections, limit)
+    if not sources:
+        raise DataError("the chosen music21 collections have no score files")
+    tasks = [(rel, p, f"take={take}", (coll, str(p), rel, take, timeout)) for coll, p, rel, take in sources]
+    results = _run_tasks(tasks, _process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
+    all_results = [r for _, _, rel, _ in sources for r in results[rel]]
+    import music21
+
+    info = {"source": "music21 corpus", "music21_version": str(music21.__version__),
+            "limit_per_collection": limit}
+    split_by = {c: COLLECTIONS[c].split_by for c in COLLECTIONS}
+    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress)
+
+
+def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (your own files)",
+               composer: str = "unknown", workers: int = 2, codec=None, val_fraction: float = 0.05,
+               test_fraction: float = 0.05, progress: bool = True, use_cache: bool = True,
+               timeout: int = 120) -> BuildSummary:
+    """Build a token dataset from every .mid/.midi file under ``in_dir`` (recursively)."""
+    from cadenza.codecs.music import MusicCodec
+
+    _check_fractions(val_fraction, test_fraction)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    codec = codec or MusicCodec()
+    codec.style_id(style)
+    src = Path(in_dir)
+    if not src.is_dir():
+        raise DataError(f"{src} is not a folder of MIDI files")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
+    if not files:
+        raise DataError(f"{src} has no .mid or .midi files")
+    out = Path(out_dir)
+    if out.resolve() == src.resolve():
+        raise ConfigError("--out must not be the MIDI folder itself")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    collection = src.resolve().name or "midi"
+    tasks = []
+    for p in files:
+        rel = p.relative_to(src).as_posix()
+        tasks.append((rel, p, f"{style}|{licence}|{composer}",
+                      (str(p), rel, collection, style, licence, composer, timeout)))
+    results = _run_tasks(tasks, _process_midi_file, codec, out, workers, "MIDI files", progress, use_cache)
+    all_results = [r for rel in sorted(results) for r in results[rel]]
+    info = {"source": "midi folder", "source_dir": str(src.resolve())}
+    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress)
