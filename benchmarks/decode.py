@@ -160,7 +160,7 @@ def targets(rows) -> list[tuple[str, str, bool | None]]:
 
 
 def table(rows) -> str:
-    head = (f"{'context':>8} {'sparse ms/tok':>14} {'dense ms/tok':>13} {'speedup':>8} "
+    head = (f"{'context':>8} {'sparse ms/step':>14} {'dense ms/step':>13} {'speedup':>8} "
             f"{'sparse tok/s':>13} {'dense tok/s':>12} {'sparse keys':>12} {'dense keys':>11} "
             f"{'sparse MB':>10} {'dense MB':>9}")
     lines = [head, "-" * len(head)]
@@ -190,7 +190,7 @@ def plot(rows, path, title) -> None:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("ms per decoded token (median)")
+    ax.set_ylabel("ms per decode step, one token per sequence (median)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
