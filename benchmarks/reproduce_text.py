@@ -121,14 +121,17 @@ def plot(results: dict, budget: float, dense_final: float, path: Path, title: st
     for kind, res in results.items():
         if res["curve"]:
             ts, bs = zip(*res["curve"])
-            ax.plot(ts, bs, marker="o", ms=3, label=f"{kind} ({res['time_per_step_s']:.2f} s/step)")
+            ax.plot(ts, bs, marker="o", ms=3, label=f"{kind} ({res['time_per_step_s']:.2f} s/step, {res['steps']} steps "
+                                                 f"in {res['train_time_s']:.0f} s)")
     ax.axhline(dense_final, color="gray", ls="--", lw=1, label=f"dense final {dense_final:.3f}")
-    ax.axvline(budget / 2, color="gray", ls=":", lw=1, label="half the budget")
+    half = results["dense"]["train_time_s"] / 2
+    ax.axvline(half, color="gray", ls=":", lw=1, label=f"half of dense's time ({half:.0f} s)")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("held-out bits per byte")
     ax.set_title(title)
-    lo = min(b for r in results.values() for _, b in r["curve"])
-    ax.set_ylim(lo - 0.1, min(8.5, lo + 3.0))
+    values = [b for r in results.values() for _, b in r["curve"]]
+    lo, hi = min(values), max(values)
+    ax.set_ylim(lo - 0.05 * (hi - lo) - 0.02, min(hi, lo + 3.0) + 0.05 * (hi - lo) + 0.02)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -155,7 +158,16 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a small smoke run (n=512, tiny model, 20 s each)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted benchmark")
     p.add_argument("--work-dir", type=Path, default=None)
+    p.add_argument("--replot", type=Path, metavar="JSON", help="only redraw the plot of an earlier result file")
     args = p.parse_args(argv)
+    if args.replot:
+        summary = json.loads(args.replot.read_text())
+        m = summary["model"]
+        plot(summary["results"], summary["budget_s"], summary["target"]["dense_final_bpb_on_eval_subset"],
+             args.replot.with_suffix(".png"), f"byte-level text, n={summary['seq_len']}, d={m['d_model']}, "
+             f"{m['n_layers']} layers, at most {summary['budget_s']:.0f} s each")
+        print(f"wrote {args.replot.with_suffix('.png')}")
+        return 0
     if args.quick:
         args.seq_len, args.d_model, args.layers, args.heads = 512, 64, 2, 2
         args.budget_s, args.rounds, args.eval_windows, args.eval_points = 20.0, 1, 4, 4
@@ -255,7 +267,7 @@ def main(argv=None) -> int:
     out_png = results_dir / f"reproduce_text{suffix}.png"
     out_json.write_text(json.dumps(summary, indent=2))
     plot(results, args.budget_s, dense_final, out_png,
-         f"byte-level KJV text, n={args.seq_len}, d={args.d_model}, {args.layers} layers, {args.budget_s:.0f} s each")
+         f"byte-level text, n={args.seq_len}, d={args.d_model}, {args.layers} layers, at most {args.budget_s:.0f} s each")
 
     print()
     print(f"| attention | steps | time/step (s) | tokens/s | held-out bpb | reaches dense's final bpb at |")

@@ -255,3 +255,10 @@ def test_corrupt_newest_checkpoint_falls_back(data, tmp_path):
     assert isinstance(ckpt_io.load_checkpoint(result.checkpoint), dict)
     with pytest.raises(CadenzaError):
         ckpt_io.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_config_file_may_be_a_saved_model_config(data, tmp_path):
+    first = train(**tiny_options(data, tmp_path / "a", steps=2, eval_every=0, save_every=0))
+    result = train(**tiny_options(data, tmp_path / "b", steps=2, preset=None,
+                                  model_config=str(first.model_dir / "config.json")))
+    assert result.reason == "completed"

@@ -139,8 +139,10 @@ def _model_config_from_args(cfg: TrainConfig, meta: dict):
                 raise ConfigError(f"model config file {path} does not exist") from None
             except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"model config file {path} is not valid JSON ({exc})") from None
-            if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-                raw = raw["model"]
+            # Accept a bare ModelConfig, {"model": {...}}, or a saved model's config.json.
+            for wrapper in ("model", "config"):
+                if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+                    raw = raw[wrapper]
         mc = ModelConfig.from_dict(raw)
     else:
         raise ConfigError("choose a model with --preset NAME (for example tiny) or --config FILE.json")
@@ -194,6 +196,9 @@ def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | N
         raise DataError(f"seq_len {seq_len} is larger than the held-out split ({n} tokens, need at least "
                         f"{seq_len + 1}); use a shorter --seq-len or hold out more data")
     cfg = dataclasses.replace(cfg, seq_len=seq_len)
+    if len(eval_offsets(len(val_tokens), seq_len, cfg.eval_windows)) < world_size:
+        raise DataError(f"the held-out split ({len(val_tokens)} tokens) has fewer windows of {seq_len} than "
+                        f"there are processes ({world_size}); hold out more data or use a shorter --seq-len")
     per, rem = divmod(cfg.batch_size, world_size * cfg.grad_accum)
     if rem or per < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
@@ -350,8 +355,6 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
                             world_size=d.world_size, grad_accum=cfg.grad_accum)
     n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows))
     n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
-    if n_eval < 1:
-        raise DataError(f"the held-out split is too short for {d.world_size} processes at seq_len {cfg.seq_len}")
     autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
         else contextlib.nullcontext
 
@@ -369,12 +372,11 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
     tokens = int(info.get("tokens") or 0) if info else 0
     tokens_per_step = cfg.batch_size * cfg.seq_len
     last_ckpt = Path(plan.resume_path) if plan.resume_path else None
-    last_saved_step = start_step if info is not None else None
-    last_eval_step = None
     result_train, result_eval = None, None
 
-    def evaluate(step: int) -> float:
-        nonlocal best_eval, last_eval_step, result_eval
+    def evaluate(step: int) -> bool:
+        """Held-out loss; True when it is the best so far."""
+        nonlocal best_eval, result_eval
         net = model if cfg.fsdp else dist_util.unwrap(model)
         net.eval()
         t0 = time.perf_counter()
@@ -392,14 +394,14 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         bits = total / count / LN2
         logger.log({"step": step, "split": "eval", "loss": bits, "tokens_per_s": count / max(dt, 1e-9),
                     "time": elapsed, "tokens": tokens})
-        last_eval_step, result_eval = step, bits
+        result_eval = bits
         improved = math.isfinite(bits) and (best_eval is None or bits < best_eval)
         if improved:
             best_eval = bits
         return improved
 
     def save(step: int, best: bool) -> Path:
-        nonlocal last_ckpt, last_saved_step
+        nonlocal last_ckpt
         finite = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
                      for p in model.parameters())
         bad = dist_util.all_reduce_sum(d, [0.0 if finite else 1.0])[0]
@@ -422,7 +424,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
                 ckpt_io.mark_best(out, path)
             ckpt_io.prune(out, cfg.keep_last)
         dist_util.barrier(d)
-        last_ckpt, last_saved_step = path, step
+        last_ckpt = path
         return path
 
     def export_model() -> Path | None:
