@@ -204,7 +204,7 @@ def test_tiny_strided_model_learns_to_copy_from_far_back():
     model = SparseTransformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(200):
+    for _ in range(150):  # 100% accuracy from about 120 steps with this seed
         x, y = copy_batch(32, n, g)
         loss = model.loss(x, y)
         opt.zero_grad()
