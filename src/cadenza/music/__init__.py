@@ -1,1 +1,29 @@
-"""Music on top of the model: rendering now; compose / continue / predict / harmonize to come."""
+"""Music on top of the model: compose, continue, predict, harmonize, render, provenance.
+
+- ``models``: find, load and list music model directories (weights + tokenizer + card).
+- ``generate``: ``compose``, ``continue_piece``, ``predict_next``, ``harmonize`` (sampling under
+  the REMI grammar of ``grammar``).
+- ``output``: ``write_piece`` writes MIDI (+ WAV, PNG, JSON sidecar) with provenance.
+- ``render``: MIDI -> WAV through a SoundFont, MIDI -> piano-roll PNG.
+
+The names below are importable from ``cadenza.music`` directly (loaded on first use, so
+``import cadenza.music`` stays light).
+"""
+
+_EXPORTS = {
+    "compose": "generate", "continue_piece": "generate", "harmonize": "generate", "predict_next": "generate",
+    "Piece": "generate", "Prediction": "generate", "NextNote": "generate",
+    "load_model": "models", "list_models": "models", "default_model_dir": "models", "MusicModel": "models",
+    "save_model": "models", "write_piece": "output",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"cadenza.music.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cadenza.music' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

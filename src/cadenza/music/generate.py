@@ -1,0 +1,883 @@
+"""Compose, continue, predict and harmonize with a music model (the Python API of the CLI).
+
+Everything here samples from a ``SparseTransformer`` through ``cadenza.sampling.stream``
+(sparse KV cache, ``torch.inference_mode``, a private seeded generator) with a grammar
+constraint (``cadenza.music.grammar``) that keeps every sequence a valid REMI stream and
+steers the model:
+
+- ``compose``: the prompt is BOS; each conditioning slot (style, key, tempo, metre, valence,
+  energy) is either forced to the requested token or, when unspecified, sampled from the
+  model restricted to that slot's tokens. The metre of the prefix holds for every bar.
+  Generation stops before the first token past the requested bars (counting Bar tokens)
+  or seconds (the onset time of each Position/Bar at the piece's tempo); the model may end
+  the piece itself (EOS) once it is in the last requested bar or past 90% of the seconds.
+- ``continue_piece``: the prompt is the encoded input (its prefix describes the input's
+  key, tempo, metre and mood); the input's tokens are kept verbatim, so its quantized notes
+  are the output's first notes. New notes start strictly after the input's last onset,
+  use only the input's instruments and keep its last metre.
+- ``predict_next``: the model as a next-note predictor (see its docstring for exactly what
+  the probabilities are).
+- ``harmonize``: constrained decoding that forces the melody's tokens at its onsets and lets
+  the model add up to ``voices`` accompanying notes below it (see its docstring).
+
+The same seed gives the same piece: the only randomness is the seeded generator.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import dataclasses
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from cadenza.codecs.music import NOTE_NAMES, PREFIX_SLOTS, load_midi, score_from_bytes
+from cadenza.errors import ConfigError, DataError
+from cadenza.music.grammar import BAR, DRUM, DUR, EOS, PITCH, POS, PROG, TS, VEL, Policy, Remi, RemiState
+
+MAX_BARS = 2000
+MAX_SECONDS = 3600.0
+DEFAULT_BARS = 16
+MAX_NEW_TOKENS = 400_000
+_REMI_CACHE: dict = {}
+
+
+def remi_for(codec) -> Remi:
+    """The (cached) grammar tables of a codec."""
+    key = id(codec)
+    hit = _REMI_CACHE.get(key)
+    if hit is None or hit[0] is not codec:
+        hit = _REMI_CACHE[key] = (codec, Remi(codec))
+    return hit[1]
+
+
+def pitch_name(pitch: int) -> str:
+    """MIDI pitch -> scientific name (60 -> C4)."""
+    return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
+
+
+_DURATION_NAMES = {Fraction(6): "dotted whole", Fraction(4): "whole", Fraction(3): "dotted half",
+                   Fraction(2): "half", Fraction(3, 2): "dotted quarter", Fraction(1): "quarter",
+                   Fraction(4, 3): "half-note triplet", Fraction(3, 4): "dotted eighth", Fraction(1, 2): "eighth",
+                   Fraction(2, 3): "quarter triplet", Fraction(1, 3): "eighth triplet",
+                   Fraction(3, 8): "dotted sixteenth", Fraction(1, 4): "sixteenth",
+                   Fraction(1, 6): "sixteenth triplet", Fraction(1, 8): "thirty-second"}
+
+
+def duration_name(quarters) -> str:
+    """A duration in quarter notes -> 'dotted quarter', 'eighth triplet', or '2 1/2 quarters'."""
+    q = Fraction(quarters).limit_denominator(96)
+    if q in _DURATION_NAMES:
+        return _DURATION_NAMES[q]
+    whole, rest = divmod(q, 1)
+    text = (f"{int(whole)} " if whole else "") + (f"{rest.numerator}/{rest.denominator}" if rest else "")
+    return f"{text.strip()} quarters"
+
+
+# --------------------------------------------------------------------------- validation
+def _check_length(bars, seconds, default_bars=DEFAULT_BARS):
+    if bars is not None and seconds is not None:
+        raise ConfigError("give a length in bars or in seconds, not both")
+    if bars is not None:
+        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
+            raise ConfigError(f"the number of bars must be a whole number from 1 to {MAX_BARS}, not {bars!r}")
+    if seconds is not None:
+        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)
+                or not 0 < seconds <= MAX_SECONDS):
+            raise ConfigError(f"the length in seconds must be more than 0 and at most {MAX_SECONDS:g}, not {seconds!r}")
+    if bars is None and seconds is None:
+        bars = default_bars
+    return bars, seconds
+
+
+def _check_sampling(temperature, top_k, top_p):
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or not 0 <= temperature <= 10):
+        raise ConfigError(f"temperature must be a number from 0 (always the likeliest token) to 10, not {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"top-k must be a whole number of at least 1, not {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0 < top_p <= 1):
+        raise ConfigError(f"top-p must be a number above 0 and at most 1, not {top_p!r}")
+
+
+def _check_seed(seed) -> int:
+    if seed is None:
+        return secrets.randbelow(2**31)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    return int(seed)
+
+
+def _load_score(midi):
+    """A path, bytes or symusic score -> a tick score with notes (DataError otherwise)."""
+    if isinstance(midi, (str, Path)):
+        return load_midi(midi)
+    if isinstance(midi, (bytes, bytearray)):
+        return score_from_bytes(bytes(midi))
+    if not hasattr(midi, "note_num"):
+        raise DataError(f"expected a MIDI file path or a symusic score, not {type(midi).__name__}")
+    if midi.note_num() == 0:
+        raise DataError("the score has no notes")
+    return midi if midi.ttype == "Tick" or str(getattr(midi, "ttype", "")).lower().endswith("tick") \
+        else midi.to("tick")
+
+
+def _input_name(midi) -> str | None:
+    return str(midi) if isinstance(midi, (str, Path)) else None
+
+
+# --------------------------------------------------------------------------- the result
+@dataclass
+class Piece:
+    """A generated piece: its tokens and what it took to make them.
+
+    ``ids`` is the whole sequence (BOS, prefix, body and EOS). ``kept`` holds the notes that
+    came from the input (continue / harmonize) as (onset, duration, pitch, program) in the
+    decoded score's ticks, so ``score()`` can put them on their own, credited tracks.
+    """
+
+    kind: str
+    ids: list
+    codec: object = field(repr=False)
+    tempo: float
+    seed: int
+    conditioning: dict
+    settings: dict
+    model: dict
+    kept: frozenset | None = None
+    kept_label: str | None = None
+    input_ids: int = 0              # tokens of ids that came from the input
+    generated_tokens: int = 0
+    elapsed_s: float = 0.0
+    first_bar_s: float | None = None
+    bars: int = 0
+    stopped: str = ""               # "length", "eos" or "tokens"
+
+    def score(self):
+        """The piece as a symusic score: input notes and Cadenza's notes on separate, named tracks."""
+        import symusic
+
+        s = self.codec.decode(self.ids, tempo=self.tempo)
+        tracks = list(s.tracks)
+        s.tracks.clear()
+        gen_label = {"compose": "Cadenza", "continue": "Cadenza continuation",
+                     "harmonize": "Cadenza harmony"}.get(self.kind, "Cadenza")
+        for t in tracks:
+            prog = -1 if t.is_drum else int(t.program)
+            mine, theirs = [], []
+            for n in t.notes:
+                key = (int(n.time), int(n.duration), int(n.pitch), prog)
+                (theirs if self.kept is not None and key in self.kept else mine).append(n)
+            for notes, label in ((theirs, self.kept_label or "input"), (mine, gen_label)):
+                if not notes:
+                    continue
+                nt = symusic.Track(name=f"{label} (program {prog})" if not t.is_drum else f"{label} (drums)",
+                                   program=int(t.program), is_drum=bool(t.is_drum))
+                for n in notes:
+                    nt.notes.append(n)
+                s.tracks.append(nt)
+        return s
+
+    @property
+    def seconds(self) -> float:
+        """Length of the music in seconds (to the end of the last note)."""
+        s = self.codec.decode(self.ids, tempo=self.tempo)
+        return float(s.to("second").end()) if s.note_num() else 0.0
+
+    def provenance(self) -> dict:
+        from cadenza import __version__
+
+        return {"generator": "Cadenza", "cadenza_version": __version__, "kind": self.kind,
+                "model": self.model, "seed": self.seed, "settings": self.settings,
+                "conditioning": self.conditioning, "tempo_qpm": self.tempo, "bars": self.bars,
+                "tokens": len(self.ids), "generated_tokens": self.generated_tokens,
+                "input_tokens": self.input_ids, "stopped": self.stopped}
+
+
+def _readable_prefix(codec, ids) -> dict:
+    cond, _ = codec.parse_prefix(ids)
+    out = dict(cond)
+    if "time_signature" in out:
+        n, d = out["time_signature"]
+        out["time_signature"] = f"{n}/{d}"
+    return out
+
+
+# --------------------------------------------------------------------------- the loop
+class _Target:
+    """When to stop: after ``bars`` new bars or at ``seconds`` of new music (from ``origin``)."""
+
+    def __init__(self, remi: Remi, bars=None, seconds=None, qpm=None, origin_ticks=0, bars0=0):
+        self.remi, self.bars, self.seconds = remi, bars, seconds
+        self.qpm = qpm                      # None: the prefix's tempo, once it is known
+        self.origin = origin_ticks
+        self.bars0 = bars0
+        self.limit = None                   # seconds -> ticks, once the tempo is known
+
+    def tempo(self, s: RemiState) -> float:
+        if self.qpm is None:
+            i = s.prefix.get("tempo")
+            return float(self.remi.value[i]) if i is not None else 120.0
+        return float(self.qpm)
+
+    def limit_ticks(self, s: RemiState):
+        if self.seconds is None:
+            return None
+        if self.limit is None:
+            self.limit = self.origin + int(math.ceil(self.seconds * self.tempo(s) / 60.0 * self.remi.tpq - 1e-9))
+        return self.limit
+
+    def eos_ok(self, s: RemiState) -> bool:
+        if not s.in_body:
+            return False
+        if self.bars is not None:
+            return s.bars - self.bars0 >= self.bars
+        if self.seconds is not None:
+            lim = self.limit_ticks(s)
+            return s.onset >= self.origin + 0.9 * (lim - self.origin)
+        return True
+
+    def stops_before(self, tok: int, s: RemiState) -> bool:
+        """Would ``tok`` (not yet fed to ``s``) go past the target?"""
+        kind = self.remi.kind[tok]
+        if kind == BAR and s.in_body:
+            if self.bars is not None and s.bars + 1 - self.bars0 > self.bars:
+                return True
+            lim = self.limit_ticks(s)
+            return lim is not None and s.next_bar_start() >= lim
+        if kind == POS and self.seconds is not None:
+            return s.position_onset(self.remi.value[tok]) >= self.limit_ticks(s)
+        return False
+
+    def progress(self, s: RemiState) -> float:
+        if self.bars is not None:
+            return max(0, s.bars - self.bars0 - 1) if s.in_body else 0
+        lim = self.limit_ticks(s) if s.in_body else None
+        if lim is None:
+            return 0.0
+        return max(0.0, self.remi.seconds(s.onset - self.origin, self.tempo(s)))
+
+
+class _TargetPolicy(Policy):
+    """The plain grammar with EOS allowed only once the target allows it."""
+
+    def __init__(self, remi, target: _Target, **kw):
+        super().__init__(remi, **kw)
+        self.target = target
+
+    def onset_choices(self, s):
+        self.allow_eos = self.target.eos_ok(s)
+        return super().onset_choices(s)
+
+
+def _sample(model, prompt, policy, state, target: _Target | None, *, seed, temperature, top_k, top_p,
+            progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS):
+    """Sample after ``prompt`` under ``policy``; returns (new ids, stats).
+
+    The same decoding as ``cadenza.sampling.stream`` with a constraint (sparse KV cache,
+    inference mode, a private seeded generator, the same sliding window past ``max_len``),
+    written out here because the grammar allows two shortcuts that make it about twice as
+    fast for music: a token the grammar forces (a metre after a bar line, a melody note in
+    ``harmonize``) is taken without sampling, and runs of such tokens go through the model
+    as one chunk; and sampling looks only at the allowed tokens (a few dozen, not the whole
+    vocabulary) for temperature, top-k and top-p.
+    """
+    from tqdm import tqdm
+
+    from cadenza.sampling import filter_logits, window_keep
+
+    remi = policy.remi
+    state.feed_all(prompt)
+    if target is not None:
+        target.bars0 = state.bars
+    bars0 = state.bars
+    context = [int(t) for t in prompt]
+    new: list[int] = []
+    stats = {"first_bar_s": None, "stopped": "tokens"}
+    if target is not None and target.bars is not None:
+        total, unit = target.bars, "bar"
+    elif target is not None and target.seconds is not None:
+        total, unit = round(float(target.seconds), 1), "s"
+    else:
+        total, unit = None, "bar"
+    bar = tqdm(total=total, desc=desc, unit=unit, delay=0.5, disable=not progress, leave=False,
+               dynamic_ncols=True, bar_format=None if total else "{desc}: {n:.0f} {unit} [{elapsed}]")
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    max_len = model.config.max_len
+    keep = window_keep(max_len)
+    shown = 0
+    done_bars = 0
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+
+    def accept(tok: int) -> str:
+        """Bookkeeping for one chosen token: 'stop' (drop it), 'last' (keep it, then stop) or 'go'."""
+        nonlocal done_bars, shown
+        kind = remi.kind[tok]
+        if target is not None and target.stops_before(tok, state):
+            stats["stopped"] = "length"
+            return "stop"
+        if kind == BAR and state.in_body and state.bars >= 1:   # a bar line ends the bar before it
+            now = time.perf_counter() - t0
+            done_bars += 1
+            if stats["first_bar_s"] is None:
+                stats["first_bar_s"] = now
+            if on_bar is not None:
+                on_bar(done_bars, now)
+        new.append(tok)
+        context.append(tok)
+        state.feed(tok)
+        if progress and kind in (BAR, POS) and target is not None:
+            p = target.progress(state)
+            p = int(p) if unit == "bar" else round(p, 1)
+            if total:
+                p = min(p, total)
+            if p > shown:
+                bar.update(p - shown)
+                shown = p
+        if kind == EOS:
+            stats["stopped"] = "eos"
+            return "last"
+        return "go"
+
+    try:
+        with torch.inference_mode():
+            cache = model.new_cache(1)
+            first = context if len(context) <= max_len else context[-keep:]
+            logits = model(torch.tensor([first]), cache=cache)[0, -1]
+            allowed = policy.allowed(state).nonzero().squeeze(1)
+            while len(new) < max_new_tokens:
+                if allowed.numel() == 0:
+                    raise ConfigError(f"the {desc} constraints left no possible token after {len(new)} tokens")
+                if allowed.numel() == 1:
+                    tok = int(allowed)
+                elif temperature == 0:
+                    tok = int(allowed[int(torch.argmax(logits.index_select(0, allowed)))])
+                else:
+                    sub = logits.index_select(0, allowed) / temperature
+                    if top_k is not None or top_p is not None:
+                        sub = filter_logits(sub.unsqueeze(0), top_k, top_p).squeeze(0)
+                    k = torch.multinomial(torch.softmax(sub, dim=-1), 1, generator=generator)
+                    tok = int(allowed[int(k)])
+                pending = []
+                verdict = "go"
+                while True:   # take the token, then any tokens the grammar forces after it
+                    verdict = accept(tok)
+                    if verdict == "stop":
+                        break
+                    pending.append(tok)
+                    if verdict == "last" or len(new) >= max_new_tokens:
+                        break
+                    allowed = policy.allowed(state).nonzero().squeeze(1)
+                    if allowed.numel() != 1:
+                        break
+                    tok = int(allowed)
+                if verdict != "go" or len(new) >= max_new_tokens:
+                    break
+                if cache.length + len(pending) > max_len:   # slide the window: re-encode the recent tokens
+                    cache = model.new_cache(1)
+                    logits = model(torch.tensor([context[-keep:]]), cache=cache)[0, -1]
+                else:
+                    logits = model(torch.tensor([pending]), cache=cache)[0, -1]
+    finally:
+        model.train(was_training)
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    if stats["first_bar_s"] is None:
+        stats["first_bar_s"] = elapsed
+    stats["elapsed_s"] = elapsed
+    stats["bars_done"] = state.bars - bars0
+    return new, stats
+
+
+def _finish_ids(codec, prompt, new) -> list[int]:
+    ids = list(prompt) + list(new)
+    if not ids or ids[-1] != codec.eos_id:
+        ids.append(codec.eos_id)
+    return ids
+
+
+# --------------------------------------------------------------------------- compose
+def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, seconds=None, tempo=None,
+            key=None, time_signature=None, seed=None, temperature: float = 1.0, top_k=None,
+            top_p: float | None = 0.95, progress: bool = False, on_bar=None) -> Piece:
+    """Compose a new piece with a loaded music model (``cadenza.music.load_model``).
+
+    Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``mood`` (calm, happy,
+    sad, tense, energetic) or ``valence``/``energy`` (0..1, or levels 0..4 as ints),
+    ``tempo`` (beats per minute; the model is conditioned on the nearest tempo bin and the
+    MIDI gets exactly this tempo), ``key`` ("C", "F#m", "Bb minor"), ``time_signature``
+    ("3/4"). Whatever is not given is sampled from the model, restricted to that slot.
+
+    Length: ``bars`` or ``seconds`` (default 16 bars). ``seed``: the same seed gives the same
+    piece (None draws one, recorded in the result). ``on_bar(n, seconds_since_start)`` is
+    called as each bar is finished. Returns a :class:`Piece`.
+    """
+    codec = mm.codec
+    remi = remi_for(codec)
+    bars, seconds = _check_length(bars, seconds)
+    _check_sampling(temperature, top_k, top_p)
+    seed = _check_seed(seed)
+    slots = codec.conditioning(style=style, key=key, tempo=tempo, time_signature=time_signature,
+                               valence=valence, energy=energy, mood=mood)
+    if tempo is not None:
+        tempo = float(tempo)
+    forced = dict(zip(PREFIX_SLOTS, slots))
+    target = _Target(remi, bars=bars, seconds=seconds, qpm=tempo)
+    policy = _TargetPolicy(remi, target, prefix=forced, programs=None)
+    state = RemiState(remi)
+    prompt = [codec.bos_id]
+    new, stats = _sample(mm.model, prompt, policy, state, target, seed=seed, temperature=temperature,
+                         top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar)
+    ids = _finish_ids(codec, prompt, new)
+    qpm = target.tempo(state)
+    settings = {"style": style, "mood": mood, "valence": valence, "energy": energy, "bars": bars,
+                "seconds": seconds, "tempo": tempo, "key": key, "time_signature": time_signature,
+                "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    return Piece(kind="compose", ids=ids, codec=codec, tempo=qpm, seed=seed,
+                 conditioning=_readable_prefix(codec, ids), settings=settings, model=mm.provenance(),
+                 generated_tokens=len(new), elapsed_s=stats["elapsed_s"], first_bar_s=stats["first_bar_s"],
+                 bars=state.bars, stopped=stats["stopped"])
+
+
+# --------------------------------------------------------------------------- continue
+def _encode_input(codec, score, style, what: str):
+    ids = [int(i) for i in codec.encode(score, style=style)]
+    if ids and ids[-1] == codec.eos_id:
+        ids = ids[:-1]
+    _, start = codec.parse_prefix(ids)
+    remi = remi_for(codec)
+    if not any(remi.kind[i] in (PITCH, DRUM) for i in ids[start:]):
+        lo, hi = codec.config.pitch_range
+        raise DataError(f"the {what} has no notes the model can read (pitches {lo} to {hi - 1})")
+    return ids, start
+
+
+def _kept_notes(codec, ids, tempo) -> frozenset:
+    s = codec.decode(ids, tempo=tempo)
+    out = set()
+    for t in s.tracks:
+        prog = -1 if t.is_drum else int(t.program)
+        for n in t.notes:
+            out.add((int(n.time), int(n.duration), int(n.pitch), prog))
+    return frozenset(out)
+
+
+def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
+                   top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None) -> Piece:
+    """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
+
+    The input is encoded with its own conditioning prefix (key, tempo, metre, mood; style
+    ``style`` or "other") and kept token for token, so the output starts with exactly the
+    input's quantized notes (``codec.quantize``). New notes start after the input's last
+    onset, on the input's instruments, in its last metre. ``bars`` counts new bar lines
+    (default 8: the rest of the input's last bar and 8 more); ``seconds`` counts from the
+    input's last onset.
+    """
+    codec = mm.codec
+    remi = remi_for(codec)
+    bars, seconds = _check_length(bars, seconds, default_bars=8)
+    _check_sampling(temperature, top_k, top_p)
+    seed = _check_seed(seed)
+    score = _load_score(midi)
+    ids, start = _encode_input(codec, score, style or "other", "input")
+    qpm = float(codec.describe(score).tempo)
+    state = RemiState(remi).feed_all(ids)
+    programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
+    target = _Target(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
+    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=state.onset)
+    state = RemiState(remi)
+    new, stats = _sample(mm.model, ids, policy, state, target, seed=seed, temperature=temperature,
+                         top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar)
+    out = _finish_ids(codec, ids, new)
+    name = _input_name(midi)
+    settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
+                "top_k": top_k, "top_p": top_p}
+    return Piece(kind="continue", ids=out, codec=codec, tempo=qpm, seed=seed,
+                 conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
+                 kept=_kept_notes(codec, ids, qpm),
+                 kept_label=f"input: {Path(name).name}" if name else "input",
+                 input_ids=len(ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
+                 first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+
+
+# --------------------------------------------------------------------------- harmonize
+class _MelodyBar:
+    __slots__ = ("ts", "onsets")
+
+    def __init__(self):
+        self.ts = None
+        self.onsets: dict[int, list[tuple[int, int, int, int]]] = {}   # pos -> [(prog, pitch, vel_id, dur_id)]
+
+
+class HarmonyPolicy(Policy):
+    """Constrained decoding for ``harmonize``: the melody is forced, the model adds voices below.
+
+    Bar lines and metres are the melody's. At each melody onset the melody's notes must be
+    written (Program, Pitch, Velocity and Duration forced to the melody's tokens); besides
+    them the model may write accompaniment notes on ``program``:
+
+    - strictly below the melody (below the lowest melody note sounding or starting at that
+      time, or the latest melody note when the melody rests) and at most ``span`` semitones
+      under it, never doubling an accompaniment pitch that is still sounding;
+    - at most ``voices`` accompaniment notes sounding at once;
+    - at every melody onset the position cannot be left until ``voices`` accompaniment notes
+      sound (or no allowed pitch is left), so each melody note is harmonized;
+    - between melody onsets the model may add notes (passing notes, moving inner voices)
+      within the same limits; it cannot skip past a melody onset or a bar line it must write.
+
+    The model chooses the pitches, velocities, durations and rhythms of the new voices and
+    the order of notes at an onset; the piece ends (EOS) only after the melody's last onset.
+    """
+
+    def __init__(self, remi: Remi, bars: list, melody_notes: list, voices: int, program: int, span: int = 36):
+        super().__init__(remi, programs=None)
+        self.bars_info = bars
+        self.voices = voices
+        self.acc_program = program
+        self.span = span
+        self.mel_keys = {(n[0], n[2], n[3]) for n in melody_notes}       # every forced note, drums too
+        self.melody = sorted(n for n in melody_notes if n[3] != -1)      # pitched: (onset, duration, pitch, program)
+        self.starts = [n[0] for n in self.melody]
+        self.max_dur = max([n[1] for n in self.melody] + [remi.tpq * 16])
+        self.m_acc_prog = remi.one(remi.program_ids[program])
+        lo, hi = remi.codec.config.pitch_range
+        self.pitch_lo = lo
+
+    # ---- what sounds ---------------------------------------------------------------
+    def _melody_ceiling(self, t: int) -> int | None:
+        """Lowest melody pitch sounding or starting at t; else the latest melody pitch before t."""
+        i = bisect.bisect_right(self.starts, t)
+        sounding = [n[2] for n in self.melody[max(0, i - 64):i] if n[0] + n[1] > t or n[0] == t]
+        if sounding:
+            return min(sounding)
+        if i > 0:
+            return self.melody[i - 1][2]
+        return self.melody[0][2] if self.melody else None
+
+    def _acc_recent(self, s: RemiState) -> list[tuple]:
+        """Accompaniment notes that started recently enough to be sounding now."""
+        t = s.onset
+        out = []
+        for n in reversed(s.notes[-256:]):
+            if n[0] < t - self.max_dur:
+                break
+            if (n[0], n[2], n[3]) not in self.mel_keys:
+                out.append(n)
+        return out
+
+    def _acc_sounding(self, s: RemiState) -> list[int]:
+        t = s.onset
+        return [n[2] for n in self._acc_recent(s) if n[0] <= t < n[0] + n[1]]
+
+    def _acc_pitches(self, s: RemiState) -> list[int]:
+        """Accompaniment pitches allowed now ([] when no voice is free)."""
+        sounding = self._acc_sounding(s)
+        if len(sounding) >= self.voices:
+            return []
+        ceiling = self._melody_ceiling(s.onset)
+        if ceiling is None:
+            return []
+        lo = max(self.pitch_lo, ceiling - self.span)
+        taken = set(sounding)
+        return [p for p in range(lo, ceiling) if p not in taken and p in self.remi.pitch_ids]
+
+    def _pending(self, s: RemiState) -> list[tuple]:
+        """Melody notes at the current onset not yet written."""
+        if s.pos < 0 or s.bars < 1 or s.bars > len(self.bars_info):
+            return []
+        want = self.bars_info[s.bars - 1].onsets.get(s.pos)
+        if not want:
+            return []
+        done = {(n[2], n[3]) for n in s.notes[len(s.notes) - s.notes_here:]} if s.notes_here else set()
+        return [w for w in want if (self.remi.value[w[1]], self.remi.value[w[0]]) not in done]
+
+    # ---- the policy --------------------------------------------------------------------
+    def allowed(self, s: RemiState) -> torch.Tensor:
+        r = self.remi
+        if not s.in_body:
+            return self.m_bar if s.prefix_done else super().allowed(s)
+        last = s.last
+        if last == BAR:
+            return r.one(r.ts_ids[self.bars_info[s.bars - 1].ts])
+        if last == POS:
+            m = r.mask_of(w[0] for w in self._pending(s))
+            if self._acc_pitches(s):
+                m |= self.m_acc_prog
+            return m
+        if last == PROG:
+            m = r.mask_of(w[1] for w in self._pending(s) if r.value[w[0]] == s.program)
+            if s.program == self.acc_program:
+                acc = self._acc_pitches(s)
+                if acc:
+                    m |= r.mask_of(r.pitch_ids[p] for p in acc)
+            return m
+        if last in (PITCH, DRUM):
+            w = self._current_melody_note(s)
+            return r.one(w[2]) if w is not None else self.m_vel
+        if last == VEL:
+            w = self._current_melody_note(s)
+            return r.one(w[3]) if w is not None else self.m_dur
+        if last in (TS, DUR):
+            return self._onset_choices(s)
+        return self.m_eos
+
+    def _current_melody_note(self, s: RemiState):
+        for w in self._pending(s):
+            if self.remi.value[w[0]] == s.program and self.remi.value[w[1]] == s.pitch:
+                return w
+        return None
+
+    def _onset_choices(self, s: RemiState) -> torch.Tensor:
+        r = self.remi
+        pending = self._pending(s) if s.last == DUR else []
+        can_add = s.last == DUR and s.notes_here < self.max_notes_per_onset and bool(self._acc_pitches(s))
+        if pending:
+            m = r.mask_of(w[0] for w in pending)
+            if can_add:
+                m |= self.m_acc_prog
+            return m
+        info = self.bars_info[s.bars - 1]
+        at_melody_onset = s.last == DUR and s.pos in info.onsets
+        if at_melody_onset and can_add:
+            return self.m_acc_prog.clone()      # harmonize this melody note first
+        m = self.m_acc_prog.clone() if can_add else torch.zeros(r.vocab_size, dtype=torch.bool)
+        later = [q for q in info.onsets if q > s.pos]
+        nxt = min(later) if later else None
+        # Positions before the next melody onset only where a new accompaniment note fits.
+        ends = sorted(n[0] + n[1] for n in self._acc_recent(s) if n[0] + n[1] > s.onset)
+        step = r.position_ticks(s.ts[1])
+        hi = nxt if nxt is not None else r.bar_positions(s.ts)
+        for q in range(s.pos + 1, hi):
+            t = s.bar_start + q * step
+            busy = len(ends) - bisect.bisect_right(ends, t)
+            ceiling = self._melody_ceiling(t)
+            if busy < self.voices and ceiling is not None and ceiling - 1 >= self.pitch_lo:
+                m[r.pos_ids[q]] = True
+        if nxt is not None:
+            m[r.pos_ids[nxt]] = True
+        else:
+            m[r.bar if s.bars < len(self.bars_info) else r.eos] = True
+        return m
+
+
+def _parse_melody(remi: Remi, body: list[int]) -> list[_MelodyBar]:
+    bars: list[_MelodyBar] = []
+    pos = -1
+    note: list[int] = []
+    for i in body:
+        k = remi.kind[i]
+        if k == BAR:
+            bars.append(_MelodyBar())
+            pos = -1
+        elif k == TS:
+            bars[-1].ts = remi.value[i]
+        elif k == POS:
+            pos = remi.value[i]
+        elif k == PROG:
+            note = [i]
+        elif k in (PITCH, DRUM, VEL):
+            note.append(i)
+        elif k == DUR:
+            note.append(i)
+            bars[-1].onsets.setdefault(pos, []).append(tuple(note))
+    for b in bars:
+        if b.ts is None:
+            b.ts = (4, 4)
+    return bars
+
+
+def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None, temperature: float = 1.0,
+              top_k=None, top_p: float | None = 0.95, progress: bool = False) -> Piece:
+    """Add ``voices`` accompanying voices below a melody (a MIDI path, bytes or symusic score).
+
+    How (constrained decoding over the REMI stream, no special training): the melody is
+    encoded with its own prefix (key, tempo, metre, mood; ``style`` defaults to "bach" for
+    chorale-style harmony) and decoding starts after that prefix. The melody's bar lines,
+    metres, onsets and notes are forced token by token; around them the model writes
+    accompaniment notes under the rules of :class:`HarmonyPolicy` (below the melody, at
+    most ``voices`` sounding, a full chord under every melody note). Every quantized melody
+    note appears in the output unchanged; the new notes are on their own track.
+    """
+    codec = mm.codec
+    remi = remi_for(codec)
+    if isinstance(voices, bool) or not isinstance(voices, int) or not 1 <= voices <= 6:
+        raise ConfigError(f"the number of accompanying voices must be from 1 to 6, not {voices!r}")
+    _check_sampling(temperature, top_k, top_p)
+    seed = _check_seed(seed)
+    score = _load_score(melody)
+    ids, start = _encode_input(codec, score, style or "other", "melody")
+    prefix, body = ids[:start], ids[start:]
+    qpm = float(codec.describe(score).tempo)
+    mel_state = RemiState(remi, record=True).feed_all(ids)
+    bars = _parse_melody(remi, body)
+    programs = [n[3] for n in mel_state.notes if n[3] != -1]
+    if not programs:
+        raise DataError("the melody has only drum notes; give a melody with pitched notes")
+    program = max(set(programs), key=programs.count)
+    policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
+    state = RemiState(remi, record=True)
+    new, stats = _sample(mm.model, prefix, policy, state, None, seed=seed, temperature=temperature,
+                         top_k=top_k, top_p=top_p, progress=progress, desc="harmonize")
+    if stats["stopped"] != "eos":
+        raise DataError("the melody is too long to harmonize in one go")
+    out = _finish_ids(codec, prefix, new)
+    name = _input_name(melody)
+    settings = {"input": name, "voices": voices, "style": style, "temperature": temperature, "top_k": top_k,
+                "top_p": top_p}
+    return Piece(kind="harmonize", ids=out, codec=codec, tempo=qpm, seed=seed,
+                 conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
+                 kept=_kept_notes(codec, ids, qpm), kept_label=f"melody: {Path(name).name}" if name else "melody",
+                 input_ids=len(ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
+                 first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+
+
+# --------------------------------------------------------------------------- predict
+@dataclass
+class NextNote:
+    """One candidate next note (see ``predict_next`` for what the numbers mean)."""
+
+    pitch: int
+    name: str
+    probability: float          # P(next note has this pitch | it starts at one of the onsets considered)
+    onset: str                  # its most likely onset, e.g. "bar 4, beat 3"
+    after_quarters: Fraction    # that onset, in quarter notes after the input's last onset
+    onset_probability: float    # P(that onset | a later onset is next)
+    duration_quarters: Fraction
+    duration: str               # its most likely duration, named
+    duration_probability: float
+
+
+@dataclass
+class Prediction:
+    notes: list
+    p_end: float                # P(the piece ends after the input)
+    p_same_onset: float         # P(another note at the input's last onset)
+    coverage: float             # timing probability of the onsets considered
+    onsets: list                # [(label, probability)] of the onsets considered
+    last_note: str
+    program: int
+    context_tokens: int
+
+
+def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
+    beat = Fraction(pos, remi.ppb) + 1
+    text = f"{beat.numerator}" if beat.denominator == 1 else f"{float(beat):g}"
+    return f"bar {bar}, beat {text}"
+
+
+def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
+    """The model as a next-note predictor: the ``top`` most likely pitches of the next note.
+
+    The REMI stream writes a note as Position (when), Program (instrument), Pitch,
+    Velocity, Duration, so "the next note" is marginalised over the grammar like this:
+
+    1. Timing: after the input, the model's distribution over the next event is split into
+       another note at the same onset (``p_same_onset``), the end of the piece (``p_end``)
+       and a later onset: a Position later in the bar, or a bar line followed by a
+       Position in the next bar (P(Bar) x P(Position | Bar, TimeSig)). The later onsets are
+       renormalised to sum to 1: the timing distribution *given that a later note comes*.
+    2. Onsets are taken most likely first until they hold ``onset_mass`` of it (at most
+       ``max_onsets``); ``coverage`` is the mass they hold.
+    3. For each such onset the model is given Position (and Bar) plus the instrument of the
+       input's last note, and its Pitch distribution is read.
+    4. ``probability`` of a pitch = sum over those onsets of P(onset) x P(pitch | onset),
+       divided by ``coverage``: the probability that the next note has this pitch, given
+       that it starts at one of the onsets considered. With several notes at one onset this
+       is the note the model writes first there (REMI orders shorter, then lower, first).
+    5. For each listed pitch, its most likely onset is shown, and its most likely duration
+       (after the likeliest velocity) with P(duration | onset, pitch).
+    """
+    codec = mm.codec
+    model = mm.model
+    remi = remi_for(codec)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 88:
+        raise ConfigError(f"--top must be a whole number from 1 to 88, not {top!r}")
+    score = _load_score(midi)
+    ids, start = _encode_input(codec, score, "other", "input")
+    state = RemiState(remi, record=True).feed_all(ids)
+    ts, prog = state.ts, state.program
+    max_len = model.config.max_len
+    ctx = ids[-(max_len - 8):] if len(ids) > max_len - 8 else ids
+
+    def run(cache, tokens):
+        x = torch.tensor([tokens], dtype=torch.long)
+        return torch.softmax(model(x, cache=cache)[0, -1].float(), dim=-1)
+
+    with torch.inference_mode():
+        base = model.new_cache(1)
+        p0 = run(base, ctx)
+        p_end = float(p0[remi.eos])
+        p_same = float(p0[remi.masks[PROG]].sum())
+        onsets = []   # (prob, label, after_quarters, prefix tokens, bar_number, pos)
+        last_onset = state.onset
+        npos = remi.bar_positions(ts)
+        for q in range(state.pos + 1, npos):
+            i = remi.pos_ids[q]
+            onsets.append([float(p0[i]), [i], state.bars, q, state.position_onset(q)])
+        p_bar = float(p0[remi.bar])
+        bar_cache = copy.deepcopy(base)
+        ts_id = remi.ts_ids.get(ts, remi.ts_ids[(4, 4)])
+        p1 = run(bar_cache, [remi.bar, ts_id])
+        pos_mass = sum(float(p1[remi.pos_ids[q]]) for q in range(npos)) or 1.0
+        next_start = state.next_bar_start()
+        for q in range(npos):
+            i = remi.pos_ids[q]
+            onsets.append([p_bar * float(p1[i]) / pos_mass, [remi.bar, ts_id, i], state.bars + 1, q,
+                           next_start + q * remi.position_ticks(ts[1])])
+        total = sum(o[0] for o in onsets) or 1.0
+        for o in onsets:
+            o[0] /= total
+        onsets.sort(key=lambda o: -o[0])
+        chosen, mass = [], 0.0
+        for o in onsets:
+            if chosen and (mass >= onset_mass or len(chosen) >= max_onsets):
+                break
+            chosen.append(o)
+            mass += o[0]
+        prog_id = remi.program_ids.get(prog, remi.program_ids[0])
+        pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
+        branches = []
+        joint: dict[int, float] = {}
+        for o in chosen:
+            c = copy.deepcopy(bar_cache if o[1][0] == remi.bar else base)
+            toks = o[1][-1:] + [prog_id] if o[1][0] == remi.bar else o[1] + [prog_id]
+            pp = run(c, toks)
+            dist = {p: float(pp[i]) for p, i in pitch_ids.items()}
+            z = sum(dist.values()) or 1.0
+            dist = {p: v / z for p, v in dist.items()}
+            branches.append((o, c, dist))
+            for p, v in dist.items():
+                joint[p] = joint.get(p, 0.0) + o[0] * v
+        ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
+        notes = []
+        vel_ids = list(remi.vel_ids.values())
+        dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
+        for p, pj in ranked:
+            o, c, dist = max(branches, key=lambda b: b[0][0] * b[2][p])
+            c2 = copy.deepcopy(c)
+            pv = run(c2, [pitch_ids[p]])
+            v_id = max(vel_ids, key=lambda i: float(pv[i]))
+            pd = run(c2, [v_id])
+            zd = sum(float(pd[i]) for i in dur_ids) or 1.0
+            d_id = max(dur_ids, key=lambda i: float(pd[i]))
+            dq = remi.duration_quarters(d_id, ts[1])
+            notes.append(NextNote(
+                pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj / (mass or 1.0),
+                onset=_beat_label(remi, o[2], o[3], ts),
+                after_quarters=Fraction(o[4] - last_onset, remi.tpq), onset_probability=o[0],
+                duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd))
+    ln = state.last_note
+    last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
+    return Prediction(notes=notes, p_end=p_end, p_same_onset=p_same, coverage=mass,
+                      onsets=[(_beat_label(remi, o[2], o[3], ts), o[0]) for o in chosen], last_note=last,
+                      program=prog, context_tokens=len(ctx))
