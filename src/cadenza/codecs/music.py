@@ -12,9 +12,12 @@ the body sits a fixed conditioning prefix computed from the notes themselves::
 - Tempo: the time-weighted tempo of the file, snapped to ``TEMPO_BINS`` (log-nearest).
 - TimeSig: MidiTok's own time-signature token for the first bar (*/2 metres are written
   as the same bar length over 4: 2/2 -> 4/4, 3/2 -> 6/4).
-- Valence (0..4): half mode (major 1, minor 0), half harmony (consonance of the notes that
-  sound together and the share of major among major/minor triads; 0.5 for one voice).
-- Energy (0..4): note density (notes per second, log scale), tempo and mean velocity.
+- Valence (0..4): half mode (graded: how much better the best major key fits than the best
+  minor key), half harmony (consonance of the notes that sound together and the share of
+  major among major/minor triads; neutral for one voice). See ``describe``.
+- Energy (0..4): half note density (notes per second, log scale), a quarter tempo, a
+  quarter mean velocity.
+- The raw valence and energy (0..1) become levels at ``valence_edges`` / ``energy_edges``.
 
 Ids ``0 .. miditok_vocab-1`` are MidiTok's (PAD=0, BOS=1, EOS=2); the conditioning tokens
 follow. The vocabulary is small (about 600 ids). ``MusicCodec.save`` writes a JSON file
@@ -44,6 +47,7 @@ from cadenza.io import atomic_path, write_text_atomic
 
 CODEC_NAME = "cadenza.codecs.music"
 CODEC_VERSION = 1
+FEATURES_VERSION = 2  # bump when describe() changes: cached corpus features are recomputed
 
 STYLES = ("bach", "renaissance", "medieval", "baroque", "classical", "romantic", "modern",
           "popular", "folk", "fiddle", "other")
@@ -65,6 +69,8 @@ DEFAULT_TEMPO = 120.0
 _KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _DISSONANT = {1, 2, 6, 10, 11}
+_MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
+_MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 11]  # natural minor plus the raised seventh
 
 
 # --------------------------------------------------------------------------- config
@@ -157,6 +163,7 @@ class MusicFeatures:
     mean_velocity: float
     consonance: float | None  # None for one voice
     major_triads: float | None
+    diatonic: float = 1.0     # share of note time in the key's scale
 
     @property
     def key_name(self) -> str:
@@ -230,17 +237,26 @@ def _note_arrays(score):
     return time[order], (time + np.maximum(dur, 1))[order], pitch[order], vel[order]
 
 
+def _key_profiles() -> np.ndarray:
+    rows = [np.roll(prof, tonic) for prof in (_KK_MAJOR, _KK_MINOR) for tonic in range(12)]
+    m = np.array(rows)
+    m = m - m.mean(axis=1, keepdims=True)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+_PROFILES = _key_profiles()  # (24, 12), centred and normalised: a dot product is a correlation
+
+
 def key_correlations(pitches, weights) -> np.ndarray:
     """Correlation of the duration-weighted pitch-class histogram with the 24 key profiles
     (0-11 major on C..B, 12-23 minor)."""
-    hist = np.bincount(np.asarray(pitches) % 12, weights=np.asarray(weights, dtype=float), minlength=12)
-    scores = np.full(24, -1.0)
-    if hist.sum() <= 0 or np.ptp(hist) == 0:
-        return scores
-    for tonic in range(12):
-        for m, prof in enumerate((_KK_MAJOR, _KK_MINOR)):
-            scores[m * 12 + tonic] = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
-    return np.nan_to_num(scores, nan=-1.0)
+    hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=np.asarray(weights, dtype=float),
+                       minlength=12)
+    hist = hist - hist.mean()
+    norm = np.linalg.norm(hist)
+    if norm == 0:
+        return np.full(24, -1.0)
+    return _PROFILES @ (hist / norm)
 
 
 def estimate_key(pitches, weights, key_signature: int | None = None) -> tuple[int, str]:
@@ -292,11 +308,12 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
              tempo_override: float | None = None) -> MusicFeatures:
     """Key, tempo, metre and mood of a (tick-based) symusic score, computed from its notes.
 
-    valence = 0.5 * mode + 0.5 * harmony, where mode = 0.5 + 0.5 tanh((best major - best
-    minor key correlation) / 0.1) (graded, so modal tunes sit in between) and harmony is
-    the mean of the consonance of simultaneous notes (share of pairs that are not seconds,
-    sevenths or tritones, 0.5 -> 0 and 1 -> 1) and the share of major among major/minor
-    triads; 0.5 for a single voice.
+    valence = 0.6 * mode + 0.4 * harmony, where mode = 0.5 + (best major - best minor key
+    correlation) / 0.6, clipped to 0..1 (graded: modal tunes sit in between), and harmony
+    is the mean of: how diatonic the notes are (share of note time in the key's scale,
+    0.8 -> 0 and 1 -> 1), and where notes sound together, their consonance (share of pairs
+    that are not seconds, sevenths or tritones, 0.6 -> 0 and 0.95 -> 1) and the share of
+    major among the major/minor triads.
     energy = 0.5 * density + 0.25 * tempo + 0.25 * loudness, where density maps 0.5 .. 16
     notes per second to 0 .. 1 on a log scale, tempo 50 .. 200 quarter notes per minute,
     loudness mean velocity 40 .. 120.
@@ -320,21 +337,24 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
     ts = ts or (4, 4)
     key_sig = int(score.key_signatures[0].key) if len(score.key_signatures) else None
     tonic, mode = estimate_key(pitch, end - start, key_sig) if len(pitch) else (0, "major")
-    corr = key_correlations(pitch, end - start) if len(pitch) else np.zeros(24)
-    mode_term = 0.5 + 0.5 * math.tanh((float(corr[:12].max()) - float(corr[12:].max())) / 0.1)
+    corr = key_correlations(pitch, end - start)
+    mode_term = float(np.clip(0.5 + (float(corr[:12].max()) - float(corr[12:].max())) / 0.6, 0.0, 1.0))
+    w = (end - start).astype(float)
+    in_key = np.isin((pitch - tonic) % 12, _MAJOR_SCALE if mode == "major" else _MINOR_SCALE)
+    diatonic = float((w * in_key).sum() / w.sum()) if len(pitch) else 1.0
     seconds = float(score.to("second").end()) if len(pitch) else 0.0
     if seconds <= 0 and len(pitch):
         seconds = total_end / tpq * 60.0 / tempo
     nps = len(pitch) / seconds if seconds > 0 else 0.0
     mean_vel = float(vel.mean()) if len(vel) else 0.0
     consonance, triads = _harmony(start, end, pitch) if len(pitch) else (None, None)
-    harmony_terms = []
+    harmony_terms = [float(np.clip((diatonic - 0.8) / 0.2, 0.0, 1.0))]
     if consonance is not None:
-        harmony_terms.append(float(np.clip((consonance - 0.5) / 0.5, 0.0, 1.0)))
+        harmony_terms.append(float(np.clip((consonance - 0.6) / 0.35, 0.0, 1.0)))
     if triads is not None:
         harmony_terms.append(float(triads))
-    harmony = float(np.mean(harmony_terms)) if harmony_terms else 0.5
-    valence = 0.5 * mode_term + 0.5 * harmony
+    harmony = float(np.mean(harmony_terms))
+    valence = 0.6 * mode_term + 0.4 * harmony
     density = float(np.clip(math.log2(max(nps, 1e-9) / 0.5) / 5.0, 0.0, 1.0))   # 0.5 .. 16 notes/s
     tempo_n = float(np.clip((tempo - 50.0) / 150.0, 0.0, 1.0))                   # 50 .. 200 bpm
     vel_n = float(np.clip((mean_vel - 40.0) / 80.0, 0.0, 1.0))                  # 40 .. 120
@@ -345,7 +365,7 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
         valence_level=level_of(float(np.clip(valence, 0, 1)), valence_edges),
         energy_level=level_of(float(np.clip(energy, 0, 1)), energy_edges),
         notes=int(len(pitch)), seconds=seconds, notes_per_second=float(nps), mean_velocity=mean_vel,
-        consonance=consonance, major_triads=triads,
+        consonance=consonance, major_triads=triads, diatonic=diatonic,
     )
 
 

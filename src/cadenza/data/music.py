@@ -388,40 +388,39 @@ def _piece(codec, score, base: dict, style: str, tempo_source: str):
     return rec, ids
 
 
-def _process_music21_file(job):
-    """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...])."""
-    task_id, (coll_name, path, rel, max_pieces, timeout) = job
+def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, timeout: int) -> list:
+    """Parse one corpus file with music21: [(record, pickled symusic score or None), ...]."""
     from music21 import converter
 
     coll = COLLECTIONS[coll_name]
-    path = Path(path)
     out = []
     base = {"source": rel, "collection": coll_name, "composer": coll.composer, "licence": coll.licence,
             "style": coll.style}
+    header = ""
     if path.suffix.lower() == ".abc":
         header, tunes = _split_abc(_read_text(path))
-        units = [(i, header + t) for i, t in enumerate(tunes)]
+        units = [(i, t) for i, t in enumerate(tunes)]
     else:
         units = [(0, None)]
     seen = set()
-    for idx, text in units:
+    for idx, tune in units:
         if max_pieces is not None and len(out) >= max_pieces:
             break
         rec = dict(base, id=rel, number="", title="")
-        if text is not None:
-            m = re.match(r"X:\s*(\S*)", text[len(header):] if header else text)
+        if tune is not None:
+            m = re.match(r"X:\s*(\S*)", tune)
             num = (m.group(1) if m else "") or str(idx + 1)
             pid = f"{rel}#{num}"
             if pid in seen:
                 pid = f"{rel}#{num}.{idx + 1}"
             rec.update(id=pid, number=num)
-            t = re.search(r"(?m)^T:\s*(.+)$", text[len(header):] if header else text)
+            t = re.search(r"(?m)^T:\s*(.+)$", tune)
             rec["title"] = _one_line(t.group(1)) if t else ""
         seen.add(rec["id"])
         try:
             _alarm(timeout)
-            if text is not None:
-                m21 = converter.parse(text, format="abc")
+            if tune is not None:
+                m21 = converter.parse(header + tune, format="abc")
             else:
                 m21 = converter.parse(str(path), forceSource=True)
             if hasattr(m21, "scores") and not hasattr(m21, "parts"):  # an Opus inside one file
@@ -433,14 +432,44 @@ def _process_music21_file(job):
                 if not rec["title"]:
                     rec["title"] = _one_line(md.title or md.movementName or "")
             score, tempo_source = m21_to_score(m21, coll.tempo)
-            result = _piece(_CODEC, score, rec, coll.style, tempo_source)
+            rec["tempo_source"] = tempo_source
+            out.append((rec, pickle.dumps(score, protocol=pickle.HIGHEST_PROTOCOL)))
         except Exception as exc:  # a bad piece is skipped and listed, never fatal
-            result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
         except _Timeout as exc:
-            result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
         finally:
             _cancel_alarm()
-        out.append(result)
+    return out
+
+
+def _process_music21_file(job):
+    """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...]).
+
+    The music21 parse (the slow part) is cached on its own, so a changed tokenizer or
+    feature formula re-tokenizes from the cached scores without parsing again."""
+    task_id, (coll_name, path, rel, max_pieces, timeout, convert_cache) = job
+    converted = None
+    if convert_cache and Path(convert_cache).exists():
+        try:
+            converted = pickle.loads(Path(convert_cache).read_bytes())
+        except Exception:
+            converted = None
+    if converted is None:
+        converted = _convert_music21_file(coll_name, Path(path), rel, max_pieces, timeout)
+        if convert_cache:
+            Path(convert_cache).parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(convert_cache, pickle.dumps(converted, protocol=pickle.HIGHEST_PROTOCOL))
+    style = COLLECTIONS[coll_name].style
+    out = []
+    for rec, blob in converted:
+        if blob is None:
+            out.append((rec, None))
+            continue
+        try:
+            out.append(_piece(_CODEC, pickle.loads(blob), rec, style, rec.get("tempo_source", "")))
+        except Exception as exc:
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
     return task_id, out
 
 
@@ -487,10 +516,14 @@ class BuildSummary:
 
 
 def _cache_key(codec, task_id: str, path: Path, extra: str = "") -> str:
+    """Key of a file's token cache: the file, the tokenizer (minus the mood level edges,
+    applied at the end) and the feature formulas."""
+    from cadenza.codecs.music import FEATURES_VERSION
+
     st = path.stat()
     cfg = {k: v for k, v in codec.config.to_dict().items() if k not in ("valence_edges", "energy_edges")}
     cfg_hash = hashlib.sha1((json.dumps(cfg, sort_keys=True) + codec.vocab_hash()).encode()).hexdigest()
-    raw = f"{CONVERTER_VERSION}|{cfg_hash}|{task_id}|{st.st_size}|{int(st.st_mtime)}|{extra}"
+    raw = f"{CONVERTER_VERSION}|{FEATURES_VERSION}|{cfg_hash}|{task_id}|{st.st_size}|{int(st.st_mtime)}|{extra}"
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
@@ -662,11 +695,19 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
     sources = music21_sources(collections, limit)
     if not sources:
         raise DataError("the chosen music21 collections have no score files")
-    tasks = [(rel, p, f"take={take}", (coll, str(p), rel, take, timeout)) for coll, p, rel, take in sources]
-    results = _run_tasks(tasks, _process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
-    all_results = [r for _, _, rel, _ in sources for r in results[rel]]
     import music21
 
+    def convert_cache(p: Path, rel: str, take) -> str | None:
+        if not use_cache:
+            return None
+        st = p.stat()
+        raw = f"{CONVERTER_VERSION}|{music21.__version__}|{rel}|{st.st_size}|{int(st.st_mtime)}|{take}"
+        return str(out / ".cache" / "scores" / (hashlib.sha1(raw.encode()).hexdigest() + ".pkl"))
+
+    tasks = [(rel, p, f"take={take}", (coll, str(p), rel, take, timeout, convert_cache(p, rel, take)))
+             for coll, p, rel, take in sources]
+    results = _run_tasks(tasks, _process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
+    all_results = [r for _, _, rel, _ in sources for r in results[rel]]
     info = {"source": "music21 corpus", "music21_version": str(music21.__version__),
             "limit_per_collection": limit}
     split_by = {c: COLLECTIONS[c].split_by for c in COLLECTIONS}
