@@ -22,12 +22,14 @@ _OUT_NOTE = ("Writes OUT.mid and, unless --no-audio, OUT.wav (rendered offline w
 
 
 def _threads(n):
+    """One thread by default: decoding one piece is a chain of small steps, and on a shared
+    2-core CPU a second thread mostly waits (measured: 1.05 s vs 13.6 s for the same piece)."""
     import torch
 
-    if n is not None:
-        if n < 1:
-            raise ConfigError(f"--threads must be at least 1, not {n}")
-        torch.set_num_threads(n)
+    n = 1 if n is None else n
+    if n < 1:
+        raise ConfigError(f"--threads must be at least 1, not {n}")
+    torch.set_num_threads(n)
 
 
 def _progress(args) -> bool:
@@ -40,7 +42,10 @@ def _command(name: str, pairs: list, positional: list = ()) -> str:
     for flag, value in pairs:
         if value is None or value is False:
             continue
-        parts.append(flag) if value is True else parts.extend([flag, str(value)])
+        if value is True:
+            parts.append(flag)
+        else:
+            parts.extend([flag, str(value)])
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -217,7 +222,7 @@ def _common(p, output: bool = True) -> None:
                                                           "from pretty_midi, or $CADENZA_SOUNDFONT)")
         p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for the model (default: PyTorch's choice)")
+                   help="CPU threads for the model (default 1, the fastest for one piece at a time)")
 
 
 def _length(p, bars_default_text: str) -> None:

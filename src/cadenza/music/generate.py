@@ -770,8 +770,8 @@ class Prediction:
 
 
 def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
-    beat = Fraction(pos, remi.ppb) + 1
-    text = f"{beat.numerator}" if beat.denominator == 1 else f"{float(beat):g}"
+    whole, frac = divmod(Fraction(pos, remi.ppb), 1)
+    text = f"{int(whole) + 1}" + (f" {frac.numerator}/{frac.denominator}" if frac else "")
     return f"bar {bar}, beat {text}"
 
 
@@ -800,8 +800,8 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     codec = mm.codec
     model = mm.model
     remi = remi_for(codec)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 88:
-        raise ConfigError(f"--top must be a whole number from 1 to 88, not {top!r}")
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
+        raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
     score = _load_score(midi)
     ids, start = _encode_input(codec, score, "other", "input")
     state = RemiState(remi, record=True).feed_all(ids)

@@ -1,0 +1,239 @@
+"""The cadenza.music API with a tiny model trained on a few chorales: compose, continue,
+harmonize, predict (seeds, conditioning, lengths, kept notes, probabilities)."""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+
+import pytest
+
+pytest.importorskip("miditok")
+pytest.importorskip("music21")
+symusic = pytest.importorskip("symusic")
+torch = pytest.importorskip("torch")
+
+import music_fixtures as mf  # noqa: E402
+
+from cadenza.codecs.music import note_tuples  # noqa: E402
+from cadenza.errors import ConfigError, DataError  # noqa: E402
+from cadenza.music.generate import (compose, continue_piece, duration_name, harmonize, pitch_name,  # noqa: E402
+                                    predict_next, remi_for)
+from cadenza.music.grammar import DUR, TS, RemiState  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def mm():
+    return mf.tiny_model()
+
+
+@pytest.fixture(scope="module")
+def melody_file(tmp_path_factory):
+    return mf.write_midi_file(mf.melody_score(4), tmp_path_factory.mktemp("in") / "melody.mid")
+
+
+def _quarters(piece):
+    return note_tuples(piece.score())
+
+
+# --------------------------------------------------------------------------- compose
+def test_same_seed_same_piece_different_seed_different_piece(mm):
+    a = compose(mm, bars=4, seed=11)
+    b = compose(mm, bars=4, seed=11)
+    c = compose(mm, bars=4, seed=12)
+    assert a.ids == b.ids and note_tuples(a.score()) == note_tuples(b.score())
+    assert a.ids != c.ids
+    assert a.seed == 11 and a.generated_tokens == len(a.ids) - 2   # BOS in, EOS appended
+
+
+def test_conditioning_is_forced_and_the_rest_sampled_within_its_slot(mm):
+    codec = mm.codec
+    p = compose(mm, style="folk", key="Dm", tempo=100, time_signature="3/4", mood="sad", bars=2, seed=3)
+    assert p.conditioning == {"style": "folk", "key": "Dm", "tempo": 96, "time_signature": "3/4",
+                              "valence": 1, "energy": 0}
+    assert p.tempo == 100.0                                   # the MIDI gets exactly the tempo asked for
+    assert p.score().tempos[0].qpm == pytest.approx(100.0)
+    remi = remi_for(codec)
+    body_ts = {remi.value[i] for i in p.ids[8:] if remi.kind[i] == TS}
+    assert body_ts == {(3, 4)}                                # the metre holds in every bar
+    q = compose(mm, valence=0.95, energy=0.05, bars=1, seed=4)
+    assert (q.conditioning["valence"], q.conditioning["energy"]) == (4, 0)
+    free = compose(mm, bars=1, seed=5)                        # nothing given: the model fills each slot
+    assert set(free.conditioning) == {"style", "key", "tempo", "time_signature", "valence", "energy"}
+    for slot, i in zip(("style", "key", "tempo", "time_signature", "valence", "energy"), free.ids[1:7]):
+        assert i in codec.slot_ids(slot)
+
+
+@pytest.mark.parametrize("bars", [1, 3])
+def test_length_in_bars(mm, bars):
+    p = compose(mm, bars=bars, seed=bars, time_signature="4/4", tempo=120)
+    remi = remi_for(mm.codec)
+    assert sum(1 for i in p.ids if i == remi.bar) == p.bars <= bars
+    if p.stopped == "length":
+        assert p.bars == bars
+    end = Fraction(4 * bars)
+    assert all(n[0] < end for n in _quarters(p))              # nothing starts after the last bar
+
+
+def test_length_in_seconds(mm):
+    bars_seen = []
+    p = compose(mm, seconds=6, tempo=120, time_signature="4/4", seed=2, on_bar=lambda n, t: bars_seen.append((n, t)))
+    onsets = [n[0] for n in _quarters(p)]
+    assert onsets and max(onsets) < 12          # 6 s at 120 bpm = 12 quarter notes
+    if p.stopped == "length":
+        assert p.bars == 3                      # bar 4 would start at exactly 6 s
+    assert [n for n, _ in bars_seen] == list(range(1, len(bars_seen) + 1))
+    assert p.first_bar_s == bars_seen[0][1] <= p.elapsed_s
+    assert all(t1 <= t2 for (_, t1), (_, t2) in zip(bars_seen, bars_seen[1:]))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(bars=0), "bars"), (dict(bars=3, seconds=2), "not both"), (dict(seconds=-1), "seconds"),
+    (dict(seconds=1e6), "seconds"), (dict(tempo=5), "tempo"), (dict(tempo=1000), "tempo"),
+    (dict(style="jazz-fusion"), "style"), (dict(mood="angry"), "mood"), (dict(key="H#"), "key"),
+    (dict(valence=1.5), "mood values"), (dict(temperature=-1), "temperature"), (dict(top_p=0), "top-p"),
+    (dict(time_signature="7/3"), "time signature"), (dict(seed=-3), "seed"),
+])
+def test_bad_settings_raise_one_clear_sentence(mm, kwargs, words):
+    with pytest.raises(ConfigError) as err:
+        compose(mm, **kwargs)
+    msg = str(err.value)
+    assert words in msg and "\n" not in msg
+
+
+# --------------------------------------------------------------------------- continue
+def test_continue_keeps_the_input_exactly_and_adds_after_it(mm, tmp_path):
+    codec = mm.codec
+    src = mf.write_midi_file(mf.excerpt_score(3), tmp_path / "in.mid")
+    kept = note_tuples(codec.quantize(symusic.Score(str(src))))
+    p = continue_piece(mm, src, bars=2, seed=1)
+    out = note_tuples(p.score())
+    last = max(n[0] for n in kept)
+    assert [n for n in out if n[0] <= last] == kept           # the first part is the input, unchanged
+    new = [n for n in out if n[0] > last]
+    assert new, "the continuation added no notes"
+    assert {n[4] for n in new} <= {n[4] for n in kept}        # the input's instruments only
+    remi = remi_for(codec)
+    st = RemiState(remi).feed_all(p.ids[:p.input_ids])
+    assert p.bars - st.bars <= 2                              # at most 2 new bar lines
+    tracks = {t.name.split(" (")[0]: len(t.notes) for t in p.score().tracks}
+    assert tracks["input: in.mid"] == len(kept) and tracks["Cadenza continuation"] == len(new)
+
+
+def test_continue_keeps_the_metre_and_slides_past_the_context(mm, tmp_path):
+    """A 3/4 input longer than the model's context (512 tokens): it still continues in 3/4."""
+    s = mf.corpus_scores()[4].copy()     # bwv227.1: over a thousand tokens
+    s.time_signatures.clear()
+    s.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    ids = mm.codec.encode(s)
+    assert len(ids) > mm.model.config.max_len
+    p = continue_piece(mm, s, bars=2, seed=2)
+    remi = remi_for(mm.codec)
+    assert p.ids[:p.input_ids] == [int(i) for i in ids[:-1]]
+    new_ts = {remi.value[i] for i in p.ids[p.input_ids:] if remi.kind[i] == TS}
+    assert new_ts <= {(3, 4)} and p.generated_tokens > 0
+
+
+# --------------------------------------------------------------------------- harmonize
+def test_harmonize_keeps_every_melody_note_and_adds_voices_below(mm, melody_file):
+    codec = mm.codec
+    melody = note_tuples(codec.quantize(symusic.Score(str(melody_file))))
+    p = harmonize(mm, melody_file, voices=3, seed=5)
+    out = note_tuples(p.score())
+    assert set(melody) <= set(out)                            # every melody note, unchanged
+    added = sorted(set(out) - set(melody))
+    assert len(added) >= len(melody)                          # voices were added
+    for on, dur, pitch, _, _ in added:                        # ... below the melody sounding then
+        above = [m[2] for m in melody if m[0] <= on < m[0] + m[1]]
+        if above:
+            assert pitch < min(above)
+    for on, _, pitch, _, _ in melody:                         # a full chord under every melody note
+        sounding = [a for a in added if a[0] <= on < a[0] + a[1]]
+        assert len(sounding) == 3, f"{len(sounding)} voices under the melody note at {on}"
+    tracks = {t.name.split(" (")[0]: note_tuples_of(t) for t in p.score().tracks}
+    assert len(tracks["melody: melody.mid"]) == len(melody)
+    assert len(tracks["Cadenza harmony"]) == len(added)
+
+
+def note_tuples_of(track):
+    return [(n.time, n.pitch) for n in track.notes]
+
+
+def test_harmonize_is_reproducible_and_validates(mm, melody_file):
+    a = harmonize(mm, melody_file, voices=2, seed=9)
+    b = harmonize(mm, melody_file, voices=2, seed=9)
+    assert a.ids == b.ids
+    with pytest.raises(ConfigError):
+        harmonize(mm, melody_file, voices=0)
+    drums = symusic.Score(480)
+    kit = symusic.Track(program=0, is_drum=True)
+    kit.notes.append(symusic.Note(0, 240, 36, 100))
+    drums.tracks.append(kit)
+    with pytest.raises(DataError, match="drum"):
+        harmonize(mm, drums)
+
+
+# --------------------------------------------------------------------------- predict
+def test_predict_probabilities_are_the_models_own(mm, melody_file):
+    """The table's numbers equal a brute-force computation with full forward passes (no cache)."""
+    codec, model = mm.codec, mm.model
+    remi = remi_for(codec)
+    pred = predict_next(mm, melody_file, top=128)
+    probs = [n.probability for n in pred.notes]
+    assert probs == sorted(probs, reverse=True)
+    assert len(probs) == len(remi.pitch_ids)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)          # over every pitch: a distribution
+    assert 0 < pred.coverage <= 1 and 0 <= pred.p_end <= 1 and 0 <= pred.p_same_onset <= 1
+
+    ids = [int(i) for i in codec.encode(symusic.Score(str(melody_file)))][:-1]
+    st = RemiState(remi).feed_all(ids)
+    ts_id = remi.ts_ids[st.ts]
+
+    def full(tokens):
+        with torch.no_grad():
+            return torch.softmax(model(torch.tensor([tokens]))[0, -1], -1)
+
+    p0 = full(ids)
+    npos = remi.bar_positions(st.ts)
+    timing = {("same", q): float(p0[remi.pos_ids[q]]) for q in range(st.pos + 1, npos)}
+    p1 = full(ids + [remi.bar, ts_id])
+    z = sum(float(p1[remi.pos_ids[q]]) for q in range(npos))
+    timing.update({("next", q): float(p0[remi.bar]) * float(p1[remi.pos_ids[q]]) / z for q in range(npos)})
+    total = sum(timing.values())
+    best = max(timing, key=timing.get)
+    assert pred.onsets[0][1] == pytest.approx(timing[best] / total, rel=1e-3)
+    prefix = [remi.pos_ids[best[1]]] if best[0] == "same" else [remi.bar, ts_id, remi.pos_ids[best[1]]]
+    pp = full(ids + prefix + [remi.program_ids[st.program]])
+    zp = sum(float(pp[i]) for i in remi.pitch_ids.values())
+    one = predict_next(mm, melody_file, top=3, max_onsets=1)   # then a probability is P(pitch | that onset)
+    assert one.coverage == pytest.approx(timing[best] / total, rel=1e-3)
+    for n in one.notes:
+        assert n.probability == pytest.approx(float(pp[remi.pitch_ids[n.pitch]]) / zp, rel=1e-3)
+        assert n.name == pitch_name(n.pitch) and n.duration == duration_name(n.duration_quarters)
+    # the most likely duration after the likeliest velocity, also by brute force
+    n = one.notes[0]
+    pv = full(ids + prefix + [remi.program_ids[st.program], remi.pitch_ids[n.pitch]])
+    v = max(remi.vel_ids.values(), key=lambda i: float(pv[i]))
+    pd = full(ids + prefix + [remi.program_ids[st.program], remi.pitch_ids[n.pitch], v])
+    dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
+    d = max(dur_ids, key=lambda i: float(pd[i]))
+    assert n.duration_quarters == remi.duration_quarters(d, st.ts[1])
+    assert n.duration_probability == pytest.approx(float(pd[d]) / sum(float(pd[i]) for i in dur_ids), rel=1e-3)
+
+
+def test_predict_reads_the_context(mm, tmp_path):
+    """Different inputs give different predictions (the model is conditioned on the notes)."""
+    a = mf.write_midi_file(mf.melody_score(2), tmp_path / "a.mid")
+    b = mf.write_midi_file(mf.excerpt_score(2), tmp_path / "b.mid")
+    pa, pb = predict_next(mm, a, top=5), predict_next(mm, b, top=5)
+    assert [n.probability for n in pa.notes] != [n.probability for n in pb.notes]
+    with pytest.raises(ConfigError):
+        predict_next(mm, a, top=0)
+
+
+def test_names():
+    assert pitch_name(60) == "C4" and pitch_name(69) == "A4" and pitch_name(61) == "C#4"
+    assert duration_name(Fraction(3, 2)) == "dotted quarter" and duration_name(Fraction(1, 3)) == "eighth triplet"
+    assert duration_name(Fraction(5, 2)) == "2 1/2 quarters"

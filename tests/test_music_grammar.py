@@ -1,0 +1,132 @@
+"""The REMI grammar tracker and policies agree with the codec on real and synthetic pieces."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+pytest.importorskip("miditok")
+pytest.importorskip("music21")
+symusic = pytest.importorskip("symusic")
+torch = pytest.importorskip("torch")
+
+import music_fixtures as mf  # noqa: E402
+
+from cadenza.codecs.music import note_tuples  # noqa: E402
+from cadenza.music.grammar import BAR, DUR, GrammarConstraint, Policy, Remi, RemiState  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def remi():
+    return Remi(mf.codec())
+
+
+def _metre_piece(num, den):
+    s = symusic.Score(480)
+    s.time_signatures.append(symusic.TimeSignature(0, num, den))
+    s.tempos.append(symusic.Tempo(0, qpm=90))
+    t = symusic.Track(program=40)
+    steps = [480, 240, 160, 160, 160, 720, 240, 960]
+    time = 0
+    for i in range(24):
+        d = steps[i % len(steps)]
+        t.notes.append(symusic.Note(time, d, 60 + i % 12, 80))
+        time += d
+    s.tracks.append(t)
+    return s
+
+
+def _state_notes(remi, ids):
+    st = RemiState(remi, record=True).feed_all(ids)
+    return sorted((Fraction(on, remi.tpq), Fraction(d, remi.tpq), p, prog) for on, d, p, prog, _ in st.notes), st
+
+
+@pytest.mark.parametrize("which", ["chorale", "3/4", "6/8", "5/8"])
+def test_state_times_match_the_decoded_notes(remi, which):
+    c = mf.codec()
+    score = mf.corpus_scores()[0] if which == "chorale" else _metre_piece(*map(int, which.split("/")))
+    ids = [int(i) for i in c.encode(score)]
+    got, st = _state_notes(remi, ids)
+    decoded = sorted((n[0], n[1], n[2], n[4]) for n in note_tuples(c.decode(ids)))
+    assert got == decoded
+    assert st.bars == sum(1 for i in ids if i == remi.bar)
+    assert st.ended
+
+
+def test_the_grammar_accepts_real_pieces(remi):
+    """Every token of real chorales is allowed by the plain grammar at its place."""
+    c = mf.codec()
+    for score in mf.corpus_scores()[:3]:
+        ids = [int(i) for i in c.encode(score, style="bach")]
+        policy = Policy(remi, allow_eos=True)
+        st = RemiState(remi)
+        st.feed(ids[0])
+        for k, tok in enumerate(ids[1:], 1):
+            allowed = policy.allowed(st)
+            assert bool(allowed[tok]), f"token {k} ({c.token(tok)}) refused after {c.token(ids[k - 1])}"
+            st.feed(tok)
+
+
+def test_the_grammar_refuses_what_cannot_decode(remi):
+    c = mf.codec()
+    ids = [int(i) for i in c.encode(mf.corpus_scores()[0])]
+    policy = Policy(remi, programs=[0])
+    st = RemiState(remi).feed_all(ids[:ids.index(remi.bar) + 3])   # ... Bar TimeSig Position
+    m = policy.allowed(st)
+    assert m.sum() == 1 and bool(m[remi.program_ids[0]])          # only the allowed instrument
+    st.feed(remi.program_ids[0])
+    assert set(m.nonzero().flatten().tolist()).isdisjoint(remi.pitch_ids.values())
+    m = policy.allowed(st)
+    assert set(m.nonzero().flatten().tolist()) == set(remi.pitch_ids.values())
+    # after a note: no earlier or equal position, none past the bar, no EOS unless allowed
+    for t in (remi.pitch_ids[60], remi.vel_ids[87]):
+        st.feed(t)
+    st.feed(next(i for i in range(remi.vocab_size) if remi.kind[i] == DUR))
+    m = policy.allowed(st)
+    pos_allowed = sorted(q for q, i in remi.pos_ids.items() if m[i])
+    assert pos_allowed[0] == st.pos + 1 and pos_allowed[-1] == remi.bar_positions(st.ts) - 1
+    assert bool(m[remi.bar]) and not bool(m[remi.eos])
+
+
+def test_forced_prefix_and_metre(remi):
+    c = mf.codec()
+    forced = dict(zip(("style", "key", "tempo", "time_signature", "valence", "energy"),
+                      c.conditioning(style="folk", key="Dm", tempo=100, time_signature="6/8", mood="sad")))
+    forced["key"] = None   # the model chooses this one
+    policy = Policy(remi, prefix=forced)
+    st = RemiState(remi)
+    st.feed(c.bos_id)
+    m = policy.allowed(st)
+    assert m.sum() == 1 and bool(m[c.style_id("folk")])
+    st.feed(c.style_id("folk"))
+    m = policy.allowed(st)
+    assert set(m.nonzero().flatten().tolist()) == set(c.slot_ids("key"))
+    for slot in ("key", "tempo", "time_signature", "valence", "energy"):
+        tok = forced[slot] if forced[slot] is not None else c.key_id("A")
+        assert bool(policy.allowed(st)[tok])
+        st.feed(tok)
+    assert policy.allowed(st).nonzero().flatten().tolist() == [remi.bar]
+    st.feed(remi.bar)
+    assert policy.allowed(st).nonzero().flatten().tolist() == [remi.ts_ids[(6, 8)]]
+
+
+def test_grammar_constraint_works_with_sampling_stream(remi):
+    """The policy also plugs into cadenza.sampling as a constraint: every sample is valid."""
+    from cadenza.sampling import generate
+
+    mm = mf.tiny_model()
+    policy = Policy(remi, allow_eos=True)
+    st = RemiState(remi)
+    out = generate(mm.model, [remi.bos], 120, seed=3, constraint=GrammarConstraint(policy, st),
+                   stop_tokens=[remi.eos])
+    ids = [remi.bos] + out
+    check = RemiState(remi)
+    for k, tok in enumerate(ids):
+        if k:
+            assert bool(policy.allowed(check)[tok])
+        check.feed(tok)
+    assert sum(1 for t in ids if remi.kind[t] == BAR) >= 1
+    mf.codec().decode(ids)   # decodes
