@@ -1,0 +1,424 @@
+"""Held-out evaluation of music models (issue 6): one table for the model card and README.
+
+On held-out pieces of a music dataset (whole pieces, each scored from its BOS), for every
+model given with ``--model LABEL=DIR`` and for an n-gram baseline trained on the train split:
+
+- bits per token, bits per note (total bits / Pitch targets), next-note top-1 / top-5 pitch
+  accuracy, with the model's full context (its max_len; longer pieces: sliding window);
+- the same at each ``--contexts`` size (at most C tokens of context: what longer context buys),
+  for all targets and for the targets at positions >= 1024, where the sizes differ most;
+- held-out loss against training time from each model's run (``metrics.jsonl``), compared at
+  equal wall-clock time;
+- MusPy metrics of pieces sampled from each model (conditioning prefixes taken from held-out
+  pieces, stop at EOS or ``--max-new-tokens``) against the same held-out pieces cut to the
+  same token budget: mean +- std.
+
+See ``cadenza.music.evaluate`` for the exact definitions. Example (about 10 minutes, 2 cores):
+
+    python benchmarks/music_eval.py --data /tmp/cadenza-data/music21 \\
+        --model sparse=runs/music-small --model dense=runs/music-dense \\
+        --pieces 150 --generate 20 --threads 2 --markdown models/EVAL.md
+
+DIR is a model directory (model.safetensors + config.json) or a training run directory
+holding one in ``model/``. Writes benchmarks/results/music_eval.json and .png (``--out``)
+and, with ``--markdown``, the tables as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cadenza.codecs.music import MusicCodec
+from cadenza.errors import CadenzaError, ConfigError
+from cadenza.io import write_text_atomic
+from cadenza.model import SparseTransformer
+from cadenza.music import evaluate as ev
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = 1024   # context rows also report targets at positions >= LONG
+
+
+def parse_model(spec: str) -> tuple[str, Path]:
+    if "=" in spec:
+        label, path = spec.split("=", 1)
+    else:
+        label, path = Path(spec).name, spec
+    d = Path(path)
+    if not (d / "config.json").is_file() and (d / "model" / "config.json").is_file():
+        d = d / "model"
+    if not (d / "config.json").is_file():
+        raise ConfigError(f"{path} is neither a model directory nor a run directory with model/ in it")
+    return label, d
+
+
+def fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def pct(x):
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def ms(stat, n_pieces=None):
+    if not math.isfinite(stat["mean"]):
+        return "–"
+    out = f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    return out if n_pieces is None or stat["n"] == n_pieces else out + f" (n={stat['n']})"
+
+
+def machine() -> str:
+    name = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+# --------------------------------------------------------------------------- steps
+def score_models(models, pieces, pitch_ids, contexts, stride, batch_tokens, progress):
+    out = {}
+    for label, (model_dir, model) in models.items():
+        cfg = model.config
+        entry = {"model_dir": str(model_dir), "attention": cfg.attention, "max_len": cfg.max_len,
+                 "stride": cfg.stride, "d_model": cfg.d_model, "n_layers": cfg.n_layers,
+                 "n_heads": cfg.n_heads, "parameters": model.num_params(), "contexts": {}}
+        sizes = sorted({c for c in contexts if c <= cfg.max_len} | {cfg.max_len})
+        for c in sizes:
+            t0 = time.perf_counter()
+            scores = ev.score_model(model, pieces, pitch_ids, context=c, stride=stride,
+                                    batch_tokens=batch_tokens, progress=progress, desc=f"{label} ctx {c}")
+            secs = time.perf_counter() - t0
+            entry["contexts"][str(c)] = {
+                "all": scores.summary(),
+                f"position_ge_{LONG}": scores.select(scores.position >= LONG).summary(),
+                "seconds": secs,
+            }
+            s = entry["contexts"][str(c)]["all"]
+            print(f"  {label:>8} context {c:>5}: {s['bits_per_token']:.4f} bits/token, "
+                  f"{s['bits_per_note']:.3f} bits/note, top-1 {s['top1']:.3f}, top-5 {s['top5']:.3f} "
+                  f"({secs:.0f} s)", flush=True)
+        entry["full"] = entry["contexts"][str(cfg.max_len)]
+        out[label] = entry
+    return out
+
+
+def ngram_baseline(data, pieces, pitch_ids, vocab, order, train_tokens):
+    t0 = time.perf_counter()
+    train = ev.load_pieces(data, "train")
+    if train_tokens:
+        keep, total = [], 0
+        for p in train:
+            if total >= train_tokens:
+                break
+            keep.append(p)
+            total += len(p)
+        train = keep
+    lm = ev.KneserNey(vocab, order).fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = ev.score_ngram(lm, pieces, pitch_ids)
+    secs = time.perf_counter() - t0
+    s = scores.summary()
+    print(f"  {order}-gram (Kneser-Ney, {lm.fitted_tokens} train targets, fit {fit_s:.0f} s): "
+          f"{s['bits_per_token']:.4f} bits/token, {s['bits_per_note']:.3f} bits/note, "
+          f"top-1 {s['top1']:.3f}, top-5 {s['top5']:.3f} ({secs:.0f} s)", flush=True)
+    result = {"order": order, "train_pieces": len(train), "train_targets": lm.fitted_tokens,
+              "fit_seconds": fit_s, "seconds": secs, "all": s,
+              f"position_ge_{LONG}": scores.select(scores.position >= LONG).summary(),
+              "discounts": [t["discounts"][1:].tolist() for t in lm.tables]}
+    return lm, result
+
+
+def musical_metrics(codec, models, lm, pieces, n, max_new, seed, temperature, top_p):
+    rng = np.random.default_rng(seed + 1)
+    chosen = sorted(int(i) for i in rng.choice(len(pieces), size=min(n, len(pieces)), replace=False))
+    prompts, held = [], []
+    for i in chosen:
+        _, start = codec.parse_prefix(pieces[i])
+        prompts.append([int(t) for t in pieces[i][:start]])
+        held.append([int(t) for t in pieces[i][:start + max_new]])
+    rows = {"held-out": [ev.muspy_metrics(codec.decode(h)) for h in held]}
+    lengths = {"held-out": [len(h) - len(p) for h, p in zip(held, prompts)]}
+    ended = {"held-out": [h[-1] == codec.eos_id for h in held]}
+    timing = {}
+    samplers = {label: (lambda ps, m=model: ev.sample_transformer(
+        m, ps, max_new, codec.eos_id, seed=seed, temperature=temperature, top_p=top_p))
+        for label, (_, model) in models.items()}
+    if lm is not None:
+        samplers[f"{lm.order}-gram"] = lambda ps: lm.sample(ps, max_new, seed=seed, temperature=temperature,
+                                                             stop_tokens=[codec.eos_id])
+    for label, sampler in samplers.items():
+        t0 = time.perf_counter()
+        new = sampler(prompts)
+        timing[label] = time.perf_counter() - t0
+        rows[label] = [ev.muspy_metrics(codec.decode(p + g)) for p, g in zip(prompts, new)]
+        lengths[label] = [len(g) for g in new]
+        ended[label] = [bool(g) and g[-1] == codec.eos_id for g in new]
+        print(f"  sampled {len(new)} pieces from {label} in {timing[label]:.0f} s "
+              f"(mean {np.mean(lengths[label]):.0f} tokens)", flush=True)
+    return {
+        "pieces": chosen, "max_new_tokens": max_new, "temperature": temperature, "top_p": top_p,
+        "seed": seed,
+        "stats": {label: ev.metric_stats(r) for label, r in rows.items()},
+        "per_piece": rows,
+        "tokens": {label: {"mean": float(np.mean(v)), "std": float(np.std(v))} for label, v in lengths.items()},
+        "ended_with_eos": {label: float(np.mean(v)) for label, v in ended.items()},
+        "sampling_seconds": timing,
+    }
+
+
+# --------------------------------------------------------------------------- output
+def plot(result, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = (result.get("training") or {}).get("runs", {})
+    panels = 2 if runs else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.4))
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    for label, m in result["models"].items():
+        cs = sorted(int(c) for c in m["contexts"])
+        ax.plot(cs, [m["contexts"][str(c)]["all"]["bits_per_token"] for c in cs], "o-",
+                label=f"{label}: all targets")
+        ax.plot(cs, [m["contexts"][str(c)][f"position_ge_{LONG}"]["bits_per_token"] for c in cs], "s--",
+                label=f"{label}: targets at position ≥ {LONG}")
+    if result.get("ngram"):
+        ax.axhline(result["ngram"]["all"]["bits_per_token"], color="gray", ls=":",
+                   label=f"{result['ngram']['order']}-gram Kneser-Ney")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context (tokens)")
+    ax.set_ylabel("held-out bits per token")
+    ax.set_title(f"test pieces ({result['data']['pieces_scored']} of {result['data']['pieces_total']})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if runs:
+        ax = axes[1]
+        for label, r in runs.items():
+            curve = r["curve"]
+            if curve:
+                ax.plot([c["time"] / 60 for c in curve], [c["loss"] for c in curve], "o-", ms=3, label=label)
+        if result["training"].get("common_time_s"):
+            ax.axvline(result["training"]["common_time_s"] / 60, color="gray", ls=":", label="equal time")
+        ax.set_xlabel("training time (minutes)")
+        ax.set_ylabel("validation bits per token (training-loop eval)")
+        ax.set_title("held-out loss vs wall-clock training time")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(result) -> str:
+    d = result["data"]
+    L = []
+    L.append("## Held-out evaluation\n")
+    L.append(f"Data: `{d['dir']}`, split `{d['split']}`: {d['pieces_scored']} of {d['pieces_total']} held-out "
+             f"pieces (random, seed {d['seed']}), {d['targets']:,} target tokens of which {d['notes']:,} notes "
+             f"(Pitch tokens); every piece is scored whole from its BOS. Command:\n")
+    L.append(f"    {result['command']}\n")
+    L.append(f"Measured on {result['machine']} with {result['threads']} torch threads, torch {result['torch']}; "
+             f"the whole evaluation took {result['seconds'] / 60:.1f} minutes.\n")
+    L.append("### Next-token prediction\n")
+    L.append("| model | attention | parameters | context | bits / token | bits / note | top-1 pitch | top-5 pitch |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, m in result["models"].items():
+        s = m["full"]["all"]
+        L.append(f"| {label} | {m['attention']} | {m['parameters'] / 1e6:.2f}M | {m['max_len']} | "
+                 f"{fmt(s['bits_per_token'])} | {fmt(s['bits_per_note'])} | {pct(s['top1'])} | {pct(s['top5'])} |")
+    g = result.get("ngram")
+    if g:
+        s = g["all"]
+        L.append(f"| {g['order']}-gram Kneser-Ney | – | – | {g['order'] - 1} | {fmt(s['bits_per_token'])} | "
+                 f"{fmt(s['bits_per_note'])} | {pct(s['top1'])} | {pct(s['top5'])} |")
+    p = result["vocab"]
+    L.append(f"| uniform | – | – | 0 | {fmt(math.log2(p['size']))} | – | {pct(1 / p['pitches'])} | "
+             f"{pct(5 / p['pitches'])} |")
+    L.append("")
+    L.append("Bits per note = all bits of a piece (every token: conditioning prefix, bars, positions, "
+             "programs, pitches, velocities, durations, EOS) divided by its notes. Top-k pitch accuracy: "
+             "at every Pitch target, is the true pitch among the k most likely pitch tokens (the "
+             "distribution restricted to Pitch tokens).\n")
+    L.append("### What longer context buys\n")
+    L.append(f"The same models, each target seeing at most C tokens before it (pieces longer than C: "
+             f"sliding windows of C tokens every C/2, so a target sees between C/2 and C-1 tokens). "
+             f"Targets at position ≥ {LONG} are where the context sizes differ most.\n")
+    L.append(f"| model | context C | bits / token (all) | top-1 (all) | bits / token (position ≥ {LONG}) | "
+             f"top-1 (position ≥ {LONG}) | mean context (position ≥ {LONG}) |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, m in result["models"].items():
+        for c in sorted(m["contexts"], key=int):
+            a, b = m["contexts"][c]["all"], m["contexts"][c][f"position_ge_{LONG}"]
+            L.append(f"| {label} | {c} | {fmt(a['bits_per_token'])} | {pct(a['top1'])} | "
+                     f"{fmt(b['bits_per_token'])} | {pct(b['top1'])} | {fmt(b['mean_context'], 0)} |")
+    any_long = next(iter(result["models"].values()))["full"][f"position_ge_{LONG}"] if result["models"] else None
+    if any_long:
+        L.append(f"\n({any_long['tokens']:,} targets in {any_long['pieces']} pieces lie at position ≥ {LONG}.)\n")
+    tr = result.get("training")
+    if tr and tr.get("runs"):
+        L.append("### Equal training time\n")
+        L.append("Held-out loss as logged by the training loop (bits/token on fixed 4096-token windows of the "
+                 "validation split) against training time (evaluation and checkpointing excluded).\n")
+        common = tr.get("common_time_s")
+        L.append(f"| run | training time | steps | final val bits / token | val bits / token at "
+                 f"{fmt((common or 0) / 60, 1)} min (equal time) |")
+        L.append("| --- | ---: | ---: | ---: | ---: |")
+        for label, r in tr["runs"].items():
+            f, at = r.get("final"), r.get("at_common_time")
+            t = r.get("train_time_s")
+            L.append(f"| {label} | {fmt((t or math.nan) / 60, 1)} min | {f['step'] if f else '–'} | "
+                     f"{fmt(f['loss'] if f else None)} | "
+                     f"{fmt(at['loss'] if at else None)}" + (f" (step {at['step']})" if at else "") + " |")
+        L.append("")
+    mm = result.get("muspy")
+    if mm:
+        L.append("### MusPy metrics of generated pieces\n")
+        L.append(f"{len(mm['pieces'])} conditioning prefixes (BOS + style, key, tempo, metre, valence, energy) "
+                 f"taken from held-out pieces; each model samples until EOS or {mm['max_new_tokens']} new "
+                 f"tokens (temperature {mm['temperature']}, top-p {mm['top_p'] or 'off'}, seed {mm['seed']}). "
+                 f"The held-out column is the same pieces cut to the same token budget. Mean ± std over "
+                 f"pieces; (n=...) where only n pieces had a value (MusPy gives none for a piece without "
+                 f"notes, and no groove consistency for one shorter than two measures).\n")
+        labels = list(mm["stats"])
+        L.append("| metric | " + " | ".join(labels) + " |")
+        L.append("| --- |" + " ---: |" * len(labels))
+        for metric in ev.MUSPY_METRICS:
+            L.append(f"| {metric.replace('_', ' ')} | " + " | ".join(ms(mm["stats"][l][metric], len(mm["pieces"])) for l in labels) + " |")
+        L.append("| new tokens | " + " | ".join(f"{mm['tokens'][l]['mean']:.0f} ± {mm['tokens'][l]['std']:.0f}"
+                                               for l in labels) + " |")
+        L.append("| ended with EOS | " + " | ".join(pct(mm["ended_with_eos"][l]) for l in labels) + " |")
+        L.append("")
+    L.append("Definitions: `cadenza.music.evaluate` (module docstring); script: `benchmarks/music_eval.py`; "
+             "raw numbers: `benchmarks/results/music_eval.json`, plot: `benchmarks/results/music_eval.png`.\n")
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="music dataset directory (cadenza data music21)")
+    p.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                   help="a model directory or run directory to evaluate (repeatable)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--pieces", type=int, default=150, help="held-out pieces to score (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--contexts", type=int, nargs="*", default=[256, 1024, 4096])
+    p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default context // 2)")
+    p.add_argument("--batch-tokens", type=int, default=16384)
+    p.add_argument("--ngram-order", type=int, default=5, help="0 = no n-gram baseline")
+    p.add_argument("--ngram-train-tokens", type=int, default=0, help="fit on the first N train tokens (0 = all)")
+    p.add_argument("--generate", type=int, default=20, help="pieces to sample for MusPy metrics (0 = none)")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "music_eval",
+                   help="writes OUT.json and OUT.png")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        return run(args, argv)
+    except CadenzaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args, argv) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    codec = MusicCodec.load(args.data / "tokenizer.json")
+    pitch_ids = sorted(codec.pitch_ids())
+    models = {}
+    for spec in args.model:
+        label, d = parse_model(spec)
+        model = SparseTransformer.load(d)
+        if model.config.vocab_size != codec.vocab_size:
+            raise ConfigError(f"{d} has vocab_size {model.config.vocab_size}, the dataset's tokenizer "
+                              f"{codec.vocab_size}")
+        models[label] = (d, model)
+    all_pieces = ev.load_pieces(args.data, args.split)
+    chosen = ev.select_pieces(len(all_pieces), args.pieces or None, args.seed)
+    pieces = [all_pieces[i] for i in chosen]
+    targets = sum(len(x) - 1 for x in pieces)
+    notes = int(sum(np.isin(x[1:], pitch_ids).sum() for x in pieces))
+    print(f"{len(pieces)} of {len(all_pieces)} {args.split} pieces, {targets} targets, {notes} notes", flush=True)
+    result = {
+        "command": "python benchmarks/music_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "data": {"dir": str(args.data), "split": args.split, "pieces_total": len(all_pieces),
+                 "pieces_scored": len(pieces), "seed": args.seed, "pieces": chosen, "targets": targets,
+                 "notes": notes},
+        "vocab": {"size": codec.vocab_size, "pitches": len(pitch_ids)},
+        "stride": args.stride,
+    }
+    result["models"] = score_models(models, pieces, pitch_ids, args.contexts, args.stride,
+                                    args.batch_tokens, args.progress)
+    lm = None
+    if args.ngram_order:
+        lm, result["ngram"] = ngram_baseline(args.data, pieces, pitch_ids, codec.vocab_size, args.ngram_order,
+                                             args.ngram_train_tokens)
+    runs = {label: ev.model_run_dir(d) for label, (d, _) in models.items()}
+    runs = {k: v for k, v in runs.items() if v is not None}
+    result["training"] = ev.compare_runs(runs) if runs else None
+    if args.generate:
+        result["muspy"] = musical_metrics(codec, models, lm, pieces, args.generate, args.max_new_tokens,
+                                          args.seed, args.temperature, args.top_p)
+    result["seconds"] = time.perf_counter() - t_start
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(_finite(result), indent=1, default=_json_default))
+    plot(result, out.with_suffix(".png"))
+    md = markdown(result)
+    print()
+    print(md)
+    if args.markdown:
+        write_text_atomic(args.markdown, "# Cadenza music model: evaluation\n\n" + md)
+        print(f"wrote {args.markdown}")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
+def _finite(x):
+    """NaN and infinities as null, so the JSON file is standard JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json_default(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
