@@ -195,16 +195,22 @@ def plot(result, path: Path):
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.4))
     axes = np.atleast_1d(axes)
     ax = axes[0]
-    for label, m in result["models"].items():
+    ticks = set()
+    for n, (label, m) in enumerate(result["models"].items()):
         cs = sorted(int(c) for c in m["contexts"])
-        ax.plot(cs, [m["contexts"][str(c)]["all"]["bits_per_token"] for c in cs], "o-",
+        ticks.update(cs)
+        color = f"C{n}"
+        ax.plot(cs, [m["contexts"][str(c)]["all"]["bits_per_token"] for c in cs], "o-", color=color,
                 label=f"{label}: all targets")
         ax.plot(cs, [m["contexts"][str(c)][f"position_ge_{LONG}"]["bits_per_token"] for c in cs], "s--",
-                label=f"{label}: targets at position ≥ {LONG}")
+                color=color, label=f"{label}: targets at position ≥ {LONG}")
     if result.get("ngram"):
         ax.axhline(result["ngram"]["all"]["bits_per_token"], color="gray", ls=":",
                    label=f"{result['ngram']['order']}-gram Kneser-Ney")
     ax.set_xscale("log", base=2)
+    if ticks:
+        ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+        ax.minorticks_off()
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("held-out bits per token")
     ax.set_title(f"test pieces ({result['data']['pieces_scored']} of {result['data']['pieces_total']})")
