@@ -228,3 +228,31 @@ def test_help_texts_explain(capsys):
         assert e.value.code == 0
     out = capsys.readouterr().out
     assert "constrained decoding" in out and "--mood" in out and "provenance" in out
+
+
+def test_the_shipped_default_model_end_to_end(tmp_path, capsys, monkeypatch):
+    """With the model in the repository's models/ folder: compose, continue, predict, harmonize."""
+    from cadenza.errors import CadenzaError
+    from cadenza.music.models import default_model_dir
+
+    monkeypatch.delenv("CADENZA_MODEL", raising=False)
+    monkeypatch.delenv("CADENZA_MODELS", raising=False)
+    try:
+        default = default_model_dir()
+    except CadenzaError:
+        pytest.skip("no default music model is installed in models/")
+    out = tmp_path / "piece.mid"
+    assert main(["compose", "--style", "folk", "--mood", "happy", "--bars", "4", "--seed", "1", "-o", str(out)]) == 0
+    assert all(out.with_suffix(s).is_file() for s in (".mid", ".wav", ".png", ".json"))
+    (marker,) = _markers(out)
+    assert f"model {default.resolve().name}@" in marker
+    more = tmp_path / "more.mid"
+    assert main(["continue", str(out), "--bars", "2", "--seed", "2", "--no-audio", "-o", str(more)]) == 0
+    from cadenza.music.models import load_model
+
+    kept = note_tuples(load_model(default).codec.quantize(symusic.Score(str(out))))
+    assert [n for n in note_tuples(symusic.Score(str(more))) if n[0] <= max(n[0] for n in kept)] == kept
+    assert main(["predict", str(out), "--top", "3"]) == 0
+    harm = tmp_path / "harm.mid"
+    assert main(["harmonize", str(out), "--voices", "2", "--seed", "3", "--no-audio", "-o", str(harm)]) == 0
+    assert set(kept) <= set(note_tuples(symusic.Score(str(harm))))
