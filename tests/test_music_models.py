@@ -140,3 +140,15 @@ def test_compose_uses_the_default_model(model_dir, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("CADENZA_MODELS", str(tmp_path / "none"))
     assert main(["compose", "--bars", "1", "-o", str(tmp_path / "y.mid")]) == 2
     assert "no music model is installed" in capsys.readouterr().err
+
+
+def test_metrics_from_the_model_card_when_there_is_no_json(model_dir, tmp_path):
+    d = _install(tmp_path, "carded", model_dir)
+    (d / "metrics.json").unlink()
+    (d / "MODEL_CARD.md").write_text(
+        "# Carded model\n\n## Data\n\n| pieces | 120 |\n\n## Held-out evaluation\n\n| metric | value |\n|---|---|\n"
+        "| bits per token | 1.87 |\n| top-5 pitch accuracy | 64.5% |\n| notes | see below |\n\n"
+        "- bits per note: 6.1 bits\n\n## Known limits\n\n- context: 4096\n")
+    assert M.read_metrics(d) == {"bits per token": "1.87", "top-5 pitch accuracy": "64.5%", "bits per note": "6.1 bits"}
+    (d / "MODEL_CARD.md").write_text("# No numbers here\n")
+    assert M.read_metrics(d) == {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -119,7 +120,7 @@ def count_parameters(weights_path) -> int | None:
 
 def read_metrics(directory) -> dict:
     """Held-out metrics of a model: metrics.json if present, else a "metrics" entry of
-    config.json, else {}."""
+    config.json, else what the model card states as metrics (see ``card_metrics``), else {}."""
     d = Path(directory)
     for path, key in ((d / METRICS_FILE, None), (d / CONFIG_FILE, "metrics")):
         if not path.is_file():
@@ -132,7 +133,39 @@ def read_metrics(directory) -> dict:
             data = data.get(key) if isinstance(data, dict) else None
         if isinstance(data, dict) and data:
             return data
+    card = d / CARD_FILE
+    if card.is_file():
+        try:
+            return card_metrics(card.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            return {}
     return {}
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*(%|bits?\S*|s|ms)?$")
+
+
+def card_metrics(text: str) -> dict:
+    """Metrics a model card states in a section whose heading mentions metrics, evaluation
+    or results: two-column table rows ``| name | number |`` and list items ``- name: number``."""
+    out: dict = {}
+    in_section = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            in_section = any(w in stripped.lower() for w in ("metric", "evaluation", "result"))
+            continue
+        if not in_section:
+            continue
+        if stripped.startswith("|"):
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            if len(cells) == 2 and cells[0] and _NUMBER.match(cells[1].replace(",", "")):
+                out[cells[0].strip("*_ ")] = cells[1]
+        elif stripped.startswith(("- ", "* ")) and ":" in stripped:
+            name, _, value = stripped[2:].partition(":")
+            if name.strip() and _NUMBER.match(value.strip().replace(",", "")):
+                out[name.strip("*_ ")] = value.strip()
+    return out
 
 
 def card_title(directory) -> str | None:
