@@ -59,18 +59,11 @@ def tune_allocator() -> None:
         pass
 
 
-def _peak_rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmHWM: peak resident, VmRSS: resident)."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -100,15 +93,17 @@ def _attention_fn(method: str, l: int, c: int, n: int):
 
 
 def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head_dim: int,
-             backward: bool = True) -> Case:
+             backward: bool = True, threads: int = 0) -> Case:
     """Measure one case in this process (called in a fresh subprocess by :func:`run`)."""
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     tune_allocator()
     case = Case(method, n)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, heads, n, head_dim, generator=g) for _ in range(3))
-    base_rss = _rss_mb()
+    base_rss = _status_mb("VmRSS")
     try:
         fn = _attention_fn(method, l, c, n)
 
@@ -137,7 +132,7 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
                 case.note = f"no backward: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
     except Exception as exc:
         case.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
-    case.peak_mb = _peak_rss_mb() - base_rss
+    case.peak_mb = _status_mb("VmHWM") - base_rss
     kind = method.split("-")[-1]
     pairs = allowed_pairs("dense" if kind == "dense" else kind, n, l, c) * heads
     if case.fwd_bwd_ms:
@@ -149,7 +144,8 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
 
 def _run_subprocess(method, n, args) -> Case:
     cmd = [sys.executable, "-m", "cadenza.bench.attention", "--worker", method, str(n),
-           str(args["l"]), str(args["c"]), str(args["repeats"]), str(args["heads"]), str(args["head_dim"])]
+           str(args["l"]), str(args["c"]), str(args["repeats"]), str(args["heads"]), str(args["head_dim"]),
+           str(args["threads"])]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args["case_timeout"])
     except subprocess.TimeoutExpired:
@@ -162,10 +158,11 @@ def _run_subprocess(method, n, args) -> Case:
 
 
 def run(ns, methods, l=128, c=1, repeats=3, heads=4, head_dim=64, flex_max_n=16384,
-        dense_max_n=65536, case_timeout=900, progress=True) -> list[Case]:
+        dense_max_n=65536, case_timeout=900, progress=True, threads=0) -> list[Case]:
     from tqdm import tqdm
 
-    args = dict(l=l, c=c, repeats=repeats, heads=heads, head_dim=head_dim, case_timeout=case_timeout)
+    args = dict(l=l, c=c, repeats=repeats, heads=heads, head_dim=head_dim, case_timeout=case_timeout,
+                threads=threads)
     todo = []
     for n in ns:
         for m in methods:
@@ -293,6 +290,8 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is reported (default 3)")
     p.add_argument("--flex-max-n", type=int, default=16384, help="skip FlexAttention above this n (compiles per n)")
     p.add_argument("--dense-max-n", type=int, default=65536, help="skip dense SDPA above this n")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per case (default: torch's default, one per core)")
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and PNG (default benchmarks/results)")
 
 
@@ -301,10 +300,12 @@ def run_cli(args, host="") -> int:
 
     ns = args.ns or (QUICK_NS if args.quick else FULL_NS)
     methods = args.methods or ([m for m in METHODS if not m.startswith("flex")] if args.quick else METHODS)
-    if any(n < 1 for n in ns) or args.stride < 1 or not 1 <= args.summary <= args.stride or args.repeats < 1:
-        raise ConfigError("lengths, --stride and --repeats must be positive and 1 <= --summary <= --stride")
+    if (any(n < 1 for n in ns) or args.stride < 1 or not 1 <= args.summary <= args.stride
+            or args.repeats < 1 or args.threads < 0):
+        raise ConfigError("lengths, --stride and --repeats must be positive, --threads not negative, "
+                          "and 1 <= --summary <= --stride")
     cases = run(ns, methods, l=args.stride, c=args.summary, repeats=args.repeats,
-                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n)
+                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=args.threads)
     print(table(cases))
     print()
     for t, m, ok in targets(cases):
@@ -312,7 +313,8 @@ def run_cli(args, host="") -> int:
         print(f"  {status:<12} {t}: {m}")
     config = {"stride": args.stride, "summary": args.summary, "repeats": args.repeats, "heads": 4,
               "head_dim": 64, "dtype": "float32", "batch": 1, "host": host, "cores": os.cpu_count(),
-              "path": "eager (CPU flash kernel per layout)", "command": " ".join(sys.argv)}
+              "threads": args.threads or "default", "path": "eager (CPU flash kernel per layout)",
+              "command": " ".join(sys.argv)}
     stem = "attention_quick" if args.quick else "attention"
     json_path, png_path = save(cases, config, args.out, stem)
     print(f"\nwrote {json_path} and {png_path}")
@@ -321,8 +323,8 @@ def run_cli(args, host="") -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        m, n, l, c, r, h, d = sys.argv[2:9]
-        case = run_case(m, int(n), int(l), int(c), int(r), int(h), int(d))
+        m, n, l, c, r, h, d, t = sys.argv[2:10]
+        case = run_case(m, int(n), int(l), int(c), int(r), int(h), int(d), threads=int(t))
         print(json.dumps(asdict(case)))
     else:
         sys.exit(main())
