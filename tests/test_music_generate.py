@@ -145,7 +145,9 @@ def test_harmonize_keeps_every_melody_note_and_adds_voices_below(mm, melody_file
     assert set(melody) <= set(out)                            # every melody note, unchanged
     added = sorted(set(out) - set(melody))
     assert len(added) >= len(melody)                          # voices were added
+    first, end = min(m[0] for m in melody), max(m[0] + m[1] for m in melody)
     for on, dur, pitch, _, _ in added:                        # ... below the melody sounding then
+        assert first <= on < end                              # ... while the melody plays
         above = [m[2] for m in melody if m[0] <= on < m[0] + m[1]]
         if above:
             assert pitch < min(above)

@@ -178,8 +178,7 @@ class Piece:
             for notes, label in ((theirs, self.kept_label or "input"), (mine, gen_label)):
                 if not notes:
                     continue
-                nt = symusic.Track(name=f"{label} (program {prog})" if not t.is_drum else f"{label} (drums)",
-                                   program=int(t.program), is_drum=bool(t.is_drum))
+                nt = symusic.Track(name=label, program=int(t.program), is_drum=bool(t.is_drum))
                 for n in notes:
                     nt.notes.append(n)
                 s.tracks.append(nt)
@@ -530,7 +529,8 @@ class HarmonyPolicy(Policy):
     - strictly below the melody (below the lowest melody note sounding or starting at that
       time, or the latest melody note when the melody rests) and at most ``span`` semitones
       under it, never doubling an accompaniment pitch that is still sounding;
-    - at most ``voices`` accompaniment notes sounding at once;
+    - at most ``voices`` accompaniment notes sounding at once, all starting between the
+      melody's first onset and the end of its last note;
     - at every melody onset the position cannot be left until ``voices`` accompaniment notes
       sound (or no allowed pitch is left), so each melody note is harmonized;
     - between melody onsets the model may add notes (passing notes, moving inner voices)
@@ -553,6 +553,9 @@ class HarmonyPolicy(Policy):
         self.m_acc_prog = remi.one(remi.program_ids[program])
         lo, hi = remi.codec.config.pitch_range
         self.pitch_lo = lo
+        # Accompaniment notes start within the melody: from its first onset to its last note's end.
+        self.first_onset = self.starts[0] if self.starts else 0
+        self.last_end = max((n[0] + n[1] for n in self.melody), default=0)
 
     # ---- what sounds ---------------------------------------------------------------
     def _melody_ceiling(self, t: int) -> int | None:
@@ -582,6 +585,8 @@ class HarmonyPolicy(Policy):
 
     def _acc_pitches(self, s: RemiState) -> list[int]:
         """Accompaniment pitches allowed now ([] when no voice is free)."""
+        if not self.first_onset <= s.onset < self.last_end:
+            return []
         sounding = self._acc_sounding(s)
         if len(sounding) >= self.voices:
             return []
@@ -662,7 +667,8 @@ class HarmonyPolicy(Policy):
             t = s.bar_start + q * step
             busy = len(ends) - bisect.bisect_right(ends, t)
             ceiling = self._melody_ceiling(t)
-            if busy < self.voices and ceiling is not None and ceiling - 1 >= self.pitch_lo:
+            if (busy < self.voices and ceiling is not None and ceiling - 1 >= self.pitch_lo
+                    and self.first_onset <= t < self.last_end):
                 m[r.pos_ids[q]] = True
         if nxt is not None:
             m[r.pos_ids[nxt]] = True
