@@ -239,3 +239,13 @@ def test_names():
     assert pitch_name(60) == "C4" and pitch_name(69) == "A4" and pitch_name(61) == "C#4"
     assert duration_name(Fraction(3, 2)) == "dotted quarter" and duration_name(Fraction(1, 3)) == "eighth triplet"
     assert duration_name(Fraction(5, 2)) == "2 1/2 quarters"
+
+
+def test_continue_for_seconds(mm, tmp_path):
+    src = mf.write_midi_file(mf.excerpt_score(2), tmp_path / "in.mid")
+    kept = note_tuples(mm.codec.quantize(symusic.Score(str(src))))
+    last = max(n[0] for n in kept)
+    p = continue_piece(mm, src, seconds=3, seed=4)
+    limit = last + Fraction(3 * p.tempo / 60).limit_denominator(1000)     # 3 s at the input's tempo, in quarters
+    new = [n for n in note_tuples(p.score()) if n[0] > last]
+    assert new and all(n[0] < limit for n in new)
