@@ -118,8 +118,7 @@ def score_models(models, pieces, pitch_ids, contexts, stride, batch_tokens, prog
     return out
 
 
-def ngram_baseline(data, pieces, pitch_ids, vocab, order, train_tokens):
-    t0 = time.perf_counter()
+def _train_pieces(data, train_tokens):
     train = ev.load_pieces(data, "train")
     if train_tokens:
         keep, total = [], 0
@@ -129,6 +128,33 @@ def ngram_baseline(data, pieces, pitch_ids, vocab, order, train_tokens):
             keep.append(p)
             total += len(p)
         train = keep
+    return train
+
+
+def select_ngram_order(data, pitch_ids, vocab, orders, train, n_val, seed):
+    """Fit each order on the train pieces, score ``n_val`` validation pieces; the best order."""
+    val_all = ev.load_pieces(data, "val")
+    val = [val_all[i] for i in ev.select_pieces(len(val_all), n_val, seed)]
+    table = {}
+    for order in orders:
+        t0 = time.perf_counter()
+        lm = ev.KneserNey(vocab, order).fit(train)
+        s = ev.score_ngram(lm, val, pitch_ids).summary()
+        table[str(order)] = {**s, "seconds": time.perf_counter() - t0}
+        print(f"  validation: {order}-gram {s['bits_per_token']:.4f} bits/token, top-1 {s['top1']:.3f} "
+              f"({table[str(order)]['seconds']:.0f} s)", flush=True)
+    best = min(orders, key=lambda o: table[str(o)]["bits_per_token"])
+    return best, {"validation_pieces": len(val), "orders": table, "chosen": best}
+
+
+def ngram_baseline(data, pieces, pitch_ids, vocab, orders, train_tokens, n_val, seed):
+    train = _train_pieces(data, train_tokens)
+    selection = None
+    if len(orders) > 1:
+        order, selection = select_ngram_order(data, pitch_ids, vocab, orders, train, n_val, seed)
+    else:
+        order = orders[0]
+    t0 = time.perf_counter()
     lm = ev.KneserNey(vocab, order).fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -141,7 +167,8 @@ def ngram_baseline(data, pieces, pitch_ids, vocab, order, train_tokens):
     result = {"order": order, "train_pieces": len(train), "train_targets": lm.fitted_tokens,
               "fit_seconds": fit_s, "seconds": secs, "all": s,
               f"position_ge_{LONG}": scores.select(scores.position >= LONG).summary(),
-              "discounts": [t["discounts"][1:].tolist() for t in lm.tables]}
+              "discounts": [t["discounts"][1:].tolist() for t in lm.tables],
+              "order_selection": selection}
     return lm, result
 
 
@@ -260,6 +287,17 @@ def markdown(result) -> str:
     L.append(f"| uniform | – | – | 0 | {fmt(math.log2(p['size']))} | – | {pct(1 / p['pitches'])} | "
              f"{pct(5 / p['pitches'])} |")
     L.append("")
+    if g:
+        sel = g.get("order_selection")
+        how = (f"order {g['order']} chosen among {', '.join(sel['orders'])} by bits/token on "
+               f"{sel['validation_pieces']} validation pieces "
+               + "(" + ", ".join(f"{o}: {v['bits_per_token']:.3f}" for o, v in sel["orders"].items()) + ")"
+               if sel else f"order {g['order']}")
+        L.append(f"The n-gram baseline is interpolated modified Kneser-Ney over the same tokens "
+                 f"(`cadenza.music.evaluate.KneserNey`, numpy; nltk's pure-Python KneserNeyInterpolated is far "
+                 f"too slow for millions of tokens and full-vocabulary rankings), fitted on "
+                 f"{g['train_targets']:,} target tokens of {g['train_pieces']:,} train pieces; {how}. "
+                 f"Uniform = every token equally likely.\n")
     L.append("Bits per note = all bits of a piece (every token: conditioning prefix, bars, positions, "
              "programs, pitches, velocities, durations, EOS) divided by its notes. Top-k pitch accuracy: "
              "at every Pitch target, is the true pitch among the k most likely pitch tokens (the "
@@ -329,7 +367,10 @@ def main(argv=None) -> int:
     p.add_argument("--contexts", type=int, nargs="*", default=[256, 1024, 4096])
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default context // 2)")
     p.add_argument("--batch-tokens", type=int, default=16384)
-    p.add_argument("--ngram-order", type=int, default=5, help="0 = no n-gram baseline")
+    p.add_argument("--ngram-order", type=int, nargs="+", default=[5],
+                   help="n-gram order (0 = no n-gram baseline); several: the best on --ngram-val-pieces "
+                        "validation pieces is used")
+    p.add_argument("--ngram-val-pieces", type=int, default=100)
     p.add_argument("--ngram-train-tokens", type=int, default=0, help="fit on the first N train tokens (0 = all)")
     p.add_argument("--generate", type=int, default=20, help="pieces to sample for MusPy metrics (0 = none)")
     p.add_argument("--max-new-tokens", type=int, default=1024)
@@ -362,6 +403,12 @@ def run(args, argv) -> int:
             raise ConfigError(f"{d} has vocab_size {model.config.vocab_size}, the dataset's tokenizer "
                               f"{codec.vocab_size}")
         models[label] = (d, model)
+        run_dir = ev.model_run_dir(d)
+        run_json = run_dir / "run.json" if run_dir else None
+        if run_json and run_json.is_file():
+            trained_on = json.loads(run_json.read_text()).get("train_config", {}).get("data")
+            if trained_on and Path(trained_on).resolve() != args.data.resolve():
+                print(f"warning: {label} was trained on {trained_on}, evaluating on {args.data}", file=sys.stderr)
     all_pieces = ev.load_pieces(args.data, args.split)
     chosen = ev.select_pieces(len(all_pieces), args.pieces or None, args.seed)
     pieces = [all_pieces[i] for i in chosen]
@@ -381,9 +428,10 @@ def run(args, argv) -> int:
     result["models"] = score_models(models, pieces, pitch_ids, args.contexts, args.stride,
                                     args.batch_tokens, args.progress)
     lm = None
-    if args.ngram_order:
-        lm, result["ngram"] = ngram_baseline(args.data, pieces, pitch_ids, codec.vocab_size, args.ngram_order,
-                                             args.ngram_train_tokens)
+    orders = [o for o in args.ngram_order if o > 0]
+    if orders:
+        lm, result["ngram"] = ngram_baseline(args.data, pieces, pitch_ids, codec.vocab_size, orders,
+                                             args.ngram_train_tokens, args.ngram_val_pieces, args.seed)
     runs = {label: ev.model_run_dir(d) for label, (d, _) in models.items()}
     runs = {k: v for k, v in runs.items() if v is not None}
     result["training"] = ev.compare_runs(runs) if runs else None

@@ -401,7 +401,8 @@ def test_music_eval_script_end_to_end(tmp_path):
         notes = [(2 * j, 2, int(60 + rng.integers(0, 12))) for j in range(8 + 4 * i)]
         pieces.append(codec.encode(_score(notes, tpq=4, ts=(3, 4) if i % 2 else (4, 4))))
     data = tmp_path / "data"
-    write_dataset(data, {"train": np.concatenate(pieces[:10]), "test": np.concatenate(pieces[10:])},
+    write_dataset(data, {"train": np.concatenate(pieces[:8]), "val": np.concatenate(pieces[8:10]),
+                         "test": np.concatenate(pieces[10:])},
                   codec.vocab_size, "music", separator={"bos": codec.bos_id, "eos": codec.eos_id, "pad": 0})
     codec.save(data / "tokenizer.json")
     run = _write_run(tmp_path / "run", [(5, 1.0, 9.0), (10, 2.0, 8.0)], 2.5)
@@ -409,7 +410,7 @@ def test_music_eval_script_end_to_end(tmp_path):
     SparseTransformer(get_preset("tiny", vocab_size=codec.vocab_size, max_len=128, stride=16)).save(run / "model")
     out, md = tmp_path / "res" / "eval", tmp_path / "models" / "EVAL.md"
     rc = _load_script().main(["--data", str(data), "--model", f"tiny={run}", "--pieces", "3",
-                              "--contexts", "32", "128", "--ngram-order", "3", "--generate", "2",
+                              "--contexts", "32", "128", "--ngram-order", "2", "3", "--ngram-val-pieces", "2", "--generate", "2",
                               "--max-new-tokens", "24", "--threads", "1", "--out", str(out),
                               "--markdown", str(md)])
     assert rc == 0
@@ -419,7 +420,10 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert full["tokens"] == result["data"]["targets"] and full["bits_per_token"] > 0
     assert result["ngram"]["all"]["tokens"] == full["tokens"]
     assert result["training"]["runs"]["tiny"]["final"]["loss"] == 8.0
-    assert set(result["muspy"]["stats"]) == {"held-out", "tiny", "3-gram"}
+    sel = result["ngram"]["order_selection"]
+    assert set(sel["orders"]) == {"2", "3"} and sel["chosen"] == result["ngram"]["order"]
+    assert sel["orders"][str(sel["chosen"])]["bits_per_token"] == min(v["bits_per_token"] for v in sel["orders"].values())
+    assert set(result["muspy"]["stats"]) == {"held-out", "tiny", f"{sel['chosen']}-gram"}
     assert out.with_suffix(".png").stat().st_size > 1000
     text = md.read_text()
     for heading in ("Next-token prediction", "What longer context buys", "Equal training time", "MusPy"):
