@@ -256,11 +256,11 @@ def _random_pieces(n, seed, vocab=12):
     return out
 
 
-@pytest.mark.parametrize("order", [1, 2, 3, 4])
-def test_kneser_ney_matches_a_reference_written_from_the_definitions(order):
+@pytest.mark.parametrize("order,hashing", [(1, None), (2, None), (3, None), (4, None), (3, True), (7, True)])
+def test_kneser_ney_matches_a_reference_written_from_the_definitions(order, hashing):
     vocab = 12
     train = _random_pieces(150, 0, vocab)
-    lm = ev.KneserNey(vocab, order).fit(train)
+    lm = ev.KneserNey(vocab, order, hashing=hashing).fit(train)
     ref = _reference_kn(train, order, vocab, lm.start)
     test = _random_pieces(6, 1, vocab) + [np.array([BOS, 11, 11, 11, 0, 5])]   # includes unseen contexts
     hist = np.concatenate([lm.histories(p) for p in test])
@@ -295,7 +295,9 @@ def test_ngram_sampling_follows_the_data_and_stops_at_eos():
 
 def test_kneser_ney_refuses_bad_settings():
     with pytest.raises(ConfigError):
-        ev.KneserNey(604, 7)      # keys would not fit in int64
+        ev.KneserNey(604, 33)
+    big = ev.KneserNey(604, 9)        # contexts beyond 5 tokens are hashed
+    assert big.exact[:7] == [True] * 7 and not any(big.exact[7:])
     with pytest.raises(ConfigError):
         ev.KneserNey(10, 2).probs(np.zeros((1, 1), dtype=np.int64))   # not fitted
 

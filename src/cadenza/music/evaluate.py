@@ -293,28 +293,59 @@ class KneserNey:
     interpolates with the next lower one with discounts D1, D2, D3+ estimated from its
     counts of counts (clipped to [0.1, r - 0.1] for count r); the unigram level
     interpolates with the uniform distribution, so no token has probability 0.
-    N-grams are keys in base ``vocab_size + 1`` in int64, so ``order`` is limited to what
-    fits (6 for a vocabulary of about 600).
+
+    An n-gram is stored as one int64 key, ``(context code << token bits) | token``. The
+    context code is exact (the context's tokens as digits in base vocab_size + 1) while it
+    fits in the bits left (up to 5 context tokens for a vocabulary of about 600); longer
+    contexts get a 64-bit multiplicative hash cut to those bits (53 for 600 tokens), where
+    two of ~10 million distinct contexts collide with a chance of about 1%, which would merge
+    their counts. ``hashing=True`` hashes every order (for tests).
     """
 
-    def __init__(self, vocab_size: int, order: int = 5):
+    MAX_ORDER = 32
+
+    def __init__(self, vocab_size: int, order: int = 5, hashing: bool | None = None):
         if vocab_size < 2:
             raise ConfigError("an n-gram model needs a vocabulary of at least 2 tokens")
-        if order < 1:
-            raise ConfigError(f"n-gram order must be at least 1, not {order}")
+        if not 1 <= order <= self.MAX_ORDER:
+            raise ConfigError(f"n-gram order must be between 1 and {self.MAX_ORDER}, not {order}")
         self.vocab_size = int(vocab_size)
         self.order = int(order)
         self.base = self.vocab_size + 1
         self.start = self.vocab_size            # padding symbol before each piece
-        if self.base ** self.order >= 2 ** 63:
-            raise ConfigError(f"order {order} is too high for a vocabulary of {vocab_size} "
-                              f"(n-gram keys must fit in 64 bits)")
+        self.wbits = int(self.vocab_size).bit_length()
+        self.cbits = 63 - self.wbits
+        if self.cbits < 16:
+            raise ConfigError(f"a vocabulary of {vocab_size} tokens is too large for the n-gram model")
+        self.exact = [hashing is not True and self.base ** (k - 1) < 2 ** self.cbits
+                      for k in range(0, self.order + 1)]
+        rng = np.random.default_rng(0x5EED)
+        self._mult = (rng.integers(1, 2 ** 63, size=self.MAX_ORDER, dtype=np.uint64) * np.uint64(2)
+                      + np.uint64(1))       # odd 64-bit multipliers, one per distance back
         self.tables: list[dict] = []
         self.fitted_tokens = 0
 
+    # ---- context codes
+    def _codes(self, older_first_columns, n: int):
+        """Yield the context code of orders 1, 2, ... for ``n`` contexts given as columns of
+        tokens (oldest first): order k uses the last k - 1 columns."""
+        cols = list(older_first_columns)
+        exact = np.zeros(n, dtype=np.int64)
+        hashed = np.zeros(n, dtype=np.uint64)
+        yield exact
+        for j in range(len(cols)):              # j = distance back - 1
+            c = np.asarray(cols[len(cols) - 1 - j], dtype=np.int64)
+            k = j + 2
+            hashed = hashed + (c.astype(np.uint64) + np.uint64(1)) * self._mult[j]
+            if self.exact[k]:
+                exact = exact + c * self.base ** j
+                yield exact
+            else:
+                yield (hashed >> np.uint64(64 - self.cbits)).astype(np.int64)
+
     # ---- counting
     def fit(self, pieces) -> "KneserNey":
-        n, base = self.order, self.base
+        n = self.order
         chunks, targets = [], []
         offset = 0
         for p in pieces:
@@ -332,29 +363,30 @@ class KneserNey:
         tok = np.concatenate(chunks)
         idx = np.concatenate(targets)
         self.fitted_tokens = int(len(idx))
-        raw = []
-        key = tok[idx].copy()
-        for k in range(1, n + 1):
-            if k > 1:
-                key = key + tok[idx - (k - 1)] * base ** (k - 1)
-            raw.append(np.unique(key, return_counts=True))
-        tables = []
-        for k in range(1, n + 1):
-            if k == n:
-                keys, counts = raw[k - 1]
-            else:  # continuation counts: distinct left extensions among the (k+1)-gram types
-                keys, counts = np.unique(raw[k][0] % base ** k, return_counts=True)
-            counts = counts.astype(np.int64)
-            disc = self._discounts(counts)
-            ctx = keys // base
-            uctx, first = np.unique(ctx, return_index=True)
-            total = np.add.reduceat(counts, first)
-            dvals = disc[np.minimum(counts, 3)]
-            gamma = np.add.reduceat(dvals, first)
-            tables.append({"keys": keys, "counts": counts, "discounts": disc,
-                           "ctx": uctx, "total": total.astype(np.float64), "gamma": gamma})
+        w = tok[idx]
+        cols = [tok[idx - d] for d in range(n - 1, 0, -1)]      # oldest first
+        tables, prev = [], None
+        for k, code in enumerate(self._codes(cols, len(idx)), start=1):
+            key = (code << self.wbits) | w
+            if prev is not None:
+                # order k - 1: continuation counts = distinct k-gram types per (k-1)-gram
+                _, first = np.unique(key, return_index=True)
+                keys, counts = np.unique(prev[first], return_counts=True)
+                tables.append(self._table(keys, counts))
+            prev = key
+        keys, counts = np.unique(prev, return_counts=True)        # the highest order: raw counts
+        tables.append(self._table(keys, counts))
         self.tables = tables
         return self
+
+    def _table(self, keys, counts) -> dict:
+        counts = counts.astype(np.int64)
+        disc = self._discounts(counts)
+        ctx = keys >> self.wbits
+        uctx, first = np.unique(ctx, return_index=True)
+        return {"keys": keys, "counts": counts.astype(np.int32), "discounts": disc, "ctx": uctx,
+                "total": np.add.reduceat(counts, first).astype(np.float64),
+                "gamma": np.add.reduceat(disc[np.minimum(counts, 3)], first)}
 
     @staticmethod
     def _discounts(counts) -> np.ndarray:
@@ -382,7 +414,9 @@ class KneserNey:
         h = np.asarray(histories, dtype=np.int64)
         if h.ndim != 2 or h.shape[1] != self.order - 1:
             raise ConfigError(f"histories must be (batch, order - 1 = {self.order - 1}) token ids")
-        V, base, B = self.vocab_size, self.base, h.shape[0]
+        V, B = self.vocab_size, h.shape[0]
+        mask = (1 << self.wbits) - 1
+        codes = list(self._codes([h[:, j] for j in range(h.shape[1])], B))
         t1 = self.tables[0]
         c1 = np.zeros(V)
         c1[t1["keys"]] = t1["counts"]
@@ -391,23 +425,21 @@ class KneserNey:
         p = np.broadcast_to(p1, (B, V)).copy()
         for k in range(2, self.order + 1):
             t = self.tables[k - 1]
-            ctx = np.zeros(B, dtype=np.int64)
-            for j in range(k - 1):
-                ctx = ctx * base + h[:, self.order - k + j]
+            ctx = codes[k - 1]
             ci = np.searchsorted(t["ctx"], ctx)
             found = ci < len(t["ctx"])
             found[found] = t["ctx"][ci[found]] == ctx[found]
             if not found.any():
                 continue
             rows = np.flatnonzero(found)
-            lo = np.searchsorted(t["keys"], ctx[rows] * base)
-            hi = np.searchsorted(t["keys"], ctx[rows] * base + base)
+            lo = np.searchsorted(t["keys"], ctx[rows] << self.wbits)
+            hi = np.searchsorted(t["keys"], (ctx[rows] << self.wbits) | mask, side="right")
             lengths = hi - lo
             r = np.repeat(np.arange(len(rows)), lengths)
             within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             ent = np.repeat(lo, lengths) + within
             counts = np.zeros((len(rows), V))
-            counts[r, t["keys"][ent] % base] = t["counts"][ent]
+            counts[r, t["keys"][ent] & mask] = t["counts"][ent]
             d = t["discounts"][np.minimum(counts, 3).astype(np.int64)]
             total = t["total"][ci[rows]][:, None]
             gamma = t["gamma"][ci[rows]][:, None]
