@@ -33,7 +33,7 @@ import time
 import torch
 
 from cadenza import __version__
-from cadenza.io import atomic_path, write_text_atomic
+from cadenza.io import save_figure, write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
 
@@ -195,9 +195,7 @@ def plot(rows, path, title) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

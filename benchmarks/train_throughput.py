@@ -27,7 +27,7 @@ import time
 import torch
 
 from cadenza import __version__
-from cadenza.io import atomic_path, write_text_atomic
+from cadenza.io import save_figure, write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
 
@@ -114,9 +114,7 @@ def plot(row, path, title) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

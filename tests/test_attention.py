@@ -104,7 +104,6 @@ def test_no_layout_is_n_by_n():
 
 def test_fast_path_uses_no_n_by_n_memory():
     """Peak extra memory of forward+backward stays far below one n x n float matrix."""
-    import tracemalloc  # noqa: F401  (torch allocations are not traced; measure tensors instead)
     n, l = 8192, 64
     q, k, v = (torch.randn(1, 1, n, 32, requires_grad=True) for _ in range(3))
     seen = []

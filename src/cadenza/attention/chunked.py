@@ -11,7 +11,6 @@ Pure PyTorch ops: runs on CPU and CUDA, float32 and bfloat16 (computed in float3
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from cadenza.attention.layouts import LayoutPlan, add_key_grads, pad_to, padded_len
 

@@ -248,11 +248,9 @@ def plot(cases: list[Case], path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    from cadenza.io import atomic_path
+    from cadenza.io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save(cases, config, out_dir, stem="attention"):
