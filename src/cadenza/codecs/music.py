@@ -47,19 +47,19 @@ from cadenza.io import atomic_path, write_text_atomic
 
 CODEC_NAME = "cadenza.codecs.music"
 CODEC_VERSION = 1
-FEATURES_VERSION = 2  # bump when describe() changes: cached corpus features are recomputed
+FEATURES_VERSION = 4  # bump when describe() or encode() changes: cached corpus tokens are recomputed
 
 STYLES = ("bach", "renaissance", "medieval", "baroque", "classical", "romantic", "modern",
           "popular", "folk", "fiddle", "other")
 TEMPO_BINS = (40, 48, 56, 64, 72, 80, 88, 96, 108, 120, 132, 144, 160, 176, 192, 208)
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 LEVELS = 5
-# Named moods as (valence level, energy level), each 0..4.
+# Named moods as (valence level, energy level), each 0..4 (levels are corpus quintiles).
 MOODS = {
     "calm": (3, 0),
     "happy": (4, 3),
-    "sad": (1, 0),
-    "tense": (0, 3),
+    "sad": (0, 0),
+    "tense": (0, 4),
     "energetic": (3, 4),
 }
 PREFIX_SLOTS = ("style", "key", "tempo", "time_signature", "valence", "energy")
@@ -86,10 +86,11 @@ class MusicCodecConfig:
     styles: tuple = STYLES
     tempo_bins: tuple = TEMPO_BINS
     levels: int = LEVELS
-    # Raw valence / energy (0..1) cut into levels at these edges: the quintiles of the
-    # music21 corpus (see cadenza.data.music), so each level holds about a fifth of it.
-    valence_edges: tuple = (0.2, 0.4, 0.6, 0.8)
-    energy_edges: tuple = (0.2, 0.4, 0.6, 0.8)
+    # Raw valence / energy (0..1) cut into levels at these edges: the quintiles over the
+    # 14,710 pieces of the full music21 corpus build, so each level holds a fifth of it
+    # (and every valence x energy cell holds 448..745 pieces).
+    valence_edges: tuple = (0.597, 0.781, 0.877, 0.952)
+    energy_edges: tuple = (0.428, 0.471, 0.505, 0.537)
     time_signatures: dict = field(default_factory=lambda: {4: list(range(1, 9)), 8: list(range(2, 13))})
 
     def __post_init__(self):
@@ -403,11 +404,106 @@ def score_from_bytes(data: bytes, name: str = "input"):
 
 
 def write_midi(score, path) -> Path:
-    """Write a symusic score as a MIDI file atomically."""
+    """Write a symusic score as a MIDI file atomically.
+
+    Notes of one pitch that overlap on one track cannot be told apart in a MIDI file (its
+    note-offs name only the pitch), so such a track is first split into as many tracks of
+    the same program as needed; reading the file back gives exactly the same notes.
+    """
     path = Path(path)
+    score = split_overlapping_notes(_as_tick(score))
     with atomic_path(path) as tmp:
         score.dump_midi(str(tmp))
     return path
+
+
+def merge_tracks_by_program(score):
+    """One track per (program, drums), notes sorted, tracks ordered by program, drums last."""
+    import symusic
+
+    groups: dict[tuple[bool, int], list] = {}
+    for t in score.tracks:
+        if len(t.notes):
+            groups.setdefault((bool(t.is_drum), int(t.program)), []).append(t)
+    if all(len(v) == 1 for v in groups.values()) and list(groups) == sorted(groups) \
+            and len(groups) == len(score.tracks):
+        for t in score.tracks:
+            t.notes.sort()
+        return score
+    tracks = []
+    for key in sorted(groups):
+        ts = groups[key]
+        arrs = [t.notes.numpy() for t in ts]
+        merged = symusic.Track(name=ts[0].name, program=key[1], is_drum=key[0])
+        merged.notes = symusic.Note.from_numpy(*(np.concatenate([a[f] for a in arrs])
+                                                 for f in ("time", "duration", "pitch", "velocity")))
+        merged.notes.sort()
+        for t in ts:  # keep whatever else the tracks carry
+            for name in ("controls", "pitch_bends", "pedals", "lyrics"):
+                if hasattr(t, name) and len(getattr(t, name)):
+                    getattr(merged, name).extend(getattr(t, name))
+        tracks.append(merged)
+    score.tracks.clear()
+    for t in tracks:
+        score.tracks.append(t)
+    return score
+
+
+def _sort_notes(track) -> None:
+    """Sort a track's notes by (onset, pitch, duration, velocity), in place."""
+    import symusic
+
+    if len(track.notes) < 2:
+        return
+    a = track.notes.numpy()
+    order = np.lexsort((a["velocity"], a["duration"], a["pitch"], a["time"]))
+    if np.all(order[1:] > order[:-1]):
+        return
+    track.notes = symusic.Note.from_numpy(*(a[f][order] for f in ("time", "duration", "pitch", "velocity")))
+
+
+def split_overlapping_notes(score):
+    """A copy where no track holds two overlapping notes of the same pitch (see write_midi)."""
+    import symusic
+
+    if not any(_has_unison_overlap(t) for t in score.tracks):
+        return score
+    score = score.copy()
+    tracks = list(score.tracks)
+    score.tracks.clear()
+    for t in tracks:
+        if not _has_unison_overlap(t):
+            score.tracks.append(t)
+            continue
+        lanes: list[list] = []      # notes per new track
+        busy: list[dict] = []       # pitch -> end tick, per new track
+        for n in sorted(t.notes, key=lambda n: (n.time, n.pitch, n.duration)):
+            for lane, ends in zip(lanes, busy):
+                if ends.get(n.pitch, -1) <= n.time:
+                    break
+            else:
+                lanes.append([])
+                busy.append({})
+                lane, ends = lanes[-1], busy[-1]
+            lane.append(n)
+            ends[n.pitch] = n.time + n.duration
+        for k, lane in enumerate(lanes):
+            nt = t.copy() if k == 0 else symusic.Track(name=t.name, program=t.program, is_drum=t.is_drum)
+            nt.notes.clear()
+            for n in lane:
+                nt.notes.append(n)
+            score.tracks.append(nt)
+    return score
+
+
+def _has_unison_overlap(track) -> bool:
+    if len(track.notes) < 2:
+        return False
+    a = track.notes.numpy()
+    order = np.lexsort((a["time"], a["pitch"]))
+    p, t, d = a["pitch"][order], a["time"][order], a["duration"][order]
+    same = p[1:] == p[:-1]
+    return bool(np.any(same & (t[1:] < t[:-1] + d[:-1])))
 
 
 def _as_tick(score):
@@ -616,12 +712,14 @@ class MusicCodec:
 
     # ---- encode / decode -----------------------------------------------------------
     def normalize(self, score):
-        """A copy of ``score`` in ticks with its metres written in supported form."""
+        """A copy of ``score`` in ticks, its metres written in supported form, and one track
+        per instrument (tracks of one program merged, ordered by program, drums last), so
+        the tokens depend only on the notes, not on how they were split into tracks."""
         import symusic
 
         if isinstance(score, (str, Path)):
             score = load_midi(score)
-        score = _as_tick(score).copy()
+        score = merge_tracks_by_program(_as_tick(score).copy())
         new = []
         for ts in score.time_signatures:
             norm = normalize_time_signature(ts.numerator, ts.denominator, self._ts_supported)
@@ -648,13 +746,17 @@ class MusicCodec:
         """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.tokenizer.preprocess_score(self.normalize(score))
+            q = self.tokenizer.preprocess_score(self.normalize(score))
+        for t in q.tracks:  # canonical order of simultaneous notes: by pitch, on quantized values
+            _sort_notes(t)
+        return q
 
     def encode_body(self, score) -> list[int]:
         """MidiTok ids of the notes (no prefix, no BOS/EOS)."""
+        q = self.quantize(score)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            seq = self.tokenizer.encode(self.normalize(score))
+            seq = self.tokenizer.encode(q, no_preprocess_score=True)
         if isinstance(seq, list):  # not expected with one_token_stream, but be safe
             seq = seq[0]
         return [int(i) for i in seq.ids]

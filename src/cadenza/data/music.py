@@ -485,9 +485,10 @@ def _process_midi_file(job):
         score = load_midi(path)
         tempo_source = "marked" if len(score.tempos) else "default"
         result = _piece(_CODEC, score, rec, style, tempo_source)
+    except DataError as exc:  # the file's own problem, already one sentence
+        result = (dict(rec, status="skipped", reason=str(exc)), None)
     except Exception as exc:
-        result = (dict(rec, status="skipped", reason=str(exc) if hasattr(exc, "args") and
-                       type(exc).__name__ == "DataError" else _clean_reason(exc)), None)
+        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
     except _Timeout as exc:
         result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
     finally:
