@@ -191,6 +191,7 @@ def test_conditioning_helpers(codec):
                                  f"Valence_{MOODS['sad'][0]}", f"Energy_{MOODS['sad'][1]}"]
     assert codec.conditioning() == [None] * 6
     assert codec.conditioning(valence=0.99, energy=0.0)[4:] == [codec.valence_id(4), codec.energy_id(0)]
+    assert codec.conditioning(valence=0.3, energy=0.5)[4:] == [codec.valence_id(1), codec.energy_id(2)]
     for slot in ("style", "key", "tempo", "time_signature", "valence", "energy"):
         allowed = codec.slot_ids(slot)
         assert allowed and len(set(allowed)) == len(allowed)
