@@ -326,15 +326,14 @@ class KneserNey:
         self.fitted_tokens = 0
 
     # ---- context codes
-    def _codes(self, older_first_columns, n: int):
-        """Yield the context code of orders 1, 2, ... for ``n`` contexts given as columns of
-        tokens (oldest first): order k uses the last k - 1 columns."""
-        cols = list(older_first_columns)
+    def _codes(self, column, n: int):
+        """Yield the context codes of orders 1 .. ``self.order`` for ``n`` contexts, where
+        ``column(d)`` gives the tokens ``d`` places back (1 = the most recent)."""
         exact = np.zeros(n, dtype=np.int64)
         hashed = np.zeros(n, dtype=np.uint64)
         yield exact
-        for j in range(len(cols)):              # j = distance back - 1
-            c = np.asarray(cols[len(cols) - 1 - j], dtype=np.int64)
+        for j in range(self.order - 1):         # j = distance back - 1
+            c = np.asarray(column(j + 1), dtype=np.int64)
             k = j + 2
             hashed = hashed + (c.astype(np.uint64) + np.uint64(1)) * self._mult[j]
             if self.exact[k]:
@@ -364,9 +363,8 @@ class KneserNey:
         idx = np.concatenate(targets)
         self.fitted_tokens = int(len(idx))
         w = tok[idx]
-        cols = [tok[idx - d] for d in range(n - 1, 0, -1)]      # oldest first
         tables, prev = [], None
-        for k, code in enumerate(self._codes(cols, len(idx)), start=1):
+        for k, code in enumerate(self._codes(lambda d: tok[idx - d], len(idx)), start=1):
             key = (code << self.wbits) | w
             if prev is not None:
                 # order k - 1: continuation counts = distinct k-gram types per (k-1)-gram
@@ -416,7 +414,7 @@ class KneserNey:
             raise ConfigError(f"histories must be (batch, order - 1 = {self.order - 1}) token ids")
         V, B = self.vocab_size, h.shape[0]
         mask = (1 << self.wbits) - 1
-        codes = list(self._codes([h[:, j] for j in range(h.shape[1])], B))
+        codes = list(self._codes(lambda d: h[:, h.shape[1] - d], B))
         t1 = self.tables[0]
         c1 = np.zeros(V)
         c1[t1["keys"]] = t1["counts"]
