@@ -271,6 +271,8 @@ def markdown(result) -> str:
     L.append(f"    {result['command']}\n")
     L.append(f"Measured on {result['machine']} with {result['threads']} torch threads, torch {result['torch']}; "
              f"the whole evaluation took {result['seconds'] / 60:.1f} minutes.\n")
+    for note in result.get("notes") or []:
+        L.append(f"Note: {note}\n")
     L.append("### Next-token prediction\n")
     L.append("| model | attention | parameters | context | bits / token | bits / note | top-1 pitch | top-5 pitch |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -380,6 +382,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "music_eval",
                    help="writes OUT.json and OUT.png")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
+    p.add_argument("--note", action="append", default=[], help="a sentence for the markdown (repeatable)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -424,6 +427,7 @@ def run(args, argv) -> int:
                  "notes": notes},
         "vocab": {"size": codec.vocab_size, "pitches": len(pitch_ids)},
         "stride": args.stride,
+        "notes": list(args.note),
     }
     result["models"] = score_models(models, pieces, pitch_ids, args.contexts, args.stride,
                                     args.batch_tokens, args.progress)

@@ -413,7 +413,7 @@ def test_music_eval_script_end_to_end(tmp_path):
     out, md = tmp_path / "res" / "eval", tmp_path / "models" / "EVAL.md"
     rc = _load_script().main(["--data", str(data), "--model", f"tiny={run}", "--pieces", "3",
                               "--contexts", "32", "128", "--ngram-order", "2", "3", "--ngram-val-pieces", "2", "--generate", "2",
-                              "--max-new-tokens", "24", "--threads", "1", "--out", str(out),
+                              "--max-new-tokens", "24", "--threads", "1", "--out", str(out), "--note", "Both runs shared the CPU.",
                               "--markdown", str(md)])
     assert rc == 0
     result = json.loads(out.with_suffix(".json").read_text())
@@ -428,6 +428,7 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert set(result["muspy"]["stats"]) == {"held-out", "tiny", f"{sel['chosen']}-gram"}
     assert out.with_suffix(".png").stat().st_size > 1000
     text = md.read_text()
+    assert "Note: Both runs shared the CPU." in text
     for heading in ("Next-token prediction", "What longer context buys", "Equal training time", "MusPy"):
         assert heading in text
     assert _load_script().main(["--data", str(data), "--model", f"x={tmp_path}"]) == 2   # not a model dir
