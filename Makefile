@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(VENV)/bin/cadenza bench attention --quick
+	$(VENV)/bin/cadenza compose --seed 7 --bars 16 -o demo/piece.mid
 
 test: venv
 	$(PY) -m pytest -q
