@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -245,20 +246,58 @@ def plot(result, path: Path):
     ax.grid(alpha=0.3)
     if runs:
         ax = axes[1]
-        for label, r in runs.items():
+        for n, (label, r) in enumerate(runs.items()):
+            color = f"C{n}"
+            train = r.get("train_curve") or []
+            if train:
+                loss = np.array([c["loss"] for c in train])
+                k = min(9, len(loss))
+                smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+                t = np.array([c["time"] / 60 for c in train])[k - 1:]
+                ax.plot(t, smooth, "-", color=color, alpha=0.35, lw=1, label=f"{label}: train loss (mean of {k})")
             curve = r["curve"]
             if curve:
-                ax.plot([c["time"] / 60 for c in curve], [c["loss"] for c in curve], "o-", ms=3, label=label)
+                ax.plot([c["time"] / 60 for c in curve], [c["loss"] for c in curve], "o-", ms=3, color=color,
+                        label=f"{label}: validation")
         if result["training"].get("common_time_s"):
             ax.axvline(result["training"]["common_time_s"] / 60, color="gray", ls=":", label="equal time")
         ax.set_xlabel("training time (minutes)")
-        ax.set_ylabel("validation bits per token (training-loop eval)")
+        ax.set_ylabel("bits per token (training loop's logs)")
         ax.set_title("held-out loss vs wall-clock training time")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def summary_lines(result) -> list[str]:
+    """Plain statements of what the numbers say (no judgement beyond the comparisons)."""
+    out = []
+    rows = {label: m["full"]["all"] for label, m in result["models"].items()}
+    if result.get("ngram"):
+        rows[f"{result['ngram']['order']}-gram Kneser-Ney"] = result["ngram"]["all"]
+    if rows:
+        ranked = sorted(rows, key=lambda k: rows[k]["bits_per_token"])
+        out.append("Held-out bits per token, best first: " + ", ".join(
+            f"{k} {rows[k]['bits_per_token']:.3f}" for k in ranked) + "; top-1 next pitch: " + ", ".join(
+            f"{k} {pct(rows[k]['top1'])}" for k in ranked) + ".")
+    for label, m in result["models"].items():
+        cs = sorted(m["contexts"], key=int)
+        if len(cs) > 1:
+            lo, hi = m["contexts"][cs[0]], m["contexts"][cs[-1]]
+            a = hi["all"]["bits_per_token"] - lo["all"]["bits_per_token"]
+            b = hi[f"position_ge_{LONG}"]["bits_per_token"] - lo[f"position_ge_{LONG}"]["bits_per_token"]
+            out.append(f"{label}: going from {cs[0]} to {cs[-1]} tokens of context changes bits per token by "
+                       f"{a:+.3f} over all targets and by {fmt(b)} over the targets at position ≥ {LONG}.")
+    tr = result.get("training") or {}
+    runs = tr.get("runs") or {}
+    at = {k: r["at_common_time"]["loss"] for k, r in runs.items() if r.get("at_common_time")}
+    if len(at) > 1 and tr.get("common_time_s"):
+        ranked = sorted(at, key=at.get)
+        out.append(f"At equal training time ({tr['common_time_s'] / 60:.1f} min) the validation loss is "
+                   + ", ".join(f"{k} {at[k]:.3f}" for k in ranked) + " bits per token.")
+    return out
 
 
 def markdown(result) -> str:
@@ -273,6 +312,11 @@ def markdown(result) -> str:
              f"the whole evaluation took {result['seconds'] / 60:.1f} minutes.\n")
     for note in result.get("notes") or []:
         L.append(f"Note: {note}\n")
+    summary = summary_lines(result)
+    if summary:
+        L.append("In short (computed from the tables below):\n")
+        L.extend(f"- {line}" for line in summary)
+        L.append("")
     L.append("### Next-token prediction\n")
     L.append("| model | attention | parameters | context | bits / token | bits / note | top-1 pitch | top-5 pitch |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -333,7 +377,9 @@ def markdown(result) -> str:
             t = r.get("train_time_s")
             L.append(f"| {label} | {fmt((t or math.nan) / 60, 1)} min | {f['step'] if f else '–'} | "
                      f"{fmt(f['loss'] if f else None)} | "
-                     f"{fmt(at['loss'] if at else None)}" + (f" (step {at['step']})" if at else "") + " |")
+                     f"{fmt(at['loss'] if at else None)}"
+                     + (f" (step {at['step']}, at {at['time'] / 60:.1f} min)" if at else "") + " |")
+        L.append("\n(The last validation evaluation at or before the equal time is shown.)\n")
         L.append("")
     mm = result.get("muspy")
     if mm:
@@ -384,7 +430,16 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
     p.add_argument("--note", action="append", default=[], help="a sentence for the markdown (repeatable)")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--replot", type=Path, metavar="JSON",
+                   help="only redraw the PNG (next to JSON) and the --markdown of an earlier result")
     args = p.parse_args(argv)
+    if args.replot:
+        result = json.loads(args.replot.read_text())
+        plot(result, args.replot.with_suffix(".png"))
+        if args.markdown:
+            write_text_atomic(args.markdown, "# Cadenza music model: evaluation\n\n" + markdown(_nan(result)))
+        print(f"redrew {args.replot.with_suffix('.png')}" + (f" and {args.markdown}" if args.markdown else ""))
+        return 0
     try:
         return run(args, argv)
     except CadenzaError as exc:
@@ -419,7 +474,7 @@ def run(args, argv) -> int:
     notes = int(sum(np.isin(x[1:], pitch_ids).sum() for x in pieces))
     print(f"{len(pieces)} of {len(all_pieces)} {args.split} pieces, {targets} targets, {notes} notes", flush=True)
     result = {
-        "command": "python benchmarks/music_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/music_eval.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "data": {"dir": str(args.data), "split": args.split, "pieces_total": len(all_pieces),
@@ -455,6 +510,20 @@ def run(args, argv) -> int:
         print(f"wrote {args.markdown}")
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
+
+
+_NUMBERS = {"bits_per_token", "bits_per_note", "top1", "top5", "mean_context", "mean", "std", *ev.MUSPY_METRICS}
+
+
+def _nan(x, key=None):
+    """Undo _finite for the numbers of a result read back from JSON (null -> NaN)."""
+    if x is None and key in _NUMBERS:
+        return math.nan
+    if isinstance(x, dict):
+        return {k: _nan(v, k) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan(v) for v in x]
+    return x
 
 
 def _finite(x):

@@ -431,4 +431,8 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert "Note: Both runs shared the CPU." in text
     for heading in ("Next-token prediction", "What longer context buys", "Equal training time", "MusPy"):
         assert heading in text
+    assert "In short" in text and "Held-out bits per token, best first" in text
+    md2 = tmp_path / "again.md"
+    assert _load_script().main(["--data", "unused", "--replot", str(out.with_suffix(".json")), "--markdown", str(md2)]) == 0
+    assert md2.read_text() == text                      # the JSON holds everything the tables need
     assert _load_script().main(["--data", str(data), "--model", f"x={tmp_path}"]) == 2   # not a model dir

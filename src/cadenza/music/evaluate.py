@@ -582,11 +582,13 @@ def metric_stats(rows) -> dict:
 
 
 # --------------------------------------------------------------------------- training runs
-def eval_curve(run_dir) -> list[dict]:
-    """The held-out evaluations a training run logged: [{step, time, loss}] by time."""
+def eval_curve(run_dir, split: str = "eval") -> list[dict]:
+    """The held-out evaluations (or, with split="train", the training losses) a run logged:
+    [{step, time, loss}] by time."""
     from cadenza.train.metrics import read_metrics
 
-    recs = [r for r in read_metrics(run_dir) if r.get("split") == "eval" and r.get("loss") is not None]
+    recs = [r for r in read_metrics(run_dir) if r.get("split") == split and r.get("loss") is not None
+            and r.get("time") is not None]
     return sorted(({"step": int(r["step"]), "time": float(r["time"]), "loss": float(r["loss"])} for r in recs),
                   key=lambda r: r["time"])
 
@@ -616,7 +618,7 @@ def compare_runs(runs: dict) -> dict:
     for label, run_dir in runs.items():
         curve = eval_curve(run_dir)
         info[label] = {"run_dir": str(run_dir), "train_time_s": train_time(run_dir), "curve": curve,
-                       "final": curve[-1] if curve else None}
+                       "train_curve": eval_curve(run_dir, "train"), "final": curve[-1] if curve else None}
     times = [v["train_time_s"] for v in info.values() if v["train_time_s"] is not None]
     common = min(times) if times else None
     for v in info.values():
