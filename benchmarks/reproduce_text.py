@@ -270,8 +270,8 @@ def main(argv=None) -> int:
          f"byte-level text, n={args.seq_len}, d={args.d_model}, {args.layers} layers, at most {args.budget_s:.0f} s each")
 
     print()
-    print(f"| attention | steps | time/step (s) | tokens/s | held-out bpb | reaches dense's final bpb at |")
-    print(f"|---|---|---|---|---|---|")
+    print("| attention | steps | time/step (s) | tokens/s | held-out bpb | reaches dense's final bpb at |")
+    print("|---|---|---|---|---|---|")
     for kind, res in results.items():
         frac = res.get("fraction_of_dense_time")
         reach = "-" if kind == "dense" else ("never" if frac is None else

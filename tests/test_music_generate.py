@@ -3,7 +3,6 @@ harmonize, predict (seeds, conditioning, lengths, kept notes, probabilities)."""
 
 from __future__ import annotations
 
-import copy
 from fractions import Fraction
 
 import pytest

@@ -375,8 +375,6 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
 # --------------------------------------------------------------------------- MIDI files
 def load_midi(path):
     """Read a MIDI file into a symusic score; bad files raise DataError with one sentence."""
-    import symusic
-
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p} does not exist")

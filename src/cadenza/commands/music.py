@@ -7,7 +7,6 @@ Errors a user can cause raise ``CadenzaError`` (one sentence, exit code 2, no ou
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 from cadenza.errors import ConfigError

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import multiprocessing as mp
-import os
 import pickle
 import re
 import signal
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import ConfigError, DataError
-from cadenza.io import atomic_path, write_bytes_atomic, write_text_atomic
+from cadenza.io import write_bytes_atomic, write_text_atomic
 
 CONVERTER_VERSION = 1  # bump when the conversion changes: invalidates the per-file cache
 TPQ = 480              # music21 offsets -> ticks; divisible by 3, 5 and 32

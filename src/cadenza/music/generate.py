@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import dataclasses
 import math
 import secrets
 import time
