@@ -17,14 +17,6 @@ L, C = 4, 2  # stride / block and summary width of the tiny models
 N = 45  # sequence length: not a multiple of L, many blocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models run many small ops: one thread avoids thread-pool overhead on busy machines.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_model(attention, integration, seed=0, **kw):
     torch.manual_seed(seed)

@@ -16,14 +16,6 @@ from cadenza.model import SparseTransformer, full_attention, make_grad_scaler
 from cadenza.presets import PRESETS, get_preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models run many small ops: one thread avoids thread-pool overhead on busy machines.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**kw):
     base = dict(vocab_size=13, d_model=16, n_layers=2, n_heads=2, max_len=40, stride=4,

@@ -13,13 +13,6 @@ from cadenza.sampling import filter_logits, generate, stream, window_keep
 V = 17
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def model():
