@@ -380,7 +380,6 @@ def markdown(result) -> str:
                      f"{fmt(at['loss'] if at else None)}"
                      + (f" (step {at['step']}, at {at['time'] / 60:.1f} min)" if at else "") + " |")
         L.append("\n(The last validation evaluation at or before the equal time is shown.)\n")
-        L.append("")
     mm = result.get("muspy")
     if mm:
         L.append("### MusPy metrics of generated pieces\n")
