@@ -7,9 +7,12 @@ rendering), and the time until the first bar is finished. The model is loaded on
 timing (loading is a one-off cost per process, reported separately). A warm-up piece is
 composed first and not counted.
 
-Baseline, measured in the same run on the same model: ``cadenza.sampling.generate`` asked for
-the same number of tokens with the same seed and no grammar (the plain library sampler, which
-the music layer would be without its constraint and shortcuts), and real time (60 s).
+Pieces are composed the way the CLI does by default: one-token decoding steps with int8
+weights (``cadenza.quant``). Baselines, measured in the same run on the same model and seeds:
+the same ``compose`` with the exact float32 weights (``--exact`` in the CLI; its pieces differ
+slightly because the probabilities do), ``cadenza.sampling.generate`` asked for the same
+number of tokens with float32 weights and no grammar (the plain library sampler, which the
+music layer would be without its constraint and shortcuts), and real time (60 s).
 
     python benchmarks/music.py                    # the default model in models/
     python benchmarks/music.py --model DIR        # any music model directory
@@ -70,10 +73,11 @@ def throwaway_model(workdir: Path) -> Path:
     return model_dir
 
 
-def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path) -> dict:
+def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path, weights: str = "int8") -> dict:
     from cadenza.music.generate import compose
     from cadenza.music.output import write_piece
 
+    mm.model.set_decode_weights(weights)
     bars = []
     t0 = time.perf_counter()
     piece = compose(mm, seconds=seconds, seed=seed, on_bar=lambda n, t: bars.append(t), **settings)
@@ -93,6 +97,7 @@ def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path) -> dic
 def baseline_run(mm, tokens: int, seed: int) -> dict:
     from cadenza.sampling import generate
 
+    mm.model.set_decode_weights("float32")
     t0 = time.perf_counter()
     out = generate(mm.model, [mm.codec.bos_id], tokens, temperature=1.0, top_p=0.95, seed=seed)
     dt = time.perf_counter() - t0
@@ -106,16 +111,18 @@ def med(rows, key):
 
 def table(results: dict, seconds: float) -> str:
     lines = [f"{'case':<10} {'seed':>4} {'tokens':>6} {'music s':>7} {'total s':>7} {'1st bar s':>9} "
-             f"{'ms/token':>8} {'x real time':>11} {'plain generate s':>16} {'stop':>6}"]
+             f"{'ms/token':>8} {'x real time':>11} {'f32 ms/token':>12} {'plain generate s':>16} {'stop':>6}"]
     for case, res in results.items():
-        for r, b in zip(res["runs"], res["baseline"]):
+        for r, e, b in zip(res["runs"], res["exact"], res["baseline"]):
             lines.append(f"{case:<10} {r['seed']:>4} {r['tokens']:>6} {r['music_s']:>7.1f} {r['total_s']:>7.2f} "
                          f"{r['first_bar_s']:>9.3f} {r['ms_per_token']:>8.2f} {r['realtime_x']:>10.1f}x "
-                         f"{b['total_s']:>16.2f} {r['stopped']:>6}")
+                         f"{e['ms_per_token']:>12.2f} {b['total_s']:>16.2f} {r['stopped']:>6}")
         s = res["summary"]
         lines.append(f"{case:<10} {'med':>4} {s['tokens']:>6.0f} {s['music_s']:>7.1f} {s['total_s']:>7.2f} "
                      f"{s['first_bar_s']:>9.3f} {s['ms_per_token']:>8.2f} {s['realtime_x']:>10.1f}x "
-                     f"{s['baseline_total_s']:>16.2f}")
+                     f"{s['exact_ms_per_token']:>12.2f} {s['baseline_total_s']:>16.2f}")
+        lines.append(f"{'':<10} int8 / float32 decoding, ms per token (median of per-seed ratios): "
+                     f"{s['int8_over_float32']:.2f}")
     return "\n".join(lines)
 
 
@@ -149,9 +156,12 @@ def plot(results: dict, seconds: float, path, title: str) -> None:
     tot = [results[c]["summary"]["total_s"] for c in names]
     base = [results[c]["summary"]["baseline_total_s"] for c in names]
     first = [results[c]["summary"]["first_bar_s"] for c in names]
-    ax.bar([i - 0.27 for i in x], tot, 0.27, label="compose 60 s + MIDI (median)")
-    ax.bar(list(x), base, 0.27, label="plain generate(), same tokens (baseline)")
-    ax.bar([i + 0.27 for i in x], first, 0.27, label="first bar (median)")
+    exact = [results[c]["summary"]["exact_total_s"] for c in names]
+    w = 0.2
+    ax.bar([i - 1.5 * w for i in x], tot, w, label="compose 60 s + MIDI, int8 decoding (median)")
+    ax.bar([i - 0.5 * w for i in x], exact, w, label="the same with float32 weights (--exact)")
+    ax.bar([i + 0.5 * w for i in x], base, w, label="plain generate(), same tokens, float32")
+    ax.bar([i + 1.5 * w for i in x], first, w, label="first bar (median)")
     ax.axhline(TARGET_TOTAL_S, color="k", ls="--", lw=1, label=f"target {TARGET_TOTAL_S:g} s")
     ax.axhline(TARGET_FIRST_BAR_S, color="grey", ls=":", lw=1, label=f"first-bar target {TARGET_FIRST_BAR_S:g} s")
     ax.set_xticks(list(x))
@@ -212,24 +222,34 @@ def main(argv=None) -> int:
               f"{args.threads} thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
         from cadenza.music.generate import compose
 
-        compose(mm, seconds=4, seed=12345, tempo=args.tempo)   # warm-up, not counted
+        for weights in ("float32", "int8"):   # warm-up, not counted
+            mm.model.set_decode_weights(weights)
+            compose(mm, seconds=4, seed=12345, tempo=args.tempo)
         results = {}
         for case in cases:
             settings = dict(CASES[case], tempo=args.tempo)
-            rows, base = [], []
+            rows, exact, base = [], [], []
             for seed in range(runs):
                 r = one_run(mm, settings, seconds, seed, work)
+                e = one_run(mm, settings, seconds, seed, work, weights="float32")
                 b = baseline_run(mm, r["tokens"], seed)
                 rows.append(r)
+                exact.append(e)
                 base.append(b)
                 print(f"  {case}, seed {seed}: {r['tokens']} tokens, {r['music_s']:.1f} s of music in "
-                      f"{r['total_s']:.2f} s (first bar {r['first_bar_s']:.3f} s); plain generate {b['total_s']:.2f} s",
-                      flush=True)
+                      f"{r['total_s']:.2f} s (first bar {r['first_bar_s']:.3f} s); float32 weights "
+                      f"{e['ms_per_token']:.2f} ms/token vs int8 {r['ms_per_token']:.2f}; plain generate "
+                      f"{b['total_s']:.2f} s", flush=True)
             summary = {k: med(rows, k) for k in ("tokens", "music_s", "total_s", "compose_s", "write_s",
                                                   "first_bar_s", "ms_per_token", "realtime_x")}
+            summary["exact_total_s"] = med(exact, "total_s")
+            summary["exact_ms_per_token"] = med(exact, "ms_per_token")
+            summary["int8_over_float32"] = statistics.median(
+                r["ms_per_token"] / e["ms_per_token"] for r, e in zip(rows, exact))
             summary["baseline_total_s"] = med(base, "total_s")
             summary["baseline_ms_per_token"] = med(base, "ms_per_token")
-            results[case] = {"settings": settings, "runs": rows, "baseline": base, "summary": summary}
+            results[case] = {"settings": settings, "runs": rows, "exact": exact, "baseline": base,
+                             "summary": summary}
         print()
         print(table(results, seconds))
         checks = []

@@ -88,6 +88,23 @@ def test_the_recorded_command_reproduces_the_piece(model_dir, tmp_path, capsys):
     assert note_tuples(symusic.Score(str(first))) == note_tuples(symusic.Score(str(tmp_path / "again.mid")))
 
 
+def test_int8_decoding_by_default_and_exact_on_request(model_dir, tmp_path, capsys):
+    fast, exact = tmp_path / "fast.mid", tmp_path / "exact.mid"
+    assert main(["compose", "--model", model_dir, "--bars", "4", "--seed", "5", "-o", str(fast)]) == 0
+    assert main(["compose", "--model", model_dir, "--bars", "4", "--seed", "5", "--exact", "-o", str(exact)]) == 0
+    meta_fast = json.loads(fast.with_suffix(".json").read_text())
+    meta_exact = json.loads(exact.with_suffix(".json").read_text())
+    assert meta_fast["model"]["decode_weights"] == "int8" and "--exact" not in meta_fast["command"]
+    assert meta_exact["model"]["decode_weights"] == "float32" and "--exact" in meta_exact["command"]
+    # the recorded --exact command gives the same piece again
+    import shlex
+
+    argv = shlex.split(meta_exact["command"])[1:]
+    argv[argv.index("-o") + 1] = str(tmp_path / "again.mid")
+    assert main([*argv, "--no-audio"]) == 0
+    assert note_tuples(symusic.Score(str(exact))) == note_tuples(symusic.Score(str(tmp_path / "again.mid")))
+
+
 def test_continue_cli_keeps_the_input_and_credits_it(model_dir, melody, tmp_path, capsys):
     out = tmp_path / "more.mid"
     assert main(["continue", str(melody), "--model", model_dir, "--bars", "2", "--seed", "1", "--no-audio",

@@ -144,10 +144,10 @@ class GroupCache:
             if self.ring_k is None:
                 self.ring_k = k.new_zeros((B, H, self.ring, d))
                 self.ring_v = v.new_zeros((B, H, self.ring, d))
-            if m == 1:
+            if m == 1:   # narrow().copy_() costs less Python than indexed assignment
                 slot = start % self.ring
-                self.ring_k[:, :, slot] = k[:, :, 0]
-                self.ring_v[:, :, slot] = v[:, :, 0]
+                self.ring_k.narrow(2, slot, 1).copy_(k)
+                self.ring_v.narrow(2, slot, 1).copy_(v)
             else:
                 t = min(m, self.ring)
                 slots = torch.arange(end - t, end, device=k.device) % self.ring
@@ -160,8 +160,8 @@ class GroupCache:
             self.res_k = _grow(self.res_k, 3, need, limit, (l, B, H, 0, d), k)
             self.res_v = _grow(self.res_v, 3, need, limit, (l, B, H, 0, d), v)
             if m == 1:
-                self.res_k[start % l, :, :, start // l] = k[:, :, 0]
-                self.res_v[start % l, :, :, start // l] = v[:, :, 0]
+                self.res_k[start % l].narrow(2, start // l, 1).copy_(k)
+                self.res_v[start % l].narrow(2, start // l, 1).copy_(v)
             else:
                 pos = torch.arange(start, end, device=k.device)
                 self.res_k[pos % l, :, :, pos // l] = k.permute(2, 0, 1, 3)
@@ -232,12 +232,9 @@ class GroupCache:
             return torch.zeros_like(q)
         if len(keys) == 1:
             return F.scaled_dot_product_attention(q, keys[0], values[0], scale=scale)
-        qs = q * scale
-        s = torch.cat([torch.matmul(qs, kk.transpose(-1, -2)) for kk in keys], dim=-1)
-        p = torch.softmax(s.float(), dim=-1).to(v.dtype)
-        p_near = p[..., :keys[0].shape[2]]
-        p_far = p[..., keys[0].shape[2]:]
-        return torch.matmul(p_near, values[0]) + torch.matmul(p_far, values[1])
+        # one fused kernel over both key sets: copying <= l + n/l keys is cheaper than the
+        # half-dozen small ops of a split softmax
+        return F.scaled_dot_product_attention(q, torch.cat(keys, dim=2), torch.cat(values, dim=2), scale=scale)
 
     # ---------------------------------------------------------------- a chunk
     def attend(self, q, k, v, start: int, scale: float) -> torch.Tensor:

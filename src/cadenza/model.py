@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from cadenza import __version__
+from cadenza import __version__, quant
 from cadenza.attention import Dense, Pattern, sparse_attention
 from cadenza.cache import KVCache
 from cadenza.config import ModelConfig
@@ -32,6 +33,7 @@ from cadenza.io import atomic_path
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+DECODE_WEIGHTS = ("float32", "int8")
 
 
 def autocast_dtype(config: ModelConfig, device_type: str) -> torch.dtype | None:
@@ -48,6 +50,13 @@ def make_grad_scaler(config: ModelConfig, device) -> torch.amp.GradScaler:
     device_type = torch.device(device).type
     enabled = config.dtype == "float16" and device_type == "cuda"
     return torch.amp.GradScaler(device_type, enabled=enabled)
+
+
+def _linear(x: torch.Tensor, w) -> torch.Tensor:
+    """A linear layer from ``_fast_weights``: a (weight, bias) pair or an int8 PackedLinear."""
+    if isinstance(w, quant.PackedLinear):
+        return quant.linear(x, w)
+    return F.linear(x, w[0], w[1])
 
 
 def full_attention(q, k, v, pattern: Pattern, scale: float | None = None) -> torch.Tensor:
@@ -258,12 +267,45 @@ class SparseTransformer(nn.Module):
         return logits.float()
 
     # ---------------------------------------------------------------- one-token decoding
+    def set_decode_weights(self, kind: str = "float32") -> str:
+        """Weights used by one-token cached steps: "float32" (exact) or "int8".
+
+        "int8" keeps every linear layer's weight as int8 with a per-row scale
+        (``cadenza.quant``): a decoding step then streams 4x fewer bytes, at a small
+        change in the logits. Full-sequence calls and multi-token chunks always use the
+        float32 weights. Falls back to "float32" (with a warning) where the int8 kernel
+        does not run; returns the kind in use.
+        """
+        if kind not in DECODE_WEIGHTS:
+            raise ConfigError(f"decode weights must be one of {', '.join(DECODE_WEIGHTS)}, got {kind!r}.")
+        if kind == "int8" and not quant.available(self.device.type):
+            warnings.warn(f"int8 decoding is not available on this PyTorch build/{self.device.type}; "
+                          "decoding with float32 weights", RuntimeWarning, stacklevel=2)
+            kind = "float32"
+        self.__dict__["_decode_kind"] = kind
+        return kind
+
+    @contextlib.contextmanager
+    def decoding_with(self, kind: str):
+        """``with model.decoding_with("float32"): ...`` and the previous decode weights after."""
+        before = self.decode_weights
+        self.set_decode_weights(kind)
+        try:
+            yield self
+        finally:
+            self.set_decode_weights(before)
+
+    @property
+    def decode_weights(self) -> str:
+        return self.__dict__.get("_decode_kind", "float32")
+
     def _decode_one(self, idx, cache: KVCache) -> torch.Tensor:
         """``self._run`` for one new token per sequence, with the module overhead removed.
 
         Same maths as the blocks above (the tests check cached == full logits), written with
         plain functional calls on weights gathered once, because at one token per step the
-        Python cost of module calls is comparable to the matmuls themselves.
+        Python cost of module calls is comparable to the matmuls themselves. With
+        ``set_decode_weights("int8")`` the linear layers use int8 weights.
         """
         fast = self._fast_weights()
         start = cache.length
@@ -273,35 +315,42 @@ class SparseTransformer(nn.Module):
         B, d, H, hd = idx.shape[0], self.config.d_model, self.config.n_heads, self.config.head_dim
         with ctx:
             x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
-            for (w1, b1, eps1, wqkv, bqkv, wp, bp, w2, b2, eps2, wfc, bfc, wo, bo), layer, scale \
+            for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
                     in zip(fast["blocks"], cache.layers, fast["scales"]):
                 h = F.layer_norm(x, (d,), w1, b1, eps1)
-                q, k, v = F.linear(h, wqkv, bqkv).view(B, 3, H, 1, hd).unbind(1)
+                q, k, v = _linear(h, qkv).view(B, 3, H, 1, hd).unbind(1)
                 if len(layer) == 1:
                     y = layer[0][2].step(q, k, v, scale)
                 else:
                     y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale)
                                    for h0, h1, g in layer], dim=1)
-                x = x + F.linear(y.reshape(B, d), wp, bp)
+                x = x + _linear(y.reshape(B, d), proj)
                 h = F.layer_norm(x, (d,), w2, b2, eps2)
-                x = x + F.linear(F.gelu(F.linear(h, wfc, bfc)), wo, bo)
+                x = x + _linear(F.gelu(_linear(h, fc)), out)
             wf, bf, epsf = fast["final"]
-            logits = F.linear(F.layer_norm(x, (d,), wf, bf, epsf), self.head.weight)
+            logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
         cache.length += 1
         return logits.float()[:, None, :]
 
     def _fast_weights(self) -> dict:
-        fast = self.__dict__.get("_fast")
+        """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind."""
+        kind = self.decode_weights
+        fast = self.__dict__.setdefault("_fast", {}).get(kind)
         if fast is None:
+            if kind == "int8":   # the MLP's hidden layer (and its GELU) in bf16
+                def lin(m, out_dtype=torch.float32):
+                    return quant.pack(m.weight, m.bias, out_dtype)
+            else:
+                def lin(m, out_dtype=None):
+                    return m.weight, m.bias
             blocks = []
             for b in self.blocks:
-                blocks.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, b.attn.qkv.weight,
-                               b.attn.qkv.bias, b.attn.proj.weight, b.attn.proj.bias,
-                               b.ln2.weight, b.ln2.bias, b.ln2.eps, b.mlp.fc.weight, b.mlp.fc.bias,
-                               b.mlp.proj.weight, b.mlp.proj.bias))
+                blocks.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, lin(b.attn.qkv), lin(b.attn.proj),
+                               b.ln2.weight, b.ln2.bias, b.ln2.eps, lin(b.mlp.fc, torch.bfloat16),
+                               lin(b.mlp.proj)))
             fast = {"blocks": blocks, "scales": [b.attn.scale for b in self.blocks],
-                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)}
-            self.__dict__["_fast"] = fast
+                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps), "head": lin(self.head)}
+            self.__dict__["_fast"][kind] = fast
         return fast
 
     def _apply(self, *args, **kwargs):  # .to(), .cuda(), .float(), ...: regather the weights

@@ -819,7 +819,8 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         x = torch.tensor([tokens], dtype=torch.long)
         return torch.softmax(model(x, cache=cache)[0, -1].float(), dim=-1)
 
-    with torch.inference_mode():
+    # exact float32 weights: these probabilities are printed, and speed does not matter here
+    with torch.inference_mode(), model.decoding_with("float32"):
         base = model.new_cache(1)
         p0 = run(base, ctx)
         p_end = float(p0[remi.eos])
