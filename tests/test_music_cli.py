@@ -105,6 +105,22 @@ def test_int8_decoding_by_default_and_exact_on_request(model_dir, tmp_path, caps
     assert note_tuples(symusic.Score(str(exact))) == note_tuples(symusic.Score(str(tmp_path / "again.mid")))
 
 
+@pytest.mark.parametrize("command", ["compose", "continue", "harmonize"])
+def test_long_work_shows_a_progress_bar_unless_asked_not_to(model_dir, melody, tmp_path, capsys, monkeypatch, command):
+    from cadenza.music import generate
+
+    monkeypatch.setattr(generate, "PROGRESS_DELAY_S", 0.0)   # as if the work took longer than the delay
+    argv = [command, "--model", model_dir, "--seed", "1", "--no-audio"]
+    argv += [] if command == "compose" else [str(melody)]
+    argv += ["--bars", "3"] if command != "harmonize" else []
+    assert main([*argv, "-o", str(tmp_path / "a.mid")]) == 0
+    err = capsys.readouterr().err
+    assert f"{command}:" in err and "%|" in err and "bar" in err
+    assert f"/{3 if command != 'harmonize' else 2} [" in err   # out of the bars to write (the melody has 2)
+    assert main([*argv, "--no-progress", "-o", str(tmp_path / "b.mid")]) == 0
+    assert "%|" not in capsys.readouterr().err
+
+
 def test_continue_cli_keeps_the_input_and_credits_it(model_dir, melody, tmp_path, capsys):
     out = tmp_path / "more.mid"
     assert main(["continue", str(melody), "--model", model_dir, "--bars", "2", "--seed", "1", "--no-audio",

@@ -44,6 +44,7 @@ MAX_BARS = 2000
 MAX_SECONDS = 3600.0
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
+PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
 _REMI_CACHE: dict = {}
 
 
@@ -276,7 +277,8 @@ class _TargetPolicy(Policy):
 
 
 def _sample(model, prompt, policy, state, target: _Target | None, *, seed, temperature, top_k, top_p,
-            progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS):
+            progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
+            total_bars: int | None = None):
     """Sample after ``prompt`` under ``policy``; returns (new ids, stats).
 
     The same decoding as ``cadenza.sampling.stream`` with a constraint (sparse KV cache,
@@ -303,9 +305,9 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
         total, unit = target.bars, "bar"
     elif target is not None and target.seconds is not None:
         total, unit = round(float(target.seconds), 1), "s"
-    else:
-        total, unit = None, "bar"
-    bar = tqdm(total=total, desc=desc, unit=unit, delay=0.5, disable=not progress, leave=False,
+    else:   # no length target (harmonize: the melody sets the length): count finished bars
+        total, unit = total_bars, "bar"
+    bar = tqdm(total=total, desc=desc, unit=unit, delay=PROGRESS_DELAY_S, disable=not progress, leave=False,
                dynamic_ncols=True, bar_format=None if total else "{desc}: {n:.0f} {unit} [{elapsed}]")
     generator = torch.Generator()
     generator.manual_seed(int(seed))
@@ -331,6 +333,8 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
                 stats["first_bar_s"] = now
             if on_bar is not None:
                 on_bar(done_bars, now)
+            if progress and target is None:
+                bar.update(1)
         new.append(tok)
         context.append(tok)
         state.feed(tok)
@@ -733,7 +737,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
     state = RemiState(remi, record=True)
     new, stats = _sample(mm.model, prefix, policy, state, None, seed=seed, temperature=temperature,
-                         top_k=top_k, top_p=top_p, progress=progress, desc="harmonize")
+                         top_k=top_k, top_p=top_p, progress=progress, desc="harmonize", total_bars=len(bars))
     if stats["stopped"] != "eos":
         raise DataError("the melody is too long to harmonize in one go")
     out = _finish_ids(codec, prefix, new)
