@@ -119,6 +119,21 @@ def score_models(models, pieces, pitch_ids, contexts, stride, batch_tokens, prog
     return out
 
 
+def decode_weights_check(models, pieces, pitch_ids, progress) -> dict:
+    """Bits/token of the first model through one-token cached decoding, float32 vs int8 weights."""
+    label, (model_dir, model) = next(iter(models.items()))
+    out = {"model": label, "pieces": len(pieces)}
+    for weights in ("float32", "int8"):
+        t0 = time.perf_counter()
+        scores = ev.score_decoding(model, pieces, pitch_ids, weights=weights, progress=progress)
+        secs = time.perf_counter() - t0
+        out[weights] = dict(scores.summary(), seconds=secs, ms_per_token=1e3 * secs / max(1, len(scores)))
+        s = out[weights]
+        print(f"  {label:>8} decoding with {weights:>7} weights: {s['bits_per_token']:.4f} bits/token, top-1 "
+              f"{s['top1']:.3f} ({s['tokens']} tokens, {s['ms_per_token']:.2f} ms/token)", flush=True)
+    return out
+
+
 def _train_pieces(data, train_tokens):
     train = ev.load_pieces(data, "train")
     if train_tokens:
@@ -348,6 +363,20 @@ def markdown(result) -> str:
              "programs, pitches, velocities, durations, EOS) divided by its notes. Top-k pitch accuracy: "
              "at every Pitch target, is the true pitch among the k most likely pitch tokens (the "
              "distribution restricted to Pitch tokens).\n")
+    dw = result.get("decode_weights")
+    if dw:
+        a, b = dw["float32"], dw["int8"]
+        L.append("### Int8 decoding\n")
+        L.append(f"Generation decodes one token at a time with int8 weights by default (`cadenza.quant`; "
+                 f"`--exact` uses float32). Scored that way, token by token through the KV cache, on the "
+                 f"first {dw['pieces']} of the pieces above ({a['tokens']:,} targets, each piece's first "
+                 f"{next(iter(result['models'].values()))['max_len']} tokens), model {dw['model']}:\n")
+        L.append("| decode weights | bits / token | bits / note | top-1 pitch | top-5 pitch | ms / token |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for w, s in (("float32", a), ("int8", b)):
+            L.append(f"| {w} | {fmt(s['bits_per_token'], 4)} | {fmt(s['bits_per_note'])} | {pct(s['top1'])} | "
+                     f"{pct(s['top5'])} | {s['ms_per_token']:.2f} |")
+        L.append("")
     L.append("### What longer context buys\n")
     L.append(f"The same models, each target seeing at most C tokens before it (pieces longer than C: "
              f"sliding windows of C tokens every C/2, so a target sees between C/2 and C-1 tokens). "
@@ -419,6 +448,9 @@ def main(argv=None) -> int:
                         "validation pieces is used")
     p.add_argument("--ngram-val-pieces", type=int, default=100)
     p.add_argument("--ngram-train-tokens", type=int, default=0, help="fit on the first N train tokens (0 = all)")
+    p.add_argument("--decode-pieces", type=int, default=20,
+                   help="score this many of the pieces token by token through the KV cache with float32 and "
+                        "with int8 decode weights, for the first --model (0 = skip)")
     p.add_argument("--generate", type=int, default=20, help="pieces to sample for MusPy metrics (0 = none)")
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -485,6 +517,9 @@ def run(args, argv) -> int:
     }
     result["models"] = score_models(models, pieces, pitch_ids, args.contexts, args.stride,
                                     args.batch_tokens, args.progress)
+    if args.decode_pieces and models:
+        result["decode_weights"] = decode_weights_check(models, pieces[:args.decode_pieces], pitch_ids,
+                                                        args.progress)
     lm = None
     orders = [o for o in args.ngram_order if o > 0]
     if orders:

@@ -195,6 +195,20 @@ def test_a_trained_tiny_model_beats_uniform_by_far(trained_tiny):
     assert out["top1"] > 0.8
 
 
+def test_decoding_scores_equal_full_forward_scores_and_int8_stays_close(trained_tiny):
+    test = [_piece(s, 33) for s in range(3, V)]
+    full = ev.score_model(trained_tiny, test, PITCHES)
+    exact = ev.score_decoding(trained_tiny, test, PITCHES, weights="float32")
+    assert np.array_equal(exact.piece, full.piece) and np.array_equal(exact.position, full.position)
+    assert np.allclose(exact.bits, full.bits, atol=1e-4)
+    approx = ev.score_decoding(trained_tiny, test, PITCHES, weights="int8")
+    assert trained_tiny.decode_weights == "float32"   # the model's own setting is put back
+    assert not np.array_equal(approx.bits, exact.bits)
+    a, b = exact.summary(), approx.summary()
+    assert abs(a["bits_per_token"] - b["bits_per_token"]) < 0.02 * a["bits_per_token"] + 0.01
+    assert abs(a["top1"] - b["top1"]) < 0.05
+
+
 # --------------------------------------------------------------------------- the n-gram baseline
 def _reference_kn(pieces, order, vocab, start):
     """Interpolated modified Kneser-Ney written from the definitions with dictionaries."""
@@ -429,7 +443,11 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000
     text = md.read_text()
     assert "Note: Both runs shared the CPU." in text
-    for heading in ("Next-token prediction", "What longer context buys", "Equal training time", "MusPy"):
+    dw = result["decode_weights"]
+    assert dw["model"] == "tiny" and dw["float32"]["tokens"] == dw["int8"]["tokens"] > 0
+    assert dw["float32"]["tokens"] == 3 * 127 < full["tokens"]   # each test piece's first max_len = 128 tokens
+    for heading in ("Next-token prediction", "Int8 decoding", "What longer context buys", "Equal training time",
+                    "MusPy"):
         assert heading in text
     assert "In short" in text and "Held-out bits per token, best first" in text
     md2 = tmp_path / "again.md"

@@ -15,8 +15,8 @@ from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import loop
 from cadenza.train.metrics import read_metrics
 from cadenza.train.schedule import lr_at
-from train_fixtures import (  # noqa: F401  (one_thread is an autouse fixture)
-    assert_same_params, cli_args, latest_params, make_text_dataset, one_thread, tiny_options)
+from train_fixtures import (
+    assert_same_params, cli_args, latest_params, make_text_dataset, tiny_options)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import train
 from cadenza.train.metrics import read_metrics
-from train_fixtures import (  # noqa: F401  (one_thread is an autouse fixture)
-    assert_same_params, cadenza_cmd, cli_args, latest_params, make_text_dataset, one_thread, python_env,
+from train_fixtures import (
+    assert_same_params, cadenza_cmd, cli_args, latest_params, make_text_dataset, python_env,
     tiny_options)
 
 # A constant learning rate, so a run started with many steps and resumed with fewer follows

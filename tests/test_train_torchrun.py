@@ -11,7 +11,7 @@ import torch
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import train
 from cadenza.train.metrics import read_metrics
-from train_fixtures import cli_args, latest_params, make_text_dataset, one_thread, python_env, tiny_options  # noqa: F401
+from train_fixtures import cli_args, latest_params, make_text_dataset, python_env, tiny_options
 
 
 @pytest.fixture(scope="module")

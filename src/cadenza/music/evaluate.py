@@ -277,6 +277,45 @@ def score_model(model, pieces, pitch_ids, context: int | None = None, stride: in
     return _sorted(TokenScores.concat(parts))
 
 
+def score_decoding(model, pieces, pitch_ids, weights: str = "float32", progress: bool = False) -> TokenScores:
+    """Score pieces token by token through the sparse KV cache, as generation runs.
+
+    Each piece (its first ``max_len`` tokens) is fed one token at a time; the logits of
+    every one-token step score the next token. ``weights`` ("float32" or "int8") picks the
+    decode weights (``SparseTransformer.set_decode_weights``), so the two can be compared
+    on the same targets: what int8 decoding costs in bits.
+    """
+    max_len = int(model.config.max_len)
+    parts = []
+    was_training = model.training
+    model.eval()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(min(len(p), max_len) - 1 for p in pieces), unit="tok", desc=f"decode {weights}",
+                   leave=False)
+    try:
+        with torch.inference_mode(), model.decoding_with(weights):
+            for i, p in enumerate(pieces):
+                x = torch.as_tensor(np.asarray(p[:max_len]), dtype=torch.long)[None]
+                n = x.shape[1]
+                if n < 2:
+                    continue
+                cache = model.new_cache(1)
+                rows = [model(x[:, :1], cache=cache)[0, -1]]
+                rows += [model(x[:, t:t + 1], cache=cache)[0, -1] for t in range(1, n - 1)]
+                lp = F.log_softmax(torch.stack(rows).float(), dim=-1)
+                pos = np.arange(1, n)
+                parts.append(_scores_from(lp, x[0, 1:], pitch_ids, np.full(n - 1, i), pos, pos))
+                if bar is not None:
+                    bar.update(n - 1)
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return _sorted(TokenScores.concat(parts))
+
+
 def _sorted(scores: TokenScores) -> TokenScores:
     order = np.lexsort((scores.position, scores.piece))
     return scores.select(order)
