@@ -98,10 +98,30 @@ class GroupCache:
         self.may_be_empty = not self.dense and self.ring == 0 and self.skip is None
         self.length = 0
         self.keys_read = 0
-        self.ring_k = self.ring_v = None  # (B, H, ring, d)
+        # Keys and values share one tensor (k = [:, 0], v = [:, 1] are views), so a one-token
+        # step writes and gathers both with one op each.
+        self.ring_kv = None  # (B, 2, H, ring, d)
         self.store_k = self.store_v = None  # dense / summary: (B, H, cap, d)
         self.count = 0
-        self.res_k = self.res_v = None  # strided residue classes: (l, B, H, cap, d)
+        self.res_kv = None  # strided residue classes: (l, B, 2, H, cap, d)
+
+    # Views made on each use (a view kept across in-place writes that start tracking
+    # gradients would go stale for autograd).
+    @property
+    def ring_k(self):   # (B, H, ring, d)
+        return None if self.ring_kv is None else self.ring_kv[:, 0]
+
+    @property
+    def ring_v(self):
+        return None if self.ring_kv is None else self.ring_kv[:, 1]
+
+    @property
+    def res_k(self):    # (l, B, H, cap, d)
+        return None if self.res_kv is None else self.res_kv[:, :, 0]
+
+    @property
+    def res_v(self):
+        return None if self.res_kv is None else self.res_kv[:, :, 1]
 
     # ---------------------------------------------------------------- bookkeeping
     def positions_held(self) -> int:
@@ -114,7 +134,7 @@ class GroupCache:
         return held
 
     def nbytes(self) -> int:
-        tensors = (self.ring_k, self.ring_v, self.store_k, self.store_v, self.res_k, self.res_v)
+        tensors = (self.ring_kv, self.store_k, self.store_v, self.res_kv)
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def _ring_positions(self, device) -> torch.Tensor:
@@ -125,8 +145,12 @@ class GroupCache:
         return torch.where(pos >= 0, pos, torch.full_like(pos, -1))
 
     # ---------------------------------------------------------------- writing
-    def append(self, k: torch.Tensor, v: torch.Tensor, start: int) -> None:
-        """Store the keys/values of positions start .. start + m - 1 (k, v: (B, H, m, d))."""
+    def append(self, k: torch.Tensor, v: torch.Tensor, start: int, kv: torch.Tensor | None = None) -> None:
+        """Store the keys/values of positions start .. start + m - 1 (k, v: (B, H, m, d)).
+
+        ``kv`` (B, 2, H, 1, d), optional for one token: the same k and v stacked, written in
+        one copy where the cache keeps them together.
+        """
         if start != self.length:
             raise ShapeError(f"cache holds {self.length} positions, cannot append at {start}.")
         B, H, m, d = k.shape
@@ -141,13 +165,15 @@ class GroupCache:
             self.count = self.length = end
             return
         if self.ring:
-            if self.ring_k is None:
-                self.ring_k = k.new_zeros((B, H, self.ring, d))
-                self.ring_v = v.new_zeros((B, H, self.ring, d))
+            if self.ring_kv is None:
+                self.ring_kv = k.new_zeros((B, 2, H, self.ring, d))
             if m == 1:   # narrow().copy_() costs less Python than indexed assignment
                 slot = start % self.ring
-                self.ring_k.narrow(2, slot, 1).copy_(k)
-                self.ring_v.narrow(2, slot, 1).copy_(v)
+                if kv is not None:
+                    self.ring_kv.narrow(3, slot, 1).copy_(kv)
+                else:
+                    self.ring_k.narrow(2, slot, 1).copy_(k)
+                    self.ring_v.narrow(2, slot, 1).copy_(v)
             else:
                 t = min(m, self.ring)
                 slots = torch.arange(end - t, end, device=k.device) % self.ring
@@ -157,11 +183,13 @@ class GroupCache:
             l = self.skip.stride
             limit = -(-self.max_len // l)
             need = -(-end // l)
-            self.res_k = _grow(self.res_k, 3, need, limit, (l, B, H, 0, d), k)
-            self.res_v = _grow(self.res_v, 3, need, limit, (l, B, H, 0, d), v)
+            self.res_kv = _grow(self.res_kv, 4, need, limit, (l, B, 2, H, 0, d), k)
             if m == 1:
-                self.res_k[start % l].narrow(2, start // l, 1).copy_(k)
-                self.res_v[start % l].narrow(2, start // l, 1).copy_(v)
+                if kv is not None:
+                    self.res_kv[start % l].narrow(3, start // l, 1).copy_(kv)
+                else:
+                    self.res_k[start % l].narrow(2, start // l, 1).copy_(k)
+                    self.res_v[start % l].narrow(2, start // l, 1).copy_(v)
             else:
                 pos = torch.arange(start, end, device=k.device)
                 self.res_k[pos % l, :, :, pos // l] = k.permute(2, 0, 1, 3)
@@ -188,19 +216,20 @@ class GroupCache:
         self.length = end
 
     # ---------------------------------------------------------------- one token
-    def step(self, q, k, v, scale: float) -> torch.Tensor:
+    def step(self, q, k, v, scale: float, kv: torch.Tensor | None = None) -> torch.Tensor:
         """Attention output (B, H, 1, d) of the next token; appends its k, v first.
 
         Reads one contiguous ring slice (the band, or the current block) and one contiguous
         far slice (the token's residue class, or the summary columns of finished blocks).
+        ``kv`` (B, 2, H, 1, d): k and v stacked, if the caller has them so (saves copies).
         """
         i = self.length
-        self.append(k, v, i)
+        self.append(k, v, i, kv)
         if self.dense:
             self.keys_read += i + 1
             return F.scaled_dot_product_attention(
                 q, self.store_k[:, :, :i + 1], self.store_v[:, :, :i + 1], scale=scale)
-        keys, values = [], []
+        parts = []   # (B, 2, H, K, d) slices: keys and values together
         # near keys [lo, i]: the band (the whole filled ring) or the current block (a prefix)
         if self.local is not None:
             lo = i - self.local.width
@@ -211,8 +240,7 @@ class GroupCache:
         else:
             lo, near = i + 1, 0
         if near:
-            keys.append(self.ring_k[:, :, :near])
-            values.append(self.ring_v[:, :, :near])
+            parts.append(self.ring_kv[:, :, :, :near])
         # far keys: positions < lo
         far = 0
         if lo > 0 and self.skip is not None:
@@ -220,21 +248,18 @@ class GroupCache:
             r = i % l
             far = max(0, (lo - r + l - 1) // l)  # class members r, r + l, ... below lo
             if far:
-                keys.append(self.res_k[r, :, :, :far])
-                values.append(self.res_v[r, :, :, :far])
+                parts.append(self.res_kv[r, :, :, :, :far])
         elif lo > 0 and self.summary is not None:
             far = _summary_count(lo, self.summary.block, self.summary.c)
             if far:
-                keys.append(self.store_k[:, :, :far])
-                values.append(self.store_v[:, :, :far])
+                parts.append(torch.stack((self.store_k[:, :, :far], self.store_v[:, :, :far]), dim=1))
         self.keys_read += near + far
-        if not keys:  # no allowed key (lone BlockSummary): zeros, like the reference
+        if not parts:  # no allowed key (lone BlockSummary): zeros, like the reference
             return torch.zeros_like(q)
-        if len(keys) == 1:
-            return F.scaled_dot_product_attention(q, keys[0], values[0], scale=scale)
         # one fused kernel over both key sets: copying <= l + n/l keys is cheaper than the
         # half-dozen small ops of a split softmax
-        return F.scaled_dot_product_attention(q, torch.cat(keys, dim=2), torch.cat(values, dim=2), scale=scale)
+        kvs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=3)
+        return F.scaled_dot_product_attention(q, kvs[:, 0], kvs[:, 1], scale=scale)
 
     # ---------------------------------------------------------------- a chunk
     def attend(self, q, k, v, start: int, scale: float) -> torch.Tensor:

@@ -318,12 +318,13 @@ class SparseTransformer(nn.Module):
             for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
                     in zip(fast["blocks"], cache.layers, fast["scales"]):
                 h = F.layer_norm(x, (d,), w1, b1, eps1)
-                q, k, v = _linear(h, qkv).view(B, 3, H, 1, hd).unbind(1)
+                qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
+                q, k, v = qkv_out.unbind(1)
                 if len(layer) == 1:
-                    y = layer[0][2].step(q, k, v, scale)
+                    y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
                 else:
-                    y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale)
-                                   for h0, h1, g in layer], dim=1)
+                    y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale,
+                                          kv=qkv_out[:, 1:, h0:h1]) for h0, h1, g in layer], dim=1)
                 x = x + _linear(y.reshape(B, d), proj)
                 h = F.layer_norm(x, (d,), w2, b2, eps2)
                 x = x + _linear(F.gelu(_linear(h, fc)), out)
