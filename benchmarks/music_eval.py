@@ -286,6 +286,34 @@ def plot(result, path: Path):
     plt.close(fig)
 
 
+def model_metrics(result) -> dict:
+    """Headline numbers of the first model (for its metrics.json), with the baselines."""
+    label, m = next(iter(result["models"].items()))
+    s = m["full"]["all"]
+    r3 = lambda x: None if x is None or not math.isfinite(x) else round(x, 3)   # noqa: E731
+    out = {"heldout_bits_per_token": r3(s["bits_per_token"]), "heldout_bits_per_note": r3(s["bits_per_note"]),
+           "top1_pitch_accuracy": r3(s["top1"]), "top5_pitch_accuracy": r3(s["top5"])}
+    for c, v in sorted(m["contexts"].items(), key=lambda kv: int(kv[0])):
+        out[f"bits_per_token_context_{c}"] = r3(v["all"]["bits_per_token"])
+    run = ((result.get("training") or {}).get("runs") or {}).get(label)
+    if run and run.get("final"):
+        out["val_bits_per_token_final"] = r3(run["final"]["loss"])
+        out["steps"] = run["final"]["step"]
+        out["training_minutes"] = round(run["train_time_s"] / 60, 1)
+    for other, o in list(result["models"].items())[1:]:
+        out[f"{other}_bits_per_token"] = r3(o["full"]["all"]["bits_per_token"])
+    g = result.get("ngram")
+    if g:
+        out[f"ngram{g['order']}_bits_per_token"] = r3(g["all"]["bits_per_token"])
+    dw = result.get("decode_weights")
+    if dw:
+        for w in ("float32", "int8"):
+            out[f"{w}_decoding_bits_per_token"] = r3(dw[w]["bits_per_token"])
+    out["source"] = (f"models/EVAL.md ({result['command'].split(' --markdown')[0]}; "
+                     f"{result['data']['pieces_scored']} {result['data']['split']} pieces)")
+    return out
+
+
 def summary_lines(result) -> list[str]:
     """Plain statements of what the numbers say (no judgement beyond the comparisons)."""
     out = []
@@ -459,6 +487,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "music_eval",
                    help="writes OUT.json and OUT.png")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
+    p.add_argument("--metrics-json", type=Path, default=None, metavar="PATH",
+                   help="also write the first model's headline metrics here (a model directory's metrics.json, "
+                        "which `cadenza models` shows)")
     p.add_argument("--note", action="append", default=[], help="a sentence for the markdown (repeatable)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--replot", type=Path, metavar="JSON",
@@ -542,6 +573,9 @@ def run(args, argv) -> int:
     if args.markdown:
         write_text_atomic(args.markdown, "# Cadenza music model: evaluation\n\n" + md)
         print(f"wrote {args.markdown}")
+    if args.metrics_json and result["models"]:
+        write_text_atomic(args.metrics_json, json.dumps(model_metrics(result), indent=2) + "\n")
+        print(f"wrote {args.metrics_json}")
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
 

@@ -428,13 +428,17 @@ def test_music_eval_script_end_to_end(tmp_path):
     rc = _load_script().main(["--data", str(data), "--model", f"tiny={run}", "--pieces", "3",
                               "--contexts", "32", "128", "--ngram-order", "2", "3", "--ngram-val-pieces", "2", "--generate", "2",
                               "--max-new-tokens", "24", "--threads", "1", "--out", str(out), "--note", "Both runs shared the CPU.",
-                              "--markdown", str(md)])
+                              "--markdown", str(md), "--metrics-json", str(tmp_path / "metrics.json")])
     assert rc == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
     result = json.loads(out.with_suffix(".json").read_text())
     assert set(result["models"]["tiny"]["contexts"]) == {"32", "128"}
     full = result["models"]["tiny"]["full"]["all"]
     assert full["tokens"] == result["data"]["targets"] and full["bits_per_token"] > 0
     assert result["ngram"]["all"]["tokens"] == full["tokens"]
+    assert metrics["heldout_bits_per_token"] == round(full["bits_per_token"], 3) and metrics["steps"] == 10
+    assert metrics[f"ngram{result['ngram']['order']}_bits_per_token"] == round(result["ngram"]["all"]["bits_per_token"], 3)
+    assert set(metrics) >= {"bits_per_token_context_32", "int8_decoding_bits_per_token", "training_minutes"}
     assert result["training"]["runs"]["tiny"]["final"]["loss"] == 8.0
     sel = result["ngram"]["order_selection"]
     assert set(sel["orders"]) == {"2", "3"} and sel["chosen"] == result["ngram"]["order"]
