@@ -97,3 +97,22 @@ def test_decoding_with_restores_the_previous_weights_even_after_an_error():
             assert m.decode_weights == "float32"
             raise KeyError("boom")
     assert m.decode_weights == "int8"
+
+
+def test_int8_weights_follow_parameter_updates():
+    """Packed copies are rebuilt after an optimizer step changes the parameters in place."""
+    m = _trained_like_model()
+    seq = torch.randint(0, 50, (1, 40), generator=torch.Generator().manual_seed(3))
+    m.set_decode_weights("int8")
+    before = _decode(m, seq)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    m.loss(seq[:, :-1], seq[:, 1:]).backward()
+    opt.step()
+    m.eval()
+    after = _decode(m, seq)
+    m.set_decode_weights("float32")
+    exact_after = _decode(m, seq)
+    assert not torch.allclose(before, after, atol=1e-2)
+    lp, lq = exact_after.log_softmax(-1), after.log_softmax(-1)
+    assert float((lp.exp() * (lp - lq)).sum(-1).max()) < 5e-3

@@ -334,10 +334,17 @@ class SparseTransformer(nn.Module):
         return logits.float()[:, None, :]
 
     def _fast_weights(self) -> dict:
-        """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind."""
+        """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind.
+
+        Packed int8 copies go stale when the parameters change in place (an optimizer step,
+        ``copy_``): the in-place version counters of a few parameters, which every such
+        update bumps, tell.
+        """
         kind = self.decode_weights
+        stamp = (self.tok_emb.weight._version, self.blocks[0].attn.qkv.weight._version,
+                 self.head.weight._version)
         fast = self.__dict__.setdefault("_fast", {}).get(kind)
-        if fast is None:
+        if fast is None or (kind == "int8" and fast["stamp"] != stamp):
             if kind == "int8":   # the MLP's hidden layer (and its GELU) in bf16
                 def lin(m, out_dtype=torch.float32):
                     return quant.pack(m.weight, m.bias, out_dtype)
@@ -350,7 +357,8 @@ class SparseTransformer(nn.Module):
                                b.ln2.weight, b.ln2.bias, b.ln2.eps, lin(b.mlp.fc, torch.bfloat16),
                                lin(b.mlp.proj)))
             fast = {"blocks": blocks, "scales": [b.attn.scale for b in self.blocks],
-                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps), "head": lin(self.head)}
+                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps), "head": lin(self.head),
+                    "stamp": stamp}
             self.__dict__["_fast"][kind] = fast
         return fast
 
