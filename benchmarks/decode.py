@@ -81,7 +81,7 @@ def keys_per_token(model, cache) -> float:
 
 
 def run(contexts, steps: int, rounds: int, warmup: int, batch: int, attention: str,
-        check_prefill: bool, seed: int = 0):
+        check_prefill: bool, seed: int = 0, weights: str = "float32"):
     total = warmup + steps * rounds + 1
     max_len = max(contexts) + total
     sparse_cfg = bench(attention=attention, max_len=max_len)
@@ -90,6 +90,8 @@ def run(contexts, steps: int, rounds: int, warmup: int, batch: int, attention: s
     sparse = SparseTransformer(sparse_cfg).eval()
     dense = SparseTransformer(dense_cfg).eval()
     dense.load_state_dict(sparse.state_dict())  # the same weights; only attention differs
+    for model in (sparse, dense):
+        model.set_decode_weights(weights)
     for model in (sparse, dense):  # warm up allocator, caches and lazy state once
         cache = model.new_cache(batch)
         fill_cache(model, cache, 256, torch.Generator().manual_seed(seed))
@@ -210,6 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--attention", default="strided", choices=["strided", "fixed"])
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: per-token decoding is latency-bound)")
+    p.add_argument("--decode-weights", default="float32", choices=["float32", "int8"],
+                   help="weights of the one-token steps, for both models (int8: cadenza.quant)")
     p.add_argument("--check-prefill", action="store_true",
                    help="also compare steps after a real prefill with the synthetic fill")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
@@ -219,10 +223,10 @@ def main(argv=None) -> int:
     rounds = args.rounds or (3 if args.quick else 8)
     torch.set_num_threads(args.threads)
     print(f"decode benchmark: {args.attention} vs dense, batch {args.batch}, "
-          f"threads {args.threads}, {rounds} rounds x {steps} steps", flush=True)
+          f"threads {args.threads}, {rounds} rounds x {steps} steps, {args.decode_weights} weights", flush=True)
     t0 = time.time()
     rows, prefill, config = run(contexts, steps, rounds, args.warmup, args.batch, args.attention,
-                        args.check_prefill)
+                                args.check_prefill, weights=args.decode_weights)
     print()
     print(table(rows))
     checks = targets(rows)
@@ -236,6 +240,8 @@ def main(argv=None) -> int:
     stem = "decode_quick" if args.quick else "decode"
     if args.batch != 1:
         stem += f"_b{args.batch}"
+    if args.decode_weights != "float32":
+        stem += f"_{args.decode_weights}"
     payload = {
         "benchmark": "decode",
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
@@ -244,6 +250,7 @@ def main(argv=None) -> int:
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
+        "decode_weights": args.decode_weights,
         "model": config.to_dict(),
         "steps": steps, "rounds": rounds, "batch": args.batch,
         "seconds": round(time.time() - t0, 1),
@@ -256,7 +263,7 @@ def main(argv=None) -> int:
     png_path = os.path.join(args.out, f"{stem}.png")
     write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
     plot(rows, png_path, f"decode, d_model 256, 6 layers, 4 heads, batch {args.batch}, "
-                         f"{args.threads} thread(s), torch {torch.__version__}")
+                         f"{args.decode_weights} weights, {args.threads} thread(s), torch {torch.__version__}")
     print(f"\nwrote {json_path} and {png_path}")
     return 0
 
