@@ -332,7 +332,7 @@ def summary_lines(result) -> list[str]:
             a = hi["all"]["bits_per_token"] - lo["all"]["bits_per_token"]
             b = hi[f"position_ge_{LONG}"]["bits_per_token"] - lo[f"position_ge_{LONG}"]["bits_per_token"]
             out.append(f"{label}: going from {cs[0]} to {cs[-1]} tokens of context changes bits per token by "
-                       f"{a:+.3f} over all targets and by {fmt(b)} over the targets at position ≥ {LONG}.")
+                       f"{a:+.3f} over all targets and by {b:+.3f} over the targets at position ≥ {LONG}.")
     tr = result.get("training") or {}
     runs = tr.get("runs") or {}
     at = {k: r["at_common_time"]["loss"] for k, r in runs.items() if r.get("at_common_time")}
