@@ -8,7 +8,9 @@ A decode step for the token at position i reads (DESIGN.md, "Attention, precisel
 - the *far* keys, older than the near ones, from one store shaped by the pattern:
 
   * ``StrideSkip(l)``: every key, laid out by residue class as ``(l, batch, heads, n/l, d)``
-    so that the keys i - l, i - 2l, ... are one contiguous slice ``store[i % l, :, :, :t]``;
+    so that the keys i - l, i - 2l, ... are one contiguous slice ``store[i % l, :, :, :t]``
+    (keys and values share one tensor, ``(l, batch, 2, heads, n/l, d)``, as does the ring:
+    a step writes one slot and gathers near + far keys and values with one copy);
   * ``BlockSummary(l, c)``: only the c summary columns of each block, appended in order, so
     the far keys are a prefix of the store and memory is O(l + c n / l);
   * ``Dense()``: every key in order (the baseline full KV cache).
