@@ -49,10 +49,10 @@ def _command(name: str, pairs: list, positional: list = ()) -> str:
 
 
 def _load(args):
-    """The model; int8 decoding weights unless --exact (predict, which prints probabilities, is always exact)."""
+    """The model; int8 decoding weights unless --exact (predict_next itself always decodes exactly)."""
     from cadenza.music.models import load_model
 
-    return load_model(args.model, decode_weights="float32" if getattr(args, "exact", True) else "int8")
+    return load_model(args.model, decode_weights="float32" if getattr(args, "exact", False) else "int8")
 
 
 def _report(written: dict, piece) -> None:
@@ -66,69 +66,57 @@ def _report(written: dict, piece) -> None:
             print(f"wrote {written[k]}")
 
 
-def _sampling_pairs(args) -> list:
-    return [("--temperature", args.temperature), ("--top-p", args.top_p), ("--top-k", args.top_k),
-            ("--exact", args.exact)]
+def _generate(args, name: str, make, pairs: list, inputs: tuple = ()) -> int:
+    """What compose, continue and harmonize share: check OUT, load the model, ``make(mm)``
+    the piece, write it with the command that reproduces it (``pairs``: the command's own
+    options; the seed actually used, sampling, model and output are added), report."""
+    from cadenza.music.output import check_output, write_piece
+
+    out = check_output(args.output, inputs=list(inputs))
+    _threads(args.threads)
+    piece = make(_load(args))
+    cmd = _command(name, [*pairs, ("--seed", piece.seed), ("--temperature", args.temperature),
+                          ("--top-p", args.top_p), ("--top-k", args.top_k), ("--exact", args.exact),
+                          ("--model", args.model), ("--no-audio", args.no_audio), ("-o", out)], list(inputs))
+    written = write_piece(piece, out, audio=not args.no_audio, soundfont=args.soundfont, command=cmd)
+    _report(written, piece)
+    return 0
+
+
+def _sampling(args) -> dict:
+    return {"seed": args.seed, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+            "progress": _progress(args)}
 
 
 # --------------------------------------------------------------------------- compose
 def _compose(args) -> int:
     from cadenza.music.generate import compose
-    from cadenza.music.output import check_output, write_piece
 
-    out = check_output(args.output)
-    _threads(args.threads)
-    mm = _load(args)
-    piece = compose(mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy,
-                    bars=args.bars, seconds=args.seconds, tempo=args.tempo, key=args.key,
-                    time_signature=args.time_signature, seed=args.seed, temperature=args.temperature,
-                    top_k=args.top_k, top_p=args.top_p, progress=_progress(args))
-    cmd = _command("compose", [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence),
-                               ("--energy", args.energy), ("--bars", args.bars), ("--seconds", args.seconds),
-                               ("--tempo", args.tempo), ("--key", args.key),
-                               ("--time-signature", args.time_signature), ("--seed", piece.seed),
-                               *_sampling_pairs(args), ("--model", args.model), ("--no-audio", args.no_audio),
-                               ("-o", out)])
-    written = write_piece(piece, out, audio=not args.no_audio, soundfont=args.soundfont, command=cmd)
-    _report(written, piece)
-    return 0
+    return _generate(args, "compose", lambda mm: compose(
+        mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy, bars=args.bars,
+        seconds=args.seconds, tempo=args.tempo, key=args.key, time_signature=args.time_signature,
+        **_sampling(args)),
+        [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence), ("--energy", args.energy),
+         ("--bars", args.bars), ("--seconds", args.seconds), ("--tempo", args.tempo), ("--key", args.key),
+         ("--time-signature", args.time_signature)])
 
 
 # --------------------------------------------------------------------------- continue
 def _continue(args) -> int:
     from cadenza.music.generate import continue_piece
-    from cadenza.music.output import check_output, write_piece
 
-    out = check_output(args.output, inputs=[args.input])
-    _threads(args.threads)
-    mm = _load(args)
-    piece = continue_piece(mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style,
-                           seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           progress=_progress(args))
-    cmd = _command("continue", [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style),
-                                ("--seed", piece.seed), *_sampling_pairs(args), ("--model", args.model),
-                                ("--no-audio", args.no_audio), ("-o", out)], [args.input])
-    written = write_piece(piece, out, audio=not args.no_audio, soundfont=args.soundfont, command=cmd)
-    _report(written, piece)
-    return 0
+    return _generate(args, "continue", lambda mm: continue_piece(
+        mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, **_sampling(args)),
+        [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style)], inputs=(args.input,))
 
 
 # --------------------------------------------------------------------------- harmonize
 def _harmonize(args) -> int:
     from cadenza.music.generate import harmonize
-    from cadenza.music.output import check_output, write_piece
 
-    out = check_output(args.output, inputs=[args.input])
-    _threads(args.threads)
-    mm = _load(args)
-    piece = harmonize(mm, args.input, voices=args.voices, style=args.style, seed=args.seed,
-                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, progress=_progress(args))
-    cmd = _command("harmonize", [("--voices", args.voices), ("--style", args.style), ("--seed", piece.seed),
-                                 *_sampling_pairs(args), ("--model", args.model), ("--no-audio", args.no_audio),
-                                 ("-o", out)], [args.input])
-    written = write_piece(piece, out, audio=not args.no_audio, soundfont=args.soundfont, command=cmd)
-    _report(written, piece)
-    return 0
+    return _generate(args, "harmonize", lambda mm: harmonize(
+        mm, args.input, voices=args.voices, style=args.style, **_sampling(args)),
+        [("--voices", args.voices), ("--style", args.style)], inputs=(args.input,))
 
 
 # --------------------------------------------------------------------------- predict
