@@ -9,8 +9,9 @@ A decode step for the token at position i reads (DESIGN.md, "Attention, precisel
 
   * ``StrideSkip(l)``: every key, laid out by residue class as ``(l, batch, heads, n/l, d)``
     so that the keys i - l, i - 2l, ... are one contiguous slice ``store[i % l, :, :, :t]``
-    (keys and values share one tensor, ``(l, batch, 2, heads, n/l, d)``, as does the ring:
-    a step writes one slot and gathers near + far keys and values with one copy);
+    (keys and values share one tensor, ``(l, batch, 2, heads, n/l, d)``, as do the ring and
+    the summary store: a step writes one slot and gathers near + far keys and values with
+    one copy);
   * ``BlockSummary(l, c)``: only the c summary columns of each block, appended in order, so
     the far keys are a prefix of the store and memory is O(l + c n / l);
   * ``Dense()``: every key in order (the baseline full KV cache).
@@ -103,12 +104,14 @@ class GroupCache:
         # Keys and values share one tensor (k = [:, 0], v = [:, 1] are views), so a one-token
         # step writes and gathers both with one op each.
         self.ring_kv = None  # (B, 2, H, ring, d)
-        self.store_k = self.store_v = None  # dense / summary: (B, H, cap, d)
+        self.store_k = self.store_v = None  # dense: (B, H, cap, d)
+        self.sum_kv = None  # fixed's summary columns: (B, 2, H, cap, d)
         self.count = 0
         self.res_kv = None  # strided residue classes: (l, B, 2, H, cap, d)
 
     # Views made on each use (a view kept across in-place writes that start tracking
-    # gradients would go stale for autograd).
+    # gradients would go stale for autograd). The dense store keeps k and v apart: its steps
+    # read them directly, with no gather to save.
     @property
     def ring_k(self):   # (B, H, ring, d)
         return None if self.ring_kv is None else self.ring_kv[:, 0]
@@ -116,6 +119,14 @@ class GroupCache:
     @property
     def ring_v(self):
         return None if self.ring_kv is None else self.ring_kv[:, 1]
+
+    @property
+    def sum_k(self):    # (B, H, cap, d)
+        return None if self.sum_kv is None else self.sum_kv[:, 0]
+
+    @property
+    def sum_v(self):
+        return None if self.sum_kv is None else self.sum_kv[:, 1]
 
     @property
     def res_k(self):    # (l, B, H, cap, d)
@@ -136,7 +147,7 @@ class GroupCache:
         return held
 
     def nbytes(self) -> int:
-        tensors = (self.ring_kv, self.store_k, self.store_v, self.res_kv)
+        tensors = (self.ring_kv, self.store_k, self.store_v, self.sum_kv, self.res_kv)
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def _ring_positions(self, device) -> torch.Tensor:
@@ -206,14 +217,15 @@ class GroupCache:
                 keep = (pos % l >= l - c).nonzero().flatten()
             t = 1 if keep is None else (0 if keep is False else keep.numel())
             if t:
-                self.store_k = _grow(self.store_k, 2, self.count + t, limit, (B, H, 0, d), k)
-                self.store_v = _grow(self.store_v, 2, self.count + t, limit, (B, H, 0, d), v)
-                if keep is None:
-                    self.store_k[:, :, self.count] = k[:, :, 0]
-                    self.store_v[:, :, self.count] = v[:, :, 0]
+                self.sum_kv = _grow(self.sum_kv, 3, self.count + t, limit, (B, 2, H, 0, d), k)
+                if keep is None and kv is not None:
+                    self.sum_kv.narrow(3, self.count, 1).copy_(kv)
+                elif keep is None:
+                    self.sum_k.narrow(2, self.count, 1).copy_(k)
+                    self.sum_v.narrow(2, self.count, 1).copy_(v)
                 else:
-                    self.store_k[:, :, self.count:self.count + t] = k[:, :, keep]
-                    self.store_v[:, :, self.count:self.count + t] = v[:, :, keep]
+                    self.sum_k[:, :, self.count:self.count + t] = k[:, :, keep]
+                    self.sum_v[:, :, self.count:self.count + t] = v[:, :, keep]
                 self.count += t
         self.length = end
 
@@ -254,7 +266,7 @@ class GroupCache:
         elif lo > 0 and self.summary is not None:
             far = _summary_count(lo, self.summary.block, self.summary.c)
             if far:
-                parts.append(torch.stack((self.store_k[:, :, :far], self.store_v[:, :, :far]), dim=1))
+                parts.append(self.sum_kv[:, :, :, :far])
         self.keys_read += near + far
         if not parts:  # no allowed key (lone BlockSummary): zeros, like the reference
             return torch.zeros_like(q)
@@ -304,7 +316,7 @@ class GroupCache:
         elif far_limit > 0 and self.summary is not None:
             f = _summary_count(far_limit, self.summary.block, self.summary.c)
             if f:
-                blocks.append((self.store_k[:, :, :f], self.store_v[:, :, :f], None, False))
+                blocks.append((self.sum_k[:, :, :f], self.sum_v[:, :, :f], None, False))
                 read += f * m
         self.keys_read += read
         out = _attend_blocks(q, blocks, scale)
