@@ -171,11 +171,11 @@ def test_quantization_is_what_the_grid_says(codec):
 # --------------------------------------------------------------------------- prefix
 def test_prefix_layout_and_values(codec, corpus_pieces):
     ids = codec.encode(corpus_pieces["bach/bwv66.6.mxl"], style="bach")
-    kinds = [codec.token_type(i) for i in ids[:7]]
-    assert kinds == ["BOS", "Style", "Key", "Tempo", "TimeSig", "Valence", "Energy"]
+    kinds = [codec.token_type(i) for i in ids[:8]]
+    assert kinds == ["BOS", "Style", "Key", "Tempo", "TimeSig", "Bar", "Mood", "Position"]
     assert ids[-1] == codec.eos_id and codec.eos_id not in ids[:-1]
     cond, start = codec.parse_prefix(ids)
-    assert start == 7
+    assert start == 5
     assert cond["style"] == "bach"
     assert cond["key"] == "F#m"           # BWV 66.6 is in F sharp minor
     assert cond["tempo"] == 96            # its MusicXML tempo mark
@@ -185,32 +185,103 @@ def test_prefix_layout_and_values(codec, corpus_pieces):
     assert palestrina["style"] == "other"
 
 
-def test_conditioning_helpers(codec):
-    ids = codec.conditioning(style="folk", key="Bb", tempo=100, time_signature="6/8", mood="sad")
-    assert codec.tokens(ids) == ["Style_folk", "Key_Bb", "Tempo_96", "TimeSig_6/8",
-                                 f"Valence_{MOODS['sad'][0]}", f"Energy_{MOODS['sad'][1]}"]
-    assert codec.conditioning() == [None] * 6
-    assert codec.conditioning(valence=0.99, energy=0.0)[4:] == [codec.valence_id(4), codec.energy_id(0)]
-    assert codec.conditioning(valence=0.3, energy=0.5)[4:] == [codec.valence_id(1), codec.energy_id(2)]
-    for slot in ("style", "key", "tempo", "time_signature", "valence", "energy"):
+def test_lean_stream_leaves_out_what_does_not_change(codec, corpus_pieces):
+    for name, score in corpus_pieces.items():
+        ids = [int(i) for i in codec.encode(score)]
+        remi = codec.remi_ids(score)
+        kinds = [codec.token_type(i) for i in ids]
+        # no repeated Program / Velocity / TimeSig: each one marks a change
+        for kind in ("Program", "Velocity", "TimeSig"):
+            seen = [i for i, k in zip(ids[5:], kinds[5:]) if k == kind]
+            assert all(a != b for a, b in zip(seen, seen[1:])), (name, kind)
+        assert len(ids) < len(remi)      # leaner than REMI (which has all three per note / bar)
+        # controls open every segment: right after the bar line (and its metre change, if any)
+        bars = [k for k, kind in enumerate(kinds) if kind == "Bar"]
+        starts = bars[::codec.config.segment_bars]
+        for b in starts:
+            j = b + 1 + (kinds[b + 1] == "TimeSig")
+            assert kinds[j] == "Mood", name
+        assert kinds.count("Mood") == len(starts)
+        # and the round trip keeps every quantized note
+        assert note_tuples(codec.decode(ids)) == note_tuples(codec.quantize(score)), name
+
+
+def test_tokens_per_note_on_the_corpus_sample(codec, corpus_pieces):
+    tokens = sum(len(codec.encode(s)) for s in corpus_pieces.values())
+    notes = sum(len(note_tuples(codec.quantize(s))) for s in corpus_pieces.values())
+    assert tokens / notes <= 3.3
+
+
+def test_segment_controls_follow_density_and_mode(codec):
+    def piece(notes_per_bar, chord_pcs, bars=8):
+        s = symusic.Score(480)
+        t = symusic.Track(program=0)
+        step = 1920 // notes_per_bar
+        for b in range(bars):
+            for k in range(notes_per_bar):
+                t.notes.append(symusic.Note(b * 1920 + k * step, step, 60 + chord_pcs[k % len(chord_pcs)], 80))
+        s.tracks.append(t)
+        return s
+
+    major, minor = [0, 4, 7, 12, 7, 4], [0, 3, 7, 12, 7, 3]
+    raw_sparse = codec.segment_raw_values(codec.remi_ids(piece(2, major)), 120)
+    raw_dense = codec.segment_raw_values(codec.remi_ids(piece(12, major)), 120)
+    raw_minor = codec.segment_raw_values(codec.remi_ids(piece(6, minor)), 120)
+    raw_major = codec.segment_raw_values(codec.remi_ids(piece(6, major)), 120)
+    assert len(raw_sparse) == 2           # 8 bars in segments of 4
+    assert raw_dense[0][1] > raw_sparse[0][1] + 0.2
+    assert raw_major[0][0] > raw_minor[0][0] + 0.2
+
+
+def test_conditioning_and_control_helpers(codec):
+    ids = codec.conditioning(style="folk", key="Bb", tempo=100, time_signature="6/8")
+    assert codec.tokens(ids) == ["Style_folk", "Key_Bb", "Tempo_96", "TimeSig_6/8"]
+    assert codec.conditioning() == [None] * 4
+    assert codec.tokens(codec.control_ids(mood="sad")) == ["Mood_{}.{}".format(*MOODS["sad"])]
+    assert len(codec.control_ids()) == 25
+    assert codec.control_ids(valence=0.99, energy=0.0) == [codec.mood_id(4, 0)]
+    assert codec.control_ids(valence=0.3, energy=0.5) == [codec.mood_id(1, 2)]
+    assert codec.control_ids(valence=3) == [codec.mood_id(3, e) for e in range(5)]
+    for slot in ("style", "key", "tempo", "time_signature"):
         allowed = codec.slot_ids(slot)
         assert allowed and len(set(allowed)) == len(allowed)
     assert len(codec.slot_ids("key")) == 24
     # a sequence built from the helpers parses back to the same values
-    seq = [codec.bos_id] + ids + codec.encode_body(_synthetic(drums=False)) + [codec.eos_id]
+    body, _ = codec.lean_body(codec.remi_ids(_synthetic(drums=False)), (6, 8))
+    seq = [codec.bos_id] + ids + body + [codec.eos_id]
     cond, start = codec.parse_prefix(seq)
-    assert start == 7 and cond["key"] == "Bb" and cond["time_signature"] == (6, 8)
+    assert start == 5 and cond["key"] == "Bb" and cond["time_signature"] == (6, 8)
     assert codec.decode(seq).tempos[0].qpm == pytest.approx(96)
     with pytest.raises(ConfigError, match="unknown style"):
         codec.style_id("polka")
     with pytest.raises(ConfigError, match="unknown mood"):
-        codec.conditioning(mood="grumpy")
+        codec.control_ids(mood="grumpy")
     with pytest.raises(ConfigError, match="unknown key"):
         codec.key_id("H#")
     with pytest.raises(ConfigError, match="tempo"):
         codec.tempo_id(5)
     with pytest.raises(ConfigError):
-        codec.valence_id(7)
+        codec.mood_id(7, 0)
+    with pytest.raises(ConfigError):
+        codec.control_ids(energy=1.5)
+
+
+def test_transposer_moves_pitches_and_key_and_never_leaves_the_range(codec, corpus_pieces):
+    from cadenza.data.transpose import Transposer
+
+    tr = Transposer(codec)
+    ids = np.asarray(codec.encode(corpus_pieces["bach/bwv66.6.mxl"], style="bach"))
+    up = tr(ids, 2)
+    assert codec.parse_prefix(up)[0]["key"] == "Abm"
+    a, b = note_tuples(codec.decode(ids)), note_tuples(codec.decode(up))
+    assert [n[2] + 2 for n in a] == [n[2] for n in b] and [n[:2] for n in a] == [n[:2] for n in b]
+    lo, hi = codec.config.pitch_range
+    high = ids.copy()
+    pitch_of = codec.pitch_ids()
+    top = max(pitch_of[int(i)] for i in ids if int(i) in pitch_of)
+    assert tr.feasible(ids, 200) == hi - 1 - top
+    assert all(lo <= n[2] < hi for n in note_tuples(codec.decode(tr(high, 12 if hi - 1 - top < 12 else 5))))
+    assert list(tr(ids, 0)) == list(ids)
 
 
 def test_vocabulary_is_compact_and_typed(codec):

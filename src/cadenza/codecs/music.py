@@ -43,11 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import ConfigError, DataError
+from cadenza.codecs.segments import segment_values
 from cadenza.io import atomic_path, write_text_atomic
 
 CODEC_NAME = "cadenza.codecs.music"
-CODEC_VERSION = 1
-FEATURES_VERSION = 4  # bump when describe() or encode() changes: cached corpus tokens are recomputed
+CODEC_VERSION = 2
+FEATURES_VERSION = 5  # bump when describe() or encode() changes: cached corpus tokens are recomputed
 
 STYLES = ("bach", "renaissance", "medieval", "baroque", "classical", "romantic", "modern",
           "popular", "folk", "fiddle", "other")
@@ -64,7 +65,8 @@ MOODS = {
     "tense": (0, 3),
     "energetic": (3, 4),
 }
-PREFIX_SLOTS = ("style", "key", "tempo", "time_signature", "valence", "energy")
+PREFIX_SLOTS = ("style", "key", "tempo", "time_signature")
+CONTROL_SLOTS = ("valence", "energy")   # opened at every segment (``segment_bars`` bars)
 DEFAULT_TEMPO = 120.0
 
 # Krumhansl-Kessler key profiles (major, minor), tonic first.
@@ -88,11 +90,13 @@ class MusicCodecConfig:
     styles: tuple = STYLES
     tempo_bins: tuple = TEMPO_BINS
     levels: int = LEVELS
-    # Raw valence / energy (0..1) cut into levels at these edges: the quintiles over the
-    # 14,710 pieces of the full music21 corpus build, so each level holds a fifth of it
-    # (and every valence x energy cell holds 448..745 pieces).
-    valence_edges: tuple = (0.597, 0.781, 0.877, 0.952)
-    energy_edges: tuple = (0.428, 0.471, 0.505, 0.537)
+    # Every segment of this many bars opens with its controls (cadenza.codecs.segments).
+    segment_bars: int = 4
+    # Raw segment valence / energy (0..1) cut into levels at these edges. `cadenza data`
+    # replaces them by the quintiles of the training split's segments (so each level holds
+    # a fifth of them) and stores them in tokenizer.json: one source of truth.
+    valence_edges: tuple = (0.35, 0.5, 0.62, 0.75)
+    energy_edges: tuple = (0.3, 0.4, 0.48, 0.56)
     time_signatures: dict = field(default_factory=lambda: {4: list(range(1, 9)), 8: list(range(2, 13))})
 
     def __post_init__(self):
@@ -116,6 +120,8 @@ class MusicCodecConfig:
             raise ConfigError("tempo_bins must be positive and strictly increasing")
         if self.levels < 2:
             raise ConfigError("levels must be at least 2")
+        if not isinstance(self.segment_bars, int) or not 1 <= self.segment_bars <= 16:
+            raise ConfigError(f"segment_bars must be a whole number from 1 to 16, not {self.segment_bars!r}")
         for name in ("valence_edges", "energy_edges"):
             edges = tuple(float(e) for e in getattr(self, name))
             if len(edges) != self.levels - 1 or list(edges) != sorted(edges) or not all(0 < e < 1 for e in edges):
@@ -560,8 +566,7 @@ class MusicCodec:
         extra = [f"Style_{s}" for s in c.styles]
         extra += [f"Key_{key_name(pc, m)}" for m in ("major", "minor") for pc in range(12)]
         extra += [f"Tempo_{t}" for t in c.tempo_bins]
-        extra += [f"Valence_{i}" for i in range(c.levels)]
-        extra += [f"Energy_{i}" for i in range(c.levels)]
+        extra += [f"Mood_{v}.{e}" for v in range(c.levels) for e in range(c.levels)]
         self._id_to_token += extra
         self._token_to_id = {t: i for i, t in enumerate(self._id_to_token)}
         self.pad_id = self._token_to_id["PAD_None"]
@@ -594,7 +599,7 @@ class MusicCodec:
 
     def ids_of_type(self, kind: str) -> list[int]:
         """Ids of one token type: Pitch, Velocity, Duration, Position, Bar, Program, TimeSig,
-        TimeShift (TSD), Style, Key, Tempo, Valence, Energy, PAD, BOS, EOS."""
+        TimeShift (TSD), Style, Key, Tempo, Mood (segment controls), PAD, BOS, EOS."""
         return list(self._ids_by_type.get(kind, []))
 
     def token_type(self, i: int) -> str:
@@ -636,13 +641,15 @@ class MusicCodec:
     def tempo_id(self, bpm: float) -> int:
         return self.id(f"Tempo_{self.tempo_bin(bpm)}")
 
-    def valence_id(self, level: int) -> int:
-        self._check_level(level)
-        return self.id(f"Valence_{int(level)}")
+    def mood_id(self, valence: int, energy: int) -> int:
+        """The segment control token for (valence level, energy level)."""
+        self._check_level(valence)
+        self._check_level(energy)
+        return self.id(f"Mood_{int(valence)}.{int(energy)}")
 
-    def energy_id(self, level: int) -> int:
-        self._check_level(level)
-        return self.id(f"Energy_{int(level)}")
+    def mood_levels_of(self, i: int) -> tuple[int, int]:
+        v, e = self.token(i).split("_")[1].split(".")
+        return int(v), int(e)
 
     def _check_level(self, level):
         if not isinstance(level, (int, np.integer)) or not 0 <= level < self.config.levels:
@@ -651,47 +658,52 @@ class MusicCodec:
     def slot_ids(self, slot: str) -> list[int]:
         """All ids allowed in one prefix slot (for constrained sampling of that slot)."""
         kinds = {"style": "Style", "key": "Key", "tempo": "Tempo", "time_signature": "TimeSig",
-                 "valence": "Valence", "energy": "Energy"}
+                 }
         if slot not in kinds:
             raise ConfigError(f"unknown prefix slot {slot!r}; slots are {', '.join(PREFIX_SLOTS)}")
         return self.ids_of_type(kinds[slot])
 
-    def conditioning(self, style=None, key=None, tempo=None, time_signature=None,
-                     valence=None, energy=None, mood=None) -> list[int | None]:
-        """Ids of the six prefix slots (None where unspecified, for the model to choose).
-
-        ``valence``/``energy`` are levels (ints) or values in [0, 1] (floats) read as the
-        position in the corpus, 0 the lowest and 1 the highest piece: levels are corpus
-        quintiles, so 0.95 is level 4 and 0.3 level 1. ``mood`` is a name from ``MOODS``
-        and fills whichever of the two was not given.
-        """
-        if mood is not None:
-            v, e = mood_levels(mood)
-            valence = v if valence is None else valence
-            energy = e if energy is None else energy
-        n = self.config.levels
-        fifths = tuple((i + 1) / n for i in range(n - 1))
-
-        def lvl(x):
-            if x is None or isinstance(x, (int, np.integer)):
-                return x
-            return level_of(x, fifths)
-
-        valence, energy = lvl(valence), lvl(energy)
+    def conditioning(self, style=None, key=None, tempo=None, time_signature=None) -> list[int | None]:
+        """Ids of the four prefix slots (None where unspecified, for the model to choose)."""
         return [
             None if style is None else self.style_id(style),
             None if key is None else self.key_id(key),
             None if tempo is None else self.tempo_id(tempo),
             None if time_signature is None else self.time_signature_id(*_ts_tuple(time_signature)),
-            None if valence is None else self.valence_id(valence),
-            None if energy is None else self.energy_id(energy),
         ]
 
+    def control_level(self, x) -> int | None:
+        """A control given as a level (int) or as a value in [0, 1] (float), read as the
+        position among the corpus's segments: levels are quantiles, so 0.95 is the top level
+        and 0.1 the bottom one."""
+        if x is None or isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+            if x is not None:
+                self._check_level(x)
+            return x
+        n = self.config.levels
+        return level_of(x, tuple((i + 1) / n for i in range(n - 1)))
+
+    def control_levels(self, valence=None, energy=None, mood=None) -> tuple[int | None, int | None]:
+        """(valence level, energy level) of a segment; None where the model chooses.
+        ``mood`` is a name from ``MOODS`` and fills whichever of the two was not given."""
+        if mood is not None:
+            v, e = mood_levels(mood)
+            valence = v if valence is None else valence
+            energy = e if energy is None else energy
+        return self.control_level(valence), self.control_level(energy)
+
+    def control_ids(self, valence=None, energy=None, mood=None) -> list[int]:
+        """The segment control tokens (Mood_v.e) that agree with what is given: one token
+        when both are given, a row or column of the 5 x 5 grid when one is, all when none."""
+        v, e = self.control_levels(valence, energy, mood)
+        n = self.config.levels
+        return [self.mood_id(a, b) for a in range(n) for b in range(n)
+                if (v is None or a == v) and (e is None or b == e)]
+
     def prefix(self, features: MusicFeatures, style: str = "other") -> list[int]:
-        """BOS plus the six conditioning ids describing ``features``."""
+        """BOS plus the four conditioning ids describing ``features``."""
         ids = self.conditioning(style=style, key=(features.key_tonic, features.key_mode),
-                                tempo=features.tempo, time_signature=features.time_signature,
-                                valence=features.valence_level, energy=features.energy_level)
+                                tempo=features.tempo, time_signature=features.time_signature)
         return [self.bos_id] + ids
 
     def parse_prefix(self, ids) -> tuple[dict, int]:
@@ -699,18 +711,20 @@ class MusicCodec:
         ids = [int(i) for i in ids]
         out: dict = {}
         i = 1 if ids and ids[0] == self.bos_id else 0
-        slot_of = {"Style": "style", "Key": "key", "Tempo": "tempo", "Valence": "valence", "Energy": "energy"}
-        while i < len(ids) and len(out) < len(PREFIX_SLOTS):
-            t = self.token(ids[i]) if 0 <= ids[i] < self.vocab_size else ""
-            kind, _, value = t.partition("_")
-            if kind in slot_of and slot_of[kind] not in out:
-                slot = slot_of[kind]
-                out[slot] = int(value) if slot in ("tempo", "valence", "energy") else value
-            elif kind == "TimeSig" and "time_signature" not in out and "valence" not in out and "energy" not in out:
-                n, d = value.split("/")
-                out["time_signature"] = (int(n), int(d))
-            else:
+        kinds = {"Style": "style", "Key": "key", "Tempo": "tempo", "TimeSig": "time_signature"}
+        for slot in PREFIX_SLOTS:
+            if i >= len(ids) or not 0 <= ids[i] < self.vocab_size:
                 break
+            kind, _, value = self.token(ids[i]).partition("_")
+            if kinds.get(kind) != slot:
+                break
+            if slot == "tempo":
+                out[slot] = int(value)
+            elif slot == "time_signature":
+                n, d = value.split("/")
+                out[slot] = (int(n), int(d))
+            else:
+                out[slot] = value
             i += 1
         return out, i
 
@@ -755,8 +769,9 @@ class MusicCodec:
             _sort_notes(t)
         return q
 
-    def encode_body(self, score) -> list[int]:
-        """MidiTok ids of the notes (no prefix, no BOS/EOS)."""
+    def remi_ids(self, score) -> list[int]:
+        """MidiTok's REMI ids of the notes (every Bar with its TimeSig, every note with its
+        Program and Velocity); ``encode_body`` makes the lean stream from them."""
         q = self.quantize(score)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -765,45 +780,190 @@ class MusicCodec:
             seq = seq[0]
         return [int(i) for i in seq.ids]
 
-    def encode(self, score, style: str = "other", features: MusicFeatures | None = None,
-               tempo: float | None = None) -> np.ndarray:
-        """BOS, conditioning prefix, body, EOS as an int32 array.
+    def _ts_value(self, i: int) -> tuple[int, int]:
+        n, d = self.token(i).split("_")[1].split("/")
+        return int(n), int(d)
 
-        ``score`` may be a symusic score or a MIDI path. ``tempo`` overrides the file's
-        tempo (for sources whose tempo is unknown).
-        """
+    def _duration_quarters(self, i: int, den: int) -> float:
+        a, b, r = (int(x) for x in self.token(i).split("_")[1].split("."))
+        return (a + b / r) * 4.0 / den
+
+    def segment_raw_values(self, ids, qpm: float, ts0=(4, 4)) -> list[tuple[float, float]]:
+        """(valence, energy) in [0, 1] of every segment of a REMI or lean body, from its notes."""
+        S = self.config.segment_bars
+        seg_notes: list[list] = []
+        seg_quarters: list[float] = []
+        ts = tuple(ts0)
+        bar = -1
+        pitch = vel = 0
+        vel = 64
+        for i in ids:
+            kind = self.token_type(i)
+            if kind == "Bar":
+                bar += 1
+                if bar % S == 0:
+                    seg_notes.append([])
+                    seg_quarters.append(0.0)
+                seg_quarters[-1] += ts[0] * 4.0 / ts[1]
+            elif kind == "TimeSig":
+                new_ts = self._ts_value(i)
+                if bar >= 0 and new_ts != ts:
+                    seg_quarters[-1] += (new_ts[0] / new_ts[1] - ts[0] / ts[1]) * 4.0
+                ts = new_ts
+            elif kind in ("Pitch", "PitchDrum"):
+                pitch = int(self.token(i).split("_")[1]) if kind == "Pitch" else -1
+            elif kind == "Velocity":
+                vel = int(self.token(i).split("_")[1])
+            elif kind == "Duration" and bar >= 0 and pitch >= 0:
+                seg_notes[-1].append((pitch, self._duration_quarters(i, ts[1]), vel))
+        spq = 60.0 / float(qpm)
+        return [segment_values(n, q * spq) for n, q in zip(seg_notes, seg_quarters)]
+
+    def lean_body(self, remi, ts0, levels=None) -> tuple[list[int], list[int]]:
+        """The version-2 stream from REMI ids: a TimeSig only where the metre changes, a
+        Program only where the instrument changes, a Velocity only where it changes, and
+        every ``segment_bars`` bars the segment's control token (``levels``: (valence,
+        energy) level per segment; 0 where not given). Returns (ids, index of each segment's
+        control token)."""
+        S = self.config.segment_bars
+        cur_ts, cur_prog, cur_vel = self.time_signature_id(*ts0), None, None
+        out: list[int] = []
+        where: list[int] = []
+        bar = -1
+        pending = False
+
+        def controls():
+            k = len(where)
+            v, e = levels[k] if levels is not None and k < len(levels) else (0, 0)
+            where.append(len(out))
+            out.append(self.mood_id(int(v), int(e)))
+
+        for i in remi:
+            kind = self.token_type(i)
+            if kind == "Bar":
+                if pending:
+                    controls()
+                bar += 1
+                out.append(i)
+                pending = bar % S == 0
+                continue
+            if kind == "TimeSig":
+                if i != cur_ts:
+                    out.append(i)
+                    cur_ts = i
+                continue
+            if pending:
+                controls()
+                pending = False
+            if kind == "Program":
+                if i != cur_prog:
+                    out.append(i)
+                    cur_prog = i
+            elif kind == "Velocity":
+                if i != cur_vel:
+                    out.append(i)
+                    cur_vel = i
+            else:
+                out.append(i)
+        if pending:
+            controls()
+        return out, where
+
+    def expand_body(self, lean, ts0) -> list[int]:
+        """MidiTok REMI ids from a version-2 body (the inverse of ``lean_body``)."""
+        cur_ts = self.time_signature_id(*ts0)
+        cur_prog = self.id("Program_0")
+        cur_vel = self.ids_of_type("Velocity")[len(self.ids_of_type("Velocity")) // 2]
+        out: list[int] = []
+        need_ts = need_vel = False
+        prev = None
+        for i in lean:
+            kind = self.token_type(i)
+            if kind == "Mood":
+                continue
+            if need_ts:
+                if kind == "TimeSig":
+                    cur_ts = i
+                out.append(cur_ts)
+                need_ts = False
+                if kind == "TimeSig":
+                    prev = kind
+                    continue
+            if kind == "TimeSig":   # a metre change not right after a bar line: keep as MidiTok would
+                cur_ts = i
+            if kind == "Bar":
+                need_ts = True
+            elif kind == "Program":
+                cur_prog = i
+            elif kind in ("Pitch", "PitchDrum"):
+                if prev != "Program":
+                    out.append(cur_prog)
+                need_vel = True
+            elif kind == "Velocity":
+                cur_vel = i
+                need_vel = False
+            elif kind == "Duration" and need_vel:
+                out.append(cur_vel)
+                need_vel = False
+            out.append(i)
+            prev = kind
+        if need_ts:
+            out.append(cur_ts)
+        return out
+
+    def encode_parts(self, score, style: str = "other", features: MusicFeatures | None = None,
+                     tempo: float | None = None) -> tuple[np.ndarray, list[int], list[tuple[float, float]]]:
+        """(ids, index of every segment's control token, raw (valence, energy) per segment).
+
+        The levels in ``ids`` use this codec's edges; ``cadenza data`` re-cuts them at the
+        corpus quantiles from the raw values."""
         if isinstance(score, (str, Path)):
             score = load_midi(score)
         self.style_id(style)
         score = _as_tick(score)
-        body = self.encode_body(score)
+        remi = self.remi_ids(score)
         if features is None:
             features = self.describe(score, tempo=tempo)
         ts_ids = set(self.ids_of_type("TimeSig"))
-        first_ts = next((i for i in body if i in ts_ids), None)
+        first_ts = next((i for i in remi if i in ts_ids), None)
         if first_ts is not None:
-            n, d = self.token(first_ts).split("_")[1].split("/")
-            features = dataclasses.replace(features, time_signature=(int(n), int(d)))
-        ids = self.prefix(features, style) + body + [self.eos_id]
-        return np.asarray(ids, dtype=np.int32)
+            features = dataclasses.replace(features, time_signature=self._ts_value(first_ts))
+        prefix = self.prefix(features, style)
+        qpm = self.tempo_bin(features.tempo)
+        raw = self.segment_raw_values(remi, qpm, features.time_signature)
+        levels = [(level_of(v, self.config.valence_edges), level_of(e, self.config.energy_edges)) for v, e in raw]
+        body, where = self.lean_body(remi, features.time_signature, levels)
+        ids = prefix + body + [self.eos_id]
+        return np.asarray(ids, dtype=np.int32), [w + len(prefix) for w in where], raw
+
+    def encode(self, score, style: str = "other", features: MusicFeatures | None = None,
+               tempo: float | None = None) -> np.ndarray:
+        """BOS, conditioning prefix, lean body with segment controls, EOS as an int32 array.
+
+        ``score`` may be a symusic score or a MIDI path. ``tempo`` overrides the file's
+        tempo (for sources whose tempo is unknown).
+        """
+        return self.encode_parts(score, style, features, tempo)[0]
 
     def split_sequence(self, ids) -> tuple[dict, list[int]]:
-        """(prefix values, body ids): strips BOS, prefix, EOS and anything after it."""
+        """(prefix values, MidiTok REMI body ids): strips BOS, prefix, controls, EOS and
+        anything after it, and re-inserts what the lean stream leaves out."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         cond, start = self.parse_prefix(ids)
         body = []
         for i in ids[start:]:
             if i == self.eos_id:
                 break
-            if 0 <= i < self.base_vocab_size and i not in (self.pad_id, self.bos_id):
+            if 0 <= i < self.vocab_size and i not in (self.pad_id, self.bos_id):
                 body.append(i)
-        return cond, body
+        return cond, self.expand_body(body, cond.get("time_signature", (4, 4)))
 
     def decode(self, ids, tempo: float | None = None):
         """Token ids -> symusic score (ticks). The tempo comes from the prefix unless given."""
         import symusic
 
         cond, body = self.split_sequence(ids)
+        body = [i for i in body if i < self.base_vocab_size]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             score = self.tokenizer.decode(body) if body else symusic.Score(self.tokenizer.time_division)
@@ -837,6 +997,7 @@ class MusicCodec:
         return {"codec": CODEC_NAME, "codec_version": CODEC_VERSION, "config": self.config.to_dict(),
                 "vocab_size": self.vocab_size, "miditok_vocab_size": self.base_vocab_size,
                 "vocab_sha256_16": self.vocab_hash(), "prefix": ["BOS", *PREFIX_SLOTS],
+                "controls": list(CONTROL_SLOTS),
                 "miditok": self.tokenizer.to_dict()}
 
     def save(self, path) -> Path:
@@ -849,7 +1010,9 @@ class MusicCodec:
         if not isinstance(d, dict) or d.get("codec") != CODEC_NAME:
             raise DataError("the tokenizer file is not a Cadenza music tokenizer")
         if d.get("codec_version") != CODEC_VERSION:
-            raise DataError(f"music tokenizer version {d.get('codec_version')} is not {CODEC_VERSION}; rebuild the dataset")
+            raise DataError(f"music tokenizer version {d.get('codec_version')} is not {CODEC_VERSION}: this model "
+                            "or dataset was made by another Cadenza version; rebuild the dataset with "
+                            "`cadenza data` and retrain, or use the Cadenza version that made it")
         codec = cls(MusicCodecConfig.from_dict(d["config"]))
         if codec.vocab_hash() != d.get("vocab_sha256_16") or codec.vocab_size != d.get("vocab_size"):
             raise DataError("the installed MidiTok builds a different vocabulary than the saved tokenizer; "

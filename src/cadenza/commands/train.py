@@ -32,6 +32,7 @@ def _run(args) -> int:
         keep_last=args.keep_last, seed=args.seed, precision="bf16" if args.bf16 else args.precision,
         activation_checkpointing=True if args.activation_checkpointing else None,
         fsdp=True if args.fsdp else None, log_every=args.log_every, max_bad_steps=args.max_bad_steps,
+        transpose=args.transpose, piece_windows=False if args.no_piece_windows else None,
         stop_after=args.stop_after, max_time_s=args.max_time, device=args.device,
         progress=not args.no_progress, tensorboard=not args.no_tensorboard,
     )
@@ -85,6 +86,10 @@ def register(subparsers) -> None:
     p.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun, N >= 2)")
     p.add_argument("--log-every", type=int, help="write a train metrics record every K steps (default 1)")
+    p.add_argument("--transpose", type=int, metavar="SEMITONES",
+                   help="music data: transpose each window by a random -S..S-1 semitones, 0 for none (default 6)")
+    p.add_argument("--no-piece-windows", action="store_true",
+                   help="music data: random windows over all pieces laid end to end instead of one piece per window")
     p.add_argument("--max-bad-steps", type=int, help="stop after this many non-finite steps in a row (default 5)")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop (and save) after N steps in this session")
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="stop (and save) after this much training time")

@@ -96,3 +96,99 @@ def load_splits(data_dir, need_val: bool = True) -> tuple[dict, np.ndarray, np.n
         raise DataError(f"{data_dir} has no 'val' split to evaluate on (has {sorted(meta['splits'])}); "
                         "rebuild it or turn evaluation off")
     return meta, train, val
+
+
+# --------------------------------------------------------------------------- whole pieces
+IGNORE = -100   # target id that the loss skips (F.cross_entropy's default ignore_index)
+
+
+def piece_bounds(tokens: np.ndarray, bos: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of every piece in a stream of pieces that each begin with ``bos``."""
+    starts = np.flatnonzero(np.asarray(tokens) == bos).astype(np.int64)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts])
+    ends = np.concatenate([starts[1:], [len(tokens)]])
+    return starts, ends
+
+
+def _piece_windows(tokens, spans, seq_len: int, pad: int, transform=None, shifts=None):
+    """Windows [start, start + seq_len] inside one piece each, padded to the batch's longest;
+    padded targets are IGNORE, so no window attends or predicts across a piece boundary."""
+    rows = [np.asarray(tokens[a:min(b, a + seq_len + 1)], dtype=np.int64) for a, b in spans]
+    if transform is not None:
+        rows = [transform(r, int(s)) for r, s in zip(rows, shifts)]
+    width = max(2, max(len(r) for r in rows))
+    x = np.full((len(rows), width - 1), pad, dtype=np.int64)
+    y = np.full((len(rows), width - 1), IGNORE, dtype=np.int64)
+    for k, r in enumerate(rows):
+        n = len(r) - 1
+        if n > 0:
+            x[k, :n] = r[:-1]
+            y[k, :n] = r[1:]
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class PieceSampler(WindowSampler):
+    """Training windows that each hold one piece: deterministic per step, like WindowSampler.
+
+    Step ``s`` draws ``global_batch`` pieces of similar length (neighbours in length order
+    around a random one, so little of a batch is padding). A piece that fits is taken whole
+    from its BOS; a longer one starts at its BOS with probability ``bos_share`` and at a
+    random offset inside it otherwise. Each window gets a transposition in
+    ``-transpose .. transpose - 1`` semitones (through ``transform(ids, shift)``), drawn with
+    the same per-step generator, so resuming and any number of processes stay exact.
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, global_batch: int, bos: int, pad: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, grad_accum: int = 1, transform=None, transpose: int = 0,
+                 bos_share: float = 0.5):
+        super().__init__(tokens, seq_len, global_batch, seed, rank, world_size, grad_accum)
+        self.starts, self.ends = piece_bounds(tokens, bos)
+        keep = (self.ends - self.starts) >= 2
+        self.starts, self.ends = self.starts[keep], self.ends[keep]
+        if len(self.starts) == 0:
+            raise DataError("the training split holds no pieces")
+        self.by_length = np.argsort(self.ends - self.starts, kind="stable")
+        self.pad, self.transform, self.transpose, self.bos_share = pad, transform, int(transpose), float(bos_share)
+
+    def plan(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(window spans (start, end) for the global batch, transpositions) of ``step``."""
+        rng = np.random.default_rng([self.seed, int(step), 1])
+        n, B = len(self.by_length), self.global_batch
+        anchor = int(rng.integers(0, n))
+        lo = min(max(0, anchor - B // 2), max(0, n - B))
+        pick = self.by_length[(lo + np.arange(B)) % n]
+        rng.shuffle(pick)
+        spans = np.zeros((B, 2), dtype=np.int64)
+        for k, p in enumerate(pick):
+            a, b = int(self.starts[p]), int(self.ends[p])
+            if b - a > self.seq_len + 1 and rng.random() >= self.bos_share:
+                a = int(rng.integers(a, b - self.seq_len))
+            spans[k] = (a, b)
+        shifts = rng.integers(-self.transpose, self.transpose, size=B) if self.transpose else np.zeros(B, np.int64)
+        return spans, shifts
+
+    def micro_batches(self, step: int):
+        spans, shifts = self.plan(step)
+        per_rank = self.global_batch // self.world_size
+        mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        spans, shifts = spans[mine], shifts[mine]
+        for a in range(self.grad_accum):
+            part = slice(a * self.micro_batch, (a + 1) * self.micro_batch)
+            yield _piece_windows(self.tokens, spans[part], self.seq_len, self.pad, self.transform, shifts[part])
+
+
+def piece_eval_spans(tokens: np.ndarray, bos: int, max_windows: int) -> np.ndarray:
+    """Held-out pieces scored from their BOS (an evenly spaced subset when there are more)."""
+    starts, ends = piece_bounds(tokens, bos)
+    spans = np.stack([starts, ends], axis=1)
+    if max_windows and len(spans) > max_windows:
+        spans = spans[np.unique(np.linspace(0, len(spans) - 1, max_windows).round().astype(np.int64))]
+    return spans
+
+
+def piece_eval_batches(tokens: np.ndarray, spans: np.ndarray, seq_len: int, batch_size: int, pad: int,
+                       rank: int = 0, world_size: int = 1):
+    mine = spans[rank::world_size]
+    for i in range(0, len(mine), batch_size):
+        yield _piece_windows(tokens, mine[i:i + batch_size], seq_len, pad)

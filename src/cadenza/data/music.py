@@ -119,11 +119,64 @@ MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", 
 
 
 # --------------------------------------------------------------------------- splits
+_TITLE_SUFFIX = re.compile(r"\s*(--|-|:|\(|\[).*$")
+_TUNE_TYPES = ("jig", "reel", "hornpipe", "polka", "slide", "march", "waltz", "air", "strathspey", "set dance",
+               "slip jig", "double jig", "single jig", "song", "the")
+
+
 def normalise_title(title: str) -> str:
+    """A title reduced to what names the tune: lower case ASCII, no punctuation, no
+    leading or trailing article (", The"), no " -- Jig" / "(reel)" kind of suffix."""
     t = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode().lower()
+    t = _TITLE_SUFFIX.sub("", t) or t
     t = re.sub(r"[^a-z0-9 ]+", " ", t)
-    t = re.sub(r"^(the|a|an) ", "", t.strip())
-    return re.sub(r"\s+", " ", t).strip()
+    t = re.sub(r"\s+", " ", t).strip()
+    t = re.sub(r"^(the|a|an) ", "", t)
+    t = re.sub(r" (the|a|an)$", "", t)
+    for suffix in _TUNE_TYPES:
+        if t.endswith(" " + suffix):
+            t = t[: -len(suffix) - 1]
+    return t.strip()
+
+
+def split_groups(records: list[dict], split_by: dict) -> dict[str, str]:
+    """Every record's split key: versions of one tune share a key, so they share a split.
+
+    Two pieces are versions of one tune when their normalised titles agree (in collections
+    split by title, across collections) or their opening 16 melodic intervals agree
+    (transposition-invariant, in every collection); the key is that of the group's first id.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    owner: dict[str, str] = {}
+    for rec in records:
+        rid = rec["id"]
+        find(rid)
+        names = []
+        if split_by.get(rec.get("collection"), "id") == "title":
+            title = normalise_title(rec.get("title", ""))
+            if len(title) >= 3:
+                names.append("title|" + title)
+        for field in ("melody16", "melody"):
+            if rec.get(field):
+                names.append(f"{field}|{rec[field]}")
+        for name in names:
+            if name in owner:
+                union(rid, owner[name])
+            else:
+                owner[name] = rid
+    return {rec["id"]: f"group|{find(rec['id'])}" for rec in records}
 
 
 def melody_signature(score, length: int = 32) -> str:
@@ -377,10 +430,10 @@ def _piece(codec, score, base: dict, style: str, tempo_source: str):
         rec.update(status="skipped", reason="no notes")
         return rec, None
     feats = codec.describe(score)
-    ids = codec.encode(score, style=style, features=feats)
+    ids, where, raw = codec.encode_parts(score, style=style, features=feats)
     cond, _ = codec.parse_prefix(ids)
-    rec.update(status="ok", notes=int(n), melody=melody_signature(score), _valence=feats.valence,
-               _energy=feats.energy, tokens=int(len(ids)), key=cond.get("key", ""),
+    rec.update(status="ok", notes=int(n), melody=melody_signature(score), melody16=melody_signature(score, 16),
+               _controls=where, _raw=raw, tokens=int(len(ids)), key=cond.get("key", ""),
                tempo=round(feats.tempo, 1), tempo_source=tempo_source,
                time_signature="/".join(map(str, cond.get("time_signature", ("", "")))),
                valence=round(feats.valence, 3), energy=round(feats.energy, 3), seconds=round(feats.seconds, 1))
@@ -506,13 +559,15 @@ class BuildSummary:
     pieces_per_split: dict
     seconds: float
     vocab_size: int
+    tokens_per_note: float = 0.0
 
     def lines(self) -> list[str]:
         tok = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
         per = ", ".join(f"{k} {v}" for k, v in self.pieces_per_split.items())
         return [f"wrote {self.out_dir}: {self.pieces_ok} pieces ({per}), {self.pieces_skipped} skipped, "
                 f"{self.pieces_duplicate} duplicates dropped",
-                f"tokens: {tok}; vocabulary {self.vocab_size}; {self.seconds:.1f} s"]
+                f"tokens: {tok}; {self.tokens_per_note:.2f} tokens per note; vocabulary {self.vocab_size}; "
+                f"{self.seconds:.1f} s"]
 
 
 def _cache_key(codec, task_id: str, path: Path, extra: str = "") -> str:
@@ -609,29 +664,44 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
             source_info: dict, split_by: dict, progress: bool) -> BuildSummary:
     from cadenza.data.format import write_dataset
 
+    from cadenza.codecs.music import level_of
+    from cadenza.codecs.segments import quantile_edges
+
     all_results.sort(key=lambda r: r[0]["id"])
     splits = {"train": [], "val": [], "test": []}
     seen_bodies: dict[str, str] = {}
     records = []
-    from cadenza.codecs.music import level_of
-
+    groups = split_groups([r for r, _ in all_results], split_by)
+    for rec, _ in all_results:
+        rec["split_key"] = groups[rec["id"]]
+        rec["split"] = split_of(rec["split_key"], val_fraction, test_fraction)
+    # Control levels: the quintiles of the training split's raw segment values, stored in
+    # the tokenizer (the per-file cache keeps raw values, so this is cheap to redo).
+    train_raw = [v for rec, ids in all_results if ids is not None and rec["split"] == "train" for v in rec["_raw"]]
+    if train_raw:
+        cfg = codec.config
+        cfg.valence_edges = quantile_edges([v for v, _ in train_raw], cfg.levels)
+        cfg.energy_edges = quantile_edges([e for _, e in train_raw], cfg.levels)
+    notes_total = tokens_total = 0
     for rec, ids in all_results:
         rec = dict(rec)
+        where, raw = rec.pop("_controls", None), rec.pop("_raw", None)
         if ids is not None:
-            # Mood levels from the raw values with this codec's edges (the cache keeps raw values).
-            v_level = level_of(float(np.clip(rec.pop("_valence"), 0, 1)), codec.config.valence_edges)
-            e_level = level_of(float(np.clip(rec.pop("_energy"), 0, 1)), codec.config.energy_edges)
             ids = np.array(ids, dtype=np.int32)
-            ids[5], ids[6] = codec.valence_id(v_level), codec.energy_id(e_level)
-            rec.update(valence_level=v_level, energy_level=e_level)
-            body_hash = hashlib.sha1(np.asarray(ids[7:], dtype=np.int32).tobytes()).hexdigest()
+            for w, (v, e) in zip(where, raw):
+                ids[w] = codec.mood_id(level_of(float(np.clip(v, 0, 1)), codec.config.valence_edges),
+                                       level_of(float(np.clip(e, 0, 1)), codec.config.energy_edges))
+            if raw:
+                rec.update(valence=round(float(np.mean([v for v, _ in raw])), 3),
+                           energy=round(float(np.mean([e for _, e in raw])), 3))
+            body_hash = hashlib.sha1(np.asarray(ids[5:], dtype=np.int32).tobytes()).hexdigest()
             if body_hash in seen_bodies:
                 rec.update(status="duplicate", reason=f"same notes as {seen_bodies[body_hash]}")
                 ids = None
             else:
                 seen_bodies[body_hash] = rec["id"]
-        rec["split_key"] = split_key(rec, split_by.get(rec["collection"], "id"))
-        rec["split"] = split_of(rec["split_key"], val_fraction, test_fraction)
+                notes_total += int(rec.get("notes", 0))
+                tokens_total += len(ids)
         if ids is not None:
             splits[rec["split"]].append(np.asarray(ids, dtype=np.int64))
         records.append(rec)
@@ -655,13 +725,18 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
     write_text_atomic(out_dir / "manifest.csv", buf.getvalue())
     codec.save(out_dir / "tokenizer.json")
     summary = BuildSummary(out_dir, len(ok), len(skipped), len(dups), {k: int(v.size) for k, v in arrays.items()},
-                           pieces_per_split, seconds, codec.vocab_size)
+                           pieces_per_split, seconds, codec.vocab_size,
+                           round(tokens_total / max(notes_total, 1), 3))
     log = [f"{r['id']}: {r['status']}: {r['reason']}" for r in skipped + dups] + summary.lines()
     write_text_atomic(out_dir / "build.log", "\n".join(log) + "\n")
     write_dataset(out_dir, arrays, codec.vocab_size, modality="music",
                   tokenizer="tokenizer.json", manifest="manifest.csv",
                   separator={"bos": codec.bos_id, "eos": codec.eos_id, "pad": codec.pad_id},
-                  prefix=["BOS", "style", "key", "tempo", "time_signature", "valence", "energy"],
+                  prefix=["BOS", "style", "key", "tempo", "time_signature"],
+                  controls={"slots": ["valence", "energy"], "segment_bars": codec.config.segment_bars,
+                            "valence_edges": list(codec.config.valence_edges),
+                            "energy_edges": list(codec.config.energy_edges)},
+                  tokens_per_note=round(tokens_total / max(notes_total, 1), 3),
                   pieces={"ok": len(ok), "skipped": len(skipped), "duplicate": len(dups), **{
                       f"{k}": v for k, v in pieces_per_split.items()}},
                   collections=per_coll, split_fractions={"val": val_fraction, "test": test_fraction},

@@ -35,6 +35,8 @@ DEFAULTS = {
     "fsdp": False,
     "log_every": 1,
     "max_bad_steps": 5,
+    "piece_windows": True,      # music data: each window holds one piece (from its BOS where it fits)
+    "transpose": 6,             # music data: random transposition in -6..+5 semitones (0: none)
 }
 
 PRECISIONS = ("fp32", "bf16")
@@ -74,6 +76,8 @@ class TrainConfig:
     fsdp: bool | None = None
     log_every: int | None = None
     max_bad_steps: int | None = None
+    piece_windows: bool | None = None
+    transpose: int | None = None
     # Per-session limits (never taken from a resumed run):
     stop_after: int | None = None             # stop (and save) after this many steps in this session
     max_time_s: float | None = None           # stop (and save) once total training time reaches this
@@ -110,6 +114,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
             if name == "lr" and v <= 0:
                 raise ConfigError(f"lr must be positive, got {v!r}")
+        if self.transpose is not None and (isinstance(self.transpose, bool) or not isinstance(self.transpose, int)
+                                           or not 0 <= self.transpose <= 12):
+            raise ConfigError(f"transpose must be a whole number of semitones from 0 to 12, got {self.transpose!r}")
         if self.max_time_s is not None and (not isinstance(self.max_time_s, (int, float)) or self.max_time_s <= 0):
             raise ConfigError(f"max_time_s must be a positive number of seconds, got {self.max_time_s!r}")
         if self.precision is not None and self.precision not in PRECISIONS:

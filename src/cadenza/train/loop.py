@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from cadenza import __version__
-from cadenza.data.dataset import WindowSampler, eval_batches, eval_offsets, load_splits
+from cadenza.data.dataset import (IGNORE, PieceSampler, WindowSampler, eval_batches, eval_offsets, load_splits,
+                                  piece_eval_batches, piece_eval_spans)
 from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.io import write_text_atomic
 from cadenza.train import checkpoint as ckpt_io
@@ -261,6 +262,25 @@ class _StopRequest:
 
 
 # --------------------------------------------------------------------------- the loop
+def _sampler(cfg: TrainConfig, meta: dict, train_tokens, val_tokens, d):
+    """Training windows and held-out spans: whole pieces (and transposition) for music data
+    made of pieces, plain random windows otherwise. Returns (sampler, held-out spans or None)."""
+    sep = meta.get("separator") or {}
+    if cfg.piece_windows and meta.get("modality") == "music" and "bos" in sep and "pad" in sep:
+        transform = None
+        if cfg.transpose and meta.get("tokenizer"):
+            from cadenza.codecs.music import MusicCodec
+            from cadenza.data.transpose import Transposer
+
+            transform = Transposer(MusicCodec.load(Path(cfg.data) / meta["tokenizer"]))
+        sampler = PieceSampler(train_tokens, cfg.seq_len, cfg.batch_size, sep["bos"], sep["pad"], seed=cfg.seed,
+                               rank=d.rank, world_size=d.world_size, grad_accum=cfg.grad_accum,
+                               transform=transform, transpose=cfg.transpose if transform else 0)
+        return sampler, piece_eval_spans(val_tokens, sep["bos"], cfg.eval_windows)
+    return WindowSampler(train_tokens, cfg.seq_len, cfg.batch_size, seed=cfg.seed, rank=d.rank,
+                         world_size=d.world_size, grad_accum=cfg.grad_accum), None
+
+
 def _param_groups(model, weight_decay: float):
     decay, no_decay = [], []
     for _, p in model.named_parameters():
@@ -351,10 +371,20 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         _say(d, f"resuming {out} from step {start_step} ({plan.resume_path})")
     state = None  # free the loaded tensors
 
-    sampler = WindowSampler(train_tokens, cfg.seq_len, cfg.batch_size, seed=cfg.seed, rank=d.rank,
-                            world_size=d.world_size, grad_accum=cfg.grad_accum)
-    n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows))
-    n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
+    sampler, piece_spans = _sampler(cfg, plan.meta, train_tokens, val_tokens, d)
+    if piece_spans is not None:
+        piece_spans = piece_spans[:len(piece_spans) - len(piece_spans) % d.world_size]
+        pad = plan.meta["separator"]["pad"]
+
+        def held_out():
+            return piece_eval_batches(val_tokens, piece_spans, cfg.seq_len, sampler.micro_batch, pad,
+                                      d.rank, d.world_size)
+    else:
+        n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows))
+        n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
+
+        def held_out():
+            return eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size)
     autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
         else contextlib.nullcontext
 
@@ -382,12 +412,12 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         t0 = time.perf_counter()
         total, count = 0.0, 0
         with torch.no_grad(), autocast():
-            for x, y in eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size):
+            for x, y in held_out():
                 x, y = x.to(d.device), y.to(d.device)
                 logits = net(x)
                 total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
                                                reduction="sum"))
-                count += y.numel()
+                count += int((y != IGNORE).sum())
         total, count = dist_util.all_reduce_sum(d, [total, float(count)])
         net.train()
         dt = time.perf_counter() - t0
@@ -458,7 +488,9 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             lr = schedule.apply(step)
             _seed_step(cfg.seed, step, d.rank)
             loss_sum = 0.0
+            tokens_per_step = 0
             for a, (x, y) in enumerate(sampler.micro_batches(step)):
+                tokens_per_step += int((y != IGNORE).sum()) * d.world_size
                 x, y = x.to(d.device), y.to(d.device)
                 with _grad_sync(model, a == cfg.grad_accum - 1, cfg.fsdp), autocast():
                     loss = loss_fn(model(x), y)
