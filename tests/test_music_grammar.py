@@ -74,7 +74,7 @@ def test_the_grammar_refuses_what_cannot_decode(remi):
     c = mf.codec()
     ids = [int(i) for i in c.encode(mf.corpus_scores()[0])]
     policy = Policy(remi, programs=[0])
-    st = RemiState(remi).feed_all(ids[:ids.index(remi.bar) + 3])   # ... Bar TimeSig Position
+    st = RemiState(remi).feed_all(ids[:ids.index(remi.bar) + 3])   # ... Bar Mood Position
     m = policy.allowed(st)
     assert m.sum() == 1 and bool(m[remi.program_ids[0]])          # only the allowed instrument
     st.feed(remi.program_ids[0])
@@ -91,12 +91,13 @@ def test_the_grammar_refuses_what_cannot_decode(remi):
     assert bool(m[remi.bar]) and not bool(m[remi.eos])
 
 
-def test_forced_prefix_and_metre(remi):
+def test_forced_prefix_metre_and_moods(remi):
     c = mf.codec()
-    forced = dict(zip(("style", "key", "tempo", "time_signature", "valence", "energy"),
-                      c.conditioning(style="folk", key="Dm", tempo=100, time_signature="6/8", mood="sad")))
+    forced = dict(zip(("style", "key", "tempo", "time_signature"),
+                      c.conditioning(style="folk", key="Dm", tempo=100, time_signature="6/8")))
     forced["key"] = None   # the model chooses this one
-    policy = Policy(remi, prefix=forced)
+    plan = {0: c.control_ids(mood="sad"), 1: c.control_ids(energy=4)}
+    policy = Policy(remi, prefix=forced, ts=(6, 8), moods=lambda seg: plan.get(seg))
     st = RemiState(remi)
     st.feed(c.bos_id)
     m = policy.allowed(st)
@@ -104,13 +105,42 @@ def test_forced_prefix_and_metre(remi):
     st.feed(c.style_id("folk"))
     m = policy.allowed(st)
     assert set(m.nonzero().flatten().tolist()) == set(c.slot_ids("key"))
-    for slot in ("key", "tempo", "time_signature", "valence", "energy"):
+    for slot in ("key", "tempo", "time_signature"):
         tok = forced[slot] if forced[slot] is not None else c.key_id("A")
         assert bool(policy.allowed(st)[tok])
         st.feed(tok)
     assert policy.allowed(st).nonzero().flatten().tolist() == [remi.bar]
     st.feed(remi.bar)
-    assert policy.allowed(st).nonzero().flatten().tolist() == [remi.ts_ids[(6, 8)]]
+    # the metre is the prefix's, so no TimeSig: the first segment's mood, forced to "sad"
+    assert policy.allowed(st).nonzero().flatten().tolist() == c.control_ids(mood="sad")
+    st.feed(c.control_ids(mood="sad")[0])
+    st.feed(remi.pos_ids[0])
+    for _ in range(remi.segment_bars - 1):   # bars 2..4 have no Mood token
+        st.feed(remi.program_ids[0])
+        st.feed(remi.pitch_ids[62])
+        st.feed(remi.vel_ids[87])
+        st.feed(next(i for i in range(remi.vocab_size) if remi.kind[i] == DUR))
+        assert bool(policy.allowed(st)[remi.bar])
+        st.feed(remi.bar)
+        assert not policy.allowed(st)[list(remi.mood_ids.values())].any()
+        st.feed(remi.pos_ids[0])
+        # the instrument and velocity in force need not be repeated
+        m = policy.allowed(st)
+        assert bool(m[remi.pitch_ids[60]]) and not bool(m[remi.program_ids[0]])
+        st.feed(remi.pitch_ids[60])
+        m = policy.allowed(st)
+        assert not bool(m[remi.vel_ids[87]]) and bool(m[remi.vel_ids[max(remi.vel_ids)]])
+        st.feed(next(i for i in range(remi.vocab_size) if remi.kind[i] == DUR))
+        st.feed(remi.pos_ids[remi.bar_positions(st.ts) - 1])
+        break
+    while st.bars < remi.segment_bars:
+        st.feed(remi.bar)
+        st.feed(remi.pos_ids[0])
+        st.feed(remi.pitch_ids[60])
+        st.feed(next(i for i in range(remi.vocab_size) if remi.kind[i] == DUR))
+    st.feed(remi.bar)   # bar 5 opens segment 1: energy forced to 4, valence free
+    assert set(policy.allowed(st).nonzero().flatten().tolist()) == set(c.control_ids(energy=4))
+    assert st.segment == 1
 
 
 def test_grammar_constraint_works_with_sampling_stream(remi):

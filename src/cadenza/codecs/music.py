@@ -55,6 +55,7 @@ STYLES = ("bach", "renaissance", "medieval", "baroque", "classical", "romantic",
 TEMPO_BINS = (40, 48, 56, 64, 72, 80, 88, 96, 108, 120, 132, 144, 160, 176, 192, 208)
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 LEVELS = 5
+MIN_STYLE_PIECES = 50
 # Named moods as (valence level, energy level), each 0..4 (levels are corpus quintiles;
 # valence 0 is the most chromatic/dissonant minor music, so "sad" is 1 and "tense" 0).
 # Every one of these cells holds 450+ pieces of the music21 corpus.
@@ -92,6 +93,9 @@ class MusicCodecConfig:
     levels: int = LEVELS
     # Every segment of this many bars opens with its controls (cadenza.codecs.segments).
     segment_bars: int = 4
+    # Training pieces per style (filled by `cadenza data`); styles with fewer than
+    # MIN_STYLE_PIECES are not offered (empty: every style is offered).
+    style_pieces: dict = field(default_factory=dict)
     # Raw segment valence / energy (0..1) cut into levels at these edges. `cadenza data`
     # replaces them by the quintiles of the training split's segments (so each level holds
     # a fifth of them) and stores them in tokenizer.json: one source of truth.
@@ -622,6 +626,13 @@ class MusicCodec:
         if ts is None:
             raise ConfigError(f"time signature {num}/{den} is not supported")
         return self.id(f"TimeSig_{ts[0]}/{ts[1]}")
+
+    def offered_styles(self) -> list[str]:
+        """Styles backed by enough training pieces (all styles before a corpus is built)."""
+        counts = self.config.style_pieces
+        if not counts:
+            return list(self.config.styles)
+        return [s for s in self.config.styles if counts.get(s, 0) >= MIN_STYLE_PIECES]
 
     def style_id(self, style: str) -> int:
         if style not in self.config.styles:

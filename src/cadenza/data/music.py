@@ -682,6 +682,11 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
         cfg = codec.config
         cfg.valence_edges = quantile_edges([v for v, _ in train_raw], cfg.levels)
         cfg.energy_edges = quantile_edges([e for _, e in train_raw], cfg.levels)
+    counts: dict[str, int] = {}
+    for rec, ids in all_results:
+        if ids is not None and rec["split"] == "train":
+            counts[rec["style"]] = counts.get(rec["style"], 0) + 1
+    codec.config.style_pieces = dict(sorted(counts.items()))
     notes_total = tokens_total = 0
     for rec, ids in all_results:
         rec = dict(rec)

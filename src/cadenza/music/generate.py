@@ -38,7 +38,8 @@ import torch
 
 from cadenza.codecs.music import NOTE_NAMES, PREFIX_SLOTS, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
-from cadenza.music.grammar import BAR, DRUM, DUR, EOS, PITCH, POS, PROG, TS, VEL, Policy, Remi, RemiState
+from cadenza.music.controls import MoodPlan
+from cadenza.music.grammar import BAR, DRUM, DUR, EOS, MOOD, PITCH, POS, PROG, TS, VEL, Policy, Remi, RemiState
 
 MAX_BARS = 2000
 MAX_SECONDS = 3600.0
@@ -415,11 +416,16 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
             top_p: float | None = 0.95, progress: bool = False, on_bar=None) -> Piece:
     """Compose a new piece with a loaded music model (``cadenza.music.load_model``).
 
-    Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``mood`` (calm, happy,
-    sad, tense, energetic) or ``valence``/``energy`` (0..1, or levels 0..4 as ints),
-    ``tempo`` (beats per minute; the model is conditioned on the nearest tempo bin and the
-    MIDI gets exactly this tempo), ``key`` ("C", "F#m", "Bb minor"), ``time_signature``
-    ("3/4"). Whatever is not given is sampled from the model, restricted to that slot.
+    Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``tempo`` (beats per
+    minute; the model is conditioned on the nearest tempo bin and the MIDI gets exactly
+    this tempo), ``key`` ("C", "F#m", "Bb minor"), ``time_signature`` ("3/4"). Whatever is
+    not given is sampled from the model, restricted to that slot.
+
+    Mood, per segment (``segment_bars`` bars): ``mood`` (calm, happy, sad, tense,
+    energetic), ``valence`` / ``energy`` (0..1, the position among the corpus's segments, or
+    levels 0..4 as ints); each may also be a plan that changes during the piece, as a list
+    of (from_bar, value) pairs or text like "0.2,0.8@9" (see ``cadenza.music.controls``).
+    A control not given is chosen by the model at every segment.
 
     Length: ``bars`` or ``seconds`` (default 16 bars). ``seed``: the same seed gives the same
     piece (None draws one, recorded in the result). ``on_bar(n, seconds_since_start)`` is
@@ -430,26 +436,43 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     bars, seconds = _check_length(bars, seconds)
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
-    slots = codec.conditioning(style=style, key=key, tempo=tempo, time_signature=time_signature,
-                               valence=valence, energy=energy, mood=mood)
+    slots = codec.conditioning(style=_check_style(codec, style), key=key, tempo=tempo,
+                               time_signature=time_signature)
+    plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
     if tempo is not None:
         tempo = float(tempo)
     forced = dict(zip(PREFIX_SLOTS, slots))
     target = _Target(remi, bars=bars, seconds=seconds, qpm=tempo)
-    policy = _TargetPolicy(remi, target, prefix=forced, programs=None)
+    policy = _TargetPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
     state = RemiState(remi)
     prompt = [codec.bos_id]
     new, stats = _sample(mm.model, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar)
     ids = _finish_ids(codec, prompt, new)
     qpm = target.tempo(state)
-    settings = {"style": style, "mood": mood, "valence": valence, "energy": energy, "bars": bars,
-                "seconds": seconds, "tempo": tempo, "key": key, "time_signature": time_signature,
+    settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
+                "bars": bars, "seconds": seconds, "tempo": tempo, "key": key, "time_signature": time_signature,
                 "temperature": temperature, "top_k": top_k, "top_p": top_p}
     return Piece(kind="compose", ids=ids, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, ids), settings=settings, model=mm.provenance(),
                  generated_tokens=len(new), elapsed_s=stats["elapsed_s"], first_bar_s=stats["first_bar_s"],
                  bars=state.bars, stopped=stats["stopped"])
+
+
+def _plain(x):
+    """A setting as JSON would have it (plans as lists)."""
+    if isinstance(x, (list, tuple)):
+        return [list(p) if isinstance(p, (list, tuple)) else p for p in x]
+    return x
+
+
+def _check_style(codec, style):
+    if style is None:
+        return None
+    offered = codec.offered_styles()
+    if style not in offered:
+        raise ConfigError(f"unknown style {style!r}; this model offers {', '.join(offered)}")
+    return style
 
 
 # --------------------------------------------------------------------------- continue
@@ -465,6 +488,28 @@ def _encode_input(codec, score, style, what: str):
     return ids, start
 
 
+def infer_style(mm, score, max_tokens: int = 512) -> str:
+    """The offered style under which the model finds the piece most likely (the first
+    ``max_tokens`` tokens scored once per style, in one batch)."""
+    codec = mm.codec
+    offered = codec.offered_styles()
+    ids, start = _encode_input(codec, score, "other", "input")
+    if len(offered) == 1 or len(ids) <= start + 1:
+        return offered[0]
+    x = ids[:max_tokens]
+    rows = torch.tensor([[x[0], codec.style_id(st), *x[2:]] for st in offered], dtype=torch.long)
+    with torch.inference_mode():
+        was = mm.model.training
+        mm.model.eval()
+        try:
+            logp = torch.log_softmax(mm.model(rows[:, :-1]).float(), dim=-1)
+        finally:
+            mm.model.train(was)
+    tgt = rows[:, 1:]
+    ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[:, start - 1:].sum(dim=1)
+    return offered[int(torch.argmax(ll))]
+
+
 def _kept_notes(codec, ids, tempo) -> frozenset:
     s = codec.decode(ids, tempo=tempo)
     out = set()
@@ -476,35 +521,42 @@ def _kept_notes(codec, ids, tempo) -> frozenset:
 
 
 def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
-                   top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None) -> Piece:
+                   top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None,
+                   mood=None, valence=None, energy=None) -> Piece:
     """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
 
-    The input is encoded with its own conditioning prefix (key, tempo, metre, mood; style
-    ``style`` or "other") and kept token for token, so the output starts with exactly the
-    input's quantized notes (``codec.quantize``). New notes start after the input's last
-    onset, on the input's instruments, in its last metre. ``bars`` counts new bar lines
-    (default 8: the rest of the input's last bar and 8 more); ``seconds`` counts from the
-    input's last onset.
+    The input is encoded with its own conditioning prefix (key, tempo, metre; ``style``, or
+    the style the model finds likeliest for it, see ``infer_style``) and its own segment
+    moods, and kept token for token, so the output starts with exactly the input's quantized
+    notes (``codec.quantize``). New notes start after the input's last onset, on the input's
+    instruments, in its last metre. ``bars`` counts new bar lines (default 8: the rest of
+    the input's last bar and 8 more); ``seconds`` counts from the input's last onset.
+    ``mood`` / ``valence`` / ``energy`` (as in ``compose``; bars count from the input's first
+    bar) force the moods of the new segments; not given, the model chooses them.
     """
     codec = mm.codec
     remi = remi_for(codec)
     bars, seconds = _check_length(bars, seconds, default_bars=8)
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
+    plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
     score = _load_score(midi)
-    ids, start = _encode_input(codec, score, style or "other", "input")
+    style = _check_style(codec, style) or infer_style(mm, score)
+    ids, start = _encode_input(codec, score, style, "input")
     qpm = float(codec.describe(score).tempo)
     state = RemiState(remi).feed_all(ids)
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
     target = _Target(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
-    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=state.onset)
+    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=state.onset,
+                           moods=plan.moods(codec))
     state = RemiState(remi)
     new, stats = _sample(mm.model, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar)
     out = _finish_ids(codec, ids, new)
     name = _input_name(midi)
     settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
-                "top_k": top_k, "top_p": top_p}
+                "top_k": top_k, "top_p": top_p, "mood": _plain(mood), "valence": _plain(valence),
+                "energy": _plain(energy)}
     return Piece(kind="continue", ids=out, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=_kept_notes(codec, ids, qpm),
@@ -611,18 +663,34 @@ class HarmonyPolicy(Policy):
         return [w for w in want if (self.remi.value[w[1]], self.remi.value[w[0]]) not in done]
 
     # ---- the policy --------------------------------------------------------------------
+    def _note_start(self, s: RemiState, pending, acc_ok: bool) -> torch.Tensor:
+        """A note may begin: a pending melody note or an accompaniment note, each written
+        as a Pitch on the instrument in force or as a change of Program."""
+        r = self.remi
+        m = torch.zeros(r.vocab_size, dtype=torch.bool)
+        for w in pending:
+            m[w[1] if r.value[w[0]] == s.program else w[0]] = True
+        if acc_ok:
+            if s.program == self.acc_program:
+                m |= r.mask_of(r.pitch_ids[p] for p in self._acc_pitches(s))
+            else:
+                m |= self.m_acc_prog
+        return m
+
     def allowed(self, s: RemiState) -> torch.Tensor:
         r = self.remi
         if not s.in_body:
             return self.m_bar if s.prefix_done else super().allowed(s)
         last = s.last
         if last == BAR:
-            return r.one(r.ts_ids[self.bars_info[s.bars - 1].ts])
+            ts = self.bars_info[s.bars - 1].ts
+            if ts != s.ts:
+                return r.one(r.ts_ids[ts])
+            return self.m_mood if s.mood_due else self._onset_choices(s)
+        if last == TS:
+            return self.m_mood if s.mood_due else self._onset_choices(s)
         if last == POS:
-            m = r.mask_of(w[0] for w in self._pending(s))
-            if self._acc_pitches(s):
-                m |= self.m_acc_prog
-            return m
+            return self._note_start(s, self._pending(s), bool(self._acc_pitches(s)))
         if last == PROG:
             m = r.mask_of(w[1] for w in self._pending(s) if r.value[w[0]] == s.program)
             if s.program == self.acc_program:
@@ -632,11 +700,13 @@ class HarmonyPolicy(Policy):
             return m
         if last in (PITCH, DRUM):
             w = self._current_melody_note(s)
-            return r.one(w[2]) if w is not None else self.m_vel
+            if w is not None:
+                return r.one(w[3]) if r.value[w[2]] == s.vel else r.one(w[2])
+            return super().allowed(s)
         if last == VEL:
             w = self._current_melody_note(s)
             return r.one(w[3]) if w is not None else self.m_dur
-        if last in (TS, DUR):
+        if last in (MOOD, DUR):
             return self._onset_choices(s)
         return self.m_eos
 
@@ -651,15 +721,12 @@ class HarmonyPolicy(Policy):
         pending = self._pending(s) if s.last == DUR else []
         can_add = s.last == DUR and s.notes_here < self.max_notes_per_onset and bool(self._acc_pitches(s))
         if pending:
-            m = r.mask_of(w[0] for w in pending)
-            if can_add:
-                m |= self.m_acc_prog
-            return m
+            return self._note_start(s, pending, can_add)
         info = self.bars_info[s.bars - 1]
         at_melody_onset = s.last == DUR and s.pos in info.onsets
         if at_melody_onset and can_add:
-            return self.m_acc_prog.clone()      # harmonize this melody note first
-        m = self.m_acc_prog.clone() if can_add else torch.zeros(r.vocab_size, dtype=torch.bool)
+            return self._note_start(s, [], True)      # harmonize this melody note first
+        m = self._note_start(s, [], True) if can_add else torch.zeros(r.vocab_size, dtype=torch.bool)
         later = [q for q in info.onsets if q > s.pos]
         nxt = min(later) if later else None
         # Positions before the next melody onset only where a new accompaniment note fits.
@@ -680,29 +747,32 @@ class HarmonyPolicy(Policy):
         return m
 
 
-def _parse_melody(remi: Remi, body: list[int]) -> list[_MelodyBar]:
+def _parse_melody(remi: Remi, body: list[int], ts0) -> list[_MelodyBar]:
+    """Bars of a lean body: each bar's metre and its notes by Position as
+    (program id, pitch id, velocity id, duration id), with the Program and Velocity in force."""
     bars: list[_MelodyBar] = []
     pos = -1
-    note: list[int] = []
+    ts = tuple(ts0)
+    prog = vel = pitch = None
     for i in body:
         k = remi.kind[i]
         if k == BAR:
             bars.append(_MelodyBar())
+            bars[-1].ts = ts
             pos = -1
         elif k == TS:
-            bars[-1].ts = remi.value[i]
+            ts = remi.value[i]
+            bars[-1].ts = ts
         elif k == POS:
             pos = remi.value[i]
         elif k == PROG:
-            note = [i]
-        elif k in (PITCH, DRUM, VEL):
-            note.append(i)
+            prog = i
+        elif k in (PITCH, DRUM):
+            pitch = i
+        elif k == VEL:
+            vel = i
         elif k == DUR:
-            note.append(i)
-            bars[-1].onsets.setdefault(pos, []).append(tuple(note))
-    for b in bars:
-        if b.ts is None:
-            b.ts = (4, 4)
+            bars[-1].onsets.setdefault(pos, []).append((prog, pitch, vel, i))
     return bars
 
 
@@ -725,11 +795,11 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
     score = _load_score(melody)
-    ids, start = _encode_input(codec, score, style or "other", "melody")
+    ids, start = _encode_input(codec, score, _check_style(codec, style) or infer_style(mm, score), "melody")
     prefix, body = ids[:start], ids[start:]
     qpm = float(codec.describe(score).tempo)
     mel_state = RemiState(remi, record=True).feed_all(ids)
-    bars = _parse_melody(remi, body)
+    bars = _parse_melody(remi, body, mel_state.remi.value[mel_state.prefix["time_signature"]])
     programs = [n[3] for n in mel_state.notes if n[3] != -1]
     if not programs:
         raise DataError("the melody has only drum notes; give a melody with pitched notes")
@@ -785,36 +855,11 @@ def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
     return f"bar {bar}, beat {text}"
 
 
-def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
-    """The model as a next-note predictor: the ``top`` most likely pitches of the next note.
+def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float):
+    """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
 
-    The REMI stream writes a note as Position (when), Program (instrument), Pitch,
-    Velocity, Duration, so "the next note" is marginalised over the grammar like this:
-
-    1. Timing: after the input, the model's distribution over the next event is split into
-       another note at the same onset (``p_same_onset``), the end of the piece (``p_end``)
-       and a later onset: a Position later in the bar, or a bar line followed by a
-       Position in the next bar (P(Bar) x P(Position | Bar, TimeSig)). The later onsets are
-       renormalised to sum to 1: the timing distribution *given that a later note comes*.
-    2. Onsets are taken most likely first until they hold ``onset_mass`` of it (at most
-       ``max_onsets``); ``coverage`` is the mass they hold.
-    3. For each such onset the model is given Position (and Bar) plus the instrument of the
-       input's last note, and its Pitch distribution is read.
-    4. ``probability`` of a pitch = sum over those onsets of P(onset) x P(pitch | onset),
-       divided by ``coverage``: the probability that the next note has this pitch, given
-       that it starts at one of the onsets considered. With several notes at one onset this
-       is the note the model writes first there (REMI orders shorter, then lower, first).
-    5. For each listed pitch, its most likely onset is shown, and its most likely duration
-       (after the likeliest velocity) with P(duration | onset, pitch).
-    """
-    codec = mm.codec
-    model = mm.model
-    remi = remi_for(codec)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
-        raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
-    score = _load_score(midi)
-    ids, start = _encode_input(codec, score, "other", "input")
-    state = RemiState(remi, record=True).feed_all(ids)
+    Returns (pitch distribution {pitch: p}, p_end, p_same_onset, coverage, chosen onsets as
+    [p, tokens, bar, pos, onset tick, cache after the Position, pitch dist], program)."""
     ts, prog = state.ts, state.program
     max_len = model.config.max_len
     ctx = ids[-(max_len - 8):] if len(ids) > max_len - 8 else ids
@@ -823,72 +868,128 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         x = torch.tensor([tokens], dtype=torch.long)
         return torch.softmax(model(x, cache=cache)[0, -1].float(), dim=-1)
 
+    pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
+    pitch_list = list(pitch_ids.items())
+    pitch_idx = torch.tensor([i for _, i in pitch_list])
+    base = model.new_cache(1)
+    p0 = run(base, ctx)
+    p_end = float(p0[remi.eos])
+    same = remi.masks[PROG].clone()
+    if prog is not None and prog in remi.program_ids:
+        same[remi.program_ids[prog]] = False
+    same[pitch_idx] = True
+    p_same = float(p0[same].sum())
+    onsets = []   # [prob, bar number, pos, onset tick, source cache]
+    npos = remi.bar_positions(ts)
+    for q in range(state.pos + 1, npos):
+        onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
+    p_bar = float(p0[remi.bar])
+    bar_cache = copy.deepcopy(base)
+    p1 = run(bar_cache, [remi.bar])
+    if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
+        mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
+        p1 = run(bar_cache, [mood])
+    pos_mass = sum(float(p1[remi.pos_ids[q]]) for q in range(npos)) or 1.0
+    next_start = state.next_bar_start()
+    for q in range(npos):
+        onsets.append([p_bar * float(p1[remi.pos_ids[q]]) / pos_mass, state.bars + 1, q,
+                       next_start + q * remi.position_ticks(ts[1]), bar_cache])
+    total = sum(o[0] for o in onsets) or 1.0
+    for o in onsets:
+        o[0] /= total
+    onsets.sort(key=lambda o: -o[0])
+    chosen, mass = [], 0.0
+    for o in onsets:
+        if chosen and (mass >= onset_mass or len(chosen) >= max_onsets):
+            break
+        chosen.append(o)
+        mass += o[0]
+    joint: dict[int, float] = {}
+    for o in chosen:
+        c = copy.deepcopy(o[4])
+        pp = run(c, [remi.pos_ids[o[2]]])
+        v = pp[pitch_idx]
+        v = (v / v.sum().clamp_min(1e-30)).tolist()
+        dist = {p: x for (p, _), x in zip(pitch_list, v)}
+        o[4] = c
+        o.append(dist)
+        for p, x in dist.items():
+            joint[p] = joint.get(p, 0.0) + o[0] * x
+    z = mass or 1.0
+    return {p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog, len(ctx)
+
+
+def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9) -> dict[int, float]:
+    """P(the next note has pitch p) for every pitch p of the vocabulary, as ``predict_next``
+    defines the next note (the first note after the input's last onset, marginalised over
+    its likeliest onsets). A dict {MIDI pitch: probability} summing to 1."""
+    codec = mm.codec
+    remi = remi_for(codec)
+    score = _load_score(midi)
+    ids, _ = _encode_input(codec, score, infer_style(mm, score), "input")
+    state = RemiState(remi).feed_all(ids)
+    with torch.inference_mode(), mm.model.decoding_with("float32"):
+        return _next_note_core(mm.model, remi, ids, state, max_onsets, onset_mass)[0]
+
+
+def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
+    """The model as a next-note predictor: the ``top`` most likely pitches of the next note.
+
+    The stream writes a note as Position (when), an optional Program (a change of
+    instrument), Pitch, an optional Velocity and Duration, so "the next note" is
+    marginalised over the grammar like this:
+
+    1. Timing: after the input, the model's distribution over the next event is split into
+       another note at the same onset (``p_same_onset``), the end of the piece (``p_end``)
+       and a later onset: a Position later in the bar, or a bar line followed by a
+       Position in the next bar (P(Bar) x P(Position | Bar), with the next segment's
+       likeliest Mood token in between when that bar opens a segment). The later onsets
+       are renormalised to sum to 1: the timing distribution *given that a later note comes*.
+    2. Onsets are taken most likely first until they hold ``onset_mass`` of it (at most
+       ``max_onsets``); ``coverage`` is the mass they hold.
+    3. For each such onset the model is given its Position, and its distribution over the
+       pitches of the instrument in force is read (renormalised over those pitches).
+    4. ``probability`` of a pitch = sum over those onsets of P(onset) x P(pitch | onset),
+       divided by ``coverage``: the probability that the next note has this pitch, given
+       that it starts at one of the onsets considered. With several notes at one onset this
+       is the note the model writes first there (shorter, then lower, notes come first).
+    5. For each listed pitch, its most likely onset is shown, and its most likely duration
+       with P(duration | onset, pitch) over the duration tokens.
+
+    ``next_pitch_distribution`` gives the whole distribution of step 4.
+    """
+    codec = mm.codec
+    model = mm.model
+    remi = remi_for(codec)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
+        raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
+    score = _load_score(midi)
+    ids, start = _encode_input(codec, score, infer_style(mm, score), "input")
+    state = RemiState(remi, record=True).feed_all(ids)
+    ts = state.ts
     # exact float32 weights: these probabilities are printed, and speed does not matter here
     with torch.inference_mode(), model.decoding_with("float32"):
-        base = model.new_cache(1)
-        p0 = run(base, ctx)
-        p_end = float(p0[remi.eos])
-        p_same = float(p0[remi.masks[PROG]].sum())
-        onsets = []   # (prob, label, after_quarters, prefix tokens, bar_number, pos)
-        last_onset = state.onset
-        npos = remi.bar_positions(ts)
-        for q in range(state.pos + 1, npos):
-            i = remi.pos_ids[q]
-            onsets.append([float(p0[i]), [i], state.bars, q, state.position_onset(q)])
-        p_bar = float(p0[remi.bar])
-        bar_cache = copy.deepcopy(base)
-        ts_id = remi.ts_ids.get(ts, remi.ts_ids[(4, 4)])
-        p1 = run(bar_cache, [remi.bar, ts_id])
-        pos_mass = sum(float(p1[remi.pos_ids[q]]) for q in range(npos)) or 1.0
-        next_start = state.next_bar_start()
-        for q in range(npos):
-            i = remi.pos_ids[q]
-            onsets.append([p_bar * float(p1[i]) / pos_mass, [remi.bar, ts_id, i], state.bars + 1, q,
-                           next_start + q * remi.position_ticks(ts[1])])
-        total = sum(o[0] for o in onsets) or 1.0
-        for o in onsets:
-            o[0] /= total
-        onsets.sort(key=lambda o: -o[0])
-        chosen, mass = [], 0.0
-        for o in onsets:
-            if chosen and (mass >= onset_mass or len(chosen) >= max_onsets):
-                break
-            chosen.append(o)
-            mass += o[0]
-        prog_id = remi.program_ids.get(prog, remi.program_ids[0])
+        joint, p_end, p_same, mass, chosen, prog, n_ctx = _next_note_core(
+            model, remi, ids, state, max_onsets, onset_mass)
         pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
-        branches = []
-        joint: dict[int, float] = {}
-        for o in chosen:
-            c = copy.deepcopy(bar_cache if o[1][0] == remi.bar else base)
-            toks = o[1][-1:] + [prog_id] if o[1][0] == remi.bar else o[1] + [prog_id]
-            pp = run(c, toks)
-            dist = {p: float(pp[i]) for p, i in pitch_ids.items()}
-            z = sum(dist.values()) or 1.0
-            dist = {p: v / z for p, v in dist.items()}
-            branches.append((o, c, dist))
-            for p, v in dist.items():
-                joint[p] = joint.get(p, 0.0) + o[0] * v
         ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
         notes = []
-        vel_ids = list(remi.vel_ids.values())
         dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
+        last_onset = state.onset
         for p, pj in ranked:
-            o, c, dist = max(branches, key=lambda b: b[0][0] * b[2][p])
-            c2 = copy.deepcopy(c)
-            pv = run(c2, [pitch_ids[p]])
-            v_id = max(vel_ids, key=lambda i: float(pv[i]))
-            pd = run(c2, [v_id])
+            o = max(chosen, key=lambda b: b[0] * b[5][p])
+            c2 = copy.deepcopy(o[4])
+            pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
             zd = sum(float(pd[i]) for i in dur_ids) or 1.0
             d_id = max(dur_ids, key=lambda i: float(pd[i]))
             dq = remi.duration_quarters(d_id, ts[1])
             notes.append(NextNote(
-                pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj / (mass or 1.0),
-                onset=_beat_label(remi, o[2], o[3], ts),
-                after_quarters=Fraction(o[4] - last_onset, remi.tpq), onset_probability=o[0],
+                pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj,
+                onset=_beat_label(remi, o[1], o[2], ts),
+                after_quarters=Fraction(o[3] - last_onset, remi.tpq), onset_probability=o[0],
                 duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd))
     ln = state.last_note
     last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
     return Prediction(notes=notes, p_end=p_end, p_same_onset=p_same, coverage=mass,
-                      onsets=[(_beat_label(remi, o[2], o[3], ts), o[0]) for o in chosen], last_note=last,
-                      program=prog, context_tokens=len(ctx))
+                      onsets=[(_beat_label(remi, o[1], o[2], ts), o[0]) for o in chosen], last_note=last,
+                      program=prog, context_tokens=n_ctx)

@@ -1,10 +1,15 @@
-"""The REMI token grammar of ``MusicCodec``: where a token stream is, and what may come next.
+"""The token grammar of ``MusicCodec`` (version 2): where a stream is, and what may come next.
 
 A Cadenza music sequence is::
 
-    BOS  Style Key Tempo TimeSig Valence Energy           (the conditioning prefix)
-    Bar TimeSig  Position Program Pitch Velocity Duration  [Program Pitch Velocity Duration ...]
-                 Position ...  Bar TimeSig ...  EOS
+    BOS  Style Key Tempo TimeSig                     (the conditioning prefix)
+    Bar [TimeSig] [Mood]  Position [Program] Pitch [Velocity] Duration  [[Program] Pitch ...]
+                          Position ...  Bar ...  EOS
+
+A TimeSig only where the metre changes, a Program only where the instrument changes and
+a Velocity only where the loudness changes (each is then in force until the next one); a
+Mood token (the segment's valence and energy levels) after the bar line of every
+``segment_bars``-th bar, starting with the first.
 
 ``RemiState`` follows such a stream one token at a time and knows the bar, the metre, the
 current onset in ticks and the notes written so far. ``Policy`` subclasses turn a state
@@ -29,11 +34,11 @@ from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.errors import ConfigError
 
 # Token kinds (small ints for speed).
-PAD, BOS, EOS, BAR, TS, POS, PROG, PITCH, DRUM, VEL, DUR, STYLE, KEY, TEMPO, VAL, EN, OTHER = range(17)
+PAD, BOS, EOS, BAR, TS, POS, PROG, PITCH, DRUM, VEL, DUR, STYLE, KEY, TEMPO, MOOD, OTHER = range(16)
 _KINDS = {"PAD": PAD, "BOS": BOS, "EOS": EOS, "Bar": BAR, "TimeSig": TS, "Position": POS, "Program": PROG,
           "Pitch": PITCH, "PitchDrum": DRUM, "Velocity": VEL, "Duration": DUR, "Style": STYLE, "Key": KEY,
-          "Tempo": TEMPO, "Valence": VAL, "Energy": EN}
-_SLOT_KIND = {"style": STYLE, "key": KEY, "tempo": TEMPO, "time_signature": TS, "valence": VAL, "energy": EN}
+          "Tempo": TEMPO, "Mood": MOOD}
+_SLOT_KIND = {"style": STYLE, "key": KEY, "tempo": TEMPO, "time_signature": TS}
 
 
 class Remi:
@@ -55,8 +60,10 @@ class Remi:
             k, _, v = name.partition("_")
             kind = _KINDS.get(k, OTHER)
             self.kind[i] = kind
-            if kind in (POS, PROG, PITCH, DRUM, VEL, TEMPO, VAL, EN):
+            if kind in (POS, PROG, PITCH, DRUM, VEL, TEMPO):
                 self.value[i] = int(v)
+            elif kind == MOOD:
+                self.value[i] = codec.mood_levels_of(i)
             elif kind == TS:
                 n, d = v.split("/")
                 self.value[i] = (int(n), int(d))
@@ -74,6 +81,8 @@ class Remi:
         self.drum_ids = {self.value[i]: i for i in range(V) if self.kind[i] == DRUM}
         self.vel_ids = {self.value[i]: i for i in range(V) if self.kind[i] == VEL}
         self.ts_ids = {self.value[i]: i for i in range(V) if self.kind[i] == TS}
+        self.mood_ids = {self.value[i]: i for i in range(V) if self.kind[i] == MOOD}
+        self.segment_bars = int(codec.config.segment_bars)
         # Position ids are contiguous in MidiTok's vocabulary: a range of positions is a slice.
         first = self.pos_ids[0]
         self._pos_contiguous = all(self.pos_ids[q] == first + q for q in range(self.max_positions))
@@ -131,11 +140,14 @@ class Remi:
 
 
 class RemiState:
-    """Where a REMI stream is, updated token by token with ``feed``.
+    """Where a stream is, updated token by token with ``feed``.
 
     ``bars``: Bar tokens seen; ``ts``: the current metre; ``bar_start``: the current bar's
     start in ticks; ``pos``: the current Position in the bar (-1 before the first);
     ``onset``: the current onset in ticks; ``notes_here``: notes written at this onset;
+    ``program`` / ``vel``: the instrument and velocity in force (None before the first);
+    ``mood_due``: the bar opens a segment whose control token is not written yet;
+    ``moods``: (bar index, valence level, energy level) of every segment so far;
     ``notes``: every note as (onset, duration, pitch, program, velocity) in ticks when
     ``record`` is true. ``prefix``: the conditioning prefix {slot: token id}.
     """
@@ -152,12 +164,14 @@ class RemiState:
         self.bar_start = 0
         self.pos = -1
         self.onset = 0
-        self.program = 0
+        self.program = None
         self.pitch = 0
-        self.vel = 0
+        self.vel = None
         self.notes_here = 0
         self.ended = False
         self.last_note = None
+        self.mood_due = False
+        self.moods: list[tuple[int, int, int]] = []
         self.notes: list[tuple] = []
 
     @property
@@ -167,6 +181,11 @@ class RemiState:
     @property
     def bar_ticks(self) -> int:
         return self.remi.bar_ticks(self.ts)
+
+    @property
+    def segment(self) -> int:
+        """Index of the current segment (0 in the first ``segment_bars`` bars)."""
+        return max(0, self.bars - 1) // self.remi.segment_bars
 
     def next_bar_start(self) -> int:
         """Where a Bar token now would start its bar."""
@@ -183,7 +202,7 @@ class RemiState:
         if not self.in_body:
             if kind == BAR:
                 self.in_body = True
-            elif kind in (STYLE, KEY, TEMPO, TS, VAL, EN) and len(self.prefix) < len(PREFIX_SLOTS):
+            elif kind in (STYLE, KEY, TEMPO, TS) and len(self.prefix) < len(PREFIX_SLOTS):
                 slot = PREFIX_SLOTS[len(self.prefix)]
                 self.prefix[slot] = i
                 if kind == TS:
@@ -201,8 +220,12 @@ class RemiState:
             self.pos = -1
             self.onset = self.bar_start
             self.notes_here = 0
+            self.mood_due = (self.bars - 1) % r.segment_bars == 0
         elif kind == TS:
             self.ts = r.value[i]
+        elif kind == MOOD:
+            self.mood_due = False
+            self.moods.append((self.bars - 1, *r.value[i]))
         elif kind == POS:
             self.pos = r.value[i]
             self.onset = self.bar_start + self.pos * r.position_ticks(self.ts[1])
@@ -214,7 +237,8 @@ class RemiState:
         elif kind == VEL:
             self.vel = r.value[i]
         elif kind == DUR:
-            note = (self.onset, r.duration_ticks(i, self.ts[1]), self.pitch, self.program, self.vel)
+            note = (self.onset, r.duration_ticks(i, self.ts[1]), self.pitch, self.program,
+                    self.vel if self.vel is not None else 0)
             self.notes_here += 1
             self.last_note = note
             if self.record:
@@ -231,12 +255,19 @@ class RemiState:
 
 # --------------------------------------------------------------------------- policies
 class Policy:
-    """What may come next. Subclasses override ``allowed``; the helpers give the plain grammar."""
+    """What may come next. Subclasses override ``allowed``; the helpers give the plain grammar.
+
+    ``programs``: the instruments new notes may use (None: any); ``ts``: a metre every bar
+    keeps (None: the model may change it at a bar line); ``freeze_onset``: no new note at or
+    before this tick (continue); ``prefix``: slot -> forced token id (None: the model
+    chooses); ``moods(segment) -> list of allowed Mood ids or None`` (None: any level);
+    ``keep_metre``: every bar keeps the prefix's metre (when ``ts`` is None).
+    """
 
     max_notes_per_onset = 12
 
     def __init__(self, remi: Remi, programs=None, ts=None, freeze_onset: int | None = None,
-                 allow_eos: bool = False, prefix: dict | None = None):
+                 allow_eos: bool = False, prefix: dict | None = None, moods=None, keep_metre: bool = False):
         self.remi = remi
         r = remi
         progs = list(r.program_ids) if programs is None else list(programs)
@@ -249,15 +280,19 @@ class Policy:
         self.freeze_onset = freeze_onset
         self.allow_eos = allow_eos
         self.prefix = dict(prefix or {})        # slot -> forced token id (None: the model chooses)
+        self.moods = moods
+        self.keep_metre = keep_metre
         self._slot_masks = {s: r.masks.get(_SLOT_KIND[s], r.mask_of([])) for s in PREFIX_SLOTS}
         self.m_pitch = r.masks[PITCH]
         self.m_drum = r.masks.get(DRUM, r.mask_of([]))
         self.m_vel = r.masks[VEL]
         self.m_dur = r.masks[DUR]
         self.m_ts = r.masks[TS]
+        self.m_mood = r.masks[MOOD]
         self.m_bar = r.one(r.bar)
         self.m_eos = r.one(r.eos)
         self.m_bar_eos = self.m_bar | self.m_eos
+        self._mood_cache: dict = {}
 
     def allowed(self, s: RemiState) -> torch.Tensor:
         r = self.remi
@@ -269,33 +304,73 @@ class Policy:
             return self.m_bar
         last = s.last
         if last == BAR:
-            ts = self.ts or self._prefix_ts(s)
-            return r.one(r.ts_ids[ts]) if ts in r.ts_ids else self.m_ts
+            m = self.after_bar(s)
+            ts = self.ts or (self._prefix_ts(s) if self.keep_metre else None)
+            if ts is None:
+                m = m | self.m_ts
+                m[r.ts_ids[s.ts]] = False       # a TimeSig token marks a change
+            elif ts != s.ts:
+                return r.one(r.ts_ids[ts])
+            return m
+        if last == TS:
+            return self.after_bar(s)
         if last == POS:
-            return self.m_prog
+            return self.note_start(s)
         if last == PROG:
             return self.m_drum if s.program == -1 else self.m_pitch
         if last in (PITCH, DRUM):
-            return self.m_vel
+            if s.vel is None:
+                return self.m_vel
+            m = self.m_vel | self.m_dur
+            m[r.vel_ids[s.vel]] = False
+            return m
         if last == VEL:
             return self.m_dur
-        if last in (TS, DUR):
+        if last in (MOOD, DUR):
             return self.onset_choices(s)
         if last == EOS:
             return self.m_eos
         return self.m_bar
+
+    def after_bar(self, s: RemiState) -> torch.Tensor:
+        """After a bar line (and its metre change): the segment's Mood, or the bar's onsets."""
+        if s.mood_due:
+            return self.mood_choices(s)
+        return self.onset_choices(s)
+
+    def mood_choices(self, s: RemiState) -> torch.Tensor:
+        ids = self.moods(s.segment) if self.moods is not None else None
+        if ids is None:
+            return self.m_mood
+        key = tuple(ids)
+        m = self._mood_cache.get(key)
+        if m is None:
+            m = self._mood_cache[key] = self.remi.mask_of(ids)
+        return m
+
+    def note_start(self, s: RemiState) -> torch.Tensor:
+        """Where a note begins (after a Position, or after a Duration at the same onset): a
+        change of instrument, or a pitch on the instrument in force."""
+        r = self.remi
+        m = self.m_prog.clone()
+        if s.program is not None:
+            pid = r.program_ids.get(s.program)
+            if pid is not None and m[pid]:
+                m[pid] = False
+                m |= self.m_drum if s.program == -1 else self.m_pitch
+        return m
 
     def _prefix_ts(self, s: RemiState):
         i = s.prefix.get("time_signature")
         return self.remi.value[i] if i is not None else None
 
     def onset_choices(self, s: RemiState) -> torch.Tensor:
-        """After a TimeSig or a Duration: another note here, a later Position, a Bar or EOS."""
+        """After a Mood or a Duration: another note here, a later Position, a Bar or EOS."""
         r = self.remi
         m = (self.m_bar_eos if self.allow_eos else self.m_bar).clone()
         if s.last == DUR and s.notes_here < self.max_notes_per_onset and (
                 self.freeze_onset is None or s.onset > self.freeze_onset):
-            m |= self.m_prog
+            m |= self.note_start(s)
         return r.add_positions(m, s.pos + 1, r.bar_positions(s.ts))
 
 
