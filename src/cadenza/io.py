@@ -62,34 +62,41 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
 
 
 # --------------------------------------------------------------------------- several files as one
-def os_error_sentence(exc: OSError, path=None, doing: str = "use") -> str:
-    """One sentence for an operating-system error: which path, what went wrong, what to do."""
+def os_error_sentence(exc: OSError, path=None, doing: str = "access") -> str:
+    """One sentence for an operating-system error: which path, what went wrong, what to do.
+
+    ``path`` overrides the file the error names (a write error often names none);
+    ``doing`` is the verb: "read", "write", "access"..."""
     import errno
 
-    where = path if path is not None else (exc.filename if exc.filename is not None else None)
-    if exc.filename2 is not None and path is None:
-        where = f"{exc.filename} -> {exc.filename2}"
-    what = str(where) if where is not None else "a file"
+    if path is not None:
+        what = str(path)
+    elif exc.filename is not None and exc.filename2 is not None:
+        what = f"{exc.filename} -> {exc.filename2}"
+    elif exc.filename is not None:
+        what = str(exc.filename)
+    else:
+        what = "a file"
     code = exc.errno
     if code in (errno.EACCES, errno.EPERM):
-        return f"permission denied for {what}; check its permissions (and its folder's) or choose another path"
+        return f"cannot {doing} {what}: permission denied; check its permissions (and its folder's) or use another path"
     if code == errno.ENOENT:
         return f"{what} does not exist (or its folder does not); check the path or create the folder first"
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return f"no space left on the device while writing {what}; free some space or write somewhere else"
+        return f"cannot {doing} {what}: no space left on the device; free some space or write somewhere else"
     if code == errno.EFBIG:
-        return (f"{what} would be larger than this process may write (the file-size limit, `ulimit -f`); "
-                f"raise the limit or write a shorter piece")
+        return (f"cannot {doing} {what}: it would pass this process's file-size limit (`ulimit -f`); "
+                f"raise the limit or write a smaller file")
     if code == errno.EISDIR:
         return f"{what} is a folder; name a file instead"
     if code == errno.ENOTDIR:
         return f"part of {what} is a file, not a folder; check the path"
     if code == errno.EROFS:
-        return f"{what} is on a read-only file system; write somewhere else"
+        return f"cannot {doing} {what}: it is on a read-only file system; use somewhere else"
     if code == errno.ENAMETOOLONG:
         return f"the name {what} is too long for the file system; choose a shorter one"
-    reason = (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".")
-    return f"could not {doing} {what}: {reason}"
+    reason = " ".join((exc.strerror or str(exc) or type(exc).__name__).split()).rstrip(".")
+    return f"cannot {doing} {what}: {reason}"
 
 
 def check_writable_folder(folder) -> Path:
@@ -107,20 +114,6 @@ def check_writable_folder(folder) -> Path:
     os.close(fd)
     os.unlink(tmp)
     return folder
-
-
-def check_free_space(folder, needed_bytes: int, what: str = "the output") -> None:
-    """Raise OSError ENOSPC when ``folder``'s file system has less than ``needed_bytes`` free."""
-    import errno
-    import shutil
-
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return  # cannot tell; the write itself will say
-    if needed_bytes > free:
-        raise OSError(errno.ENOSPC, f"{what} needs about {needed_bytes / 1e6:.1f} MB and "
-                                    f"{free / 1e6:.1f} MB are free", str(folder))
 
 
 class FileTransaction:
@@ -176,6 +169,14 @@ class FileTransaction:
 
     def write_text(self, dest, text: str, check=None) -> Path:
         return self.write_bytes(dest, text.encode("utf-8"), check)
+
+    def temporary(self, dest) -> Path:
+        """The temporary file prepared for ``dest`` (until the commit renames it)."""
+        dest = Path(dest)
+        for d, tmp, _ in self._files:
+            if d == dest:
+                return tmp
+        raise KeyError(str(dest))
 
     @property
     def destinations(self) -> list[Path]:
