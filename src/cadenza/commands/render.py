@@ -29,7 +29,8 @@ def _render(args) -> int:
         raise ConfigError(f"sample rate must be between 8000 and 192000 Hz, not {args.sample_rate}")
     score = read_input(args.input)  # validates once: missing, unreadable, empty, corrupt, not MIDI, no notes, too big
     wavs = [o for o in outputs if Path(o).suffix.lower() == ".wav"]
-    check_outputs(outputs, audio_seconds=score_seconds(score), soundfont=args.soundfont, audio=bool(wavs))
+    check_outputs(outputs, audio_seconds=score_seconds(score), soundfont=args.soundfont, audio=bool(wavs),
+                  too_long_hint="render only the piano roll (.png), or a shorter part of the piece")
     # everything is rendered into temporary files first; all outputs appear together or none does
     with FileTransaction() as txn:
         audio = synthesize(score, soundfont=args.soundfont, sample_rate=args.sample_rate) if wavs else None

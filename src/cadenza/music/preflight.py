@@ -180,7 +180,11 @@ def check_free_space(folder, needed: int, what) -> None:
                          path=what, cause=OSError(errno.ENOSPC, "no space left"))
 
 
-def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, audio: bool = False) -> None:
+_TOO_LONG_HINT = "ask for fewer bars or seconds (or give a faster --tempo), or add --no-audio"
+
+
+def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, audio: bool = False,
+                  too_long_hint: str = _TOO_LONG_HINT) -> None:
     """Every output can be written: none is a folder, their folders take new files; with
     ``audio``, the SoundFont is good, ``audio_seconds`` (if known) fits the render limit and
     the disk has room for the WAV."""
@@ -202,7 +206,7 @@ def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, aud
     if total > MAX_SECONDS:
         raise ConfigError(f"this piece can last up to {_minutes(audio_seconds)}, longer than the "
                           f"{MAX_SECONDS / 60:.0f} minutes audio rendering allows (with a {TAIL_SECONDS:g} s tail); "
-                          f"ask for fewer bars or seconds (or give a faster --tempo), or add --no-audio")
+                          f"{too_long_hint}")
     wav = [p for p in paths if p.suffix.lower() == ".wav"]
     if wav:
         check_free_space(wav[0].parent, wav_bytes(total) + SPARE_BYTES, wav[0])
