@@ -207,11 +207,16 @@ def _check(fn):
     yield
 
 
-def _read_only_out(c: Ctx):
+def _read_only(c: Ctx, argv):
+    """``argv`` with the output folder made read-only (and the permission really binding)."""
     c.out.chmod(0o555)
     c.during.append(permissions_enforced())
     c.during.append(_check(lambda: _assert_permissions_bind(c.out, write=True)))
-    return _compose(c)
+    return argv
+
+
+def _read_only_out(c: Ctx):
+    return _read_only(c, _compose(c))
 
 
 def _not_a_soundfont(c: Ctx):
@@ -250,7 +255,9 @@ def _file_size_limit(command):
         c.kind, c.fsize = "ulimit", 200 * 1024     # the MIDI and PNG fit, the WAV (at least 260 kB) does not
         if command == "render":
             return ["render", c.copy("tune"), "-o", str(c.out / "piece.wav"), "--png", str(c.out / "piece.png")]
-        return _compose(c)
+        # continue keeps the input's notes, so there is always audio to write
+        return ["continue", c.copy("tune"), "--model", c.model, "--bars", "1", "--seed", "1", "--no-progress",
+                "-o", str(c.out / "piece.mid")]
     return build
 
 
@@ -275,11 +282,8 @@ def _tiny_dataset(c: Ctx) -> Path:
 
 def _train_read_only_out(c: Ctx):
     data = _tiny_dataset(c)
-    c.out.chmod(0o555)
-    c.during.append(permissions_enforced())
-    c.during.append(_check(lambda: _assert_permissions_bind(c.out, write=True)))
-    return ["train", "--data", str(data), "--out", str(c.out / "run"), "--preset", "tiny", "--steps", "1",
-            "--no-progress", "--no-tensorboard"]
+    return _read_only(c, ["train", "--data", str(data), "--out", str(c.out / "run"), "--preset", "tiny",
+                          "--steps", "1", "--no-progress", "--no-tensorboard"])
 
 
 def _shipped_truncated_weights(c: Ctx):
@@ -324,11 +328,11 @@ CASES = [
     ("compose: missing SoundFont", lambda c: _compose(c, "--soundfont", str(c.root / "nope.sf2")),
      ["nope.sf2", "does not exist"]),
     ("compose: --bars 2000 with audio", lambda c: _compose(c)[:-2] + ["--bars", "2000", "-o", str(c.out / "piece.mid")],
-     ["minutes", "--no-audio"]),
+     ["200 minutes", "40 bpm", "--no-audio"]),
     ("compose: --seconds 3600 with audio (no room for the tail)",
      lambda c: ["compose", "--model", c.model, "--seconds", "3600", "-o", str(c.out / "piece.mid")],
-     ["audio rendering"]),
-    ("compose: full disk (ulimit -f)", _file_size_limit("compose"), ["piece.wav", "file-size limit"]),
+     ["3,601.5 s", "audio rendering stops at 3,600 s"]),
+    ("continue: full disk (ulimit -f)", _file_size_limit("continue"), ["piece.wav", "file-size limit"]),
     ("compose: full disk at the commit (fsync fails)", _full_disk_fsync, ["piece.mid", "no space left"]),
     ("compose: no room for the WAV", _no_room_for_wav, ["piece.wav", "free"]),
     # ---- model folders
@@ -411,6 +415,12 @@ CASES = [
      ["no .mid"]),
     ("data text: missing source", lambda c: ["data", "text", str(c.root / "nothing.txt"), "--out", str(c.out / "ds")],
      ["nothing.txt", "does not exist"]),
+    ("data midi: output in a read-only folder", lambda c: _read_only(c, ["data", "midi", str(Path(c.copy("tune")).parent),
+                                                                        "--out", str(c.out / "ds"), "--no-progress"]),
+     ["out/ds", "permission denied"]),
+    ("data midi: --out is an existing file",
+     lambda c: ["data", "midi", str(Path(c.copy("tune")).parent), "--out", str(c.out / "piece.mid"), "--no-progress"],
+     ["piece.mid", "already exists"]),
     # ---- train
     ("train: missing data folder",
      lambda c: ["train", "--data", str(c.root / "nodata"), "--out", str(c.out / "run"), "--preset", "tiny"],
@@ -526,3 +536,24 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     assert main(["models"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err and "please report it" in err
+
+
+@pytest.mark.parametrize("errno_name, words", [
+    ("EACCES", "permission denied"), ("ENOENT", "does not exist"), ("ENOSPC", "no space left"),
+    ("EFBIG", "file-size limit"), ("EISDIR", "is a folder"), ("EROFS", "read-only"), ("EIO", "input/output error"),
+])
+def test_any_os_error_from_a_command_is_one_line_naming_the_path(errno_name, words, monkeypatch, capsys):
+    """OSErrors the library does not wrap still reach the user as one sentence."""
+    import errno
+
+    import cadenza.commands.music as music_cmd
+
+    code = getattr(errno, errno_name)
+
+    def failing(args):
+        raise OSError(code, os.strerror(code), "/some/where/file.mid")
+    monkeypatch.setattr(music_cmd, "_models", failing)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "/some/where/file.mid" in err and words in err.lower()

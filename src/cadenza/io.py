@@ -93,6 +93,8 @@ def os_error_sentence(exc: OSError, path=None, doing: str = "access") -> str:
         return f"part of {what} is a file, not a folder; check the path"
     if code == errno.EROFS:
         return f"cannot {doing} {what}: it is on a read-only file system; use somewhere else"
+    if code == errno.EEXIST:
+        return f"{what} already exists where a new folder or file was to be made; choose another path"
     if code == errno.ENAMETOOLONG:
         return f"the name {what} is too long for the file system; choose a shorter one"
     reason = " ".join((exc.strerror or str(exc) or type(exc).__name__).split()).rstrip(".")

@@ -78,7 +78,7 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     the command's own options; the seed actually used, sampling, model and output are
     added), report."""
     from cadenza.music.output import check_output, sibling_paths, write_piece
-    from cadenza.music.preflight import check_outputs, check_pitch_range, read_input
+    from cadenza.music.preflight import COMPOSE_TOO_LONG_HINT, check_outputs, check_pitch_range, read_input
 
     what = "melody" if name == "harmonize" else "input"
     out = check_output(args.output, inputs=list(inputs))
@@ -86,7 +86,8 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     audio = not args.no_audio
     paths = sibling_paths(out)
     check_outputs([paths[k] for k in (("midi", "wav", "png", "json") if audio else ("midi",))],
-                  audio_seconds=seconds(score) if seconds else None, soundfont=args.soundfont, audio=audio)
+                  audio_seconds=seconds(score) if seconds else None, soundfont=args.soundfont, audio=audio,
+                  **({"too_long_hint": COMPOSE_TOO_LONG_HINT} if name == "compose" else {}))
     _threads(args.threads)
     mm = _load(args)
     if score is not None:

@@ -180,7 +180,9 @@ def check_free_space(folder, needed: int, what) -> None:
                          path=what, cause=OSError(errno.ENOSPC, "no space left"))
 
 
-_TOO_LONG_HINT = "ask for fewer bars or seconds (or give a faster --tempo), or add --no-audio"
+_TOO_LONG_HINT = "ask for fewer bars or seconds, or add --no-audio"
+COMPOSE_TOO_LONG_HINT = ("ask for fewer bars or seconds, or give --tempo (without it a length in bars is judged at "
+                         f"{SLOWEST_TEMPO:g} bpm, the slowest tempo the model may choose), or add --no-audio")
 
 
 def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, audio: bool = False,
@@ -204,13 +206,13 @@ def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, aud
         return
     total = audio_seconds + TAIL_SECONDS
     if total > MAX_SECONDS:
-        raise ConfigError(f"this piece can last up to {_minutes(audio_seconds)}, longer than the "
-                          f"{MAX_SECONDS / 60:.0f} minutes audio rendering allows (with a {TAIL_SECONDS:g} s tail); "
-                          f"{too_long_hint}")
+        raise ConfigError(f"this piece can last up to {_duration(audio_seconds)} ({total:,.1f} s of audio with the "
+                          f"{TAIL_SECONDS:g} s after the last note), and audio rendering stops at {MAX_SECONDS:,.0f} s "
+                          f"({MAX_SECONDS / 60:.0f} minutes); {too_long_hint}")
     wav = [p for p in paths if p.suffix.lower() == ".wav"]
     if wav:
         check_free_space(wav[0].parent, wav_bytes(total) + SPARE_BYTES, wav[0])
 
 
-def _minutes(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     return f"{seconds / 60:,.0f} minutes" if seconds >= 120 else f"{seconds:,.0f} seconds"
