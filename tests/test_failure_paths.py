@@ -557,3 +557,16 @@ def test_any_os_error_from_a_command_is_one_line_naming_the_path(errno_name, wor
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "/some/where/file.mid" in err and words in err.lower()
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="no SIGXFSZ on this platform")
+def test_the_cli_ignores_the_file_size_signal(tmp_path, capsys):
+    """Past ``ulimit -f`` a write must fail with EFBIG (reported, cleaned up), not kill the process."""
+    import signal
+
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    try:
+        assert main(["models", "--dir", str(tmp_path)]) == 0
+        assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGXFSZ, before)

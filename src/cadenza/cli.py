@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _ignore_file_size_signal() -> None:
     """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills the process by default (and
     can leave a half file behind); ignored, the write fails with EFBIG instead, which the
-    CLI reports and cleans up after like any other write error."""
+    CLI reports and cleans up after like any other write error. The ``python`` executable
+    already ignores it at start-up; this keeps it so where Cadenza runs embedded or after
+    something restored the default."""
     if hasattr(signal, "SIGXFSZ"):
         try:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
