@@ -439,7 +439,9 @@ class SparseTransformer(nn.Module):
         try:
             state = load_file(str(weights_path), device=str(map_location))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({exc}).") from None
+            reason = " ".join(str(exc).split())
+            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({reason}); it is damaged or "
+                                 f"cut short, so copy or export the model again.") from None
         model = cls(config)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
