@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
-symusic = pytest.importorskip("symusic")
-pytest.importorskip("miditok")
-music21 = pytest.importorskip("music21")
+symusic = require("symusic")
+require("miditok")
+music21 = require("music21")
 
 from cadenza.codecs.music import (MOODS, MusicCodec, MusicCodecConfig, describe, estimate_key, level_of,
                                   load_midi, note_tuples, parse_key)

@@ -8,10 +8,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import require
 
-symusic = pytest.importorskip("symusic")
-pytest.importorskip("miditok")
-pytest.importorskip("music21")
+symusic = require("symusic")
+require("miditok")
+require("music21")
 
 from cadenza.cli import main
 from cadenza.codecs.music import MusicCodec, note_tuples

@@ -8,10 +8,11 @@ import statistics
 from pathlib import Path
 
 import pytest
+from conftest import require
 
-pytest.importorskip("miditok")
-pytest.importorskip("music21")
-torch = pytest.importorskip("torch")
+require("miditok")
+require("music21")
+torch = require("torch")
 
 import music_fixtures as mf  # noqa: E402
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -317,7 +318,7 @@ def test_kneser_ney_refuses_bad_settings():
 
 
 # --------------------------------------------------------------------------- MusPy metrics
-symusic = pytest.importorskip("symusic")
+symusic = require("symusic")
 
 
 def _score(notes, tpq=4, ts=(4, 4)):
@@ -331,7 +332,7 @@ def _score(notes, tpq=4, ts=(4, 4)):
 
 
 def test_muspy_metrics_on_hand_built_scores():
-    pytest.importorskip("muspy")
+    require("muspy")
     scale = _score([(4 * i, 4, p) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
     m = ev.muspy_metrics(scale)
     assert m["pitch_class_entropy"] == pytest.approx(2.75)        # C twice, six others once, of 8
@@ -405,8 +406,8 @@ def _load_script():
 
 
 def test_music_eval_script_end_to_end(tmp_path):
-    pytest.importorskip("muspy")
-    pytest.importorskip("miditok")
+    require("muspy")
+    require("miditok")
     from cadenza.codecs.music import MusicCodec
     from cadenza.data.format import write_dataset
 

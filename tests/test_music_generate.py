@@ -6,11 +6,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from conftest import require
 
-pytest.importorskip("miditok")
-pytest.importorskip("music21")
-symusic = pytest.importorskip("symusic")
-torch = pytest.importorskip("torch")
+require("miditok")
+require("music21")
+symusic = require("symusic")
+torch = require("torch")
 
 import music_fixtures as mf  # noqa: E402
 

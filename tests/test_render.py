@@ -6,9 +6,10 @@ import wave
 
 import numpy as np
 import pytest
+from conftest import require
 
-symusic = pytest.importorskip("symusic")
-pytest.importorskip("tinysoundfont")
+symusic = require("symusic")
+require("tinysoundfont")
 
 from cadenza.cli import main
 from cadenza.errors import DataError

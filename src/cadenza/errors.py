@@ -19,3 +19,18 @@ class ModelFileError(CadenzaError):
 
 class DataError(CadenzaError):
     """A dataset or input file is missing, corrupt or does not fit the model."""
+
+
+class WriteError(CadenzaError, OSError):
+    """An output file could not be written (permission, missing folder, full disk, ...).
+
+    ``path`` is the file, ``cause`` the original OSError; nothing was left half-written.
+    """
+
+    def __init__(self, sentence: str, path=None, cause: OSError | None = None):
+        super().__init__(sentence)
+        self.path = path
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""

@@ -423,18 +423,25 @@ class SparseTransformer(nn.Module):
         if not isinstance(meta, dict) or "config" not in meta or "format_version" not in meta:
             raise ModelFileError(
                 f"{config_path} is not a Cadenza model config (no format_version/config).")
+        fv = meta["format_version"]
+        if isinstance(fv, int) and not isinstance(fv, bool) and fv > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{config_path} has format_version {fv}, newer than this Cadenza ({__version__}) reads "
+                f"(format_version {FORMAT_VERSION}); upgrade Cadenza to use this model.")
         if meta["format_version"] != FORMAT_VERSION:
             raise ModelFileError(
                 f"{config_path} has format_version {meta['format_version']!r}; this Cadenza "
                 f"({__version__}) reads format_version {FORMAT_VERSION}.")
         try:
             config = ModelConfig.from_dict(meta["config"])
-        except (ConfigError, TypeError) as exc:
+        except (ConfigError, TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ModelFileError(f"{config_path} holds an invalid model config: {exc}") from None
         try:
             state = load_file(str(weights_path), device=str(map_location))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({exc}).") from None
+            reason = " ".join(str(exc).split())
+            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({reason}); it is damaged or "
+                                 f"cut short, so copy or export the model again.") from None
         model = cls(config)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))

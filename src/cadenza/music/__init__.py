@@ -5,6 +5,8 @@
   the REMI grammar of ``grammar``).
 - ``output``: ``write_piece`` writes MIDI (+ WAV, PNG, JSON sidecar) with provenance.
 - ``render``: MIDI -> WAV through a SoundFont, MIDI -> piano-roll PNG.
+- ``preflight``: what is checked before any work (inputs, output folders, SoundFont, length
+  against the render limit, free space).
 
 The names below are importable from ``cadenza.music`` directly (loaded on first use, so
 ``import cadenza.music`` stays light).

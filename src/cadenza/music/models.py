@@ -312,30 +312,156 @@ def load_model(path=None, cache: bool = True, decode_weights: str = "int8") -> M
     if not (d / TOKENIZER_FILE).is_file() and (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file():
         raise ModelFileError(f"model directory {d} has no {TOKENIZER_FILE}; a music model needs the tokenizer "
                              f"it was trained with (the dataset's tokenizer.json)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+        _check_model_file(d, name)
+    meta = _read_json(d / CONFIG_FILE, "model config")
+    tok = _read_json(d / TOKENIZER_FILE, "tokenizer")
+    _check_tokenizer_dict(d / TOKENIZER_FILE, tok, meta)
     model = SparseTransformer.load(d)   # ModelFileError for missing/corrupt weights or config
-    try:
-        codec = MusicCodec.load(d / TOKENIZER_FILE)
-    except CadenzaError as exc:
-        raise ModelFileError(f"model directory {d}: {exc}") from None
+    codec = _codec_from_dict(MusicCodec, d / TOKENIZER_FILE, tok)
     if codec.vocab_size != model.config.vocab_size:
-        raise ModelFileError(f"model directory {d}: the tokenizer has {codec.vocab_size} tokens but the model "
-                             f"was built for {model.config.vocab_size}; they do not belong together")
+        raise ModelFileError(f"{d / TOKENIZER_FILE} builds {codec.vocab_size} tokens but the model in {d} was built "
+                             f"for {model.config.vocab_size} ({CONFIG_FILE}); they do not belong together")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     model.set_decode_weights(decode_weights)
-    try:
-        meta = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
     name = d.resolve().name
-    mm = MusicModel(model=model, codec=codec, path=d, name=name, digest=weights_digest(d),
-                    meta=meta if isinstance(meta, dict) else {}, metrics=read_metrics(d))
+    try:
+        digest = weights_digest(d)
+    except OSError as exc:
+        raise ModelFileError(_os_sentence(d / WEIGHTS_FILE, exc)) from None
+    mm = MusicModel(model=model, codec=codec, path=d, name=name, digest=digest, meta=meta,
+                    metrics=read_metrics(d))
     if cache:
         with _CACHE_LOCK:
             _CACHE.clear()  # keep one model per process: they can be large
             _CACHE[key] = mm
     return mm
+
+
+# --------------------------------------------------------------------------- validating a model folder
+_JSON_TYPES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def _json_kind(value) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _os_sentence(path: Path, exc: OSError) -> str:
+    from cadenza.io import os_error_sentence
+
+    return os_error_sentence(exc, path, doing="read")
+
+
+def _check_model_file(d: Path, name: str) -> None:
+    """The file is there, is a file, and is not empty (a copy or download that stopped)."""
+    p = d / name
+    if not p.exists():
+        raise ModelFileError(f"model directory {d} has no {name}; a music model folder needs {WEIGHTS_FILE}, "
+                             f"{CONFIG_FILE} and {TOKENIZER_FILE} (export or copy it again)")
+    if p.is_dir():
+        raise ModelFileError(f"{p} is a folder, not the model's {name}")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise ModelFileError(_os_sentence(p, exc)) from None
+    if size == 0:
+        raise ModelFileError(f"{p} is empty (0 bytes); the model folder is incomplete, export or copy it again")
+
+
+def _read_json(p: Path, what: str) -> dict:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelFileError(_os_sentence(p, exc)) from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{p} is not a {what} (not UTF-8 text); the file is damaged, copy it again") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        cut = " (it looks cut short)" if exc.pos >= len(text.rstrip()) else ""
+        raise ModelFileError(f"{p} is not valid JSON{cut}: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
+                             f"the file is damaged, copy or export it again") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{p} is not a {what}: it holds {_json_kind(data)}, not a JSON object")
+    return data
+
+
+def _supported_codec_version() -> int | None:
+    try:
+        from cadenza.codecs.music import CODEC_VERSION
+
+        return int(CODEC_VERSION)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def _config_defaults() -> dict:
+    """The saved form of a default tokenizer config (field -> JSON value), for type checks."""
+    try:
+        from cadenza.codecs.music import MusicCodecConfig
+
+        return MusicCodecConfig().to_dict()
+    except Exception:   # noqa: BLE001 - only a help for clearer messages; from_dict still decides
+        return {}
+
+
+def _check_tokenizer_dict(p: Path, tok: dict, meta: dict) -> None:
+    """The checks that name what is wrong in tokenizer.json, before the codec is built."""
+    from cadenza import __version__
+
+    if "codec" not in tok:
+        raise ModelFileError(f"{p} is not a Cadenza music tokenizer (it has no \"codec\" entry)")
+    version = tok.get("codec_version")
+    supported = _supported_codec_version()
+    if version is None:
+        raise ModelFileError(f"{p} lacks \"codec_version\"; it is not a complete Cadenza music tokenizer")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{p}: \"codec_version\" must be a whole number, not {_json_kind(version)}")
+    if supported is not None and version > supported:
+        raise ModelFileError(f"{p} has music codec version {version}, newer than this Cadenza ({__version__}) "
+                             f"reads (version {supported}); upgrade Cadenza to use this model")
+    if "config" not in tok:
+        raise ModelFileError(f"{p} lacks \"config\" (the tokenizer settings); it is not a complete Cadenza "
+                             f"music tokenizer")
+    cfg = tok["config"]
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{p}: \"config\" must be an object of tokenizer settings, not {_json_kind(cfg)}")
+    for key, default in _config_defaults().items():
+        if key not in cfg or default is None:
+            continue
+        value = cfg[key]
+        ok = (isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+              or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok:
+            raise ModelFileError(f"{p}: the tokenizer setting \"{key}\" must be {_json_kind(default)}, not "
+                                 f"{_json_kind(value)} ({json.dumps(value)[:40]})")
+    n = tok.get("vocab_size")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise ModelFileError(f"{p}: \"vocab_size\" must be a whole number, not {_json_kind(n)}")
+    model_cfg = meta.get("config")
+    m = model_cfg.get("vocab_size") if isinstance(model_cfg, dict) else None
+    if isinstance(n, int) and isinstance(m, int) and not isinstance(m, bool) and n != m:
+        raise ModelFileError(f"{p} has a vocabulary of {n} tokens but {p.parent / CONFIG_FILE} says the model was "
+                             f"built for {m}; the tokenizer and the weights do not belong together")
+
+
+def _codec_from_dict(codec_cls, p: Path, tok: dict):
+    try:
+        return codec_cls.from_dict(tok)
+    except CadenzaError as exc:
+        raise ModelFileError(f"{p}: {exc}") from None
+    except KeyError as exc:
+        key = exc.args[0] if exc.args else "?"
+        raise ModelFileError(f"{p} lacks the entry {key!r}; it is not a complete Cadenza music tokenizer") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ModelFileError(f"{p} holds a setting of the wrong type or value ({reason}); export the model "
+                             f"again or restore the tokenizer.json it was trained with") from None
 
 
 def save_model(model, codec, directory, card: str | None = None, metrics: dict | None = None) -> Path:

@@ -9,8 +9,12 @@ Provenance (DESIGN: "every generated file says where it came from"):
   model (name, path, weights digest), seed, command, settings, conditioning, input file and
   its SHA-256, the files written and when.
 
-Every file is written atomically, so an existing OUT is only ever replaced by a complete
-new file; nothing is written before generation has succeeded.
+All files of one piece are written as one transaction (``cadenza.io.FileTransaction``):
+each is prepared as a temporary file next to its destination and read back, then all are
+renamed into place, so an existing OUT is only ever replaced by a complete new set of files
+and nothing is new or changed if anything fails. Checks that need no piece (output folder,
+SoundFont, length against the render limit, free space) run before generation
+(``cadenza.music.preflight``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from cadenza.errors import ConfigError
+from cadenza.errors import ConfigError, WriteError
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -64,19 +68,69 @@ def provenance_line(prov: dict) -> str:
     return line.encode("ascii", "replace").decode("ascii")
 
 
+def _check_midi(expected_notes: int):
+    def check(tmp):
+        import symusic
+
+        data = Path(tmp).read_bytes()
+        try:
+            n = symusic.Score.from_midi(data).note_num() if data[:4] == b"MThd" else -1
+        except Exception:   # noqa: BLE001 - any parse failure means the file is bad
+            n = -1
+        if n != expected_notes:
+            raise WriteError(f"the MIDI file written for {tmp} did not read back ({n} of {expected_notes} notes); "
+                             f"nothing was replaced", path=tmp)
+    return check
+
+
+def _check_wav(expected_frames: int):
+    def check(tmp):
+        import wave
+
+        try:
+            with wave.open(str(tmp)) as w:
+                frames = w.getnframes()
+        except (wave.Error, EOFError):
+            frames = -1
+        if frames != expected_frames:
+            raise WriteError(f"the WAV file written for {tmp} did not read back; nothing was replaced", path=tmp)
+    return check
+
+
+def _check_png(tmp):
+    if Path(tmp).read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        raise WriteError(f"the PNG file written for {tmp} is not a PNG; nothing was replaced", path=tmp)
+
+
+def _check_json(tmp):
+    try:
+        json.loads(Path(tmp).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise WriteError(f"the JSON file written for {tmp} did not read back; nothing was replaced",
+                         path=tmp) from None
+
+
 def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | None = None,
                 title: str | None = None) -> dict:
     """Write OUT.mid (and, with ``audio``, OUT.wav, OUT.png and the sidecar OUT.json).
+
+    All of them are one transaction (:class:`cadenza.io.FileTransaction`): the audio is
+    rendered first (a bad SoundFont or a piece past the render limit fails here, before any
+    file is touched), every file is prepared as a temporary file next to its destination and
+    read back, then all are renamed into place. On any failure no file is new or changed.
 
     Returns {"midi": path, ...} for the files written, plus "provenance" (the record).
     """
     import symusic
 
     from cadenza.codecs.music import write_midi
-    from cadenza.music.render import render_piano_roll, render_wav
+    from cadenza.io import FileTransaction
+    from cadenza.music.preflight import SPARE_BYTES, check_free_space, check_output_folder
+    from cadenza.music.render import SAMPLE_RATE, render_piano_roll, synthesize, wav_bytes, write_wav
 
     out = check_output(out)
     paths = sibling_paths(out)
+    check_output_folder(out.parent)
     prov = piece.provenance()
     prov["command"] = command
     input_path = piece.settings.get("input")
@@ -84,22 +138,25 @@ def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | N
         prov["input"] = {"path": str(input_path), "sha256": file_sha256(input_path)}
     score = piece.score()
     score.markers.insert(0, symusic.TextMeta(0, provenance_line(prov)))
+    with_audio = bool(audio and score.note_num())
+    sound = synthesize(score, soundfont=soundfont) if with_audio else None
+    if with_audio:
+        check_free_space(out.parent, wav_bytes(len(sound) / SAMPLE_RATE) + SPARE_BYTES, paths["wav"])
     written = {}
-    write_midi(score, paths["midi"])
-    written["midi"] = paths["midi"]
-    if audio and score.note_num():
-        render_wav(score, paths["wav"], soundfont=soundfont)
-        written["wav"] = paths["wav"]
-        label = title or f"Cadenza {piece.kind}: {piece.model.get('name')}, seed {piece.seed}"
-        render_piano_roll(score, paths["png"], title=label)
-        written["png"] = paths["png"]
-        record = dict(prov)
-        record["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        record["files"] = {k: str(v) for k, v in written.items()}
-        record["midi_sha256"] = file_sha256(paths["midi"])
-        from cadenza.io import write_text_atomic
-
-        write_text_atomic(paths["json"], json.dumps(record, indent=2, default=str) + "\n")
-        written["json"] = paths["json"]
+    with FileTransaction() as txn:
+        txn.write(paths["midi"], lambda tmp: write_midi(score, tmp), check=_check_midi(int(score.note_num())))
+        written["midi"] = paths["midi"]
+        if with_audio:
+            txn.write(paths["wav"], lambda tmp: write_wav(tmp, sound), check=_check_wav(len(sound)))
+            written["wav"] = paths["wav"]
+            label = title or f"Cadenza {piece.kind}: {piece.model.get('name')}, seed {piece.seed}"
+            txn.write(paths["png"], lambda tmp: render_piano_roll(score, tmp, title=label), check=_check_png)
+            written["png"] = paths["png"]
+            record = dict(prov)
+            record["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            record["files"] = {k: str(v) for k, v in written.items()}
+            record["midi_sha256"] = file_sha256(txn.temporary(paths["midi"]))
+            txn.write_text(paths["json"], json.dumps(record, indent=2, default=str) + "\n", check=_check_json)
+            written["json"] = paths["json"]
     written["provenance"] = prov
     return written

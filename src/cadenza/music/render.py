@@ -21,7 +21,9 @@ from cadenza.errors import ConfigError, DataError
 from cadenza.io import atomic_path
 
 SAMPLE_RATE = 44100
-MAX_SECONDS = 3600.0
+MAX_SECONDS = 3600.0      # the longest audio rendered (music plus the tail after the last note)
+TAIL_SECONDS = 1.5        # silence rendered after the last note so it can ring out
+WAV_BYTES_PER_SECOND = SAMPLE_RATE * 2 * 2   # 16-bit stereo at the default rate
 _SYSTEM_SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2",
                       "/usr/share/sounds/sf3/MuseScore_General.sf3")
 
@@ -46,6 +48,37 @@ def default_soundfont() -> Path:
         if Path(s).is_file():
             return Path(s)
     raise DataError("no General MIDI SoundFont found; install pretty_midi or set CADENZA_SOUNDFONT to an .sf2 file")
+
+
+def check_soundfont(soundfont=None) -> Path:
+    """The SoundFont to render with, checked before any work: it exists, can be read, starts
+    like a SoundFont (a RIFF file of form 'sfbk', as .sf2 and .sf3 files do) and is as long
+    as its header says. Raises ``DataError`` with one sentence otherwise."""
+    from cadenza.io import os_error_sentence
+
+    p = Path(soundfont) if soundfont else default_soundfont()
+    if not p.exists():
+        raise DataError(f"SoundFont {p} does not exist; pass a General MIDI .sf2 file with --soundfont")
+    if p.is_dir():
+        raise DataError(f"SoundFont {p} is a folder; pass a General MIDI .sf2 file with --soundfont")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise DataError(f"SoundFont: {os_error_sentence(exc, p, doing='read')}") from None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise DataError(f"{p} is not a SoundFont (an .sf2 or .sf3 file starts with a RIFF 'sfbk' header); "
+                        f"pass a General MIDI SoundFont with --soundfont")
+    declared = int.from_bytes(head[4:8], "little") + 8
+    if size < declared:
+        raise DataError(f"SoundFont {p} is cut short ({size:,} of {declared:,} bytes); copy it again")
+    return p
+
+
+def wav_bytes(seconds: float, sample_rate: int = SAMPLE_RATE, channels: int = 2) -> int:
+    """Size of the 16-bit WAV file for ``seconds`` of audio (header included)."""
+    return int(round(max(seconds, 0.0) * sample_rate)) * channels * 2 + 44
 
 
 def _score(midi):
@@ -93,7 +126,7 @@ def _events(score):
     return events
 
 
-def synthesize(midi, soundfont=None, sample_rate: int = SAMPLE_RATE, tail: float = 1.5) -> np.ndarray:
+def synthesize(midi, soundfont=None, sample_rate: int = SAMPLE_RATE, tail: float = TAIL_SECONDS) -> np.ndarray:
     """Render to a float32 array of shape (samples, 2) in [-1, 1] (peak-normalised)."""
     try:
         import tinysoundfont
@@ -106,10 +139,9 @@ def synthesize(midi, soundfont=None, sample_rate: int = SAMPLE_RATE, tail: float
     events = _events(score)
     end = max(e[0] for e in events) + tail
     if end > MAX_SECONDS:
-        raise DataError(f"the piece lasts {end / 60:.0f} minutes; rendering stops at {MAX_SECONDS / 60:.0f}")
-    sf_path = Path(soundfont) if soundfont else default_soundfont()
-    if not sf_path.is_file():
-        raise DataError(f"SoundFont {sf_path} does not exist")
+        raise DataError(f"the piece lasts {end / 60:.0f} minutes; audio rendering stops at {MAX_SECONDS / 60:.0f} "
+                        f"minutes (write it without audio, or a shorter piece)")
+    sf_path = check_soundfont(soundfont)
     synth = tinysoundfont.Synth(samplerate=int(sample_rate))
     try:
         sfid = synth.sfload(str(sf_path))
