@@ -15,7 +15,7 @@ torch = require("torch")
 
 import music_fixtures as mf  # noqa: E402
 
-from cadenza.codecs.music import note_tuples  # noqa: E402
+from cadenza.codecs.music import MOODS, note_tuples  # noqa: E402
 from cadenza.errors import ConfigError, DataError  # noqa: E402
 from cadenza.music.generate import (compose, continue_piece, duration_name, harmonize, pitch_name,  # noqa: E402
                                     predict_next, remi_for)
@@ -48,22 +48,42 @@ def test_same_seed_same_piece_different_seed_different_piece(mm):
     assert a.seed == 11 and a.generated_tokens == len(a.ids) - 2   # BOS in, EOS appended
 
 
+def _moods(remi, ids):
+    return RemiState(remi).feed_all(ids).moods
+
+
 def test_conditioning_is_forced_and_the_rest_sampled_within_its_slot(mm):
     codec = mm.codec
-    p = compose(mm, style="folk", key="Dm", tempo=100, time_signature="3/4", mood="sad", bars=2, seed=3)
-    assert p.conditioning == {"style": "folk", "key": "Dm", "tempo": 96, "time_signature": "3/4",
-                              "valence": 1, "energy": 0}
+    p = compose(mm, style="folk", key="Dm", tempo=100, time_signature="3/4", mood="sad", bars=6, seed=3)
+    assert p.conditioning == {"style": "folk", "key": "Dm", "tempo": 96, "time_signature": "3/4"}
     assert p.tempo == 100.0                                   # the MIDI gets exactly the tempo asked for
     assert p.score().tempos[0].qpm == pytest.approx(100.0)
     remi = remi_for(codec)
-    body_ts = {remi.value[i] for i in p.ids[8:] if remi.kind[i] == TS}
-    assert body_ts == {(3, 4)}                                # the metre holds in every bar
+    body_ts = {remi.value[i] for i in p.ids[5:] if remi.kind[i] == TS}
+    assert body_ts <= {(3, 4)}                                # the metre holds in every bar
+    assert {(ts.numerator, ts.denominator) for ts in p.score().time_signatures} == {(3, 4)}
+    moods = _moods(remi, p.ids)
+    assert [m[0] for m in moods] == list(range(0, p.bars, remi.segment_bars))   # a Mood per segment
+    assert {m[1:] for m in moods} == {MOODS["sad"]}           # each forced to "sad"
     q = compose(mm, valence=0.95, energy=0.05, bars=1, seed=4)
-    assert (q.conditioning["valence"], q.conditioning["energy"]) == (4, 0)
+    assert {m[1:] for m in _moods(remi, q.ids)} == {(4, 0)}
     free = compose(mm, bars=1, seed=5)                        # nothing given: the model fills each slot
-    assert set(free.conditioning) == {"style", "key", "tempo", "time_signature", "valence", "energy"}
-    for slot, i in zip(("style", "key", "tempo", "time_signature", "valence", "energy"), free.ids[1:7]):
+    assert set(free.conditioning) == {"style", "key", "tempo", "time_signature"}
+    for slot, i in zip(("style", "key", "tempo", "time_signature"), free.ids[1:5]):
         assert i in codec.slot_ids(slot)
+
+
+def test_controls_change_mid_piece_from_the_next_segment(mm):
+    remi = remi_for(mm.codec)
+    p = compose(mm, energy="0.1,0.9@5", valence=[(1, 0.9), (9, 0.1)], bars=12, seed=8)
+    moods = _moods(remi, p.ids)
+    assert [(m[0], m[2]) for m in moods][:3] == [(0, 0), (4, 4), (8, 4)][:len(moods)]
+    assert [(m[0], m[1]) for m in moods][:3] == [(0, 4), (4, 4), (8, 0)][:len(moods)]
+    assert len(moods) == (p.bars + remi.segment_bars - 1) // remi.segment_bars
+    with pytest.raises(ConfigError, match="energy"):
+        compose(mm, energy="0.1,high@5")
+    with pytest.raises(ConfigError, match="BAR"):
+        compose(mm, energy="0.1,0.9@0")
 
 
 @pytest.mark.parametrize("bars", [1, 3])
@@ -93,7 +113,7 @@ def test_length_in_seconds(mm):
     (dict(bars=0), "bars"), (dict(bars=3, seconds=2), "not both"), (dict(seconds=-1), "seconds"),
     (dict(seconds=1e6), "seconds"), (dict(tempo=5), "tempo"), (dict(tempo=1000), "tempo"),
     (dict(style="jazz-fusion"), "style"), (dict(mood="angry"), "mood"), (dict(key="H#"), "key"),
-    (dict(valence=1.5), "mood values"), (dict(temperature=-1), "temperature"), (dict(top_p=0), "top-p"),
+    (dict(valence=1.5), "valence"), (dict(temperature=-1), "temperature"), (dict(top_p=0), "top-p"),
     (dict(time_signature="7/3"), "time signature"), (dict(seed=-3), "seed"),
 ])
 def test_bad_settings_raise_one_clear_sentence(mm, kwargs, words):
@@ -131,7 +151,8 @@ def test_continue_keeps_the_metre_and_slides_past_the_context(mm, tmp_path):
     assert len(ids) > mm.model.config.max_len
     p = continue_piece(mm, s, bars=2, seed=2)
     remi = remi_for(mm.codec)
-    assert p.ids[:p.input_ids] == [int(i) for i in ids[:-1]]
+    assert p.ids[2:p.input_ids] == [int(i) for i in ids[2:-1]]     # all but the style, which is inferred
+    assert mm.codec.token(p.ids[1]) in {f"Style_{st}" for st in mm.codec.offered_styles()}
     new_ts = {remi.value[i] for i in p.ids[p.input_ids:] if remi.kind[i] == TS}
     assert new_ts <= {(3, 4)} and p.generated_tokens > 0
 
@@ -189,9 +210,11 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)          # over every pitch: a distribution
     assert 0 < pred.coverage <= 1 and 0 <= pred.p_end <= 1 and 0 <= pred.p_same_onset <= 1
 
-    ids = [int(i) for i in codec.encode(symusic.Score(str(melody_file)))][:-1]
+    from cadenza.music.generate import infer_style
+
+    style = infer_style(mm, symusic.Score(str(melody_file)))
+    ids = [int(i) for i in codec.encode(symusic.Score(str(melody_file)), style=style)][:-1]
     st = RemiState(remi).feed_all(ids)
-    ts_id = remi.ts_ids[st.ts]
 
     def full(tokens):
         with torch.no_grad():
@@ -200,29 +223,37 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     p0 = full(ids)
     npos = remi.bar_positions(st.ts)
     timing = {("same", q): float(p0[remi.pos_ids[q]]) for q in range(st.pos + 1, npos)}
-    p1 = full(ids + [remi.bar, ts_id])
+    after_bar = [remi.bar]
+    if st.bars % remi.segment_bars == 0:                       # the next bar opens a segment
+        pm = full(ids + [remi.bar])
+        after_bar.append(max(remi.mood_ids.values(), key=lambda i: float(pm[i])))
+    p1 = full(ids + after_bar)
     z = sum(float(p1[remi.pos_ids[q]]) for q in range(npos))
     timing.update({("next", q): float(p0[remi.bar]) * float(p1[remi.pos_ids[q]]) / z for q in range(npos)})
     total = sum(timing.values())
     best = max(timing, key=timing.get)
     assert pred.onsets[0][1] == pytest.approx(timing[best] / total, rel=1e-3)
-    prefix = [remi.pos_ids[best[1]]] if best[0] == "same" else [remi.bar, ts_id, remi.pos_ids[best[1]]]
-    pp = full(ids + prefix + [remi.program_ids[st.program]])
+    prefix = [remi.pos_ids[best[1]]] if best[0] == "same" else after_bar + [remi.pos_ids[best[1]]]
+    pp = full(ids + prefix)                                    # the instrument in force needs no Program
     zp = sum(float(pp[i]) for i in remi.pitch_ids.values())
     one = predict_next(mm, melody_file, top=3, max_onsets=1)   # then a probability is P(pitch | that onset)
     assert one.coverage == pytest.approx(timing[best] / total, rel=1e-3)
     for n in one.notes:
         assert n.probability == pytest.approx(float(pp[remi.pitch_ids[n.pitch]]) / zp, rel=1e-3)
         assert n.name == pitch_name(n.pitch) and n.duration == duration_name(n.duration_quarters)
-    # the most likely duration after the likeliest velocity, also by brute force
+    # the most likely duration right after the pitch, also by brute force
     n = one.notes[0]
-    pv = full(ids + prefix + [remi.program_ids[st.program], remi.pitch_ids[n.pitch]])
-    v = max(remi.vel_ids.values(), key=lambda i: float(pv[i]))
-    pd = full(ids + prefix + [remi.program_ids[st.program], remi.pitch_ids[n.pitch], v])
+    pd = full(ids + prefix + [remi.pitch_ids[n.pitch]])
     dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
     d = max(dur_ids, key=lambda i: float(pd[i]))
     assert n.duration_quarters == remi.duration_quarters(d, st.ts[1])
     assert n.duration_probability == pytest.approx(float(pd[d]) / sum(float(pd[i]) for i in dur_ids), rel=1e-3)
+    # the public distribution is the same numbers, over every pitch
+    from cadenza.music.generate import next_pitch_distribution
+
+    dist = next_pitch_distribution(mm, melody_file)
+    assert set(dist) == set(remi.pitch_ids) and sum(dist.values()) == pytest.approx(1.0, abs=1e-6)
+    assert [dist[n.pitch] for n in pred.notes[:5]] == pytest.approx([n.probability for n in pred.notes[:5]])
 
 
 def test_predict_reads_the_context(mm, tmp_path):

@@ -6,6 +6,8 @@ Errors a user can cause raise ``CadenzaError`` (one sentence, exit code 2, no ou
 
 from __future__ import annotations
 
+import argparse
+
 import shlex
 from pathlib import Path
 
@@ -128,8 +130,10 @@ def _continue(args) -> int:
     from cadenza.music.preflight import continue_seconds
 
     return _generate(args, "continue", lambda mm: continue_piece(
-        mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, **_sampling(args)),
-        [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style)], inputs=(args.input,),
+        mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, mood=args.mood,
+        valence=args.valence, energy=args.energy, **_sampling(args)),
+        [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style), ("--mood", args.mood),
+         ("--valence", args.valence), ("--energy", args.energy)], inputs=(args.input,),
         seconds=lambda score: continue_seconds(score, args.bars, args.seconds))
 
 
@@ -154,6 +158,18 @@ def _predict(args) -> int:
     mm = _load(args)
     check_pitch_range(score, mm.codec, args.input)
     pred = predict_next(mm, args.input, top=args.top)
+    if args.json:
+        import json
+
+        print(json.dumps({
+            "input": args.input, "model": f"{mm.name}@{mm.digest}", "last_note": pred.last_note,
+            "program": pred.program, "p_end": pred.p_end, "p_same_onset": pred.p_same_onset,
+            "coverage": pred.coverage, "onsets": [{"onset": o, "probability": p} for o, p in pred.onsets],
+            "notes": [{"pitch": n.pitch, "name": n.name, "probability": n.probability, "onset": n.onset,
+                       "onset_probability": n.onset_probability, "after_quarters": float(n.after_quarters),
+                       "duration": n.duration, "duration_quarters": float(n.duration_quarters),
+                       "duration_probability": n.duration_probability} for n in pred.notes]}, indent=2))
+        return 0
     inst = "drums" if pred.program == -1 else f"program {pred.program}"
     print(f"Next note after {args.input} (last note {pred.last_note}; {inst}; model {mm.name}@{mm.digest}):")
     rows = [("#", "note", "probability", "most likely onset", "after", "most likely duration")]
@@ -246,6 +262,20 @@ def _common(p, output: bool = True) -> None:
 
 
 
+def _moods(p, which: str = "segments") -> None:
+    from cadenza.codecs.music import MOODS
+
+    plan = ("; a plan VALUE@BAR,VALUE@BAR changes it during the piece, from the first segment (of 4 bars) that "
+            "starts at or after BAR")
+    p.add_argument("--mood", help=f"{', '.join(MOODS)}: sets valence and energy of the {which} (default: the "
+                                  f"model chooses){plan}, e.g. calm,energetic@9")
+    p.add_argument("--valence", metavar="V", help="0 (dark, minor) to 1 (bright, major), as the share of the "
+                                                  f"corpus's segments below; overrides the mood's valence{plan}")
+    p.add_argument("--energy", metavar="E", help="0 (sparse, low, soft) to 1 (dense, high, loud), as the share "
+                                                 f"of the corpus's segments below; overrides the mood's energy"
+                                                 f"{plan}, e.g. 0.1,0.9@9")
+
+
 def _length(p, bars_default_text: str) -> None:
     p.add_argument("--bars", type=int, metavar="N", help=f"length in bars ({bars_default_text})")
     p.add_argument("--seconds", type=float, metavar="S",
@@ -256,20 +286,19 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compose", help="compose a new piece (MIDI + WAV + piano roll)",
         description="Compose a new piece with the music model. The model is conditioned through the "
-                    "prefix every training piece starts with (style, key, tempo, time signature, valence, "
-                    "energy): what you give is forced, what you leave out the model chooses itself. "
+                    "prefix every training piece starts with (style, key, tempo, time signature) and the mood "
+                    "token (valence and energy) that opens every segment of 4 bars: what you give is forced, "
+                    "what you leave out the model chooses itself. Moods may change during the piece. "
                     "Generation stops at the requested length (the model may end the piece itself in the last "
                     "bar). " + _OUT_NOTE,
-        epilog="Example: cadenza compose --style bach --mood calm --bars 16 --seed 1 -o chorale.mid")
-    p.add_argument("--style", help="collection or composer family the piece should sound like: bach, renaissance, "
-                                   "medieval, baroque, classical, romantic, modern, popular, folk, fiddle, other "
-                                   "(default: the model chooses)")
-    p.add_argument("--mood", help="calm, happy, sad, tense or energetic: sets valence and energy (default: the model "
-                                  "chooses)")
-    p.add_argument("--valence", type=float, metavar="V", help="0 (dark, dissonant, minor) to 1 (bright, consonant, "
-                                                             "major); overrides the mood's valence")
-    p.add_argument("--energy", type=float, metavar="E", help="0 (sparse, slow, soft) to 1 (dense, fast, loud); "
-                                                            "overrides the mood's energy")
+        epilog="Examples: cadenza compose --style bach --mood calm --bars 16 --seed 1 -o chorale.mid\n"
+               "  cadenza compose --style folk --energy 0.1,0.9@9 --bars 16 -o build-up.mid   (quiet, then busy "
+               "from bar 9)\n  cadenza compose --mood calm,energetic@9 -o two-moods.mid",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--style", help="collection or composer family the piece should sound like; the model's "
+                                   "tokenizer offers those with enough training pieces (the shipped model: bach, "
+                                   "renaissance, medieval, folk, fiddle; default: the model chooses)")
+    _moods(p)
     _length(p, "default 16")
     p.add_argument("--tempo", type=float, metavar="BPM", help="tempo in quarter notes per minute, 10 to 400 "
                                                               "(default: the model chooses)")
@@ -286,7 +315,8 @@ def register(subparsers) -> None:
                     "are the input's and which are Cadenza's. " + _OUT_NOTE)
     p.add_argument("input", metavar="IN.mid", help="the MIDI file to continue")
     _length(p, "new bar lines after the input's last note; default 8")
-    p.add_argument("--style", help="style token to condition on (default: other)")
+    p.add_argument("--style", help="style to condition on (default: the style the model finds likeliest for IN)")
+    _moods(p, "new segments")
     _common(p)
     p.set_defaults(func=_continue)
 
@@ -301,8 +331,7 @@ def register(subparsers) -> None:
     p.add_argument("input", metavar="MELODY.mid", help="the melody (any MIDI file; all its notes are kept)")
     p.add_argument("--voices", type=int, default=3, metavar="N",
                    help="accompanying voices sounding under each melody note, 1 to 6 (default 3)")
-    p.add_argument("--style", default="bach", help="style token to condition on (default: bach, for chorale "
-                                                   "harmony)")
+    p.add_argument("--style", default="bach", help="style to condition on (default: bach, for chorale harmony)")
     _common(p)
     p.set_defaults(func=_harmonize)
 
@@ -316,6 +345,7 @@ def register(subparsers) -> None:
                     "write first (the REMI order: shorter, then lower, first).")
     p.add_argument("input", metavar="IN.mid", help="the MIDI file to predict from")
     p.add_argument("--top", type=int, default=5, metavar="N", help="how many candidate notes to show (default 5)")
+    p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     _common(p, output=False)
     p.set_defaults(func=_predict)
 
