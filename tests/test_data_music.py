@@ -17,7 +17,7 @@ require("music21")
 from cadenza.cli import main
 from cadenza.codecs.music import MusicCodec, note_tuples
 from cadenza.data.format import open_split, read_meta
-from cadenza.data.music import (TPQ, build_midi, build_music21, m21_to_score, music21_sources, split_key,
+from cadenza.data.music import (TPQ, build_midi, build_music21, m21_to_score, music21_sources, normalise_title, split_groups,
                                 split_of)
 from cadenza.errors import ConfigError, DataError
 
@@ -63,7 +63,8 @@ def test_music21_build_writes_the_shared_format(corpus_dir):
             assert p[-1] == codec.eos_id and len(p) == int(r["tokens"])
             cond, _ = codec.parse_prefix(p)
             assert cond["key"] == r["key"] and cond["style"] == r["style"]
-            assert cond["valence"] == int(r["valence_level"]) and cond["energy"] == int(r["energy_level"])
+            kinds = [codec.token_type(i) for i in p]
+            assert kinds.count("Mood") == -(-kinds.count("Bar") // codec.config.segment_bars)
             assert codec.decode(p).note_num() == int(r["notes"])
     for r in rows:
         assert r["licence"] and r["composer"] and r["split"] in ("train", "val", "test")
@@ -110,13 +111,25 @@ def test_splits_are_by_piece_and_deterministic():
     splits = Counter(split_of(k) for k in keys)
     assert abs(splits["val"] / 20000 - 0.05) < 0.01 and abs(splits["test"] / 20000 - 0.05) < 0.01
     assert [split_of(k) for k in keys[:50]] == [split_of(k) for k in keys[:50]]
-    # the same tune in two books, or with "The" and punctuation, gets one split key
-    a = {"id": "oneills1850/0732-0758_bs.abc#741", "title": "The Humours of Glynn", "style": "fiddle"}
-    b = {"id": "oneills1850/0732-0758_mh.abc#741", "title": "Humours of Glynn.", "style": "fiddle"}
-    assert split_key(a, "title") == split_key(b, "title") != split_key(a, "id")
-    c = {"id": "bach/x.mxl", "title": "", "style": "bach", "melody": "abc123"}
-    assert split_key(c, "melody") == "bach|melody|abc123"
-    assert split_key(dict(c, melody=""), "melody") == "id|bach/x.mxl"
+    # versions of one tune share a group: titles normalised across collections, and openings
+    recs = [
+        {"id": "oneills/a#1", "title": "The Humours of Glynn", "collection": "oneills1850", "melody16": "x1"},
+        {"id": "ryans/b#2", "title": "Humours of Glynn.", "collection": "ryansMammoth", "melody16": "x2"},
+        {"id": "oneills/c#3", "title": "Farewell, Sweet Nora -- Jig", "collection": "oneills1850", "melody16": "x3"},
+        {"id": "airds/d#4", "title": "Farewell Sweet Nora.", "collection": "airdsAirs", "melody16": "x4"},
+        {"id": "essen/e#5", "title": "HEIL DIR IM SIEGERKRANZ", "collection": "essenFolksong", "melody16": "god"},
+        {"id": "misc/f#6", "title": "God Save the King", "collection": "misc", "melody16": "god"},
+        {"id": "essen/g#7", "title": "HEIL DIR IM SIEGERKRANZ", "collection": "essenFolksong", "melody16": "zz"},
+        {"id": "bach/h", "title": "", "collection": "bach", "melody16": "yy"},
+    ]
+    by = {"oneills1850": "title", "ryansMammoth": "title", "airdsAirs": "title"}
+    g = split_groups(recs, by)
+    assert g["oneills/a#1"] == g["ryans/b#2"] != g["oneills/c#3"]
+    assert g["oneills/c#3"] == g["airds/d#4"]
+    assert g["essen/e#5"] == g["misc/f#6"]                   # same opening, other title
+    assert g["essen/g#7"] != g["essen/e#5"]                  # Essen titles are not used (many are generic)
+    assert len(set(g.values())) == 5
+    assert normalise_title("Humours of Glynn, The -- Reel") == normalise_title("humours of glynn")
 
 
 def test_m21_conversion_ties_pickups_chord_symbols_and_dynamics():

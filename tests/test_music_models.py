@@ -67,7 +67,7 @@ def test_load_errors_name_the_problem(model_dir, tmp_path):
     other = tmp_path / "other"
     SparseTransformer(get_preset("tiny", vocab_size=700)).save(other)
     shutil.copy(model_dir / "tokenizer.json", other / "tokenizer.json")
-    with pytest.raises(ModelFileError, match="tokenizer.json has a vocabulary of 604 tokens but .*config.json says the model was built for 700"):
+    with pytest.raises(ModelFileError, match=r"tokenizer.json has a vocabulary of \d+ tokens but .*config.json says the model was built for 700"):
         M.load_model(other)
     (other / "config.json").write_text("[]")
     with pytest.raises(ModelFileError, match="config"):

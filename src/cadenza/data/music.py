@@ -194,17 +194,6 @@ def melody_signature(score, length: int = 32) -> str:
     return hashlib.sha1(",".join(map(str, np.diff(top))).encode()).hexdigest()[:12]
 
 
-def split_key(rec: dict, split_by: str) -> str:
-    """The string whose hash decides a piece's split."""
-    if split_by == "title":
-        title = normalise_title(rec.get("title", ""))
-        if title:
-            return f"{rec['style']}|title|{title}"
-    if split_by == "melody" and rec.get("melody"):
-        return f"{rec['style']}|melody|{rec['melody']}"
-    return f"id|{rec['id']}"
-
-
 def split_of(key: str, val_fraction: float = 0.05, test_fraction: float = 0.05) -> str:
     """Deterministic split of a piece from its split key: same key, same split, always."""
     h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
