@@ -187,3 +187,40 @@ def test_run_checks_rejects_short_pieces():
         cc.run_checks(mm, seeds=[0], bars=4, progress=False)
     with pytest.raises(CadenzaError):
         cc.run_checks(mm, seeds=[], bars=8, progress=False)
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "music_controls.py"
+    spec = importlib.util.spec_from_file_location("music_controls_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_writes_table_json_and_plot(tmp_path, capsys):
+    import json
+    import shutil
+
+    # a run folder whose model/ has no tokenizer: --tokenizer supplies it
+    run = tmp_path / "run"
+    shutil.copytree(mf.tiny_model_dir(), run / "model")
+    tok = tmp_path / "tokenizer.json"
+    (run / "model" / "tokenizer.json").rename(tok)
+    bench = _bench()
+    out = tmp_path / "res" / "controls"
+    assert bench.main(["--model", str(run), "--seeds", "1", "--bars", "8", "--out", str(out)]) == 2
+    assert "--tokenizer" in capsys.readouterr().err
+    assert bench.main(["--model", str(run), "--tokenizer", str(tok), "--seeds", "1", "--bars", "8",
+                       "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "target: forced key: >= 90% of notes in its scale" in text and "met)" in text
+    data = json.loads(out.with_suffix(".json").read_text())
+    mm = mf.tiny_model()
+    assert data["model"]["digest"] == mm.digest
+    assert "--seeds 1 --bars 8" in data["command"]
+    assert len(data["pieces"]["energy_high"]) == 1 and data["moods_follow"] is True
+    assert len(data["targets"]) == 7
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

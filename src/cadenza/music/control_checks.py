@@ -290,6 +290,8 @@ def measure_piece(mm, piece, settings: dict, switch: int | None = None) -> dict:
         "notes_per_bar": notes_per_bar(n), "bar_counts": bar_counts(n).tolist(),
         "segment_notes_per_bar": segment_notes_per_bar(n, S),
         "major_third_share": major_third_share(n), "thirds": third_counts(n),
+        "segment_major_third_share": [major_third_share(n, (b, min(b + S - 1, piece.bars)))
+                                      for b in range(1, piece.bars + 1, S)],
         "moods": [list(m) for m in found], "expected_moods": [list(m) for m in exp],
         "moods_follow": moods_follow(found, exp), "stopped": piece.stopped,
     }
