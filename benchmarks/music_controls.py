@@ -11,11 +11,16 @@ pieces the way ``compose`` does by default (grammar, top-p 0.95, int8 decoding) 
   target: the change shows from the segment after the switch (bars 9-16 vs 1-8; for
   energy >= 1.5x the notes per bar).
 
-It also checks that every piece's Mood tokens are the forced levels. See
+The baseline, measured in the same run: a piece per seed with nothing forced (its share of
+notes in the key forced for that seed, its notes per bar and major-third share). It also
+checks that every piece's Mood tokens are the forced levels. With ``--data DIR`` (a music
+dataset folder) it also measures the corpus's own test segments by their Mood levels: what
+a model that follows the corpus would reach (``control_checks.corpus_reference``). See
 ``cadenza.music.control_checks`` for the exact measures (notes by onset bar; thirds above
 the bass and between melody steps).
 
-    python benchmarks/music_controls.py --model models/cadenza-music-small --seeds 20 --bars 16
+    python benchmarks/music_controls.py --model models/cadenza-music-small --seeds 20 --bars 16 \\
+        --data data/music21
 
 ``--model`` is a model folder or a training run folder with ``model/`` in it; a folder without
 tokenizer.json needs ``--tokenizer FILE``. Prints a table and the targets; writes
@@ -95,7 +100,7 @@ def table(res: dict) -> str:
     seeds = res["settings"]["seeds"]
     sw = res["settings"]["switch_bar"]
     bars = res["settings"]["bars"]
-    head = (f"{'seed':>4} {'key':>3} {'in key':>6} | {'notes/bar E lo':>14} {'E hi':>5} {'hi/lo':>5} | "
+    head = (f"{'seed':>4} {'key':>3} {'in key':>6} {'free':>4} | {'notes/bar E lo':>14} {'E hi':>5} {'hi/lo':>5} | "
             f"{'maj3 V lo':>9} {'V hi':>4} | {'E up: 1-' + str(sw - 1):>10} {str(sw) + '-' + str(bars):>5} | "
             f"{'E down: 1-' + str(sw - 1):>12} {str(sw) + '-' + str(bars):>5} | "
             f"{'V up maj3: 1-' + str(sw - 1):>15} {str(sw) + '-' + str(bars):>5} | {'moods':>5}")
@@ -112,7 +117,7 @@ def table(res: dict) -> str:
         r = None if not lo["notes_per_bar"] else hi["notes_per_bar"] / lo["notes_per_bar"]
         ok = sum(P[c][i]["moods_follow"] for c in P)
         lines.append(
-            f"{seed:>4} {k['key']:>3} {pct(k['key_share']):>6} | {f2(lo['notes_per_bar'], 1):>14} "
+            f"{seed:>4} {k['key']:>3} {pct(k['key_share']):>6} {pct(row('free', i)['key_share']):>4} | {f2(lo['notes_per_bar'], 1):>14} "
             f"{f2(hi['notes_per_bar'], 1):>5} {f2(r):>5} | {pct(vl['major_third_share']):>9} "
             f"{pct(vh['major_third_share']):>4} | {f2(up['notes_per_bar_before'], 1):>10} "
             f"{f2(up['notes_per_bar_after'], 1):>5} | {f2(dn['notes_per_bar_before'], 1):>12} "
@@ -121,7 +126,7 @@ def table(res: dict) -> str:
     s = res["summary"]
     lines.append("-" * len(head))
     lines.append(
-        f"{'mean':>4} {'':>3} {pct(s['key_share_mean']):>6} | {f2(s['energy_low_notes_per_bar_mean'], 1):>14} "
+        f"{'mean':>4} {'':>3} {pct(s['key_share_mean']):>6} {pct(s['free_key_share_mean']):>4} | {f2(s['energy_low_notes_per_bar_mean'], 1):>14} "
         f"{f2(s['energy_high_notes_per_bar_mean'], 1):>5} {f2(s['energy_ratio']):>5} | "
         f"{pct(s['valence_low_major_third_share_mean']):>9} {pct(s['valence_high_major_third_share_mean']):>4} | "
         f"{f2(s['switch_energy_up_notes_per_bar_before_mean'], 1):>10} "
@@ -135,6 +140,9 @@ def table(res: dict) -> str:
                  f"segments either side of the switch (bars {max(1, sw - 4)}-{sw - 1} vs {sw}-{sw + 3}): "
                  f"energy up {f2(s['switch_energy_up_segment_ratio'])}x, down "
                  f"{f2(s['switch_energy_down_segment_ratio'])}x")
+    lines.append(f"free = the baseline, nothing forced (same seeds): its notes in the key forced for that seed; "
+                 f"{f2(s['free_notes_per_bar_mean'], 1)} notes per bar, "
+                 f"{pct(s['free_major_third_share_mean'])} major thirds")
     return "\n".join(lines)
 
 
@@ -154,18 +162,31 @@ def plot(res: dict, path, title: str) -> None:
 
     fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
     a = ax[0, 0]
-    a.boxplot([vals("energy_low", "notes_per_bar"), vals("energy_high", "notes_per_bar")])
-    a.set_xticks([1, 2], [f"energy {st['low']}", f"energy {st['high']}"])
+    a.boxplot([vals("energy_low", "notes_per_bar"), vals("energy_high", "notes_per_bar"),
+               vals("free", "notes_per_bar")])
+    a.set_xticks([1, 2, 3], [f"energy {st['low']}", f"energy {st['high']}", "nothing forced"])
+    ref = res.get("corpus_reference")
+    if ref and ref["energy"]:
+        e = ref["energy"]
+        a.scatter([1, 2], [e[min(e)], e[max(e)]], marker="D", color="C2", zorder=3,
+                  label=f"corpus test segments, energy level {min(e)} / {max(e)}")
     lo_mean = res["summary"]["energy_low_notes_per_bar_mean"]
     if lo_mean:
         a.axhline(ENERGY_TARGET * lo_mean, color="k", ls="--", lw=1,
                   label=f"target: {ENERGY_TARGET:g}x the low-energy mean")
+    if a.get_legend_handles_labels()[0]:
         a.legend(fontsize=8)
     a.set_ylabel("notes per bar")
     a.set_title("forced energy, same seeds")
     a = ax[0, 1]
-    a.boxplot([vals("valence_low", "major_third_share"), vals("valence_high", "major_third_share")])
-    a.set_xticks([1, 2], [f"valence {st['low']}", f"valence {st['high']}"])
+    a.boxplot([vals("valence_low", "major_third_share"), vals("valence_high", "major_third_share"),
+               vals("free", "major_third_share")])
+    a.set_xticks([1, 2, 3], [f"valence {st['low']}", f"valence {st['high']}", "nothing forced"])
+    if ref and ref["valence"]:
+        v = ref["valence"]
+        a.scatter([1, 2], [v[min(v)], v[max(v)]], marker="D", color="C2", zorder=3,
+                  label=f"corpus test segments, valence level {min(v)} / {max(v)}")
+        a.legend(fontsize=8)
     a.set_ylabel("major thirds / all thirds")
     a.set_ylim(-0.02, 1.02)
     a.set_title("forced valence, same seeds")
@@ -176,11 +197,14 @@ def plot(res: dict, path, title: str) -> None:
         a.scatter([i] * len(ys), ys, color="C0", alpha=0.7)
         if ys:
             a.plot([i - 0.3, i + 0.3], [statistics.fmean(ys)] * 2, color="C1", lw=2)
+        fs = [r["key_share"] for r in P["free"] if r["key"] == k and r["key_share"] is not None]
+        a.scatter([i + 0.15] * len(fs), fs, color="grey", marker="x", alpha=0.7,
+                  label="nothing forced (baseline)" if i == 0 else None)
     a.axhline(KEY_TARGET, color="k", ls="--", lw=1, label=f"target {KEY_TARGET:.0%}")
     a.set_xticks(range(len(keys)), keys)
     a.set_ylabel("share of notes in the key's scale")
-    a.set_ylim(min(0.5, a.get_ylim()[0]), 1.02)
     a.set_title("forced key (dots: seeds, bars: means)")
+    a.set_ylim(min(0.5, a.get_ylim()[0]), 1.02)
     a.legend(fontsize=8)
     a = ax[1, 0]
     bars = st["bars"]
@@ -218,6 +242,24 @@ def plot(res: dict, path, title: str) -> None:
     save_figure(fig, path)
 
 
+def corpus(args) -> dict | None:
+    """The corpus reference from ``--data`` (None without it)."""
+    if args.data is None:
+        return None
+    from cadenza.codecs.music import MusicCodec
+    from cadenza.music import evaluate as ev
+    from cadenza.music.control_checks import corpus_reference
+
+    d = Path(args.data)
+    if not (d / "tokenizer.json").is_file():
+        raise ConfigError(f"--data {args.data}: no tokenizer.json there; give a music dataset folder")
+    pieces = ev.load_pieces(d, "test")
+    pieces = [pieces[i] for i in ev.select_pieces(len(pieces), args.corpus_pieces, seed=0)]
+    ref = corpus_reference(MusicCodec.load(d / "tokenizer.json"), pieces)
+    ref["pieces"] = len(pieces)
+    return ref
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model folder or run folder with model/ (default: the default model)")
@@ -225,6 +267,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=20, help="seeds (default 20: seeds 0..19)")
     p.add_argument("--bars", type=int, default=16, help="bars per piece (default 16; at least two segments)")
     p.add_argument("--style", default=None, help="style of every piece (default: the model chooses)")
+    p.add_argument("--data", help="music dataset folder: also measure its test segments by Mood level")
+    p.add_argument("--corpus-pieces", type=int, default=300,
+                   help="test pieces for the corpus reference (default 300, drawn with seed 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the CLI)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output path without extension (.json and .png)")
     args = p.parse_args(argv)
@@ -249,13 +294,23 @@ def run(args, argv, work: Path) -> int:
     mm = load_model(with_tokenizer(model_dir, args.tokenizer, work))
     cfg = mm.model.config
     print(f"control checks: model {model_dir} ({mm.digest}, {mm.model.num_params() / 1e6:.2f}M parameters, "
-          f"context {cfg.max_len}), {mm.model.decode_weights} decoding; {args.seeds} seeds x 8 pieces of "
+          f"context {cfg.max_len}), {mm.model.decode_weights} decoding; {args.seeds} seeds x 9 pieces of "
           f"{args.bars} bars; {args.threads} thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+    ref = corpus(args)
     t0 = time.perf_counter()
     res = run_checks(mm, list(range(args.seeds)), bars=args.bars, style=args.style, progress=True)
     elapsed = time.perf_counter() - t0
     print()
     print(table(res))
+    if ref is not None and ref["energy"] and ref["valence"]:
+        e, v = ref["energy"], ref["valence"]
+        lo, hi = min(e), max(e)
+        print(f"corpus reference ({ref['segments']} segments of {ref['pieces']} test pieces of {args.data}): "
+              f"notes per bar at energy level {lo} / {hi}: {f2(e[lo], 1)} / {f2(e[hi], 1)} "
+              f"({f2(e[hi] / e[lo] if e[lo] else None)}x); major-third share at valence level "
+              f"{min(v)} / {max(v)}: {pct(v[min(v)])} / {pct(v[max(v)])}")
+    if ref is not None:
+        res["corpus_reference"] = ref
     print()
     for t in res["targets"]:
         print(f"  target: {t['target']}: {t['value']} ({'met' if t['met'] else 'NOT met'})")

@@ -130,6 +130,17 @@ def test_expected_moods_follow_the_plan():
     assert not cc.moods_follow([(0, 3, 0), (4, 1, 0), (8, 2, 4)], exp)
 
 
+def test_corpus_reference_measures_real_segments_by_level():
+    c = mf.codec()
+    pieces = [c.encode(s, style="bach") for s in mf.corpus_scores()[:2]]
+    ref = cc.corpus_reference(c, pieces)
+    moods = sum(1 for ids in pieces for i in ids if c.token(int(i)).startswith("Mood_"))
+    assert ref["segments"] == moods > 0
+    assert sum(ref["energy_segments"].values()) == moods
+    assert all(0 <= k < c.config.levels for k in ref["energy"]) and all(v > 0 for v in ref["energy"].values())
+    assert all(0 <= v <= 1 for v in ref["valence"].values())   # four-voice chorales: thirds everywhere
+
+
 @pytest.fixture(scope="module")
 def checks():
     mm = mf.tiny_model()
@@ -139,10 +150,12 @@ def checks():
 def test_run_checks_on_the_tiny_model(checks):
     mm, res = checks
     pieces = res["pieces"]
-    assert set(pieces) == {"key", "energy_low", "energy_high", "valence_low", "valence_high",
+    assert set(pieces) == {"key", "free", "energy_low", "energy_high", "valence_low", "valence_high",
                            "switch_energy_up", "switch_energy_down", "switch_valence_up"}
     assert all(len(rows) == 2 for rows in pieces.values())
     assert [r["key"] for r in pieces["key"]] == ["C", "G"]
+    assert [r["key"] for r in pieces["free"]] == ["C", "G"]          # the baseline, measured in the same keys
+    assert all(m[1:] == [None, None] for r in pieces["free"] for m in r["expected_moods"])
     assert res["settings"]["switch_bar"] == 5
     for rows in pieces.values():
         for r in rows:

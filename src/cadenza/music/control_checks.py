@@ -67,11 +67,11 @@ class Notes:
         """Mask of the notes starting in ``bars`` = (first, last), 1-based and inclusive (None: all)."""
         if bars is None:
             return np.ones(len(self.pitch), dtype=bool)
-        lo, hi = _bar_range(bars, self.n_bars)
+        lo, hi = _bar_range(bars)
         return (self.bar >= lo - 1) & (self.bar <= hi - 1)
 
 
-def _bar_range(bars, n_bars: int) -> tuple[int, int]:
+def _bar_range(bars) -> tuple[int, int]:
     lo, hi = (int(b) for b in bars)
     if not 1 <= lo <= hi:
         raise ConfigError(f"a bar range runs from bar 1 up (first <= last), not {bars!r}")
@@ -163,7 +163,7 @@ def notes_per_bar(x, bars=None) -> float | None:
     n = _as_notes(x)
     counts = bar_counts(n)
     if bars is not None:
-        lo, hi = _bar_range(bars, n.n_bars)
+        lo, hi = _bar_range(bars)
         counts = counts[lo - 1: hi]
     return float(counts.mean()) if len(counts) else None
 
@@ -267,6 +267,8 @@ def _pieces(mm, seeds, bars, style, switch):
     jobs = []
     for k, seed in enumerate(seeds):
         jobs.append(("key", seed, {"key": KEYS[k % len(KEYS)]}))
+    for seed in seeds:     # the baseline: nothing forced
+        jobs.append(("free", seed, {}))
     for name, ctl in (("energy", "energy"), ("valence", "valence")):
         for level, v in (("low", lo), ("high", hi)):
             for seed in seeds:
@@ -279,8 +281,9 @@ def _pieces(mm, seeds, bars, style, switch):
     return [(c, s, dict(kw, style=style, bars=bars)) for c, s, kw in jobs]
 
 
-def measure_piece(mm, piece, settings: dict, switch: int | None = None) -> dict:
-    """Every number ``run_checks`` keeps about one composed piece."""
+def measure_piece(mm, piece, settings: dict, switch: int | None = None, ref_key=None) -> dict:
+    """Every number ``run_checks`` keeps about one composed piece (``ref_key``: a key to
+    measure the share of notes in when none was forced)."""
     n = notes_of(piece)
     found = piece_moods(mm, piece)
     exp = expected_moods(mm.codec, piece.bars, settings.get("valence"), settings.get("energy"))
@@ -295,9 +298,10 @@ def measure_piece(mm, piece, settings: dict, switch: int | None = None) -> dict:
         "moods": [list(m) for m in found], "expected_moods": [list(m) for m in exp],
         "moods_follow": moods_follow(found, exp), "stopped": piece.stopped,
     }
-    if settings.get("key") is not None:
-        row["key"] = settings["key"]
-        row["key_share"] = key_share(n, settings["key"])
+    key = settings.get("key") or ref_key
+    if key is not None:
+        row["key"] = key
+        row["key_share"] = key_share(n, key)
     if switch is not None:
         before, after = (1, switch - 1), (switch, piece.bars)
         row["switch_bar"] = switch
@@ -316,7 +320,8 @@ def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, tem
     """Compose with forced controls and test the targets (see the module docstring).
 
     Per seed (``seeds``, a list of ints): a piece in a forced key (``KEYS`` in turn; tempo,
-    metre and moods chosen by the model); pieces with energy 0.1 and 0.9, and valence 0.1
+    metre and moods chosen by the model); the baseline, a piece with nothing forced ("free",
+    measured against the same key: what the key share is without the control); pieces with energy 0.1 and 0.9, and valence 0.1
     and 0.9 (the other control free); and switches at ``switch_bar(bars)`` (bar 9 of 16):
     energy low->high and high->low, valence low->high. ``bars`` pieces each, ``style`` for
     all (None: the model chooses). Returns {"settings", "pieces": {case: [row per seed]},
@@ -335,13 +340,15 @@ def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, tem
                           f"not {bars!r}")
     switch = switch_bar(bars, S)
     jobs = _pieces(mm, seeds, bars, style, switch)
+    key_of = {s: KEYS[k % len(KEYS)] for k, s in enumerate(seeds)}
     pieces: dict[str, list] = {}
     with tqdm(total=len(jobs), desc="control checks", unit="piece", disable=not progress,
               dynamic_ncols=True) as bar:
         for case, seed, kw in jobs:
             bar.set_postfix_str(f"{case} seed {seed}", refresh=False)
             piece = compose(mm, seed=seed, temperature=temperature, top_p=top_p, **kw)
-            row = measure_piece(mm, piece, kw, switch if case.startswith("switch") else None)
+            ref = key_of[seed] if case == "free" else None
+            row = measure_piece(mm, piece, kw, switch if case.startswith("switch") else None, ref_key=ref)
             row["seed"] = seed
             pieces.setdefault(case, []).append(row)
             bar.update(1)
@@ -363,6 +370,9 @@ def summarize(pieces: dict) -> tuple[dict, list]:
     s["key_share_mean"] = _mean(col("key", "key_share"))
     s["key_share_median"] = _median(col("key", "key_share"))
     s["key_share_min"] = min((x for x in col("key", "key_share") if x is not None), default=None)
+    s["free_key_share_mean"] = _mean(col("free", "key_share"))
+    s["free_notes_per_bar_mean"] = _mean(col("free", "notes_per_bar"))
+    s["free_major_third_share_mean"] = _mean(col("free", "major_third_share"))
     s["key_share_by_key"] = {k: _mean([r["key_share"] for r in key_rows if r["key"] == k])
                              for k in dict.fromkeys(r["key"] for r in key_rows)}
     for case in ("energy_low", "energy_high", "valence_low", "valence_high"):
@@ -408,7 +418,7 @@ def summarize(pieces: dict) -> tuple[dict, list]:
         targets.append({"target": name, "value": value, "met": bool(met)})
 
     target(f"forced key: >= {KEY_TARGET:.0%} of notes in its scale (mean over seeds)",
-           pct(s["key_share_mean"]), s["key_share_mean"] is not None and s["key_share_mean"] >= KEY_TARGET)
+           f"{pct(s['key_share_mean'])} (nothing forced: {pct(s['free_key_share_mean'])})", s["key_share_mean"] is not None and s["key_share_mean"] >= KEY_TARGET)
     er = s["energy_ratio"]
     target(f"energy {HIGH} vs {LOW}: >= {ENERGY_TARGET:g}x the notes per bar",
            f"{num(er)}x ({num(s['energy_high_notes_per_bar_mean'])} vs {num(s['energy_low_notes_per_bar_mean'])})",
@@ -431,3 +441,36 @@ def summarize(pieces: dict) -> tuple[dict, list]:
     n_ok, n_all = (int(x) for x in s["moods_follow"].split("/"))
     target("every segment's Mood token is the forced level", s["moods_follow"], n_all > 0 and n_ok == n_all)
     return s, targets
+
+
+# --------------------------------------------------------------------------- the corpus as reference
+def corpus_reference(codec, pieces, tempo: float = 120.0) -> dict:
+    """What the same measures give on real segments, by the Mood level the codec gave them:
+    {"energy": {level: mean notes per bar}, "valence": {level: mean major-third share},
+    "segments": n}. ``pieces`` are token sequences of the codec (e.g. a dataset's test split,
+    ``cadenza.music.evaluate.load_pieces``). Shows what a model that follows the corpus
+    would reach (level 0 is what 0.1 forces, the top level what 0.9 forces)."""
+    from cadenza.music.grammar import Remi, RemiState
+
+    remi = Remi(codec)
+    S = int(codec.config.segment_bars)
+    npb: dict[int, list] = {}
+    thirds: dict[int, list] = {}
+    n_seg = 0
+    for ids in pieces:
+        ids = [int(i) for i in ids]
+        st = RemiState(remi).feed_all(ids)
+        if not st.bars:
+            continue
+        n = notes_of(codec.decode(ids, tempo=tempo), n_bars=st.bars)
+        for b, v, e in st.moods:
+            rng = (b + 1, min(b + S, st.bars))
+            n_seg += 1
+            npb.setdefault(int(e), []).append(notes_per_bar(n, rng))
+            share = major_third_share(n, rng)
+            if share is not None:
+                thirds.setdefault(int(v), []).append(share)
+    return {"energy": {k: _mean(v) for k, v in sorted(npb.items())},
+            "valence": {k: _mean(v) for k, v in sorted(thirds.items())},
+            "energy_segments": {k: len(v) for k, v in sorted(npb.items())},
+            "valence_segments": {k: len(v) for k, v in sorted(thirds.items())}, "segments": n_seg}
