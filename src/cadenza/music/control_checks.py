@@ -1,0 +1,476 @@
+"""Does the music model follow its controls? Measures on composed pieces, and the checks.
+
+The measures read notes (drums left out) from a symusic score or a ``Piece``; a note's bar is
+the bar its onset falls in, from the score's time signatures (bars counted from tick 0):
+
+- ``key_share(notes, key)``: the share of notes whose pitch class is in the key's scale,
+  counting notes (not durations): the major scale for a major key; for a minor key the
+  natural minor plus the raised seventh (``_MAJOR_SCALE`` / ``_MINOR_SCALE`` of the codec).
+- ``bar_counts(notes)``: notes starting in each bar; ``notes_per_bar`` their mean over the
+  piece's bars or a range of them (empty bars count as 0), ``segment_notes_per_bar`` per
+  segment (bars 1-4, 5-8, ... for 4-bar segments).
+- ``major_third_share(notes)``: major thirds / (minor + major thirds), from two pooled counts:
+
+  * harmony: at every onset time, the distinct pitches sounding then (notes with
+    onset <= t < end) are measured above the lowest of them (the bass): an interval of
+    3 semitones mod 12 is a minor third (also a minor tenth), 4 a major third;
+  * melody: the melody line is the highest note starting at each onset; each step between
+    consecutive onsets, |p[k+1] - p[k]| mod 12, counts the same way.
+
+  Intervals are taken above the bass rather than between every pair of sounding notes
+  because every pair cannot tell a major triad from a minor one (C-E-G and C-Eb-G each hold
+  one third of each size); above the bass, a major triad counts one major third, a minor
+  triad one minor third. A single line (no two notes sounding together) is measured by its
+  melodic steps alone. ``third_counts`` gives the four counts, for inspection.
+
+``run_checks`` composes pieces with forced controls (the way ``compose`` does by default:
+grammar, top-p 0.95, int8 decoding) and tests the targets of issue 10's "Controls followed":
+a forced key keeps >= 90% of notes in its scale; forced energy high vs low gives >= 2x the
+notes per bar; forced valence high vs low raises the major-third share; and a control
+switched mid-piece shows its change from the segment after the switch. The same seeds are
+used for the low and high version of a control, so each pair shares its prefix (style, key,
+tempo, metre are sampled before the first Mood token) and differs only by the control.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+
+from cadenza.codecs.music import _MAJOR_SCALE, _MINOR_SCALE, parse_key
+from cadenza.errors import ConfigError
+
+KEYS = ("C", "G", "D", "F", "Am", "Em", "Dm")
+LOW, HIGH = 0.1, 0.9
+KEY_TARGET = 0.90            # share of notes in the forced key's scale (mean over seeds)
+ENERGY_TARGET = 2.0          # notes per bar, high energy / low energy
+SWITCH_ENERGY_TARGET = 1.5   # notes per bar after / before a switch (before / after for a switch down)
+
+
+# --------------------------------------------------------------------------- notes
+@dataclass(frozen=True)
+class Notes:
+    """The pitched notes of a piece as arrays (ticks), each with the 0-based bar of its onset."""
+
+    onset: np.ndarray
+    end: np.ndarray
+    pitch: np.ndarray
+    bar: np.ndarray
+    n_bars: int
+
+    def __len__(self) -> int:
+        return len(self.pitch)
+
+    def in_bars(self, bars=None) -> np.ndarray:
+        """Mask of the notes starting in ``bars`` = (first, last), 1-based and inclusive (None: all)."""
+        if bars is None:
+            return np.ones(len(self.pitch), dtype=bool)
+        lo, hi = _bar_range(bars)
+        return (self.bar >= lo - 1) & (self.bar <= hi - 1)
+
+
+def _bar_range(bars) -> tuple[int, int]:
+    lo, hi = (int(b) for b in bars)
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"a bar range runs from bar 1 up (first <= last), not {bars!r}")
+    return lo, hi
+
+
+def _bar_starts(score, until: int) -> np.ndarray:
+    """Start ticks of every bar up to tick ``until`` (at least one bar), from the time signatures."""
+    tpq = int(score.ticks_per_quarter)
+    sigs = sorted((int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures) or [(0, 4, 4)]
+    if sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))
+    starts = []
+    t = 0
+    k = 0
+    while t <= until or not starts:
+        while k + 1 < len(sigs) and sigs[k + 1][0] <= t:
+            k += 1
+        starts.append(t)
+        _, num, den = sigs[k]
+        t += max(1, num * tpq * 4 // den)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def notes_of(x, n_bars: int | None = None) -> Notes:
+    """The pitched notes of a symusic score (tick time) or a ``Piece`` (its decoded score).
+
+    ``n_bars``: how many bars the piece has (default: a Piece's ``bars``; for a score, up to
+    the bar of the last onset), so trailing empty bars count in ``notes_per_bar``."""
+    if hasattr(x, "ids") and hasattr(x, "score"):     # a Piece
+        if n_bars is None:
+            n_bars = int(x.bars)
+        x = x.score()
+    score = x
+    if not str(getattr(score, "ttype", "tick")).lower().endswith("tick"):
+        score = score.to("tick")
+    on, du, pi = [], [], []
+    for t in score.tracks:
+        if t.is_drum:
+            continue
+        for n in t.notes:
+            on.append(int(n.time))
+            du.append(max(1, int(n.duration)))
+            pi.append(int(n.pitch))
+    onset = np.asarray(on, dtype=np.int64)
+    order = np.lexsort((np.asarray(pi, dtype=np.int64), onset)) if len(onset) else np.zeros(0, dtype=np.int64)
+    onset = onset[order]
+    end = onset + np.asarray(du, dtype=np.int64)[order]
+    pitch = np.asarray(pi, dtype=np.int64)[order]
+    starts = _bar_starts(score, int(onset.max()) if len(onset) else 0)
+    bar = np.searchsorted(starts, onset, side="right") - 1
+    if n_bars is None:
+        n_bars = int(bar.max()) + 1 if len(bar) else 0
+    return Notes(onset=onset, end=end, pitch=pitch, bar=bar.astype(np.int64), n_bars=int(n_bars))
+
+
+def _as_notes(x) -> Notes:
+    return x if isinstance(x, Notes) else notes_of(x)
+
+
+# --------------------------------------------------------------------------- key
+def scale_pitch_classes(key) -> frozenset[int]:
+    """Pitch classes of a key ("C", "F#m", "Bb minor" or (tonic, mode)): the major scale, or
+    natural minor plus the raised seventh."""
+    tonic, mode = parse_key(key) if isinstance(key, str) else key
+    steps = _MAJOR_SCALE if mode == "major" else _MINOR_SCALE
+    return frozenset((int(tonic) + s) % 12 for s in steps)
+
+
+def key_share(x, key, bars=None) -> float | None:
+    """Share of notes (starting in ``bars``) whose pitch class is in ``key``'s scale; None without notes."""
+    n = _as_notes(x)
+    p = n.pitch[n.in_bars(bars)]
+    if not len(p):
+        return None
+    return float(np.isin(p % 12, sorted(scale_pitch_classes(key))).mean())
+
+
+# --------------------------------------------------------------------------- density
+def bar_counts(x) -> np.ndarray:
+    """Notes starting in each bar of the piece (length ``n_bars``)."""
+    n = _as_notes(x)
+    return np.bincount(n.bar[n.bar < n.n_bars], minlength=n.n_bars)[: n.n_bars] if n.n_bars else np.zeros(0, int)
+
+
+def notes_per_bar(x, bars=None) -> float | None:
+    """Mean notes starting per bar over the piece's bars, or over ``bars`` = (first, last)
+    (1-based, inclusive; only bars the piece has). None for a piece of no bars."""
+    n = _as_notes(x)
+    counts = bar_counts(n)
+    if bars is not None:
+        lo, hi = _bar_range(bars)
+        counts = counts[lo - 1: hi]
+    return float(counts.mean()) if len(counts) else None
+
+
+def segment_notes_per_bar(x, segment_bars: int = 4) -> list[float]:
+    """``notes_per_bar`` of each segment: bars 1..S, S+1..2S, ... (the last may be shorter)."""
+    counts = bar_counts(_as_notes(x))
+    return [float(counts[i: i + segment_bars].mean()) for i in range(0, len(counts), segment_bars)]
+
+
+# --------------------------------------------------------------------------- thirds
+def third_counts(x, bars=None) -> dict[str, int]:
+    """Minor (3 semitones mod 12) and major (4) thirds, harmonic (above the bass at every onset)
+    and melodic (steps of the top line), for onsets in ``bars``; see the module docstring."""
+    n = _as_notes(x)
+    sel = n.in_bars(bars)
+    out = {"harmonic_minor": 0, "harmonic_major": 0, "melodic_minor": 0, "melodic_major": 0}
+    if not sel.any():
+        return out
+    times = np.unique(n.onset[sel])
+    # Harmony: pitches sounding at each onset time, above the lowest one.
+    for t in times:
+        sounding = np.unique(n.pitch[(n.onset <= t) & (n.end > t)])
+        if len(sounding) > 1:
+            iv = (sounding[1:] - sounding[0]) % 12
+            out["harmonic_minor"] += int((iv == 3).sum())
+            out["harmonic_major"] += int((iv == 4).sum())
+    # Melody: the highest note starting at each onset, step by step.
+    on, pi = n.onset[sel], n.pitch[sel]
+    top = np.array([pi[on == t].max() for t in times], dtype=np.int64)
+    steps = np.abs(np.diff(top)) % 12
+    out["melodic_minor"] = int((steps == 3).sum())
+    out["melodic_major"] = int((steps == 4).sum())
+    return out
+
+
+def major_third_share(x, bars=None) -> float | None:
+    """Major thirds / (minor + major thirds), harmonic and melodic pooled (see the module
+    docstring); None where the notes hold no third."""
+    c = third_counts(x, bars)
+    minor = c["harmonic_minor"] + c["melodic_minor"]
+    major = c["harmonic_major"] + c["melodic_major"]
+    return major / (minor + major) if minor + major else None
+
+
+# --------------------------------------------------------------------------- composing and checking
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return float(statistics.fmean(xs)) if xs else None
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return float(statistics.median(xs)) if xs else None
+
+
+def _ratio(a, b):
+    if a is None or b is None:
+        return None
+    return float(a / b) if b else (float("inf") if a else None)
+
+
+def piece_moods(mm, piece) -> list[tuple[int, int, int]]:
+    """The Mood tokens a piece holds: [(0-based bar, valence level, energy level)]."""
+    from cadenza.music.generate import remi_for
+    from cadenza.music.grammar import RemiState
+
+    return list(RemiState(remi_for(mm.codec), record=True).feed_all(piece.ids).moods)
+
+
+def expected_moods(codec, n_bars: int, valence=None, energy=None) -> list[tuple[int, int | None, int | None]]:
+    """The levels a plan forces at each segment: [(0-based first bar, valence, energy)], None where free."""
+    from cadenza.music.controls import MoodPlan
+
+    plan = MoodPlan.make(valence=valence, energy=energy)
+    S = int(codec.config.segment_bars)
+    return [(b, *plan.levels_at(codec, b + 1)) for b in range(0, n_bars, S)]
+
+
+def moods_follow(found, expected) -> bool:
+    """Every segment has its Mood token and each forced level is the one written."""
+    if len(found) != len(expected):
+        return False
+    for (b, v, e), (b2, v2, e2) in zip(found, expected):
+        if b != b2 or (v2 is not None and v != v2) or (e2 is not None and e != e2):
+            return False
+    return True
+
+
+def switch_bar(n_bars: int, segment_bars: int) -> int:
+    """Where the mid-piece switch goes: the first segment start at or after the middle bar
+    (bar 9 of 16, bar 5 of 8, with 4-bar segments)."""
+    S = int(segment_bars)
+    half = n_bars // 2
+    return -(-half // S) * S + 1
+
+
+def _pieces(mm, seeds, bars, style, switch):
+    """The compositions of ``run_checks``: (case, seed, compose settings) in order."""
+    lo, hi = LOW, HIGH
+    jobs = []
+    for k, seed in enumerate(seeds):
+        jobs.append(("key", seed, {"key": KEYS[k % len(KEYS)]}))
+    for seed in seeds:     # the baseline: nothing forced
+        jobs.append(("free", seed, {}))
+    for name, ctl in (("energy", "energy"), ("valence", "valence")):
+        for level, v in (("low", lo), ("high", hi)):
+            for seed in seeds:
+                jobs.append((f"{name}_{level}", seed, {ctl: v}))
+    for case, ctl, plan in (("switch_energy_up", "energy", f"{lo},{hi}@{switch}"),
+                            ("switch_energy_down", "energy", f"{hi},{lo}@{switch}"),
+                            ("switch_valence_up", "valence", f"{lo},{hi}@{switch}")):
+        for seed in seeds:
+            jobs.append((case, seed, {ctl: plan}))
+    return [(c, s, dict(kw, style=style, bars=bars)) for c, s, kw in jobs]
+
+
+def measure_piece(mm, piece, settings: dict, switch: int | None = None, ref_key=None) -> dict:
+    """Every number ``run_checks`` keeps about one composed piece (``ref_key``: a key to
+    measure the share of notes in when none was forced)."""
+    n = notes_of(piece)
+    found = piece_moods(mm, piece)
+    exp = expected_moods(mm.codec, piece.bars, settings.get("valence"), settings.get("energy"))
+    S = int(mm.codec.config.segment_bars)
+    row = {
+        "bars": int(piece.bars), "notes": len(n), "conditioning": piece.conditioning,
+        "notes_per_bar": notes_per_bar(n), "bar_counts": bar_counts(n).tolist(),
+        "segment_notes_per_bar": segment_notes_per_bar(n, S),
+        "major_third_share": major_third_share(n), "thirds": third_counts(n),
+        "segment_major_third_share": [major_third_share(n, (b, min(b + S - 1, piece.bars)))
+                                      for b in range(1, piece.bars + 1, S)],
+        "moods": [list(m) for m in found], "expected_moods": [list(m) for m in exp],
+        "moods_follow": moods_follow(found, exp), "stopped": piece.stopped,
+    }
+    key = settings.get("key") or ref_key
+    if key is not None:
+        row["key"] = key
+        row["key_share"] = key_share(n, key)
+    if switch is not None:
+        before, after = (1, switch - 1), (switch, piece.bars)
+        row["switch_bar"] = switch
+        row["notes_per_bar_before"] = notes_per_bar(n, before)
+        row["notes_per_bar_after"] = notes_per_bar(n, after)
+        row["major_third_share_before"] = major_third_share(n, before)
+        row["major_third_share_after"] = major_third_share(n, after)
+        # the segments either side of the switch only
+        row["notes_per_bar_segment_before"] = notes_per_bar(n, (max(1, switch - S), switch - 1))
+        row["notes_per_bar_segment_after"] = notes_per_bar(n, (switch, min(piece.bars, switch + S - 1)))
+    return row
+
+
+def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, temperature: float = 1.0,
+               top_p: float | None = 0.95) -> dict:
+    """Compose with forced controls and test the targets (see the module docstring).
+
+    Per seed (``seeds``, a list of ints): a piece in a forced key (``KEYS`` in turn; tempo,
+    metre and moods chosen by the model); the baseline, a piece with nothing forced ("free",
+    measured against the same key: what the key share is without the control); pieces with energy 0.1 and 0.9, and valence 0.1
+    and 0.9 (the other control free); and switches at ``switch_bar(bars)`` (bar 9 of 16):
+    energy low->high and high->low, valence low->high. ``bars`` pieces each, ``style`` for
+    all (None: the model chooses). Returns {"settings", "pieces": {case: [row per seed]},
+    "summary": {...}, "targets": [{"target", "value", "met"}], "moods_follow": bool}.
+    """
+    from tqdm import tqdm
+
+    from cadenza.music.generate import compose
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("run_checks needs at least one seed")
+    S = int(mm.codec.config.segment_bars)
+    if isinstance(bars, bool) or not isinstance(bars, int) or bars < 2 * S:
+        raise ConfigError(f"the control checks need pieces of at least {2 * S} bars (two {S}-bar segments), "
+                          f"not {bars!r}")
+    switch = switch_bar(bars, S)
+    jobs = _pieces(mm, seeds, bars, style, switch)
+    key_of = {s: KEYS[k % len(KEYS)] for k, s in enumerate(seeds)}
+    pieces: dict[str, list] = {}
+    with tqdm(total=len(jobs), desc="control checks", unit="piece", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for case, seed, kw in jobs:
+            bar.set_postfix_str(f"{case} seed {seed}", refresh=False)
+            piece = compose(mm, seed=seed, temperature=temperature, top_p=top_p, **kw)
+            ref = key_of[seed] if case == "free" else None
+            row = measure_piece(mm, piece, kw, switch if case.startswith("switch") else None, ref_key=ref)
+            row["seed"] = seed
+            pieces.setdefault(case, []).append(row)
+            bar.update(1)
+    summary, targets = summarize(pieces)
+    return {"settings": {"seeds": seeds, "bars": bars, "style": style, "switch_bar": switch, "low": LOW,
+                         "high": HIGH, "keys": list(KEYS), "temperature": temperature, "top_p": top_p,
+                         "segment_bars": S, "decode_weights": mm.model.decode_weights},
+            "pieces": pieces, "summary": summary, "targets": targets,
+            "moods_follow": all(r["moods_follow"] for rows in pieces.values() for r in rows)}
+
+
+def summarize(pieces: dict) -> tuple[dict, list]:
+    """Means / medians over seeds and the targets, from ``run_checks``'s per-piece rows."""
+    def col(case, k):
+        return [r.get(k) for r in pieces.get(case, [])]
+
+    s: dict = {}
+    key_rows = pieces.get("key", [])
+    s["key_share_mean"] = _mean(col("key", "key_share"))
+    s["key_share_median"] = _median(col("key", "key_share"))
+    s["key_share_min"] = min((x for x in col("key", "key_share") if x is not None), default=None)
+    s["free_key_share_mean"] = _mean(col("free", "key_share"))
+    s["free_notes_per_bar_mean"] = _mean(col("free", "notes_per_bar"))
+    s["free_major_third_share_mean"] = _mean(col("free", "major_third_share"))
+    s["key_share_by_key"] = {k: _mean([r["key_share"] for r in key_rows if r["key"] == k])
+                             for k in dict.fromkeys(r["key"] for r in key_rows)}
+    for case in ("energy_low", "energy_high", "valence_low", "valence_high"):
+        s[f"{case}_notes_per_bar_mean"] = _mean(col(case, "notes_per_bar"))
+        s[f"{case}_notes_per_bar_median"] = _median(col(case, "notes_per_bar"))
+        s[f"{case}_major_third_share_mean"] = _mean(col(case, "major_third_share"))
+        s[f"{case}_major_third_share_median"] = _median(col(case, "major_third_share"))
+    s["energy_ratio"] = _ratio(s["energy_high_notes_per_bar_mean"], s["energy_low_notes_per_bar_mean"])
+    s["energy_ratio_median_per_seed"] = _median(
+        [_ratio(h, lo) for h, lo in zip(col("energy_high", "notes_per_bar"), col("energy_low", "notes_per_bar"))])
+    hv, lv = col("valence_high", "major_third_share"), col("valence_low", "major_third_share")
+    s["valence_delta"] = (None if s["valence_high_major_third_share_mean"] is None
+                          or s["valence_low_major_third_share_mean"] is None
+                          else s["valence_high_major_third_share_mean"] - s["valence_low_major_third_share_mean"])
+    pairs = [(h, lo) for h, lo in zip(hv, lv) if h is not None and lo is not None]
+    s["valence_seeds_higher"] = f"{sum(h > lo for h, lo in pairs)}/{len(pairs)}"
+    for case in ("switch_energy_up", "switch_energy_down", "switch_valence_up"):
+        for k in ("notes_per_bar_before", "notes_per_bar_after", "major_third_share_before",
+                  "major_third_share_after", "notes_per_bar_segment_before", "notes_per_bar_segment_after"):
+            s[f"{case}_{k}_mean"] = _mean(col(case, k))
+    up, down = "switch_energy_up", "switch_energy_down"
+    s["switch_energy_up_ratio"] = _ratio(s[f"{up}_notes_per_bar_after_mean"], s[f"{up}_notes_per_bar_before_mean"])
+    s["switch_energy_down_ratio"] = _ratio(s[f"{down}_notes_per_bar_before_mean"],
+                                           s[f"{down}_notes_per_bar_after_mean"])
+    s["switch_energy_up_segment_ratio"] = _ratio(s[f"{up}_notes_per_bar_segment_after_mean"],
+                                                 s[f"{up}_notes_per_bar_segment_before_mean"])
+    s["switch_energy_down_segment_ratio"] = _ratio(s[f"{down}_notes_per_bar_segment_before_mean"],
+                                                   s[f"{down}_notes_per_bar_segment_after_mean"])
+    vb, va = s["switch_valence_up_major_third_share_before_mean"], s["switch_valence_up_major_third_share_after_mean"]
+    s["switch_valence_delta"] = None if vb is None or va is None else va - vb
+    s["moods_follow"] = f"{sum(r['moods_follow'] for rows in pieces.values() for r in rows)}/" \
+                        f"{sum(len(rows) for rows in pieces.values())}"
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    def num(x, f=".2f"):
+        return "n/a" if x is None else format(x, f)
+
+    targets = []
+
+    def target(name, value, met):
+        targets.append({"target": name, "value": value, "met": bool(met)})
+
+    target(f"forced key: >= {KEY_TARGET:.0%} of notes in its scale (mean over seeds)",
+           f"{pct(s['key_share_mean'])} (nothing forced: {pct(s['free_key_share_mean'])})", s["key_share_mean"] is not None and s["key_share_mean"] >= KEY_TARGET)
+    er = s["energy_ratio"]
+    target(f"energy {HIGH} vs {LOW}: >= {ENERGY_TARGET:g}x the notes per bar",
+           f"{num(er)}x ({num(s['energy_high_notes_per_bar_mean'])} vs {num(s['energy_low_notes_per_bar_mean'])})",
+           er is not None and er >= ENERGY_TARGET)
+    dv = s["valence_delta"]
+    target(f"valence {HIGH} vs {LOW}: a higher major-third share",
+           f"{pct(s['valence_high_major_third_share_mean'])} vs {pct(s['valence_low_major_third_share_mean'])} "
+           f"(higher in {s['valence_seeds_higher']} seeds)", dv is not None and dv > 0)
+    for case, ratio, b, a in (("up", s["switch_energy_up_ratio"], s[f"{up}_notes_per_bar_before_mean"],
+                               s[f"{up}_notes_per_bar_after_mean"]),
+                              ("down", s["switch_energy_down_ratio"], s[f"{down}_notes_per_bar_before_mean"],
+                               s[f"{down}_notes_per_bar_after_mean"])):
+        arrow = f"{LOW}->{HIGH}" if case == "up" else f"{HIGH}->{LOW}"
+        target(f"energy switch {arrow}: >= {SWITCH_ENERGY_TARGET:g}x notes per bar from the switch segment on",
+               f"{num(ratio)}x (before {num(b)}, after {num(a)} notes per bar)",
+               ratio is not None and ratio >= SWITCH_ENERGY_TARGET)
+    sv = s["switch_valence_delta"]
+    target(f"valence switch {LOW}->{HIGH}: a higher major-third share from the switch segment on",
+           f"{pct(vb)} before, {pct(va)} after", sv is not None and sv > 0)
+    n_ok, n_all = (int(x) for x in s["moods_follow"].split("/"))
+    target("every segment's Mood token is the forced level", s["moods_follow"], n_all > 0 and n_ok == n_all)
+    return s, targets
+
+
+# --------------------------------------------------------------------------- the corpus as reference
+def corpus_reference(codec, pieces, tempo: float = 120.0) -> dict:
+    """What the same measures give on real segments, by the Mood level the codec gave them:
+    {"energy": {level: mean notes per bar}, "valence": {level: mean major-third share},
+    "segments": n}. ``pieces`` are token sequences of the codec (e.g. a dataset's test split,
+    ``cadenza.music.evaluate.load_pieces``). Shows what a model that follows the corpus
+    would reach (level 0 is what 0.1 forces, the top level what 0.9 forces)."""
+    from cadenza.music.grammar import Remi, RemiState
+
+    remi = Remi(codec)
+    S = int(codec.config.segment_bars)
+    npb: dict[int, list] = {}
+    thirds: dict[int, list] = {}
+    n_seg = 0
+    for ids in pieces:
+        ids = [int(i) for i in ids]
+        st = RemiState(remi).feed_all(ids)
+        if not st.bars:
+            continue
+        n = notes_of(codec.decode(ids, tempo=tempo), n_bars=st.bars)
+        for b, v, e in st.moods:
+            rng = (b + 1, min(b + S, st.bars))
+            n_seg += 1
+            npb.setdefault(int(e), []).append(notes_per_bar(n, rng))
+            share = major_third_share(n, rng)
+            if share is not None:
+                thirds.setdefault(int(v), []).append(share)
+    return {"energy": {k: _mean(v) for k, v in sorted(npb.items())},
+            "valence": {k: _mean(v) for k, v in sorted(thirds.items())},
+            "energy_segments": {k: len(v) for k, v in sorted(npb.items())},
+            "valence_segments": {k: len(v) for k, v in sorted(thirds.items())}, "segments": n_seg}
