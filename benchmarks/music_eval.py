@@ -188,6 +188,31 @@ def ngram_baseline(data, pieces, pitch_ids, vocab, orders, train_tokens, n_val, 
     return lm, result
 
 
+def _compose_sampler(codec, d, model, max_new, seed, top_p):
+    """Pieces as ``cadenza compose`` makes them (grammar, top-p, int8 decoding): the
+    held-out piece's style, key, tempo and metre forced, its length in bars, moods free."""
+    from cadenza.music.generate import compose
+    from cadenza.music.models import MusicModel, weights_digest
+
+    mm = MusicModel(model=model, codec=codec, path=Path(d), name=Path(d).name, digest=weights_digest(d))
+    model.set_decode_weights("int8")
+
+    def sample(prompts, held):
+        out = []
+        for k, (p, h) in enumerate(zip(prompts, held)):
+            cond = codec.parse_prefix(p)[0]
+            bars = max(1, min(64, sum(1 for t in h if codec.token_type(t) == "Bar")))
+            style = cond.get("style") if cond.get("style") in codec.offered_styles() else None
+            ts = cond.get("time_signature")
+            piece = compose(mm, style=style, key=cond.get("key"), tempo=cond.get("tempo"),
+                            time_signature=f"{ts[0]}/{ts[1]}" if ts else None, bars=bars, seed=seed + k,
+                            top_p=top_p if top_p is not None else 0.95)
+            out.append(piece.ids[len(p):])
+        return out
+
+    return sample
+
+
 def musical_metrics(codec, models, lm, pieces, n, max_new, seed, temperature, top_p):
     rng = np.random.default_rng(seed + 1)
     chosen = sorted(int(i) for i in rng.choice(len(pieces), size=min(n, len(pieces)), replace=False))
@@ -200,9 +225,8 @@ def musical_metrics(codec, models, lm, pieces, n, max_new, seed, temperature, to
     lengths = {"held-out": [len(h) - len(p) for h, p in zip(held, prompts)]}
     ended = {"held-out": [h[-1] == codec.eos_id for h in held]}
     timing = {}
-    samplers = {label: (lambda ps, m=model: ev.sample_transformer(
-        m, ps, max_new, codec.eos_id, seed=seed, temperature=temperature, top_p=top_p))
-        for label, (_, model) in models.items()}
+    samplers = {label: (lambda ps, s=_compose_sampler(codec, d, model, max_new, seed, top_p): s(ps, held))
+                for label, (d, model) in models.items()}
     if lm is not None:
         samplers[f"{lm.order}-gram"] = lambda ps: lm.sample(ps, max_new, seed=seed, temperature=temperature,
                                                              stop_tokens=[codec.eos_id])
@@ -391,6 +415,24 @@ def markdown(result) -> str:
              "programs, pitches, velocities, durations, EOS) divided by its notes. Top-k pitch accuracy: "
              "at every Pitch target, is the true pitch among the k most likely pitch tokens (the "
              "distribution restricted to Pitch tokens).\n")
+    ctx_rows = [(label, m["context_gain"]) for label, m in result["models"].items()
+                if (m.get("context_gain") or {}).get("pieces")]
+    if ctx_rows:
+        L.append("### What whole-piece context buys\n")
+        L.append("Targets at in-piece position >= {} of every {} piece longer than that, scored with the whole "
+                 "piece as context (up to the model's max_len) and with only the piece's conditioning prefix plus "
+                 "its last {} tokens (sliding by {}); gain = 1 - whole / recent, 95% interval from a bootstrap "
+                 "over pieces.\n".format(ctx_rows[0][1]["min_pos"], d["split"], ctx_rows[0][1]["window"],
+                                         ctx_rows[0][1]["stride"]))
+        L.append("| model | pieces | targets | bits/token, whole piece | bits/token, last 256 | gain | 95% interval "
+                 "| pieces where whole is better |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+        for label, c in ctx_rows:
+            lo, hi = c["gain_ci95"]
+            L.append(f"| {label} | {c['pieces']} | {c['targets']:,} | {c['bits_whole']:.3f} | {c['bits_recent']:.3f} "
+                     f"| {100 * c['gain']:+.1f}% | {100 * lo:+.1f}% .. {100 * hi:+.1f}% | "
+                     f"{c['pieces_where_whole_is_better']} |")
+        L.append("")
     dw = result.get("decode_weights")
     if dw:
         a, b = dw["float32"], dw["int8"]
@@ -470,6 +512,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--contexts", type=int, nargs="*", default=[256, 1024, 4096])
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default context // 2)")
+    p.add_argument("--context-min-pos", type=int, default=512,
+                   help="context study: targets at in-piece positions >= this, whole piece vs --context-window "
+                        "(0: skip)")
+    p.add_argument("--context-window", type=int, default=256)
     p.add_argument("--batch-tokens", type=int, default=16384)
     p.add_argument("--ngram-order", type=int, nargs="+", default=[5],
                    help="n-gram order (0 = no n-gram baseline); several: the best on --ngram-val-pieces "
@@ -548,6 +594,15 @@ def run(args, argv) -> int:
     }
     result["models"] = score_models(models, pieces, pitch_ids, args.contexts, args.stride,
                                     args.batch_tokens, args.progress)
+    from cadenza.music.models import weights_digest
+
+    for label, (d, model) in models.items():
+        result["models"][label]["weights_sha256_12"] = weights_digest(d)
+        if args.context_min_pos:
+            print(f"context study for {label} (positions >= {args.context_min_pos}, all {args.split} pieces)",
+                  flush=True)
+            result["models"][label]["context_gain"] = ev.context_gain(
+                model, all_pieces, pitch_ids, window=args.context_window, min_pos=args.context_min_pos)
     if args.decode_pieces and models:
         result["decode_weights"] = decode_weights_check(models, pieces[:args.decode_pieces], pitch_ids,
                                                         args.progress)

@@ -429,11 +429,17 @@ def test_music_eval_script_end_to_end(tmp_path):
     rc = _load_script().main(["--data", str(data), "--model", f"tiny={run}", "--pieces", "3",
                               "--contexts", "32", "128", "--ngram-order", "2", "3", "--ngram-val-pieces", "2", "--generate", "2",
                               "--max-new-tokens", "24", "--threads", "1", "--out", str(out), "--note", "Both runs shared the CPU.",
-                              "--markdown", str(md), "--metrics-json", str(tmp_path / "metrics.json")])
+                              "--markdown", str(md), "--metrics-json", str(tmp_path / "metrics.json"),
+                              "--context-min-pos", "60", "--context-window", "32"])
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     result = json.loads(out.with_suffix(".json").read_text())
     assert set(result["models"]["tiny"]["contexts"]) == {"32", "128"}
+    gain = result["models"]["tiny"]["context_gain"]
+    assert gain["pieces"] >= 1 and gain["bits_whole"] > 0 and gain["bits_recent"] > 0
+    from cadenza.music.models import weights_digest
+
+    assert result["models"]["tiny"]["weights_sha256_12"] == weights_digest(run / "model")
     full = result["models"]["tiny"]["full"]["all"]
     assert full["tokens"] == result["data"]["targets"] and full["bits_per_token"] > 0
     assert result["ngram"]["all"]["tokens"] == full["tokens"]
@@ -452,10 +458,27 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert dw["model"] == "tiny" and dw["float32"]["tokens"] == dw["int8"]["tokens"] > 0
     assert dw["float32"]["tokens"] == 3 * 127 < full["tokens"]   # each test piece's first max_len = 128 tokens
     for heading in ("Next-token prediction", "Int8 decoding", "What longer context buys", "Equal training time",
-                    "MusPy"):
+                    "MusPy", "What whole-piece context buys"):
         assert heading in text
     assert "In short" in text and "Held-out bits per token, best first" in text
     md2 = tmp_path / "again.md"
     assert _load_script().main(["--data", "unused", "--replot", str(out.with_suffix(".json")), "--markdown", str(md2)]) == 0
     assert md2.read_text() == text                      # the JSON holds everything the tables need
     assert _load_script().main(["--data", str(data), "--model", f"x={tmp_path}"]) == 2   # not a model dir
+
+
+def test_recent_context_scores_match_full_scores_when_the_window_holds_everything():
+    import music_fixtures as mf
+
+    mm = mf.tiny_model()
+    pieces = [np.asarray(mm.codec.encode(s, style="bach"))[:200] for s in mf.corpus_scores()[:2]]
+    pitch_ids = list(mm.codec.pitch_ids())
+    full = ev.score_model(mm.model, pieces, pitch_ids)
+    recent = ev.score_recent(mm.model, pieces, pitch_ids, window=256, stride=40)
+    keep = full.position >= 6
+    assert np.allclose(full.select(keep).bits, recent.bits, atol=1e-3)
+    short = ev.score_recent(mm.model, pieces, pitch_ids, window=64, stride=16, min_pos=100)
+    assert short.position.min() == 100 and short.context.max() <= 64 and short.context.min() >= 64 - 16
+    assert not np.allclose(short.bits, full.select(full.position >= 100).bits, atol=1e-3)
+    gain = ev.context_gain(mm.model, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
+    assert gain["pieces"] == 2 and gain["gain_ci95"][0] <= gain["gain"] <= gain["gain_ci95"][1]

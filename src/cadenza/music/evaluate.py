@@ -681,3 +681,85 @@ __all__ = [
     "metric_stats", "eval_curve", "train_time", "loss_at_time", "compare_runs", "model_run_dir",
     "MUSPY_METRICS",
 ]
+
+
+# --------------------------------------------------------------------------- what context buys
+def score_recent(model, pieces, pitch_ids, window: int = 256, prefix_len: int = 5, stride: int = 32,
+                 min_pos: int = 0, batch_tokens: int = 16384) -> TokenScores:
+    """Score targets at positions >= ``min_pos`` seeing only the piece's conditioning prefix
+    (its first ``prefix_len`` tokens) plus the most recent tokens, ``window`` tokens in all.
+
+    Windows ``prefix + tokens[a:b]`` (``b - a = window - prefix_len``) slide by ``stride``;
+    each scores its last ``stride`` targets, so every target sees between
+    ``window - stride`` and ``window`` tokens (``context`` in the result).
+    """
+    body = window - prefix_len
+    if not 1 <= stride < body:
+        raise ConfigError(f"stride must be between 1 and {body - 1}, not {stride}")
+    jobs = []
+    for i, p in enumerate(pieces):
+        n = len(p)
+        first = max(min_pos, prefix_len + 1)
+        t = first
+        while t < n:
+            last = min(n - 1, t + stride - 1)        # targets t .. last
+            a = max(prefix_len, last - body + 1)
+            jobs.append((i, a, last + 1, t))
+            t = last + 1
+    max_len = int(model.config.max_len)
+    if window > max_len:
+        raise ConfigError(f"window {window} is longer than the model's max_len {max_len}")
+    parts = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in _batches(sorted(jobs, key=lambda j: j[1] - j[2]), batch_tokens):
+                longest = max(prefix_len + e - a for _, a, e, _ in batch)
+                x = torch.zeros((len(batch), longest), dtype=torch.long)
+                for b, (i, a, e, _) in enumerate(batch):
+                    seq = np.concatenate([pieces[i][:prefix_len], pieces[i][a:e]])
+                    x[b, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+                logits = model(x)
+                rows, tgts, piece, pos, ctx = [], [], [], [], []
+                for b, (i, a, e, t) in enumerate(batch):
+                    off = prefix_len - a            # window index of piece position q is q + off
+                    rows.append(logits[b, t - 1 + off:e - 1 + off])
+                    tgts.append(x[b, t + off:e + off])
+                    piece.append(np.full(e - t, i))
+                    pos.append(np.arange(t, e))
+                    ctx.append(np.arange(t, e) + off)
+                lp = F.log_softmax(torch.cat(rows).float(), dim=-1)
+                parts.append(_scores_from(lp, torch.cat(tgts), pitch_ids, np.concatenate(piece),
+                                          np.concatenate(pos), np.concatenate(ctx)))
+    finally:
+        model.train(was_training)
+    return _sorted(TokenScores.concat(parts))
+
+
+def context_gain(model, pieces, pitch_ids, window: int = 256, min_pos: int = 512, stride: int | None = None,
+                 n_boot: int = 2000, seed: int = 0) -> dict:
+    """Bits/token of the targets at positions >= ``min_pos`` with the whole piece as context
+    (up to the model's max_len) vs the prefix plus the last ``window`` tokens, on the pieces
+    longer than ``min_pos``; the relative gain with a 95% bootstrap interval over pieces."""
+    max_len = int(model.config.max_len)
+    stride = stride or max(1, min(32, window // 8))
+    long = [np.asarray(p[:max_len]) for p in pieces if len(p) > min_pos + 1]
+    if not long:
+        return {"pieces": 0}
+    whole = score_model(model, long, pitch_ids, context=max_len)
+    recent = score_recent(model, long, pitch_ids, window=window, stride=stride, min_pos=min_pos)
+    whole = whole.select(whole.position >= min_pos)
+    recent = recent.select(recent.position >= min_pos)
+    k = len(long)
+    w_bits = np.bincount(whole.piece, weights=whole.bits, minlength=k)
+    r_bits = np.bincount(recent.piece, weights=recent.bits, minlength=k)
+    counts = np.bincount(whole.piece, minlength=k).astype(float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, k, size=(n_boot, k))
+    gains = 1.0 - w_bits[idx].sum(1) / r_bits[idx].sum(1)
+    return {"pieces": k, "targets": int(counts.sum()), "min_pos": min_pos, "window": window, "stride": stride,
+            "bits_whole": float(w_bits.sum() / counts.sum()), "bits_recent": float(r_bits.sum() / counts.sum()),
+            "gain": float(1.0 - w_bits.sum() / r_bits.sum()),
+            "gain_ci95": [float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))],
+            "pieces_where_whole_is_better": int((w_bits < r_bits).sum())}
