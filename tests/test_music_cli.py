@@ -289,3 +289,43 @@ def test_the_shipped_default_model_end_to_end(tmp_path, capsys, monkeypatch):
     harm = tmp_path / "harm.mid"
     assert main(["harmonize", str(out), "--voices", "2", "--seed", "3", "--no-audio", "-o", str(harm)]) == 0
     assert set(kept) <= set(note_tuples(symusic.Score(str(harm))))
+
+
+def test_personal_model_fine_tunes_the_shipped_model_on_a_few_midi_files(tmp_path, capsys):
+    """cadenza data midi DIR --tokenizer MODEL_DIR + cadenza train --init MODEL_DIR, then compose."""
+    import json as _json
+
+    from cadenza.music.models import default_model_dir
+    from cadenza.music.models import load_model as _load
+
+    base = default_model_dir()
+    src = tmp_path / "mine"
+    src.mkdir()
+    for k, score in enumerate(mf.corpus_scores()):
+        mf.write_midi_file(score.clip(0, 8 * 4 * score.ticks_per_quarter, clip_end=False), src / f"tune{k}.mid")
+    data = tmp_path / "data"
+    assert main(["data", "midi", str(src), "--out", str(data), "--tokenizer", str(base), "--workers", "1",
+                 "--no-progress", "--val-fraction", "0.2", "--test-fraction", "0.0"]) == 0
+    assert _json.loads((data / "tokenizer.json").read_text())["config"] == \
+        _json.loads((base / "tokenizer.json").read_text())["config"]      # the model's tokenizer, exactly
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--init", str(base), "--steps", "2",
+                 "--batch-size", "2", "--seq-len", "128", "--eval-every", "0", "--eval-windows", "2",
+                 "--save-every", "0", "--no-progress", "--no-tensorboard", "--lr", "1e-4"]) == 0
+    tuned = _load(run / "model")
+    before = _load(base)
+    diff = sum(float((a - b).abs().sum()) for a, b in zip(tuned.model.parameters(), before.model.parameters()))
+    assert 0 < diff                                   # started from the shipped weights and moved
+    assert tuned.model.num_params() == before.model.num_params()
+    out = tmp_path / "out.mid"
+    assert main(["compose", "--model", str(run / "model"), "--bars", "2", "--seed", "1", "--no-audio",
+                 "-o", str(out)]) == 0
+    assert out.stat().st_size > 0
+    # a dataset built with another tokenizer is refused with one sentence
+    other = tmp_path / "other"
+    assert main(["data", "midi", str(src), "--out", str(other), "--workers", "1", "--no-progress",
+                 "--val-fraction", "0.2", "--test-fraction", "0.0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(other), "--out", str(tmp_path / "run2"), "--init", str(base),
+                 "--steps", "1", "--batch-size", "2", "--seq-len", "128", "--no-progress"]) == 2
+    assert "another tokenizer" in capsys.readouterr().err

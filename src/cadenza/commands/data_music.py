@@ -6,6 +6,8 @@ These live under the shared `cadenza data` group: ``cadenza.commands.data`` list
 
 from __future__ import annotations
 
+from pathlib import Path
+
 _OUTPUTS = ("DATA_DIR gets train.bin / val.bin / test.bin and meta.json (the shared token format), "
             "tokenizer.json (rebuild the exact tokenizer with cadenza.codecs.music.MusicCodec.load), "
             "manifest.csv (every piece: source, collection, composer, licence, split, status, key, tempo, "
@@ -33,10 +35,19 @@ def _music21(args) -> int:
 def _midi(args) -> int:
     from cadenza.data.music import build_midi
 
+    codec = None
+    if args.tokenizer:
+        from cadenza.codecs.music import MusicCodec
+        from cadenza.errors import DataError
+
+        path = Path(args.tokenizer)
+        if path.is_dir() and not (path / "tokenizer.json").is_file():
+            raise DataError(f"{path} has no tokenizer.json; give a music model folder or its tokenizer.json")
+        codec = MusicCodec.load(path)
     return _print(build_midi(args.source, args.out, style=args.style, licence=args.licence,
                              composer=args.composer, workers=args.workers, val_fraction=args.val_fraction,
                              test_fraction=args.test_fraction, progress=not args.no_progress,
-                             use_cache=not args.no_cache))
+                             use_cache=not args.no_cache, codec=codec, fixed_tokenizer=codec is not None))
 
 
 def _common(p) -> None:
@@ -80,6 +91,9 @@ def register_midi(sub) -> None:
                    help="licence recorded for every piece in the manifest")
     p.add_argument("--composer", default="unknown", help="composer recorded for every piece in the manifest")
     _common(p)
+    p.add_argument("--tokenizer", metavar="MODEL_DIR",
+                   help="use this model's tokenizer exactly (its folder or tokenizer.json), so that "
+                        "`cadenza train --init MODEL_DIR` can fine-tune the model on these pieces")
     p.set_defaults(func=_midi)
 
 

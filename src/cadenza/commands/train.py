@@ -24,7 +24,7 @@ def _run(args) -> int:
 
     overrides = dict(_override(s) for s in args.set or [])
     cfg = TrainConfig(
-        data=args.data, out=args.out, preset=args.preset, model_config=args.config,
+        data=args.data, out=args.out, preset=args.preset, model_config=args.config, init=args.init,
         model_overrides=overrides, resume=args.resume, steps=args.steps, batch_size=args.batch_size,
         seq_len=args.seq_len, grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
@@ -64,6 +64,9 @@ def register(subparsers) -> None:
     model = p.add_mutually_exclusive_group()
     model.add_argument("--preset", metavar="NAME", help="a named model size (tiny, small, ...)")
     model.add_argument("--config", metavar="FILE.json", help="a ModelConfig as JSON")
+    model.add_argument("--init", metavar="MODEL_DIR",
+                       help="fine-tune: start from this model's weights and shape (the data must be built with "
+                            "its tokenizer: cadenza data midi DIR --tokenizer MODEL_DIR)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one model config field, e.g. --set attention=dense (repeatable)")
     p.add_argument("--steps", type=int, help="total optimizer steps (default 1000)")

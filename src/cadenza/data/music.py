@@ -650,7 +650,7 @@ def _run_pool(jobs, func, codec_dict, workers: int, done, retries: int = 2):
 
 
 def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
-            source_info: dict, split_by: dict, progress: bool) -> BuildSummary:
+            source_info: dict, split_by: dict, progress: bool, fixed_tokenizer: bool = False) -> BuildSummary:
     from cadenza.data.format import write_dataset
 
     from cadenza.codecs.music import level_of
@@ -667,7 +667,7 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
     # Control levels: the quintiles of the training split's raw segment values, stored in
     # the tokenizer (the per-file cache keeps raw values, so this is cheap to redo).
     train_raw = [v for rec, ids in all_results if ids is not None and rec["split"] == "train" for v in rec["_raw"]]
-    if train_raw:
+    if train_raw and not fixed_tokenizer:
         cfg = codec.config
         cfg.valence_edges = quantile_edges([v for v, _ in train_raw], cfg.levels)
         cfg.energy_edges = quantile_edges([e for _, e in train_raw], cfg.levels)
@@ -675,7 +675,8 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
     for rec, ids in all_results:
         if ids is not None and rec["split"] == "train":
             counts[rec["style"]] = counts.get(rec["style"], 0) + 1
-    codec.config.style_pieces = dict(sorted(counts.items()))
+    if not fixed_tokenizer:
+        codec.config.style_pieces = dict(sorted(counts.items()))
     notes_total = tokens_total = 0
     for rec, ids in all_results:
         rec = dict(rec)
@@ -786,8 +787,12 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
 def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (your own files)",
                composer: str = "unknown", workers: int = 2, codec=None, val_fraction: float = 0.05,
                test_fraction: float = 0.05, progress: bool = True, use_cache: bool = True,
-               timeout: int = 120) -> BuildSummary:
-    """Build a token dataset from every .mid/.midi file under ``in_dir`` (recursively)."""
+               timeout: int = 120, fixed_tokenizer: bool = False) -> BuildSummary:
+    """Build a token dataset from every .mid/.midi file under ``in_dir`` (recursively).
+
+    ``codec`` with ``fixed_tokenizer=True`` (``cadenza data midi --tokenizer MODEL_DIR``)
+    keeps that tokenizer exactly, mood level edges included, so a model that uses it can be
+    fine-tuned on the result; otherwise the levels are cut at this data's quantiles."""
     from cadenza.codecs.music import MusicCodec
 
     _check_fractions(val_fraction, test_fraction)
@@ -815,4 +820,5 @@ def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (y
     results = _run_tasks(tasks, _process_midi_file, codec, out, workers, "MIDI files", progress, use_cache)
     all_results = [r for rel in sorted(results) for r in results[rel]]
     info = {"source": "midi folder", "source_dir": str(src.resolve())}
-    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress)
+    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress,
+                   fixed_tokenizer=fixed_tokenizer)

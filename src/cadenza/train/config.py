@@ -78,6 +78,7 @@ class TrainConfig:
     max_bad_steps: int | None = None
     piece_windows: bool | None = None
     transpose: int | None = None
+    init: str | None = None                   # a model folder whose weights (and shape) a new run starts from
     # Per-session limits (never taken from a resumed run):
     stop_after: int | None = None             # stop (and save) after this many steps in this session
     max_time_s: float | None = None           # stop (and save) once total training time reaches this
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ConfigError("an output run directory is required (--out RUN_DIR)")
         if self.preset is not None and self.model_config is not None:
             raise ConfigError("give either a preset or a model config file, not both")
+        if self.init is not None and (self.preset is not None or self.model_config is not None):
+            raise ConfigError("--init takes the model's shape from MODEL_DIR; drop --preset/--config")
         if not isinstance(self.model_overrides, dict):
             raise ConfigError("model_overrides must be a dict of ModelConfig fields")
         for name in _INT_FIELDS + ("stop_after",):

@@ -123,9 +123,30 @@ def _check_out_dir(out: Path) -> None:
         raise ConfigError(f"cannot write to the run directory {out}: {exc.strerror or exc}") from None
 
 
+def _init_config(cfg: TrainConfig, meta: dict):
+    """The config of the model a fine-tune starts from (``--init MODEL_DIR``), checked
+    against the data: same vocabulary, and the same tokenizer where both have one."""
+    _, SparseTransformer = _model_api()
+    init = Path(cfg.init)
+    mc = SparseTransformer.load(init).config
+    if mc.vocab_size != meta["vocab_size"]:
+        raise DataError(f"{cfg.data} has a vocabulary of {meta['vocab_size']} tokens but {init} was trained with "
+                        f"{mc.vocab_size}; build the data with the model's tokenizer "
+                        f"(cadenza data midi DIR --tokenizer {init})")
+    mine, theirs = Path(cfg.data) / str(meta.get("tokenizer") or ""), init / "tokenizer.json"
+    if meta.get("tokenizer") and mine.is_file() and theirs.is_file():
+        a, b = json.loads(mine.read_text()), json.loads(theirs.read_text())
+        if a.get("vocab_sha256_16") != b.get("vocab_sha256_16") or a.get("config") != b.get("config"):
+            raise DataError(f"{cfg.data} was built with another tokenizer than {init}; build it with "
+                            f"cadenza data midi DIR --tokenizer {init}")
+    return mc
+
+
 def _model_config_from_args(cfg: TrainConfig, meta: dict):
     ModelConfig, _ = _model_api()
-    if cfg.preset is not None:
+    if cfg.init is not None:
+        mc = _init_config(cfg, meta)
+    elif cfg.preset is not None:
         mc = _preset(cfg.preset)
         # A preset is a model shape; its vocabulary comes from the data.
         if mc.vocab_size != meta["vocab_size"]:
@@ -351,7 +372,11 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
                            elapsed_s=float(info.get("elapsed") or 0.0), unit=plan.unit)
 
     torch.manual_seed(cfg.seed)
-    model = SparseTransformer(mc).to(d.device)
+    model = SparseTransformer(mc)
+    if info is None and cfg.init:
+        model.load_state_dict(SparseTransformer.load(cfg.init).state_dict())
+        _say(d, f"starting from the weights of {cfg.init}")
+    model = model.to(d.device)
     model = dist_util.wrap(model, d, cfg.fsdp)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2))
@@ -458,7 +483,8 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         return path
 
     def export_model() -> Path | None:
-        """The final weights as a model directory (model.safetensors + config.json)."""
+        """The final weights as a model directory (model.safetensors + config.json, and the
+        data's tokenizer.json when it has one)."""
         msd, _ = dist_util.full_state(model, None, d) if cfg.fsdp else (None, None)
         path = out / MODEL_DIR
         if d.is_main:
@@ -468,6 +494,9 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
                 fresh.save(path)
             else:
                 dist_util.unwrap(model).save(path)
+            tok = plan.meta.get("tokenizer")
+            if tok and (Path(cfg.data) / tok).is_file():   # a music model folder is complete with it
+                write_text_atomic(path / "tokenizer.json", (Path(cfg.data) / tok).read_text())
         dist_util.barrier(d)
         return path
 
