@@ -108,6 +108,11 @@ def _window_hashes(iv: np.ndarray, n: int) -> np.ndarray:
         return h ^ (h >> np.uint64(29))
 
 
+def _contains(sorted_keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+    i = np.minimum(np.searchsorted(sorted_keys, x), max(len(sorted_keys) - 1, 0))
+    return (sorted_keys[i] == x) if len(sorted_keys) else np.zeros(len(x), dtype=bool)
+
+
 def nodup_filter(train_melodies, test_melodies, window: int = 16) -> list[int]:
     """Indices of the test melodies that are kept in ``test-nodup``: those none of whose
     ``window``-interval windows (transposition-invariant) occurs in any train melody."""
@@ -121,8 +126,7 @@ def nodup_filter(train_melodies, test_melodies, window: int = 16) -> list[int]:
     keep = []
     for j, iv in enumerate(test_iv):
         n = min(window, len(iv))
-        h = _window_hashes(iv, n)
-        if n == 0 or not np.isin(h, seen[n]).any():
+        if n == 0 or not _contains(seen[n], _window_hashes(iv, n)).any():
             keep.append(j)
     return keep
 
