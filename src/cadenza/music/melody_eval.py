@@ -30,7 +30,7 @@ w_m = (H(p_m) / log2 |pitches|) ^ -bias: geometric p ~ prod p_m ^ (w_m / sum w) 
 preferred scheme) or arithmetic p = sum w_m p_m / sum w.
 
 Scores (``score_next_pitch``): top-1 / top-5 (ties counted as the expected hit when they are
-ordered at random) and bits per note, -log2 P(true pitch) with P floored at 1e-12.
+ordered at random; a pitch of probability 0 is never a hit) and bits per note, -log2 P(true pitch) with P floored at 1e-12.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def note_scores(dists, targets, pitches=None) -> dict:
     """Per-note arrays: ``bits`` and ``top1`` / ``top5`` (expected hits).
 
     ``dists`` is a list of {pitch: probability} dicts, or with ``pitches`` an (N, P) array
-    over those pitches. A target outside a distribution has probability 0 (a miss).
+    over those pitches. A target outside a distribution, or with probability 0, is a miss.
     """
     targets = np.asarray(targets, dtype=np.int64)
     if pitches is None:
@@ -312,7 +312,7 @@ def note_scores(dists, targets, pitches=None) -> dict:
     equal = (arr == pt[:, None]).sum(1) - inside
     out = {"bits": -np.log2(np.maximum(pt, FLOOR))}
     for k in TOP_K:
-        out[f"top{k}"] = np.where(inside, np.clip((k - greater) / (equal + 1), 0, 1), 0.0)
+        out[f"top{k}"] = np.where(pt > 0, np.clip((k - greater) / (equal + 1), 0, 1), 0.0)
     return out
 
 
