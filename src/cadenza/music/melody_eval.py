@@ -27,10 +27,13 @@ the training melodies (add-one). The long-term model (LTM) is fitted on the trai
 the short-term model (STM, ``short_term_dists``) is the same model refitted, note by note,
 on the piece so far. ``combine`` mixes distributions with entropy-based weights
 w_m = (H(p_m) / log2 |pitches|) ^ -bias: geometric p ~ prod p_m ^ (w_m / sum w) (Pearce's
-preferred scheme) or arithmetic p = sum w_m p_m / sum w.
+preferred scheme) or arithmetic p = sum w_m p_m / sum w. On the music21 corpus's val-nodup
+melodies (131 monophonic pieces, order 6) geometric with bias 1 or 2 does best (top-1 45.5%,
+top-5 87.5%, 2.54 / 2.53 bits per note, against 36.7%, 84.5%, 2.79 for the LTM alone).
 
 Scores (``score_next_pitch``): top-1 / top-5 (ties counted as the expected hit when they are
-ordered at random; a pitch of probability 0 is never a hit) and bits per note, -log2 P(true pitch) with P floored at 1e-12.
+ordered at random; a pitch of probability 0 is never a hit) and bits per note,
+-log2 P(true pitch) with P floored at 1e-12.
 """
 
 from __future__ import annotations
