@@ -195,7 +195,8 @@ def plot(result, path: Path) -> None:
         ax.set_title(label + (" (lower is better)" if key == "bits_per_note" else " (%)"))
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"next pitch on melodies ({result['data']['split']}; model {result['model']['name']})", fontsize=10)
+    fig.suptitle(f"next pitch on melodies ({result['data']['split']}; model {result['model']['name']}; "
+                 "bars: bootstrap 95% over pieces)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
