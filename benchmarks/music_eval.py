@@ -119,6 +119,25 @@ def score_models(models, pieces, pitch_ids, contexts, stride, batch_tokens, prog
     return out
 
 
+def nodup_scores(data, codec, models, lm, all_pieces, pieces, chosen, pitch_ids, batch_tokens) -> dict:
+    """Bits/token on the scored pieces that are also in ``test-nodup``: no 16-interval window
+    of their melody occurs in any train melody (``cadenza.music.melody_eval.nodup_filter``)."""
+    from cadenza.music.melody_eval import melody_of, nodup_filter
+
+    train = ev.load_pieces(data, "train")
+    keep = set(nodup_filter([melody_of(codec, p) for p in train], [melody_of(codec, p) for p in all_pieces]))
+    sub = [p for i, p in zip(chosen, pieces) if i in keep]
+    out = {"pieces": len(sub), "of_scored": len(pieces), "split_pieces_kept": len(keep),
+           "split_pieces": len(all_pieces), "models": {}}
+    print(f"test-nodup: {len(keep)} of {len(all_pieces)} pieces kept; {len(sub)} of the {len(pieces)} scored",
+          flush=True)
+    for label, (_, model) in models.items():
+        out["models"][label] = ev.score_model(model, sub, pitch_ids, batch_tokens=batch_tokens).summary()
+    if lm is not None:
+        out["ngram"] = ev.score_ngram(lm, sub, pitch_ids).summary()
+    return out
+
+
 def decode_weights_check(models, pieces, pitch_ids, progress) -> dict:
     """Bits/token of the first model through one-token cached decoding, float32 vs int8 weights."""
     label, (model_dir, model) = next(iter(models.items()))
@@ -415,6 +434,20 @@ def markdown(result) -> str:
              "programs, pitches, velocities, durations, EOS) divided by its notes. Top-k pitch accuracy: "
              "at every Pitch target, is the true pitch among the k most likely pitch tokens (the "
              "distribution restricted to Pitch tokens).\n")
+    nd = result.get("nodup")
+    if nd:
+        L.append("### test-nodup\n")
+        L.append(f"The {nd['pieces']} scored pieces (of {nd['of_scored']}) that are in `test-nodup`: no 16-interval "
+                 f"window of their melody (transposition-invariant) occurs in any train melody "
+                 f"({nd['split_pieces_kept']} of the split's {nd['split_pieces']} pieces qualify).\n")
+        L.append("| model | bits / token | bits / note | top-1 pitch | top-5 pitch |")
+        L.append("| --- | ---: | ---: | ---: | ---: |")
+        rows = list(nd["models"].items()) + ([(f"{result['ngram']['order']}-gram Kneser-Ney", nd["ngram"])]
+                                             if nd.get("ngram") else [])
+        for label, x in rows:
+            L.append(f"| {label} | {fmt(x['bits_per_token'])} | {fmt(x['bits_per_note'])} | {pct(x['top1'])} | "
+                     f"{pct(x['top5'])} |")
+        L.append("")
     ctx_rows = [(label, m["context_gain"]) for label, m in result["models"].items()
                 if (m.get("context_gain") or {}).get("pieces")]
     if ctx_rows:
@@ -516,6 +549,9 @@ def main(argv=None) -> int:
                    help="context study: targets at in-piece positions >= this, whole piece vs --context-window "
                         "(0: skip)")
     p.add_argument("--context-window", type=int, default=256)
+    p.add_argument("--nodup", action="store_true",
+                   help="also score the test-nodup subset (pieces whose melody shares no 16-interval window "
+                        "with any train melody)")
     p.add_argument("--batch-tokens", type=int, default=16384)
     p.add_argument("--ngram-order", type=int, nargs="+", default=[5],
                    help="n-gram order (0 = no n-gram baseline); several: the best on --ngram-val-pieces "
@@ -611,6 +647,9 @@ def run(args, argv) -> int:
     if orders:
         lm, result["ngram"] = ngram_baseline(args.data, pieces, pitch_ids, codec.vocab_size, orders,
                                              args.ngram_train_tokens, args.ngram_val_pieces, args.seed)
+    if args.nodup:
+        result["nodup"] = nodup_scores(args.data, codec, models, lm, all_pieces, pieces, chosen, pitch_ids,
+                                       args.batch_tokens)
     runs = {label: ev.model_run_dir(d) for label, (d, _) in models.items()}
     runs = {k: v for k, v in runs.items() if v is not None}
     result["training"] = ev.compare_runs(runs) if runs else None

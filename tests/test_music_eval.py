@@ -430,11 +430,13 @@ def test_music_eval_script_end_to_end(tmp_path):
                               "--contexts", "32", "128", "--ngram-order", "2", "3", "--ngram-val-pieces", "2", "--generate", "2",
                               "--max-new-tokens", "24", "--threads", "1", "--out", str(out), "--note", "Both runs shared the CPU.",
                               "--markdown", str(md), "--metrics-json", str(tmp_path / "metrics.json"),
-                              "--context-min-pos", "60", "--context-window", "32"])
+                              "--context-min-pos", "60", "--context-window", "32", "--nodup"])
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     result = json.loads(out.with_suffix(".json").read_text())
     assert set(result["models"]["tiny"]["contexts"]) == {"32", "128"}
+    nd = result["nodup"]
+    assert nd["split_pieces"] == 4 and 0 <= nd["pieces"] <= 3 and set(nd["models"]) == {"tiny"}
     gain = result["models"]["tiny"]["context_gain"]
     assert gain["pieces"] >= 1 and gain["bits_whole"] > 0 and gain["bits_recent"] > 0
     from cadenza.music.models import weights_digest
@@ -458,7 +460,7 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert dw["model"] == "tiny" and dw["float32"]["tokens"] == dw["int8"]["tokens"] > 0
     assert dw["float32"]["tokens"] == 3 * 127 < full["tokens"]   # each test piece's first max_len = 128 tokens
     for heading in ("Next-token prediction", "Int8 decoding", "What longer context buys", "Equal training time",
-                    "MusPy", "What whole-piece context buys"):
+                    "MusPy", "What whole-piece context buys", "test-nodup"):
         assert heading in text
     assert "In short" in text and "Held-out bits per token, best first" in text
     md2 = tmp_path / "again.md"
