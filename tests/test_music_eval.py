@@ -484,3 +484,18 @@ def test_recent_context_scores_match_full_scores_when_the_window_holds_everythin
     assert not np.allclose(short.bits, full.select(full.position >= 100).bits, atol=1e-3)
     gain = ev.context_gain(mm.model, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
     assert gain["pieces"] == 2 and gain["gain_ci95"][0] <= gain["gain"] <= gain["gain_ci95"][1]
+
+
+def test_size_study_script_compares_at_equal_time(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("size_study_script", ROOT / "benchmarks" / "size_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = _write_run(tmp_path / "a", [(50, 100.0, 3.0), (100, 200.0, 2.5), (150, 300.0, 2.0)], 310.0)
+    b = _write_run(tmp_path / "b", [(10, 120.0, 3.5), (20, 240.0, 2.4)], 250.0)
+    out = tmp_path / "res" / "study"
+    assert mod.main(["--run", f"small={a}", "--run", f"big={b}", "--at", "150", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["common_time_s"] == 250.0 and res["best_at_common_time"] == ["big"]   # 2.4 < 2.5 at 250 s
+    assert res["runs"]["small"]["at"]["150"]["loss"] == 3.0 and res["runs"]["big"]["at"]["150"]["loss"] == 3.5
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert mod.main(["--run", f"x={tmp_path}"]) == 2
