@@ -335,6 +335,9 @@ CASES = [
     ("continue: full disk (ulimit -f)", _file_size_limit("continue"), ["piece.wav", "file-size limit"]),
     ("compose: full disk at the commit (fsync fails)", _full_disk_fsync, ["piece.mid", "no space left"]),
     ("compose: no room for the WAV", _no_room_for_wav, ["piece.wav", "free"]),
+    ("compose: an energy plan with a word for a value", lambda c: _compose(c, "--energy", "0.2,loud@9"),
+     ["energy", "number"]),
+    ("compose: a mood plan from bar 0", lambda c: _compose(c, "--mood", "calm,happy@0"), ["mood", "bar"]),
     # ---- model folders
     ("model: 0-byte tokenizer.json", _compose_with_model(lambda c, d: (d / "tokenizer.json").write_bytes(b"")),
      ["tokenizer.json", "empty"]),
