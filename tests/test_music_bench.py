@@ -28,7 +28,7 @@ def test_music_benchmark_writes_results(tmp_path, capsys):
                      "--out", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "target: any style: 60 s of music in at most 3 s" in out and "first bar within 0.5 s" in out
+    assert "target: any style: 60 s of music in at most 2 s" in out and "first bar within 0.15 s" in out
     data = json.loads((tmp_path / "music.json").read_text())
     res = data["results"]["any style"]
     assert len(res["runs"]) == 2 and len(res["baseline"]) == 2
