@@ -1,6 +1,6 @@
 """Cadenza: a Sparse Transformer for music (and text, images, audio) that runs on a CPU."""
 
-__version__ = "0.1.0"
+from cadenza._version import __version__
 
 
 def __getattr__(name):  # lazy exports: `import cadenza` stays light (no torch) for the CLI

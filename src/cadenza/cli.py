@@ -19,7 +19,7 @@ import signal
 import sys
 import traceback
 
-from cadenza import __version__
+from cadenza._version import __version__
 from cadenza.errors import CadenzaError
 
 REPORT_HINT = ("cadenza: this is a bug in Cadenza {version}, not something you did; please report it with the "

@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from cadenza import __version__, quant
+from cadenza import quant
+from cadenza._version import __version__
 from cadenza.attention import Dense, Pattern, sparse_attention
 from cadenza.cache import KVCache
 from cadenza.config import ModelConfig

@@ -192,7 +192,7 @@ class Piece:
         return float(s.to("second").end()) if s.note_num() else 0.0
 
     def provenance(self) -> dict:
-        from cadenza import __version__
+        from cadenza._version import __version__
 
         return {"generator": "Cadenza", "cadenza_version": __version__, "kind": self.kind,
                 "model": self.model, "seed": self.seed, "settings": self.settings,

@@ -412,7 +412,7 @@ def _config_defaults() -> dict:
 
 def _check_tokenizer_dict(p: Path, tok: dict, meta: dict) -> None:
     """The checks that name what is wrong in tokenizer.json, before the codec is built."""
-    from cadenza import __version__
+    from cadenza._version import __version__
 
     if "codec" not in tok:
         raise ModelFileError(f"{p} is not a Cadenza music tokenizer (it has no \"codec\" entry)")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cadenza import __version__
+from cadenza._version import __version__
 from cadenza.data.dataset import (IGNORE, PieceSampler, WindowSampler, eval_batches, eval_offsets, load_splits,
                                   piece_eval_batches, piece_eval_spans)
 from cadenza.errors import CadenzaError, ConfigError, DataError
