@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -44,6 +42,7 @@ from cadenza.errors import CadenzaError, ConfigError
 from cadenza.io import write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.music import evaluate as ev
+from cadenza.bench.machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = 1024   # context rows also report targets at positions >= LONG
@@ -77,18 +76,6 @@ def ms(stat, n_pieces=None):
         return "–"
     out = f"{stat['mean']:.3f} ± {stat['std']:.3f}"
     return out if n_pieces is None or stat["n"] == n_pieces else out + f" (n={stat['n']})"
-
-
-def machine() -> str:
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 # --------------------------------------------------------------------------- steps

@@ -35,8 +35,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import platform
 import shlex
 import shutil
 import sys
@@ -52,6 +50,7 @@ from cadenza.errors import CadenzaError, ConfigError
 from cadenza.io import save_figure, write_text_atomic
 from cadenza.music import melody_eval as me
 from cadenza.music.evaluate import load_pieces, select_pieces
+from cadenza.bench.machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("LTM", "LTM+STM", "model")
@@ -74,18 +73,6 @@ def model_folder(path: Path, data: Path, tmp: Path) -> Path:
             shutil.copy2(d / name, tmp / name)
     shutil.copy2(data / "tokenizer.json", tmp / "tokenizer.json")
     return tmp
-
-
-def machine() -> str:
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 def sha256(path: Path) -> str:

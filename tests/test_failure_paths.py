@@ -53,30 +53,23 @@ def inputs(tmp_path_factory) -> dict:
     """MIDI files shared by the cases (each case copies what it uses)."""
     d = tmp_path_factory.mktemp("failure-inputs")
     files = {"tune": mf.write_midi_file(mf.melody_score(2), d / "tune.mid")}
-    huge = symusic.Score(480)
-    track = symusic.Track(program=0)
-    for i in range(200_000):                       # 200,000 sixteenth notes (about 14 hours at 120 bpm)
-        track.notes.append(symusic.Note(i * 120, 120, 48 + i % 24, 80))
-    huge.tracks.append(track)
-    huge.tempos.append(symusic.Tempo(0, qpm=120))
-    huge.dump_midi(str(d / "huge.mid"))
-    files["huge"] = d / "huge.mid"
-    low = symusic.Score(480)
-    track = symusic.Track(program=0)
-    for i, p in enumerate((2, 5, 9, 12, 9, 5, 2, 0)):   # all below the lowest piano key (21)
-        track.notes.append(symusic.Note(i * 480, 480, p, 80))
-    low.tracks.append(track)
-    low.tempos.append(symusic.Tempo(0, qpm=100))
-    low.dump_midi(str(d / "low.mid"))
-    files["low"] = d / "low.mid"
-    long = symusic.Score(480)
-    track = symusic.Track(program=0)
-    track.notes.append(symusic.Note(0, 480, 60, 80))
-    track.notes.append(symusic.Note(480 * 2 * 3700, 480, 64, 80))   # a note after 3,700 s at 120 bpm
-    long.tracks.append(track)
-    long.tempos.append(symusic.Tempo(0, qpm=120))
-    long.dump_midi(str(d / "long.mid"))
-    files["long"] = d / "long.mid"
+
+    def one_track(name, notes, qpm):
+        score = symusic.Score(480)
+        track = symusic.Track(program=0)
+        for time, dur, pitch in notes:
+            track.notes.append(symusic.Note(time, dur, pitch, 80))
+        score.tracks.append(track)
+        score.tempos.append(symusic.Tempo(0, qpm=qpm))
+        score.dump_midi(str(d / f"{name}.mid"))
+        files[name] = d / f"{name}.mid"
+
+    # 200,000 sixteenth notes (about 14 hours at 120 bpm)
+    one_track("huge", ((i * 120, 120, 48 + i % 24) for i in range(200_000)), 120)
+    # all below the lowest piano key (21)
+    one_track("low", ((i * 480, 480, p) for i, p in enumerate((2, 5, 9, 12, 9, 5, 2, 0))), 100)
+    # a note after 3,700 s at 120 bpm
+    one_track("long", ((0, 480, 60), (480 * 2 * 3700, 480, 64)), 120)
     from cadenza.music.render import default_soundfont
 
     files["soundfont"] = default_soundfont()
