@@ -156,3 +156,17 @@ def test_compiled_path_matches_eager():
     torch.testing.assert_close(out, ref)
     for a, t in zip(grads, (q, k, v)):
         torch.testing.assert_close(a, t.grad)
+
+
+def test_the_library_does_not_load_torch_dynamo_until_something_compiles():
+    """Start-up: torch._dynamo costs seconds to import; only torch.compile needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, cadenza.model, cadenza.music.generate\n"
+            "from cadenza.attention import sparse_attention, strided\n"
+            "q = torch.randn(1, 2, 40, 8)\n"
+            "sparse_attention(q, q, q, strided(8))\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -32,6 +32,7 @@ or ``backend="math"``) the same layouts run as plain batched matmuls under autog
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -121,13 +122,27 @@ def sparse_attention(q, k, v, pattern: Pattern, scale: float | None = None, back
     check_qkv(q, k, v, pattern)
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if "torch._dynamo" in sys.modules:      # torch.compile may be tracing: stay eager
+        return _eager_run()(q, k, v, pattern, scale, backend)
     return _run(q, k, v, pattern, scale, backend)
 
 
-@torch.compiler.disable
+_EAGER = None
+
+
+def _eager_run():
+    """``_run`` behind ``torch.compiler.disable``, made on first need: under torch.compile the
+    attention stays eager (a graph break), since its kernels are already fused and its cached
+    masks are Python state that graphs cannot hold. Made lazily because the decorator
+    imports torch._dynamo (seconds of start-up), which a process that never compiles (every
+    CLI command) does not need: without torch._dynamo loaded nothing can be compiling."""
+    global _EAGER
+    if _EAGER is None:
+        _EAGER = torch.compiler.disable(_run)
+    return _EAGER
+
+
 def _run(q, k, v, pattern, scale, backend):
-    # Under torch.compile the attention stays eager (a graph break): its kernels are
-    # already fused, and the cached masks are Python state that graphs cannot hold.
     B, H, n, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     plan = plan_for(pattern, n)
