@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from cadenza.errors import ConfigError
+
 
 def _provenance(args) -> int:
     from cadenza.music.provenance import describe_note, verify
@@ -58,6 +60,8 @@ def _check(args) -> int:
     from cadenza.codecs.music import load_midi
     from cadenza.music.originality import check_score, default_corpus, index_for
 
+    if args.flag_run < 2:
+        raise ConfigError(f"--flag-run must be a whole number of at least 2 notes, not {args.flag_run}")
     score = load_midi(args.input)
     corpus = args.corpus or default_corpus(args.model)
     idx = index_for(corpus, progress=True, rebuild=args.rebuild)

@@ -587,7 +587,20 @@ def _near(idx: Index, q_pitch: np.ndarray, ms: np.ndarray, loc: np.ndarray, top:
 def check_score(idx: Index, score, flag_run: int = FLAG_RUN, score_run: int = SCORE_RUN) -> Originality:
     """How much of a piece (a symusic score) is shared with the index's training pieces."""
     t0 = time.perf_counter()
-    qn = query_notes(idx, score)
+    return check_notes(idx, query_notes(idx, score), flag_run=flag_run, score_run=score_run, t0=t0)
+
+
+def check_tokens(idx: Index, ids, flag_run: int = FLAG_RUN, score_run: int = SCORE_RUN) -> Originality:
+    """``check_score`` of a token stream of the index's codec (notes in the stream's order)."""
+    return check_notes(idx, notes_of_tokens(np.asarray(ids, dtype=np.int64), _Tables(idx.codec)),
+                       flag_run=flag_run, score_run=score_run)
+
+
+def check_notes(idx: Index, qn: dict, flag_run: int = FLAG_RUN, score_run: int = SCORE_RUN,
+                t0: float | None = None) -> Originality:
+    t0 = time.perf_counter() if t0 is None else t0
+    if isinstance(flag_run, bool) or not isinstance(flag_run, int) or flag_run < 2:
+        raise ConfigError(f"the flag run must be a whole number of at least 2 notes, not {flag_run!r}")
     n = int(qn["pitch"].size)
     if n == 0:
         lo, hi = idx.codec.config.pitch_range
@@ -628,10 +641,10 @@ class CopyGuard:
     training piece (pitch intervals, transposition invariant): ``banned_pitches(history)``
     gives the pitches that would make the last max_copy + 1 notes a run of the corpus."""
 
-    def __init__(self, idx: Index, max_copy: int):
+    def __init__(self, idx: Index, max_copy: int, strict: bool = True):
         if isinstance(max_copy, bool) or not isinstance(max_copy, int) or max_copy < 1:
             raise ConfigError(f"--max-copy must be a whole number of at least 1, not {max_copy!r}")
-        self.idx, self.max_copy = idx, max_copy
+        self.idx, self.max_copy, self.strict = idx, max_copy, strict
         self.search = idx.searcher(False)
         self.refused = 0      # times a pitch was taken away
         self.unavoidable = 0  # times nothing could be taken away (a forced note)
