@@ -439,9 +439,9 @@ def model_corpus(model_path) -> dict | None:
             return None
     card = m / "MODEL_CARD.md"
     if card.is_file():
-        found = _CORPUS_RE.search(card.read_text(encoding="utf-8", errors="replace"))
-        if found and found.group(1) not in ("DATA_DIR",):
-            return {"data_dir": found.group(1), "build": found.group(0)}
+        for found in _CORPUS_RE.finditer(card.read_text(encoding="utf-8", errors="replace")):
+            if found.group(1) != "DATA_DIR":
+                return {"data_dir": found.group(1), "build": found.group(0)}
     return None
 
 
