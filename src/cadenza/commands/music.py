@@ -94,7 +94,14 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     mm = _load(args)
     if score is not None:
         check_pitch_range(score, mm.codec, inputs[0], what=what)
+    args._guard = _copy_guard(args, mm)
     piece = make(mm)
+    if args._guard is not None:
+        g = args._guard
+        piece.settings["max_copy"] = g.max_copy
+        piece.settings["copy_guard"] = {"corpus": g.idx.corpus, "index_key": g.idx.key[:24],
+                                        "pitches_refused": g.refused, "unavoidable": g.unavoidable}
+        pairs = [*pairs, ("--max-copy", g.max_copy)]
     cmd = _command(name, [*pairs, ("--seed", piece.seed), ("--temperature", args.temperature),
                           ("--top-p", args.top_p), ("--top-k", args.top_k), ("--exact", args.exact),
                           ("--model", args.model), ("--no-audio", args.no_audio), ("-o", out)], list(inputs))
@@ -105,7 +112,29 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
 
 def _sampling(args) -> dict:
     return {"seed": args.seed, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "progress": _progress(args)}
+            "progress": _progress(args), "guard": getattr(args, "_guard", None)}
+
+
+def _copy_guard(args, mm):
+    """--max-copy: N (needs the model's corpus or --corpus), 0 (off), or not given: on at
+    DEFAULT_MAX_COPY when the model names a training corpus that is on this disk."""
+    from cadenza.music.originality import DEFAULT_MAX_COPY, CopyGuard, IndexError_, default_corpus, index_for
+
+    n = getattr(args, "max_copy", None)
+    if n == 0:
+        return None
+    if n is not None and n < 0:
+        raise ConfigError(f"--max-copy must be 0 (off) or a whole number of notes, not {n}")
+    corpus = getattr(args, "corpus", None)
+    if corpus is None:
+        try:
+            corpus = default_corpus(mm.path)
+        except IndexError_:
+            if n is None:
+                return None       # the default: on only where the model's corpus is here
+            raise
+    return CopyGuard(index_for(corpus, progress=_progress(args)), DEFAULT_MAX_COPY if n is None else n,
+                     strict=args.command != "harmonize")
 
 
 # --------------------------------------------------------------------------- compose
@@ -259,6 +288,14 @@ def _common(p, output: bool = True) -> None:
                             "token, with very slightly different probabilities)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for the model (default 1, the fastest for one piece at a time)")
+    if output:
+        p.add_argument("--max-copy", type=int, metavar="N",
+                       help="never repeat more than N consecutive notes (pitch intervals, any transposition) of a "
+                            "training piece: a pitch that would is not sampled; 0 turns it off. Default: 16 when "
+                            "the model's training corpus (named in its corpus.json or card) is on this disk, "
+                            "else off. Uses the corpus index of `cadenza check`")
+        p.add_argument("--corpus", metavar="DATA_DIR", help="the training corpus for --max-copy (default: the "
+                                                            "model's)")
 
 
 

@@ -277,10 +277,56 @@ class _TargetPolicy(Policy):
         return super().onset_choices(s)
 
 
+class _GuardedPolicy:
+    """A policy with ``--max-copy``: the pitches a ``CopyGuard`` bans are not allowed. It
+    follows the stream's pitched notes (the prompt's, then each new one); where taking the
+    banned pitches away would leave nothing (a forced melody note), ``strict`` guards raise
+    ``CopyLimitError`` and others let the note through (counted in ``guard.unavoidable``)."""
+
+    def __init__(self, inner, guard, prompt):
+        from cadenza.music.originality import _Tables, notes_of_tokens
+
+        self.inner, self.guard, self.remi = inner, guard, inner.remi
+        self.pitches = [int(p) for p in notes_of_tokens(list(prompt), _Tables(inner.remi.codec))["pitch"]]
+        self._last = None
+        self._primed = False
+        self.m_pitch = self.remi.masks[PITCH]
+
+    def allowed(self, s: RemiState) -> torch.Tensor:
+        from cadenza.music.originality import CopyLimitError
+
+        if not self._primed:             # the prompt's last note is already in self.pitches
+            self._primed, self._last = True, s.last_note
+        elif s.last_note is not None and s.last_note is not self._last:
+            self._last = s.last_note
+            if s.last_note[3] != -1:
+                self.pitches.append(int(s.last_note[2]))
+        m = self.inner.allowed(s)
+        if not bool((m & self.m_pitch).any()):
+            return m
+        banned = self.guard.banned_pitches(self.pitches)
+        ids = [self.remi.pitch_ids[p] for p in banned if p in self.remi.pitch_ids]
+        if not ids:
+            return m
+        m2 = m.clone()
+        m2[torch.tensor(ids, dtype=torch.long)] = False
+        if bool(m2.any()):
+            self.guard.refused += int((m & ~m2).sum())
+            return m2
+        if self.guard.strict:
+            raise CopyLimitError(f"every possible next note would repeat more than {self.guard.max_copy} "
+                                 f"consecutive notes of a training piece; raise --max-copy or change the input")
+        self.guard.unavoidable += 1
+        return m
+
+
 def _sample(model, prompt, policy, state, target: _Target | None, *, seed, temperature, top_k, top_p,
             progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
-            total_bars: int | None = None):
+            total_bars: int | None = None, guard=None):
     """Sample after ``prompt`` under ``policy``; returns (new ids, stats).
+
+    ``guard`` (a ``cadenza.music.originality.CopyGuard``) takes away every pitch that would
+    repeat more than ``guard.max_copy`` consecutive notes of a training piece.
 
     The same decoding as ``cadenza.sampling.stream`` with a constraint (sparse KV cache,
     inference mode, a private seeded generator, the same sliding window past ``max_len``),
@@ -294,6 +340,8 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
 
     from cadenza.sampling import filter_logits, window_keep
 
+    if guard is not None:
+        policy = _GuardedPolicy(policy, guard, prompt)
     remi = policy.remi
     state.feed_all(prompt)
     if target is not None:
@@ -413,7 +461,7 @@ def _finish_ids(codec, prompt, new) -> list[int]:
 # --------------------------------------------------------------------------- compose
 def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, seconds=None, tempo=None,
             key=None, time_signature=None, seed=None, temperature: float = 1.0, top_k=None,
-            top_p: float | None = 0.95, progress: bool = False, on_bar=None) -> Piece:
+            top_p: float | None = 0.95, progress: bool = False, on_bar=None, guard=None) -> Piece:
     """Compose a new piece with a loaded music model (``cadenza.music.load_model``).
 
     Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``tempo`` (beats per
@@ -447,7 +495,8 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     state = RemiState(remi)
     prompt = [codec.bos_id]
     new, stats = _sample(mm.model, prompt, policy, state, target, seed=seed, temperature=temperature,
-                         top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar)
+                         top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
+                         guard=guard)
     ids = _finish_ids(codec, prompt, new)
     qpm = target.tempo(state)
     settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
@@ -522,7 +571,7 @@ def _kept_notes(codec, ids, tempo) -> frozenset:
 
 def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
                    top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None,
-                   mood=None, valence=None, energy=None) -> Piece:
+                   mood=None, valence=None, energy=None, guard=None) -> Piece:
     """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
 
     The input is encoded with its own conditioning prefix (key, tempo, metre; ``style``, or
@@ -551,7 +600,8 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
                            moods=plan.moods(codec))
     state = RemiState(remi)
     new, stats = _sample(mm.model, ids, policy, state, target, seed=seed, temperature=temperature,
-                         top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar)
+                         top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
+                         guard=guard)
     out = _finish_ids(codec, ids, new)
     name = _input_name(midi)
     settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
@@ -777,7 +827,7 @@ def _parse_melody(remi: Remi, body: list[int], ts0) -> list[_MelodyBar]:
 
 
 def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None, temperature: float = 1.0,
-              top_k=None, top_p: float | None = 0.95, progress: bool = False) -> Piece:
+              top_k=None, top_p: float | None = 0.95, progress: bool = False, guard=None) -> Piece:
     """Add ``voices`` accompanying voices below a melody (a MIDI path, bytes or symusic score).
 
     How (constrained decoding over the REMI stream, no special training): the melody is
@@ -807,7 +857,8 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
     state = RemiState(remi, record=True)
     new, stats = _sample(mm.model, prefix, policy, state, None, seed=seed, temperature=temperature,
-                         top_k=top_k, top_p=top_p, progress=progress, desc="harmonize", total_bars=len(bars))
+                         top_k=top_k, top_p=top_p, progress=progress, desc="harmonize", total_bars=len(bars),
+                         guard=guard)
     if stats["stopped"] != "eos":
         raise DataError("the melody is too long to harmonize in one go")
     out = _finish_ids(codec, prefix, new)
