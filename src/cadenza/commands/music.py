@@ -116,25 +116,20 @@ def _sampling(args) -> dict:
 
 
 def _copy_guard(args, mm):
-    """--max-copy: N (needs the model's corpus or --corpus), 0 (off), or not given: on at
-    DEFAULT_MAX_COPY when the model names a training corpus that is on this disk."""
-    from cadenza.music.originality import DEFAULT_MAX_COPY, CopyGuard, IndexError_, default_corpus, index_for
+    """--max-copy: N (needs the model's corpus or --corpus); 0 or not given: off. Off by
+    default so that the same seed gives the same piece on every machine (the corpus index
+    is not shipped; a fresh clone has no corpus to check against)."""
+    from cadenza.music.originality import CopyGuard, default_corpus, index_for
 
     n = getattr(args, "max_copy", None)
-    if n == 0:
+    if not n:
         return None
     if n is not None and n < 0:
         raise ConfigError(f"--max-copy must be 0 (off) or a whole number of notes, not {n}")
     corpus = getattr(args, "corpus", None)
     if corpus is None:
-        try:
-            corpus = default_corpus(mm.path)
-        except IndexError_:
-            if n is None:
-                return None       # the default: on only where the model's corpus is here
-            raise
-    return CopyGuard(index_for(corpus, progress=_progress(args)), DEFAULT_MAX_COPY if n is None else n,
-                     strict=args.command != "harmonize")
+        corpus = default_corpus(mm.path)
+    return CopyGuard(index_for(corpus, progress=_progress(args)), n, strict=args.command != "harmonize")
 
 
 # --------------------------------------------------------------------------- compose
@@ -291,9 +286,9 @@ def _common(p, output: bool = True) -> None:
     if output:
         p.add_argument("--max-copy", type=int, metavar="N",
                        help="never repeat more than N consecutive notes (pitch intervals, any transposition) of a "
-                            "training piece: a pitch that would is not sampled; 0 turns it off. Default: 16 when "
-                            "the model's training corpus (named in its corpus.json or card) is on this disk, "
-                            "else off. Uses the corpus index of `cadenza check`")
+                            "training piece: a pitch that would is not sampled (16 is a good value; default off, "
+                            "so a seed gives the same piece everywhere). Needs the model's training corpus "
+                            "(named in its corpus.json or card) or --corpus; uses the index of `cadenza check`")
         p.add_argument("--corpus", metavar="DATA_DIR", help="the training corpus for --max-copy (default: the "
                                                             "model's)")
 
