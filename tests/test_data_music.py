@@ -221,3 +221,17 @@ def test_cli_data_midi_and_music21(tmp_path, capsys):
     assert main(["data", "music21", "--out", str(tmp_path / "f"), "--collections", "demos", "--no-progress"]) == 2
     assert main(["data", "music21", "--out", str(tmp_path / "f"), "--limit", "0", "--no-progress"]) == 2
     assert not (tmp_path / "f" / "meta.json").exists()
+
+
+def test_commercial_ok_leaves_out_non_commercial_encodings(tmp_path):
+    out = tmp_path / "ok"
+    build_music21(out, collections=["bach", "essenFolksong"], limit=2, workers=1, progress=False,
+                  commercial_ok=True)
+    rows = _manifest(out)
+    essen = [r for r in rows if r["collection"] == "essenFolksong"]
+    assert essen and all(r["status"] == "excluded" and r["use"] == "non-commercial" for r in essen)
+    assert all(r["status"] == "ok" and r["use"] == "any" for r in rows if r["collection"] == "bach")
+    assert read_meta(out)["pieces"]["excluded"] == len(essen) and read_meta(out)["commercial_ok"] is True
+    from cadenza.data.music import use_of
+
+    assert use_of("unknown (your own files)") == "unknown" and use_of("") == "unknown"

@@ -29,7 +29,8 @@ def _music21(args) -> int:
     cols = [c for part in (args.collections or []) for c in part.split(",") if c]
     return _print(build_music21(args.out, collections=cols or None, limit=args.limit, workers=args.workers,
                                 val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                                progress=not args.no_progress, use_cache=not args.no_cache))
+                                progress=not args.no_progress, use_cache=not args.no_cache,
+                                commercial_ok=args.commercial_ok, allow_unknown_licence=args.allow_unknown_licence))
 
 
 def _midi(args) -> int:
@@ -47,7 +48,8 @@ def _midi(args) -> int:
     return _print(build_midi(args.source, args.out, style=args.style, licence=args.licence,
                              composer=args.composer, workers=args.workers, val_fraction=args.val_fraction,
                              test_fraction=args.test_fraction, progress=not args.no_progress,
-                             use_cache=not args.no_cache, codec=codec, fixed_tokenizer=codec is not None))
+                             use_cache=not args.no_cache, codec=codec, fixed_tokenizer=codec is not None,
+                             commercial_ok=args.commercial_ok, allow_unknown_licence=args.allow_unknown_licence))
 
 
 def _common(p) -> None:
@@ -58,6 +60,11 @@ def _common(p) -> None:
     p.add_argument("--test-fraction", type=float, default=0.05, help="share of pieces held out for testing (0.05)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write DATA_DIR/.cache")
+    p.add_argument("--commercial-ok", action="store_true",
+                   help="leave out pieces whose licence is for non-commercial use (the Essen encodings) or "
+                        "unknown, so a model trained on the result may be used commercially")
+    p.add_argument("--allow-unknown-licence", action="store_true",
+                   help="with --commercial-ok, keep pieces whose licence is unknown")
 
 
 def register_music21(sub) -> None:

@@ -112,10 +112,20 @@ COLLECTIONS: dict[str, Collection] = {c.name: c for c in [
 # Not repertoire: files that test music21's own features.
 EXCLUDED_COLLECTIONS = {"demos": "music21 feature test files", "theoryExercises": "theory exercises"}
 
-MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", "licence", "style",
+MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", "licence", "use", "style",
                    "split", "status", "reason", "notes", "tokens", "key", "tempo", "tempo_source",
                    "time_signature", "valence", "energy", "valence_level", "energy_level", "seconds",
                    "split_key"]
+
+
+def use_of(licence: str) -> str:
+    """What a piece's licence allows: "non-commercial", "unknown" or "any"."""
+    text = (licence or "").lower()
+    if "non-commercial" in text or "noncommercial" in text:
+        return "non-commercial"
+    if not text or "unknown" in text:
+        return "unknown"
+    return "any"
 
 
 # --------------------------------------------------------------------------- splits
@@ -650,13 +660,23 @@ def _run_pool(jobs, func, codec_dict, workers: int, done, retries: int = 2):
 
 
 def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
-            source_info: dict, split_by: dict, progress: bool, fixed_tokenizer: bool = False) -> BuildSummary:
+            source_info: dict, split_by: dict, progress: bool, fixed_tokenizer: bool = False,
+            commercial_ok: bool = False, allow_unknown_licence: bool = False) -> BuildSummary:
     from cadenza.data.format import write_dataset
 
     from cadenza.codecs.music import level_of
     from cadenza.codecs.segments import quantile_edges
 
     all_results.sort(key=lambda r: r[0]["id"])
+    kept = []
+    for rec, ids in all_results:   # --commercial-ok: leave out what the licences do not allow
+        rec["use"] = use_of(rec.get("licence", ""))
+        if ids is not None and commercial_ok and (rec["use"] == "non-commercial" or (
+                rec["use"] == "unknown" and not allow_unknown_licence)):
+            rec = dict(rec, status="excluded", reason=f"licence: {rec['use']} (--commercial-ok)")
+            ids = None
+        kept.append((rec, ids))
+    all_results = kept
     splits = {"train": [], "val": [], "test": []}
     seen_bodies: dict[str, str] = {}
     records = []
@@ -707,7 +727,8 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
     dups = [r for r in records if r["status"] == "duplicate"]
     per_coll: dict[str, dict] = {}
     for r in records:
-        d = per_coll.setdefault(r["collection"], {"ok": 0, "skipped": 0, "duplicate": 0, "licence": r["licence"]})
+        d = per_coll.setdefault(r["collection"], {"ok": 0, "skipped": 0, "duplicate": 0, "excluded": 0,
+                                                  "licence": r["licence"]})
         d[r["status"]] += 1
     seconds = time.time() - t0
     pieces_per_split = {k: sum(1 for r in ok if r["split"] == k) for k in splits}
@@ -732,7 +753,8 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
                             "valence_edges": list(codec.config.valence_edges),
                             "energy_edges": list(codec.config.energy_edges)},
                   tokens_per_note=round(tokens_total / max(notes_total, 1), 3),
-                  pieces={"ok": len(ok), "skipped": len(skipped), "duplicate": len(dups), **{
+                  pieces={"ok": len(ok), "skipped": len(skipped), "duplicate": len(dups),
+                          "excluded": sum(1 for r in records if r["status"] == "excluded"), **{
                       f"{k}": v for k, v in pieces_per_split.items()}},
                   collections=per_coll, split_fractions={"val": val_fraction, "test": test_fraction},
                   build_seconds=round(seconds, 1), **source_info)
@@ -746,10 +768,14 @@ def _check_fractions(val_fraction, test_fraction):
 
 def build_music21(out_dir, collections=None, limit: int | None = None, workers: int = 2,
                   codec=None, val_fraction: float = 0.05, test_fraction: float = 0.05,
-                  progress: bool = True, use_cache: bool = True, timeout: int = 300) -> BuildSummary:
+                  progress: bool = True, use_cache: bool = True, timeout: int = 300,
+                  commercial_ok: bool = False, allow_unknown_licence: bool = False) -> BuildSummary:
     """Build a token dataset from the music21 corpus bundled with the music21 package.
 
     ``limit`` keeps at most that many pieces per collection (the first ones in file order).
+    ``commercial_ok`` leaves out pieces whose licence is for non-commercial use (the Essen
+    encodings) and, unless ``allow_unknown_licence``, those whose licence is unknown; the
+    manifest's ``use`` column says what each piece's licence allows.
     """
     from cadenza.codecs.music import MusicCodec
 
@@ -781,13 +807,16 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
     info = {"source": "music21 corpus", "music21_version": str(music21.__version__),
             "limit_per_collection": limit}
     split_by = {c: COLLECTIONS[c].split_by for c in COLLECTIONS}
-    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress)
+    info["commercial_ok"] = bool(commercial_ok)
+    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress,
+                   commercial_ok=commercial_ok, allow_unknown_licence=allow_unknown_licence)
 
 
 def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (your own files)",
                composer: str = "unknown", workers: int = 2, codec=None, val_fraction: float = 0.05,
                test_fraction: float = 0.05, progress: bool = True, use_cache: bool = True,
-               timeout: int = 120, fixed_tokenizer: bool = False) -> BuildSummary:
+               timeout: int = 120, fixed_tokenizer: bool = False, commercial_ok: bool = False,
+               allow_unknown_licence: bool = False) -> BuildSummary:
     """Build a token dataset from every .mid/.midi file under ``in_dir`` (recursively).
 
     ``codec`` with ``fixed_tokenizer=True`` (``cadenza data midi --tokenizer MODEL_DIR``)
@@ -821,4 +850,5 @@ def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (y
     all_results = [r for rel in sorted(results) for r in results[rel]]
     info = {"source": "midi folder", "source_dir": str(src.resolve())}
     return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress,
-                   fixed_tokenizer=fixed_tokenizer)
+                   fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
+                   allow_unknown_licence=allow_unknown_licence)
