@@ -484,7 +484,7 @@ def default_corpus(model_path=None) -> Path:
     if not (d / "meta.json").is_file():
         raise IndexError_(f"the model's training corpus {d} is not on this disk; build it with "
                           f"`{info.get('build') or 'cadenza data music21 --out ' + str(info['data_dir'])}` "
-                          f"(about 2 minutes) or pass --corpus DATA_DIR")
+                          f"(about 12 minutes on 2 cores the first time) or pass --corpus DATA_DIR")
     return d
 
 
