@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
+	mkdir -p demo
 	$(VENV)/bin/cadenza compose --seed 7 --bars 16 -o demo/piece.mid
 
 test: venv

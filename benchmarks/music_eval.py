@@ -485,8 +485,9 @@ def markdown(result) -> str:
     tr = result.get("training")
     if tr and tr.get("runs"):
         L.append("### Equal training time\n")
-        L.append("Held-out loss as logged by the training loop (bits/token on fixed 4096-token windows of the "
-                 "validation split) against training time (evaluation and checkpointing excluded).\n")
+        L.append("Held-out loss as logged by the training loop (bits/token on the validation pieces it "
+                 "evaluates: whole pieces from their BOS for music data made of pieces, fixed windows "
+                 "otherwise) against training time (evaluation and checkpointing excluded).\n")
         common = tr.get("common_time_s")
         L.append(f"| run | training time | steps | final val bits / token | val bits / token at "
                  f"{fmt((common or 0) / 60, 1)} min (equal time) |")
@@ -502,9 +503,11 @@ def markdown(result) -> str:
     mm = result.get("muspy")
     if mm:
         L.append("### MusPy metrics of generated pieces\n")
-        L.append(f"{len(mm['pieces'])} conditioning prefixes (BOS + style, key, tempo, metre, valence, energy) "
-                 f"taken from held-out pieces; each model samples until EOS or {mm['max_new_tokens']} new "
-                 f"tokens (temperature {mm['temperature']}, top-p {mm['top_p'] or 'off'}, seed {mm['seed']}). "
+        L.append(f"{len(mm['pieces'])} conditioning prefixes (style, key, tempo, metre) taken from held-out "
+                 f"pieces. Each transformer composes as `cadenza compose` does (the grammar, int8 decoding, "
+                 f"top-p {mm['top_p'] or 0.95}, seeds {mm['seed']}.., the prefix forced, moods free, as many "
+                 f"bars as the held-out piece's first {mm['max_new_tokens']} tokens hold); the n-gram samples "
+                 f"tokens until EOS or {mm['max_new_tokens']} new tokens (temperature {mm['temperature']}). "
                  f"The held-out column is the same pieces cut to the same token budget. Mean ± std over "
                  f"pieces; (n=...) where only n pieces had a value (MusPy gives none for a piece without "
                  f"notes, and no groove consistency for one shorter than two measures).\n")
