@@ -1,10 +1,15 @@
-"""Symbolic music codec: MIDI / symusic scores <-> token ids.
+"""Symbolic music codec (version 2): MIDI / symusic scores <-> token ids.
 
-The body of a piece is tokenized by MidiTok (REMI by default, TSD optional) with
-``Program`` tokens in one stream, so several instruments share one sequence. In front of
-the body sits a fixed conditioning prefix computed from the notes themselves::
+MidiTok's REMI (with ``Program`` tokens in one stream, so several instruments share one
+sequence) is made lean and given segment controls (``lean_body`` / ``expand_body``)::
 
-    BOS  Style_<s>  Key_<k>  Tempo_<bpm>  TimeSig_<n/d>  Valence_<0-4>  Energy_<0-4>  <body ...>  EOS
+    BOS  Style_<s>  Key_<k>  Tempo_<bpm>  TimeSig_<n/d>                 (the prefix)
+    Bar [TimeSig] [Mood_<v>.<e>]  Position [Program] Pitch [Velocity] Duration ...  EOS
+
+A TimeSig, Program or Velocity appears only where it changes (then holds until the next
+one), so a note costs about three tokens; a ``Mood`` token opens every ``segment_bars``-th
+bar with the valence and energy levels of that segment's own notes
+(``cadenza.codecs.segments``), cut at the edges stored in the config (the corpus quintiles).
 
 - Style: the collection or composer family (``STYLES``); ``other`` for anything unknown.
 - Key: Krumhansl-Kessler key finding on the duration-weighted pitch-class histogram,
@@ -12,12 +17,7 @@ the body sits a fixed conditioning prefix computed from the notes themselves::
 - Tempo: the time-weighted tempo of the file, snapped to ``TEMPO_BINS`` (log-nearest).
 - TimeSig: MidiTok's own time-signature token for the first bar (*/2 metres are written
   as the same bar length over 4: 2/2 -> 4/4, 3/2 -> 6/4).
-- Valence (0..4): half mode (graded: how much better the best major key fits than the best
-  minor key), half harmony (consonance of the notes that sound together and the share of
-  major among major/minor triads; neutral for one voice). See ``describe``.
-- Energy (0..4): half note density (notes per second, log scale), a quarter tempo, a
-  quarter mean velocity.
-- The raw valence and energy (0..1) become levels at ``valence_edges`` / ``energy_edges``.
+- ``describe`` still computes a whole piece's valence and energy (for the manifest).
 
 Ids ``0 .. miditok_vocab-1`` are MidiTok's (PAD=0, BOS=1, EOS=2); the conditioning tokens
 follow. The vocabulary is small (about 600 ids). ``MusicCodec.save`` writes a JSON file
@@ -806,8 +806,7 @@ class MusicCodec:
         seg_quarters: list[float] = []
         ts = tuple(ts0)
         bar = -1
-        pitch = vel = 0
-        vel = 64
+        pitch, vel = 0, 64
         for i in ids:
             kind = self.token_type(i)
             if kind == "Bar":
