@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import ConfigError, DataError
+from cadenza.codecs.keys import key_correlations
 from cadenza.codecs.segments import segment_values
 from cadenza.io import atomic_path, write_text_atomic
 
@@ -70,9 +71,6 @@ PREFIX_SLOTS = ("style", "key", "tempo", "time_signature")
 CONTROL_SLOTS = ("valence", "energy")   # opened at every segment (``segment_bars`` bars)
 DEFAULT_TEMPO = 120.0
 
-# Krumhansl-Kessler key profiles (major, minor), tonic first.
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _DISSONANT = {1, 2, 6, 10, 11}
 _MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
 _MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 11]  # natural minor plus the raised seventh
@@ -248,28 +246,6 @@ def _note_arrays(score):
     vel = np.concatenate([r["velocity"] for r in rows]).astype(np.int64)
     order = np.argsort(time, kind="stable")
     return time[order], (time + np.maximum(dur, 1))[order], pitch[order], vel[order]
-
-
-def _key_profiles() -> np.ndarray:
-    rows = [np.roll(prof, tonic) for prof in (_KK_MAJOR, _KK_MINOR) for tonic in range(12)]
-    m = np.array(rows)
-    m = m - m.mean(axis=1, keepdims=True)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-
-_PROFILES = _key_profiles()  # (24, 12), centred and normalised: a dot product is a correlation
-
-
-def key_correlations(pitches, weights) -> np.ndarray:
-    """Correlation of the duration-weighted pitch-class histogram with the 24 key profiles
-    (0-11 major on C..B, 12-23 minor)."""
-    hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=np.asarray(weights, dtype=float),
-                       minlength=12)
-    hist = hist - hist.mean()
-    norm = np.linalg.norm(hist)
-    if norm == 0:
-        return np.full(24, -1.0)
-    return _PROFILES @ (hist / norm)
 
 
 def estimate_key(pitches, weights, key_signature: int | None = None) -> tuple[int, str]:

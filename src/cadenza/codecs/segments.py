@@ -20,19 +20,7 @@ import math
 
 import numpy as np
 
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def _profiles() -> np.ndarray:
-    rows = [np.roll(prof, tonic) for prof in (_KK_MAJOR, _KK_MINOR) for tonic in range(12)]
-    m = np.array(rows)
-    m = m - m.mean(axis=1, keepdims=True)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-
-_PROFILES = _profiles()
-
+from cadenza.codecs.keys import key_correlations
 
 def segment_energy(pitches, velocities, n_notes: int, seconds: float) -> float:
     if n_notes == 0 or seconds <= 0:
@@ -47,13 +35,7 @@ def segment_energy(pitches, velocities, n_notes: int, seconds: float) -> float:
 def segment_valence(pitches, weights) -> float:
     if len(pitches) == 0:
         return 0.5
-    hist = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=np.asarray(weights, dtype=float),
-                       minlength=12)
-    hist = hist - hist.mean()
-    norm = np.linalg.norm(hist)
-    if norm == 0:
-        return 0.5
-    corr = _PROFILES @ (hist / norm)
+    corr = key_correlations(pitches, weights)
     return float(np.clip(0.5 + (float(corr[:12].max()) - float(corr[12:].max())) / 0.6, 0.0, 1.0))
 
 
