@@ -537,12 +537,11 @@ def _encode_input(codec, score, style, what: str):
     return ids, start
 
 
-def infer_style(mm, score, max_tokens: int = 512) -> str:
-    """The offered style under which the model finds the piece most likely (the first
-    ``max_tokens`` tokens scored once per style, in one batch)."""
+def _best_style(mm, ids: list[int], start: int, max_tokens: int = 512) -> str:
+    """The offered style under which the model finds the encoded piece ``ids`` (prefix up to
+    ``start``) most likely: its first ``max_tokens`` tokens scored once per style, in one batch."""
     codec = mm.codec
     offered = codec.offered_styles()
-    ids, start = _encode_input(codec, score, "other", "input")
     if len(offered) == 1 or len(ids) <= start + 1:
         return offered[0]
     x = ids[:max_tokens]
@@ -557,6 +556,23 @@ def infer_style(mm, score, max_tokens: int = 512) -> str:
     tgt = rows[:, 1:]
     ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[:, start - 1:].sum(dim=1)
     return offered[int(torch.argmax(ll))]
+
+
+def infer_style(mm, score, max_tokens: int = 512) -> str:
+    """The offered style under which the model finds the piece most likely."""
+    ids, start = _encode_input(mm.codec, score, "other", "input")
+    return _best_style(mm, ids, start, max_tokens)
+
+
+def _styled_input(mm, score, style, what: str):
+    """(ids, start, style) of an input piece: encoded once, with ``style`` (checked) or,
+    when None, the style the model finds likeliest for it in the style slot."""
+    codec = mm.codec
+    style = _check_style(codec, style)
+    ids, start = _encode_input(codec, score, "other", what)
+    style = style or _best_style(mm, ids, start)
+    ids[1] = codec.style_id(style)           # the prefix is BOS, Style, ...
+    return ids, start, style
 
 
 def _kept_notes(codec, ids, tempo) -> frozenset:
@@ -590,8 +606,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     seed = _check_seed(seed)
     plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
     score = _load_score(midi)
-    style = _check_style(codec, style) or infer_style(mm, score)
-    ids, start = _encode_input(codec, score, style, "input")
+    ids, start, style = _styled_input(mm, score, style, "input")
     qpm = float(codec.describe(score).tempo)
     state = RemiState(remi).feed_all(ids)
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
@@ -845,11 +860,11 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
     score = _load_score(melody)
-    ids, start = _encode_input(codec, score, _check_style(codec, style) or infer_style(mm, score), "melody")
+    ids, start, _ = _styled_input(mm, score, style, "melody")
     prefix, body = ids[:start], ids[start:]
     qpm = float(codec.describe(score).tempo)
     mel_state = RemiState(remi, record=True).feed_all(ids)
-    bars = _parse_melody(remi, body, mel_state.remi.value[mel_state.prefix["time_signature"]])
+    bars = _parse_melody(remi, body, remi.value[mel_state.prefix["time_signature"]])
     programs = [n[3] for n in mel_state.notes if n[3] != -1]
     if not programs:
         raise DataError("the melody has only drum notes; give a melody with pitched notes")
@@ -977,7 +992,7 @@ def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0
     codec = mm.codec
     remi = remi_for(codec)
     score = _load_score(midi)
-    ids, _ = _encode_input(codec, score, infer_style(mm, score), "input")
+    ids, _, _ = _styled_input(mm, score, None, "input")
     state = RemiState(remi).feed_all(ids)
     with torch.inference_mode(), mm.model.decoding_with("float32"):
         return _next_note_core(mm.model, remi, ids, state, max_onsets, onset_mass)[0]
@@ -1015,7 +1030,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
         raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
     score = _load_score(midi)
-    ids, start = _encode_input(codec, score, infer_style(mm, score), "input")
+    ids, start, _ = _styled_input(mm, score, None, "input")
     state = RemiState(remi, record=True).feed_all(ids)
     ts = state.ts
     # exact float32 weights: these probabilities are printed, and speed does not matter here
