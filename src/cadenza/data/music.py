@@ -6,13 +6,15 @@ one stream per split where every piece is ``BOS prefix body EOS`` (see
 
 - ``tokenizer.json``: the exact music codec, ``MusicCodec.load(DATA_DIR)`` rebuilds it;
 - ``manifest.csv``: one row per piece, kept or not: id, source file, collection, composer,
-  title, licence, style, split, status (ok / skipped / duplicate), reason, notes, tokens,
-  key, tempo, metre, valence, energy;
+  title, licence, use (what the licence allows), style, split, status (ok / skipped /
+  duplicate / excluded), reason, notes, tokens, key, tempo, metre, valence and energy (the
+  mean of the piece's raw segment values);
 - ``build.log``: the skipped pieces and why, and the build summary.
 
-Splits are by piece: a deterministic hash of the piece's split key (the piece id, or for
-folk, fiddle and chorale collections the normalised title, so one tune transcribed twice
-lands in one split). Pieces whose note content is identical to an earlier piece are
+Splits are by group: a deterministic hash of the group's key, where a group joins the
+versions of one tune (the same normalised title in the collections split by title, or the
+same opening 16 or 32 melodic intervals in any collection; see ``split_groups``), so one
+tune transcribed twice lands in one split. Pieces whose note content is identical to an earlier piece are
 dropped as duplicates. Work goes to a pool of worker processes, one source file per task,
 with a progress bar; results are cached per source file under ``DATA_DIR/.cache`` so an
 interrupted build resumes where it stopped.
@@ -114,7 +116,7 @@ EXCLUDED_COLLECTIONS = {"demos": "music21 feature test files", "theoryExercises"
 
 MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", "licence", "use", "style",
                    "split", "status", "reason", "notes", "tokens", "key", "tempo", "tempo_source",
-                   "time_signature", "valence", "energy", "valence_level", "energy_level", "seconds",
+                   "time_signature", "valence", "energy", "seconds",
                    "split_key"]
 
 
