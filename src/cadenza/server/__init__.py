@@ -1,0 +1,9 @@
+"""``cadenza serve``: the HTTP API, the endless soundtrack stream and the web pages.
+
+- ``app``: ``create_app(...)``, the FastAPI application (routes stay thin over ``cadenza.music``).
+- ``limits``: what one request, generation or stream may cost, with the 4xx each breach gives.
+- ``schemas``: the typed (pydantic) request and response models.
+- ``soundtrack``: the stream sessions (``WS /api/stream``), scheduled over a small worker pool.
+- ``prefs``: listener likes and skips in SQLite, and the controls they make likelier.
+- ``static/``: the pages (``/``, ``/listen``) and the vendored browser synthesizer.
+"""
