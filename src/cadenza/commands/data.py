@@ -32,9 +32,10 @@ def register_text(sub) -> None:
     p.set_defaults(func=_text)
 
 
+from cadenza.commands.data_media import register_audio, register_images  # noqa: E402
 from cadenza.commands.data_music import register_midi, register_music21  # noqa: E402
 
-BUILDERS = [register_text, register_music21, register_midi]
+BUILDERS = [register_text, register_music21, register_midi, register_images, register_audio]
 
 
 def register(subparsers) -> None:

@@ -65,12 +65,37 @@ class WindowSampler:
             yield _windows(self.tokens, mine[a * self.micro_batch:(a + 1) * self.micro_batch], self.seq_len)
 
 
-def eval_offsets(n_tokens: int, seq_len: int, max_windows: int) -> np.ndarray:
-    """Non-overlapping window starts over a split; an evenly spaced subset if too many."""
-    count = (n_tokens - 1) // seq_len
+class RecordSampler(WindowSampler):
+    """Training windows that start at a record start (every ``record_len`` tokens: one image
+    each), drawn per step like WindowSampler, so position 0 of a window is always a record's
+    first token (what factorized image positions assume)."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, global_batch: int, record_len: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, grad_accum: int = 1):
+        super().__init__(tokens, seq_len, global_batch, seed, rank, world_size, grad_accum)
+        if seq_len > record_len - 1:
+            raise ConfigError(f"seq_len {seq_len} is longer than one record of {record_len} tokens minus one")
+        self.record_len = int(record_len)
+        self.records = len(tokens) // self.record_len
+        if self.records < 1:
+            raise DataError(f"the training split holds no whole record of {record_len} tokens")
+
+    def offsets(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(step)])
+        return rng.integers(0, self.records, size=self.global_batch) * self.record_len
+
+
+def eval_offsets(n_tokens: int, seq_len: int, max_windows: int, record_len: int | None = None) -> np.ndarray:
+    """Non-overlapping window starts over a split (record starts, for data made of records of
+    ``record_len`` tokens); an evenly spaced subset if too many."""
+    if record_len:
+        count = n_tokens // record_len if seq_len < record_len else 0
+        step = record_len
+    else:
+        count, step = (n_tokens - 1) // seq_len, seq_len
     if count < 1:
         return np.zeros(0, dtype=np.int64)
-    starts = np.arange(count, dtype=np.int64) * seq_len
+    starts = np.arange(count, dtype=np.int64) * step
     if max_windows and count > max_windows:
         pick = np.unique(np.linspace(0, count - 1, max_windows).round().astype(np.int64))
         starts = starts[pick]
@@ -78,9 +103,9 @@ def eval_offsets(n_tokens: int, seq_len: int, max_windows: int) -> np.ndarray:
 
 
 def eval_batches(tokens: np.ndarray, seq_len: int, batch_size: int, max_windows: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, record_len: int | None = None):
     """Yield this rank's share (windows r, r+W, ...) of the evaluation windows in batches."""
-    mine = eval_offsets(len(tokens), seq_len, max_windows)[rank::world_size]
+    mine = eval_offsets(len(tokens), seq_len, max_windows, record_len)[rank::world_size]
     for i in range(0, len(mine), batch_size):
         yield _windows(tokens, mine[i:i + batch_size], seq_len)
 

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from cadenza._version import __version__
-from cadenza.data.dataset import (IGNORE, PieceSampler, WindowSampler, eval_batches, eval_offsets, load_splits,
-                                  piece_eval_batches, piece_eval_spans)
+from cadenza.data.dataset import (IGNORE, PieceSampler, RecordSampler, WindowSampler, eval_batches, eval_offsets,
+                                  load_splits, piece_eval_batches, piece_eval_spans)
 from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.io import write_text_atomic
 from cadenza.train import checkpoint as ckpt_io
@@ -148,9 +148,12 @@ def _model_config_from_args(cfg: TrainConfig, meta: dict):
         mc = _init_config(cfg, meta)
     elif cfg.preset is not None:
         mc = _preset(cfg.preset)
-        # A preset is a model shape; its vocabulary comes from the data.
+        # A preset is a model shape; its vocabulary (and for images its positions and stride:
+        # meta's model_defaults) comes from the data.
         if mc.vocab_size != meta["vocab_size"]:
             mc = mc.replace(vocab_size=int(meta["vocab_size"]))
+        if isinstance(meta.get("model_defaults"), dict):
+            mc = mc.replace(**meta["model_defaults"])
     elif cfg.model_config is not None:
         raw = cfg.model_config
         if not isinstance(raw, dict):
@@ -217,8 +220,12 @@ def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | N
         n = 0 if val_tokens is None else len(val_tokens)
         raise DataError(f"seq_len {seq_len} is larger than the held-out split ({n} tokens, need at least "
                         f"{seq_len + 1}); use a shorter --seq-len or hold out more data")
+    record_len = meta.get("record_len")
+    if record_len and seq_len > record_len - 1:
+        raise ConfigError(f"seq_len {seq_len} is longer than one record of {cfg.data} ({record_len - 1} tokens "
+                          f"after its start token); use --seq-len {record_len - 1} or less")
     cfg = dataclasses.replace(cfg, seq_len=seq_len)
-    if len(eval_offsets(len(val_tokens), seq_len, cfg.eval_windows)) < world_size:
+    if len(eval_offsets(len(val_tokens), seq_len, cfg.eval_windows, record_len)) < world_size:
         raise DataError(f"the held-out split ({len(val_tokens)} tokens) has fewer windows of {seq_len} than "
                         f"there are processes ({world_size}); hold out more data or use a shorter --seq-len")
     per, rem = divmod(cfg.batch_size, world_size * cfg.grad_accum)
@@ -230,8 +237,9 @@ def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | N
                           "torchrun --nproc_per_node=N (N >= 2), or drop --fsdp")
     _check_out_dir(out)
     text = meta.get("modality") == "text" and meta["vocab_size"] == 256
+    unit = meta.get("unit") if isinstance(meta.get("unit"), str) else ("bits/byte" if text else "bits/token")
     plan = _Plan(cfg=cfg, model_config=mc.to_dict(), meta=meta, seq_len=seq_len,
-                 unit="bits/byte" if text else "bits/token", resume_path=resume_path)
+                 unit=unit, resume_path=resume_path)
     return plan, state
 
 
@@ -298,6 +306,9 @@ def _sampler(cfg: TrainConfig, meta: dict, train_tokens, val_tokens, d):
                                rank=d.rank, world_size=d.world_size, grad_accum=cfg.grad_accum,
                                transform=transform, transpose=cfg.transpose if transform else 0)
         return sampler, piece_eval_spans(val_tokens, sep["bos"], cfg.eval_windows)
+    if meta.get("record_len"):
+        return RecordSampler(train_tokens, cfg.seq_len, cfg.batch_size, int(meta["record_len"]), seed=cfg.seed,
+                             rank=d.rank, world_size=d.world_size, grad_accum=cfg.grad_accum), None
     return WindowSampler(train_tokens, cfg.seq_len, cfg.batch_size, seed=cfg.seed, rank=d.rank,
                          world_size=d.world_size, grad_accum=cfg.grad_accum), None
 
@@ -405,11 +416,13 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             return piece_eval_batches(val_tokens, piece_spans, cfg.seq_len, sampler.micro_batch, pad,
                                       d.rank, d.world_size)
     else:
-        n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows))
+        record_len = plan.meta.get("record_len")
+        n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows, record_len))
         n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
 
         def held_out():
-            return eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size)
+            return eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size,
+                                record_len)
     autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
         else contextlib.nullcontext
 
