@@ -101,7 +101,8 @@ def _label(config: ModelConfig, mode: str, layer: int) -> str:
     if len(groups) == 1 and mode == "interleaved":
         return f"interleaved ({type(groups[0][2]).__name__})"
     if mode == "split":
-        return "split (" + ", ".join(f"heads {a}-{b - 1}: {type(p).__name__}" for a, b, p in groups) + ")"
+        return "split: " + ", ".join(f"heads {a}..{b - 1} {type(p).__name__}" if b - a > 1
+                                     else f"head {a} {type(p).__name__}" for a, b, p in groups)
     return "merged (every head: both parts)"
 
 
@@ -131,7 +132,7 @@ def draw(pattern: str, stride: int, n: int, modes=None, summary: int | None = No
             ax = axes[row][col]
             ax.imshow(layer_grid(cfg, layer), cmap=_cmap(), vmin=0, vmax=3, interpolation="nearest")
             ax.axhline(query, color=QUERY_COLOUR, lw=0.6, alpha=0.5)
-            ax.set_title(f"{_label(cfg, mode, layer)}: layer {layer} (queries x keys)", fontsize=9)
+            ax.set_title(f"{_label(cfg, mode, layer)}\nlayer {layer}: queries x keys", fontsize=9)
             ax.set_xlabel("key j", fontsize=8)
             ax.set_ylabel("query i", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -145,7 +146,7 @@ def draw(pattern: str, stride: int, n: int, modes=None, summary: int | None = No
                     ax.text(c, r, str(r * l + c), ha="center", va="center", fontsize=6,
                             color="white" if view[r, c] in (PART_A, BOTH, 5) else "#444444")
         reach = two_hop_reach(cfg, query, n)
-        ax.set_title(f"query {query}: layer 1 keys; two-hop reach {int(reach.sum())} of {query + 1}",
+        ax.set_title(f"query {query}: its layer-1 keys\nreach in two hops: {int(reach.sum())} of {query + 1} positions",
                      fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
