@@ -64,8 +64,10 @@ const state = {
   padSends: 0,
   preferences: null,
   lastDownload: null,   // {notes, pitches, bytes} of the last MIDI download
+  lastCut: null,        // {beat, seqBefore}: the last cut and the highest note seq received before it
 };
 window.cadenzaState = state;
+window.cadenzaNotes = () => bars.flatMap((b) => b.notes);   // the timeline as it stands (after cuts)
 
 let ws = null;
 let wsReady = null;       // promise of the ready message for the current socket
@@ -81,6 +83,7 @@ let tempoChanges = [];    // {beat, tempo} of heard bars, for the MIDI file
 let timers = [];
 let pad = { valence: 0.5, energy: 0.5, touched: false };
 let tempoTouched = false;
+let maxSeq = -1;          // the highest note sequence number received
 
 // ---- clock -------------------------------------------------------------------------------
 const now = () => (ctx ? ctx.currentTime : performance.now() / 1000);
@@ -162,6 +165,7 @@ function onSegment(m) {
 function onNotes(m) {
   const notes = (m.notes || []).slice().sort((a, b) => a.start - b.start);
   state.notesReceived += notes.length;
+  for (const n of notes) if (n.seq > maxSeq) maxSeq = n.seq;
   const seg = state.lastSegment;
   const last = bars.length ? bars[bars.length - 1] : null;
   const end = Number(m.end_beat);
@@ -175,6 +179,7 @@ function onNotes(m) {
 function onCut(m) {
   const x = Number(m.beat);
   state.cuts.push(x);
+  state.lastCut = { beat: x, seqBefore: maxSeq };
   // drop the bars (and notes) not yet handed to the synthesizer from beat x on
   for (let i = bars.length - 1; i >= nextBar; i--) {
     const bar = bars[i];
@@ -320,7 +325,7 @@ function resetTimeline() {
   bars = []; nextBar = 0; segmentsByBeat = []; heard = []; tempoChanges = [];
   channelProgram = new Map();
   state.notesReceived = 0; state.notesPlayed = 0; state.segments = []; state.lastSegment = null;
-  state.currentSegment = null; state.cuts = []; state.playheadBeat = 0;
+  state.currentSegment = null; state.cuts = []; state.lastCut = null; state.playheadBeat = 0; maxSeq = -1;
   $("download").disabled = true;
 }
 
