@@ -116,7 +116,8 @@ function anchor(i) {
 }
 
 function channelFor(note) {
-  // voice 0.. -> channels 0..15, leaving channel 9 (GM percussion) out
+  // drums on channel 9 (GM percussion); voice 0.. -> the other channels
+  if (note.drum) return 9;
   const v = Math.max(0, Number(note.voice) || 0) % 15;
   return v >= 9 ? v + 1 : v;
 }
@@ -169,8 +170,9 @@ function onNotes(m) {
   const seg = state.lastSegment;
   const last = bars.length ? bars[bars.length - 1] : null;
   const end = Number(m.end_beat);
-  let start = last ? last.end : end - beatsPerBar(seg && seg.controls && seg.controls.time_signature);
-  if (notes.length && notes[0].start < start) start = Math.min(start, notes[0].start);
+  const ts = m.time_signature || (seg && seg.controls && seg.controls.time_signature);
+  let start = Number.isFinite(m.start_beat) ? Number(m.start_beat) : (last ? last.end : end - beatsPerBar(ts));
+  if (notes.length && notes[0].start < start) start = notes[0].start;
   const tempo = Number(m.tempo) > 0 ? Number(m.tempo) : (last ? last.tempo : 120);
   bars.push({ bar: m.bar, start, end: Math.max(end, start), tempo, time: null, notes, next: 0 });
   $("download").disabled = false;
@@ -360,11 +362,11 @@ function setupControls() {
   $("download").addEventListener("click", downloadMidi);
   $("style").addEventListener("change", () => {
     const v = $("style").value;
-    if (v) send({ type: "control", style: v });
+    if (v && state.playing) send({ type: "control", style: v });   // before Start: goes with start
   });
   const tempo = $("tempo");
   tempo.addEventListener("input", () => { tempoTouched = true; $("tempo-value").textContent = `${tempo.value} bpm`; });
-  tempo.addEventListener("change", () => send({ type: "control", tempo: Number(tempo.value) }));
+  tempo.addEventListener("change", () => { if (state.playing) send({ type: "control", tempo: Number(tempo.value) }); });
   const c = $("pad");
   c.addEventListener("pointerdown", (ev) => { c.setPointerCapture(ev.pointerId); padFromEvent(ev); });
   c.addEventListener("pointermove", (ev) => { if (c.hasPointerCapture(ev.pointerId)) padFromEvent(ev); });
