@@ -855,11 +855,14 @@ class MusicCodec:
             controls()
         return out, where
 
-    def expand_body(self, lean, ts0) -> list[int]:
-        """MidiTok REMI ids from a version-2 body (the inverse of ``lean_body``)."""
+    def expand_body(self, lean, ts0, program: int | None = None, velocity: int | None = None) -> list[int]:
+        """MidiTok REMI ids from a version-2 body (the inverse of ``lean_body``). ``program``
+        and ``velocity`` (token ids) are the ones in force where ``lean`` starts, for a body
+        cut from the middle of a stream (default: Program_0 and the middle velocity)."""
         cur_ts = self.time_signature_id(*ts0)
-        cur_prog = self.id("Program_0")
-        cur_vel = self.ids_of_type("Velocity")[len(self.ids_of_type("Velocity")) // 2]
+        cur_prog = self.id("Program_0") if program is None else int(program)
+        vels = self.ids_of_type("Velocity")
+        cur_vel = vels[len(vels) // 2] if velocity is None else int(velocity)
         out: list[int] = []
         need_ts = need_vel = False
         prev = None

@@ -323,22 +323,16 @@ class _GuardedPolicy:
 def _sample(model, prompt, policy, state, target: _Target | None, *, seed, temperature, top_k, top_p,
             progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
             total_bars: int | None = None, guard=None):
-    """Sample after ``prompt`` under ``policy``; returns (new ids, stats).
+    """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
 
-    ``guard`` (a ``cadenza.music.originality.CopyGuard``) takes away every pitch that would
-    repeat more than ``guard.max_copy`` consecutive notes of a training piece.
-
-    The same decoding as ``cadenza.sampling.stream`` with a constraint (sparse KV cache,
-    inference mode, a private seeded generator, the same sliding window past ``max_len``),
-    written out here because the grammar allows shortcuts: a token the grammar forces (a
-    metre after a bar line, a melody note in ``harmonize``) is taken without sampling, and
-    sampling looks only at the allowed tokens (a few dozen, not the whole vocabulary) for
-    temperature, top-k and top-p. Forced tokens still go through the model one at a time:
-    the cache's one-token step is 3-5x cheaper than a two-token chunk on a CPU.
+    The loop is ``cadenza.music.decoder.GrammarDecoder``'s; this adds the length target,
+    the progress bar and the ``on_bar`` callback. ``guard`` (a
+    ``cadenza.music.originality.CopyGuard``) takes away every pitch that would repeat more
+    than ``guard.max_copy`` consecutive notes of a training piece.
     """
     from tqdm import tqdm
 
-    from cadenza.sampling import filter_logits, window_keep
+    from cadenza.music.decoder import GrammarDecoder
 
     if guard is not None:
         policy = _GuardedPolicy(policy, guard, prompt)
@@ -347,7 +341,6 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
     if target is not None:
         target.bars0 = state.bars
     bars0 = state.bars
-    context = [int(t) for t in prompt]
     new: list[int] = []
     stats = {"first_bar_s": None, "stopped": "tokens"}
     if target is not None and target.bars is not None:
@@ -358,14 +351,8 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
         total, unit = total_bars, "bar"
     bar = tqdm(total=total, desc=desc, unit=unit, delay=PROGRESS_DELAY_S, disable=not progress, leave=False,
                dynamic_ncols=True, bar_format=None if total else "{desc}: {n:.0f} {unit} [{elapsed}]")
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    max_len = model.config.max_len
-    keep = window_keep(max_len)
     shown = 0
     done_bars = 0
-    was_training = model.training
-    model.eval()
     t0 = time.perf_counter()
 
     def accept(tok: int) -> str:
@@ -385,8 +372,7 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
             if progress and target is None:
                 bar.update(1)
         new.append(tok)
-        context.append(tok)
-        state.feed(tok)
+        dec.take(tok)
         if progress and kind in (BAR, POS) and target is not None:
             p = target.progress(state)
             p = int(p) if unit == "bar" else round(p, 1)
@@ -400,48 +386,25 @@ def _sample(model, prompt, policy, state, target: _Target | None, *, seed, tempe
             return "last"
         return "go"
 
+    dec = None
     try:
-        with torch.inference_mode():
-            cache = model.new_cache(1)
-            first = context if len(context) <= max_len else context[-keep:]
-            logits = model(torch.tensor([first]), cache=cache)[0, -1]
-            allowed = policy.allowed(state).nonzero().squeeze(1)
-            while len(new) < max_new_tokens:
-                if allowed.numel() == 0:
-                    raise ConfigError(f"the {desc} constraints left no possible token after {len(new)} tokens")
-                if allowed.numel() == 1:
-                    tok = int(allowed)
-                elif temperature == 0:
-                    tok = int(allowed[int(torch.argmax(logits.index_select(0, allowed)))])
-                else:
-                    sub = logits.index_select(0, allowed) / temperature
-                    if top_k is not None or top_p is not None:
-                        sub = filter_logits(sub.unsqueeze(0), top_k, top_p).squeeze(0)
-                    k = torch.multinomial(torch.softmax(sub, dim=-1), 1, generator=generator)
-                    tok = int(allowed[int(k)])
-                pending = []
-                verdict = "go"
-                while True:   # take the token, then any tokens the grammar forces after it
-                    verdict = accept(tok)
-                    if verdict == "stop":
-                        break
-                    pending.append(tok)
-                    if verdict == "last" or len(new) >= max_new_tokens:
-                        break
-                    allowed = policy.allowed(state).nonzero().squeeze(1)
-                    if allowed.numel() != 1:
-                        break
-                    tok = int(allowed)
+        dec = GrammarDecoder(model, prompt, policy, state, seed=seed, temperature=temperature, top_k=top_k,
+                             top_p=top_p, desc=desc)
+        while len(new) < max_new_tokens:
+            tok = dec.choose()
+            while True:   # take the token, then any tokens the grammar forces after it
+                verdict = accept(tok)
                 if verdict != "go" or len(new) >= max_new_tokens:
                     break
-                if cache.length + len(pending) > max_len:   # slide the window: re-encode the recent tokens
-                    cache = model.new_cache(1)
-                    logits = model(torch.tensor([context[-keep:]]), cache=cache)[0, -1]
-                else:
-                    for t in pending:
-                        logits = model(torch.tensor([[t]]), cache=cache)[0, -1]
+                tok = dec.forced()
+                if tok is None:
+                    break
+            if verdict != "go" or len(new) >= max_new_tokens:
+                break
+            dec.advance()
     finally:
-        model.train(was_training)
+        if dec is not None:
+            dec.close()
         bar.close()
     elapsed = time.perf_counter() - t0
     if stats["first_bar_s"] is None:
