@@ -18,6 +18,7 @@ target); Playwright's own browser download is never used.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import socket
 import sqlite3
@@ -67,14 +68,9 @@ def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
         pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what or js}; page state: {brief}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from cadenza.server.app import create_app
-
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("listen")
-    prefs = folder / "prefs.sqlite3"
-    app = create_app(prefs_path=prefs)
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` under uvicorn in a background thread on a free loopback port; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -87,14 +83,41 @@ def server(tmp_path_factory):
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the server did not start within 30 s")
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "prefs": prefs}
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def model():
+    from cadenza.music.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model(None)  # the shipped default model
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    from cadenza.server.app import create_app
+
+    prefs = tmp_path_factory.mktemp("listen") / "prefs.sqlite3"
+    with serving(create_app(prefs_path=prefs, mm=model)) as url:
+        yield {"url": url, "prefs": prefs}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, chromium):
     origin = server["url"]
     foreign: list[str] = []
     problems: list[str] = []
@@ -108,23 +131,20 @@ def page(server):
             foreign.append(url)
             route.abort()
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
-        context.route("**/*", guard)
-        # a WebSocket to anywhere else would not pass through route(): watch those too
-        pg = context.new_page()
-        pg.on("websocket", lambda ws: None if ws.url.startswith(origin.replace("http", "ws", 1) + "/")
-              else foreign.append(ws.url))
-        pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        pg.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-        pg.foreign = foreign
-        pg.problems = problems
-        pg.goto(origin + "/listen")
-        wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
-        yield pg
-        context.close()
-        browser.close()
+    context = chromium.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
+    context.route("**/*", guard)
+    # a WebSocket to anywhere else would not pass through route(): watch those too
+    pg = context.new_page()
+    pg.on("websocket", lambda ws: None if ws.url.startswith(origin.replace("http", "ws", 1) + "/")
+          else foreign.append(ws.url))
+    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    pg.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    pg.foreign = foreign
+    pg.problems = problems
+    pg.goto(origin + "/listen")
+    wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
+    yield pg
+    context.close()
 
 
 def roll_pixels(page) -> int:
@@ -239,7 +259,8 @@ def test_screenshot_and_nothing_loaded_from_outside(page, tmp_path):
     wait_for(page, "window.cadenzaState.rollNotesDrawn > 8", 10, "a fuller roll for the screenshot")
     page.wait_for_timeout(600)
     target = SCREENSHOT if os.environ.get("CADENZA_SCREENSHOTS") == "1" else tmp_path / "listen.png"
-    page.screenshot(path=str(target))
+    bottom = page.locator("#prefs").bounding_box()
+    page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": 1280, "height": bottom["y"] + bottom["height"] + 20})
     assert target.stat().st_size > 10_000
     assert page.foreign == [], f"the page asked for something outside its server: {page.foreign}"
     bad = [p for p in page.problems if "favicon" not in p]
@@ -251,3 +272,59 @@ def test_screenshot_and_nothing_loaded_from_outside(page, tmp_path):
     assert any("192.0.2.1" in u for u in page.foreign)
     page.click("#start")  # stop
     wait_for(page, "!window.cadenzaState.playing", 5, "stop")
+
+
+def test_token_goes_on_every_request(model, chromium, tmp_path):
+    """A server that needs a token: the page, opened with ?token=T, passes it on to the stream
+    and to every API request (not only the cookie), and plays."""
+    from cadenza.server.app import create_app
+
+    secret = "t0ken-for-the-test"
+    with serving(create_app(token=secret, prefs_path=tmp_path / "prefs.sqlite3", mm=model)) as url:
+        context = chromium.new_context()
+        pg = context.new_page()
+        api, sockets = [], []
+        pg.on("request", lambda r: api.append(r.url) if "/api/" in r.url else None)
+        pg.on("websocket", lambda ws: sockets.append(ws.url))
+        try:
+            denied = pg.goto(url + "/listen")
+            assert denied.status == 401, "the server asks for its token"
+            pg.goto(f"{url}/listen?token={secret}")
+            wait_for(pg, "window.cadenzaState.connected", 20, "the stream's ready message with the token")
+            pg.click("#start")
+            wait_for(pg, "window.cadenzaState.notesPlayed > 0 && window.cadenzaState.synth === 'ready'", 30,
+                     "notes and the SoundFont through the token")
+            wait_for(pg, "window.cadenzaState.preferences !== null", 10, "the listener's preferences")
+            pg.click("#start")  # stop
+        finally:
+            context.close()
+    assert sockets and all(f"token={secret}" in u for u in sockets), sockets
+    assert any("/api/soundfont" in u for u in api) and any("/api/listener/" in u for u in api), api
+    assert all(f"token={secret}" in u for u in api), api
+
+
+def test_preferences_off_the_page_says_so_and_plays(model, chromium, tmp_path):
+    """A corrupt preferences database: the server runs with preferences off, the page says so
+    in words, still plays, and the file is left as it was."""
+    from cadenza.server.app import create_app
+
+    broken = tmp_path / "prefs.sqlite3"
+    broken.write_bytes(b"this is not an SQLite database\n" * 64)
+    before = broken.read_bytes()
+    with serving(create_app(prefs_path=broken, mm=model)) as url:
+        context = chromium.new_context()
+        pg = context.new_page()
+        try:
+            pg.goto(url + "/listen")
+            wait_for(pg, "window.cadenzaState.connected", 20, "the stream's ready message")
+            text = pg.locator("#prefs").inner_text()
+            assert text.startswith("Preferences are off") and "still plays" in text, text
+            pg.click("#start")
+            wait_for(pg, "window.cadenzaState.notesPlayed > 0", 30, "notes with preferences off")
+            pg.click("#like")
+            wait_for(pg, "window.cadenzaState.acks.length > 0", 10, "the like's acknowledgement")
+            assert pg.locator("#prefs").inner_text() == text
+            pg.click("#start")  # stop
+        finally:
+            context.close()
+    assert broken.read_bytes() == before

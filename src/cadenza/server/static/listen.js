@@ -83,6 +83,7 @@ let tempoChanges = [];    // {beat, tempo} of heard bars, for the MIDI file
 let timers = [];
 let pad = { valence: 0.5, energy: 0.5, touched: false };
 let tempoTouched = false;
+let prefsOff = null;      // why the server keeps no preferences, from its ready message
 let maxSeq = -1;          // the highest note sequence number received
 
 // ---- clock -------------------------------------------------------------------------------
@@ -215,6 +216,8 @@ function onReady(m) {
   const chosen = sel.value;
   sel.length = 1;
   for (const s of m.styles || []) sel.add(new Option(s, s, false, s === chosen));
+  prefsOff = typeof m.preferences === "string" && m.preferences !== "on" ? m.preferences : null;
+  if (prefsOff) $("prefs").textContent = `Preferences are ${prefsOff.replace(/^off: /, "off (")}${prefsOff.startsWith("off: ") ? ")" : ""}; the music still plays.`;
 }
 
 // ---- socket --------------------------------------------------------------------------------
@@ -425,7 +428,7 @@ function updateStatus() {
 async function refreshPreferences() {
   try {
     const r = await fetch(withToken(`/api/listener/${encodeURIComponent(LISTENER)}`));
-    if (!r.ok) return;
+    if (!r.ok || prefsOff) return;
     const p = await r.json();
     state.preferences = p;
     const n = (p.likes || 0) + (p.skips || 0);
