@@ -271,6 +271,13 @@ def test_screenshot_and_nothing_loaded_from_outside(page, tmp_path):
     page.wait_for_timeout(300)
     assert any("192.0.2.1" in u for u in page.foreign)
     page.click("#start")  # stop
+    wait_for(page, "!window.cadenzaState.playing && !window.cadenzaState.connected", 5, "stop")
+    # and Start again: a new stream on a new socket, from beat 0
+    page.click("#start")
+    wait_for(page, "window.cadenzaState.playing && window.cadenzaState.notesPlayed > 0", 30, "a second start")
+    s = state(page)
+    assert s["cuts"] == [] and s["segments"][0]["beat"] == 0 and s["playheadBeat"] < 16
+    page.click("#start")
     wait_for(page, "!window.cadenzaState.playing", 5, "stop")
 
 

@@ -12,6 +12,7 @@
 import { WorkletSynthesizer, Midi } from "/static/vendor/cadenza-vendor.js";
 
 const LOOKAHEAD = 0.4;        // seconds of notes handed to the synthesizer ahead of time
+const LOOKAHEAD_HIDDEN = 3.0; // ... while the tab is hidden (the browser then slows timers down)
 const TICK_MS = 50;           // scheduler period
 const PLAYHEAD_MS = 250;      // playhead report period
 const PAD_SEND_MS = 150;      // at most one mood control message per this
@@ -125,7 +126,7 @@ function channelFor(note) {
 
 function schedule() {
   if (!state.playing || (synthLoading && state.synth === "loading")) return;
-  const horizon = now() + LOOKAHEAD;
+  const horizon = now() + (document.hidden ? LOOKAHEAD_HIDDEN : LOOKAHEAD);
   while (nextBar < bars.length) {
     const bar = bars[nextBar];
     if (anchor(nextBar) > horizon) break;
@@ -373,6 +374,15 @@ function setupControls() {
   const c = $("pad");
   c.addEventListener("pointerdown", (ev) => { c.setPointerCapture(ev.pointerId); padFromEvent(ev); });
   c.addEventListener("pointermove", (ev) => { if (c.hasPointerCapture(ev.pointerId)) padFromEvent(ev); });
+  c.addEventListener("keydown", (ev) => {   // arrows move the pad too
+    const step = ev.shiftKey ? 0.2 : 0.05;
+    const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[ev.key];
+    if (!d) return;
+    ev.preventDefault();
+    pad.valence = Math.min(1, Math.max(0, pad.valence + d[0]));
+    pad.energy = Math.min(1, Math.max(0, pad.energy + d[1]));
+    padChanged();
+  });
   const home = $("home-link");
   home.href = withToken("/");
 }
@@ -421,6 +431,11 @@ function updateStatus() {
     return;
   }
   state.currentSegment = seg;
+  if (!tempoTouched) {
+    const t = seg && seg.controls && Number(seg.controls.tempo);
+    const out = $("tempo-value"), words = t ? `auto · ${Math.round(t)}` : "auto";
+    if (out.textContent !== words) out.textContent = words;
+  }
   if (seg) setStatus(segmentWords(seg, beat));
   else setStatus(state.synth === "loading" ? "Loading the SoundFont…" : "Waiting for the first notes…");
 }
