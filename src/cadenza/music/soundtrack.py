@@ -136,7 +136,7 @@ class Soundtrack:
         self.rng = random.Random(self.seed)
         self.temperature, self.top_p = temperature, top_p
         self.keep_bars, self.keep_tokens = keep_bars, keep_tokens
-        self.headroom = min(headroom, mm.model.config.max_len // 2)
+        self.headroom = min(headroom, mm.model.config.max_len - 128)
         self.section_bars = section_bars
         self.chooser = chooser
         self._lock = threading.Lock()
@@ -200,8 +200,8 @@ class Soundtrack:
         """(tokens, kept bars): the prefix, then the last whole 4-bar groups before ``at_bar``
         re-encoded under it (transposed to its key, none if its metre differs)."""
         c, r = self.codec, self.remi
-        if any(prefix[s] is None for s in PREFIX_SLOTS):
-            return [c.bos_id] + [prefix[s] for s in PREFIX_SLOTS if prefix[s] is not None], 0
+        if any(prefix[s] is None for s in PREFIX_SLOTS):   # the policy forces the given slots, samples the rest
+            return [c.bos_id], 0
         ts = r.value[prefix["time_signature"]]
         before = self.records[:at_bar]
         groups = min(len(before), self.keep_bars) // self.S

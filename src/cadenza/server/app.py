@@ -49,7 +49,8 @@ class Hub:
 
     def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True):
         self.mm, self.limits = mm, limits
-        self.pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="cadenza-gen")
+        self.pool = None
+        self.open()
         self.streams = 0
         self.generations = 0
         self._lock = threading.Lock()
@@ -95,10 +96,15 @@ class Hub:
         with self._lock:
             self.generations -= 1
 
+    def open(self) -> None:
+        """The worker pool (again, after ``close``: an ASGI host may run the app's lifespan more than once)."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="cadenza-gen")
+
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        if self.prefs is not None:
-            self.prefs.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
 
 
 # --------------------------------------------------------------------------- conversions
@@ -190,6 +196,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        hub.open()
         yield
         hub.close()
 

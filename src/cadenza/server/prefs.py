@@ -58,12 +58,12 @@ def tempo_band(bpm: float) -> int:
 
 
 class Preferences:
-    def __init__(self, path=None):
+    def __init__(self, path=None, timeout: float = 2.0):
         self.path = Path(path) if path is not None else default_path()
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=2.0, check_same_thread=False, isolation_level=None)
+            self.db = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

@@ -15,7 +15,7 @@ Protocol (JSON objects with a ``type``; docs/server.md has the full table):
 The client owns the clock. It reports its playhead in beats; between reports the server
 extrapolates it at the tempo in force (for at most ``EXTRAPOLATE_S`` seconds, so a client
 that stops reporting stops the stream from running ahead). The producer makes bars while
-fewer than ``lead_high_bars`` bars lie ahead of the playhead, and waits otherwise. Bars are
+the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead, and waits otherwise. Bars are
 made on the shared worker pool (one bar per job), so streams take turns fairly.
 
 A control change or a skip takes effect at the first bar that starts at least
@@ -33,7 +33,7 @@ from cadenza.errors import CadenzaError
 from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
 
 EXTRAPOLATE_S = 10.0
-CHANGE_MARGIN_S = 0.35
+CHANGE_MARGIN_S = 0.25
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
 
@@ -116,7 +116,7 @@ class StreamSession:
                 beat = await self.hub.run(self.st.restart, at, fresh)
                 del self.sent_bars[at:]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
-            if self.lead_bars() < self.limits.lead_high_bars:
+            if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
                 self.lead_log.append(self.lead_bars())
                 bar = await self.hub.run(self.st.next_bar)
                 self.bars_made += 1
