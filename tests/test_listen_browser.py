@@ -64,8 +64,11 @@ def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
     except sync_api.TimeoutError:
         s = state(page)
         brief = {k: s.get(k) for k in ("connected", "playing", "notesReceived", "notesPlayed", "synth",
-                                       "audioState", "playheadBeat", "cuts", "errors")}
-        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what or js}; page state: {brief}")
+                                       "audioState", "playheadBeat", "cuts", "padSends", "errors")}
+        brief["segments"] = [(g.get("bar"), g.get("beat"), {k: g.get("controls", {}).get(k) for k in ("valence", "energy")},
+                              g.get("chosen_by", {}).get("valence")) for g in s.get("segments", [])[-6:]]
+        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what or js}; page state: {brief}; "
+                    f"page problems: {getattr(page, 'problems', None)}")
 
 
 @contextlib.contextmanager
@@ -190,8 +193,9 @@ def test_mood_pad_steers_later_segments(page):
     right = first["valence"] < 0.5
     top = first["energy"] < 0.5
     box = page.locator("#pad").bounding_box()
-    x = box["x"] + (box["width"] - 2 if right else 2)
-    y = box["y"] + (2 if top else box["height"] - 2)
+    inset = 6  # well inside the pad (its corners are rounded)
+    x = box["x"] + (box["width"] - inset if right else inset)
+    y = box["y"] + (inset if top else box["height"] - inset)
     n_before = len(s["segments"])
     page.mouse.click(x, y)
     want_v = ">= 0.8" if right else "<= 0.2"
@@ -326,8 +330,21 @@ def test_preferences_off_the_page_says_so_and_plays(model, chromium, tmp_path):
             wait_for(pg, "window.cadenzaState.connected", 20, "the stream's ready message")
             text = pg.locator("#prefs").inner_text()
             assert text.startswith("Preferences are off") and "still plays" in text, text
+            # the pad's very corners register (before Start: remembered, then sent with start)
+            box = pg.locator("#pad").bounding_box()
+            for dx, dy, v, e in [(1, 1, 0, 1), (-1, 1, 1, 1), (1, -1, 0, 0), (-1, -1, 1, 0)]:
+                pg.mouse.click(box["x"] + (dx if dx > 0 else box["width"] + dx),
+                               box["y"] + (dy if dy > 0 else box["height"] + dy))
+                got = state(pg, "window.cadenzaState.pad")
+                assert got["touched"] and got["valence"] == pytest.approx(v, abs=0.02) \
+                    and got["energy"] == pytest.approx(e, abs=0.02), (dx, dy, got)
+            pg.focus("#pad")
+            pg.keyboard.press("ArrowUp")  # arrows move it too: now valence 1, energy 0.05
             pg.click("#start")
             wait_for(pg, "window.cadenzaState.notesPlayed > 0", 30, "notes with preferences off")
+            first = state(pg, "window.cadenzaState.segments[0]")
+            assert first["chosen_by"]["valence"] == first["chosen_by"]["energy"] == "listener", first
+            assert first["controls"]["valence"] >= 0.8 and first["controls"]["energy"] <= 0.2, first
             pg.click("#like")
             wait_for(pg, "window.cadenzaState.acks.length > 0", 10, "the like's acknowledgement")
             assert pg.locator("#prefs").inner_text() == text

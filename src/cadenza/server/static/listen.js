@@ -66,6 +66,7 @@ const state = {
   preferences: null,
   lastDownload: null,   // {notes, pitches, bytes} of the last MIDI download
   lastCut: null,        // {beat, seqBefore}: the last cut and the highest note seq received before it
+  pad: null,            // the mood pad: {valence, energy, touched}
 };
 window.cadenzaState = state;
 window.cadenzaNotes = () => bars.flatMap((b) => b.notes);   // the timeline as it stands (after cuts)
@@ -82,10 +83,12 @@ let channelProgram = new Map();
 let heard = [];           // notes handed to the synthesizer
 let tempoChanges = [];    // {beat, tempo} of heard bars, for the MIDI file
 let timers = [];
-let pad = { valence: 0.5, energy: 0.5, touched: false };
+const pad = { valence: 0.5, energy: 0.5, touched: false };
 let tempoTouched = false;
 let prefsOff = null;      // why the server keeps no preferences, from its ready message
 let maxSeq = -1;          // the highest note sequence number received
+
+state.pad = pad;
 
 // ---- clock -------------------------------------------------------------------------------
 const now = () => (ctx ? ctx.currentTime : performance.now() / 1000);
@@ -372,8 +375,14 @@ function setupControls() {
   tempo.addEventListener("input", () => { tempoTouched = true; $("tempo-value").textContent = `${tempo.value} bpm`; });
   tempo.addEventListener("change", () => { if (state.playing) send({ type: "control", tempo: Number(tempo.value) }); });
   const c = $("pad");
-  c.addEventListener("pointerdown", (ev) => { c.setPointerCapture(ev.pointerId); padFromEvent(ev); });
-  c.addEventListener("pointermove", (ev) => { if (c.hasPointerCapture(ev.pointerId)) padFromEvent(ev); });
+  let dragging = false;
+  c.addEventListener("pointerdown", (ev) => {
+    dragging = true;
+    padFromEvent(ev);
+    try { c.setPointerCapture(ev.pointerId); } catch (e) { /* drag then ends at the pad's edge */ }
+  });
+  c.addEventListener("pointermove", (ev) => { if (dragging && ev.buttons) padFromEvent(ev); });
+  for (const t of ["pointerup", "pointercancel"]) c.addEventListener(t, () => { dragging = false; });
   c.addEventListener("keydown", (ev) => {   // arrows move the pad too
     const step = ev.shiftKey ? 0.2 : 0.05;
     const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[ev.key];
