@@ -187,13 +187,15 @@ function onCut(m) {
   const x = Number(m.beat);
   state.cuts.push(x);
   state.lastCut = { beat: x, seqBefore: maxSeq };
-  // drop the bars (and notes) not yet handed to the synthesizer from beat x on
-  for (let i = bars.length - 1; i >= nextBar; i--) {
+  // Drop every note from beat x on that is not yet handed to the synthesizer; a bar from x
+  // on keeps what it already handed over but no length, so the new music from x follows
+  // straight on and the page's beats stay the server's.
+  for (let i = bars.length - 1; i >= 0 && bars[i].end > x; i--) {
     const bar = bars[i];
-    if (bar.start >= x && bar.next === 0) { bars.splice(i, 1); continue; }
-    const keep = bar.notes.filter((n, j) => j < bar.next || n.start < x);
-    bar.notes = keep;
-    if (bar.end > x) bar.end = Math.max(x, bar.start);
+    if (bar.start >= x && bar.next === 0 && i >= nextBar) { bars.splice(i, 1); continue; }
+    bar.notes = bar.notes.filter((n, j) => j < bar.next || n.start < x);
+    bar.next = Math.min(bar.next, bar.notes.length);
+    bar.end = Math.max(x, bar.start);
   }
   nextBar = Math.min(nextBar, bars.length);
   segmentsByBeat = segmentsByBeat.filter((s) => s.beat < x);
