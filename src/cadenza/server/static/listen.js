@@ -11,7 +11,8 @@
 
 import { WorkletSynthesizer, Midi } from "/static/vendor/cadenza-vendor.js";
 
-const LOOKAHEAD = 0.4;        // seconds of notes handed to the synthesizer ahead of time
+const LOOKAHEAD = 0.2;        // seconds of notes handed to the synthesizer ahead of time (under the
+                              // server's 0.25 s cut margin, so a cut finds them not yet handed over)
 const LOOKAHEAD_HIDDEN = 3.0; // ... while the tab is hidden (the browser then slows timers down)
 const TICK_MS = 50;           // scheduler period
 const PLAYHEAD_MS = 250;      // playhead report period
@@ -65,6 +66,7 @@ const state = {
   padSends: 0,
   preferences: null,
   lastDownload: null,   // {notes, pitches, bytes} of the last MIDI download
+  notesPastCut: 0,      // notes from a cut's beat on that had already gone to the synthesizer
   lastCut: null,        // {beat, seqBefore}: the last cut and the highest note seq received before it
   pad: null,            // the mood pad: {valence, energy, touched}
 };
@@ -193,6 +195,7 @@ function onCut(m) {
   for (let i = bars.length - 1; i >= 0 && bars[i].end > x; i--) {
     const bar = bars[i];
     if (bar.start >= x && bar.next === 0 && i >= nextBar) { bars.splice(i, 1); continue; }
+    state.notesPastCut += bar.notes.filter((n, j) => j < bar.next && n.start >= x).length;
     bar.notes = bar.notes.filter((n, j) => j < bar.next || n.start < x);
     bar.next = Math.min(bar.next, bar.notes.length);
     bar.end = Math.max(x, bar.start);
@@ -336,7 +339,7 @@ function resetTimeline() {
   bars = []; nextBar = 0; segmentsByBeat = []; heard = []; tempoChanges = [];
   channelProgram = new Map();
   state.notesReceived = 0; state.notesPlayed = 0; state.segments = []; state.lastSegment = null;
-  state.currentSegment = null; state.cuts = []; state.lastCut = null; state.playheadBeat = 0; maxSeq = -1;
+  state.currentSegment = null; state.cuts = []; state.lastCut = null; state.notesPastCut = 0; state.playheadBeat = 0; maxSeq = -1;
   $("download").disabled = true;
 }
 
