@@ -26,7 +26,6 @@ The same seed gives the same piece: the only randomness is the seeded generator.
 from __future__ import annotations
 
 import bisect
-import copy
 import math
 import secrets
 import time
@@ -947,7 +946,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
     for q in range(state.pos + 1, npos):
         onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
     p_bar = float(p0[remi.bar])
-    bar_cache = copy.deepcopy(base)
+    bar_cache = base.fork()
     p1 = run(bar_cache, [remi.bar])
     if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
         mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
@@ -969,7 +968,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
         mass += o[0]
     joint: dict[int, float] = {}
     for o in chosen:
-        c = copy.deepcopy(o[4])
+        c = o[4].fork()
         pp = run(c, [remi.pos_ids[o[2]]])
         v = pp[pitch_idx]
         v = (v / v.sum().clamp_min(1e-30)).tolist()
@@ -1041,7 +1040,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         last_onset = state.onset
         for p, pj in ranked:
             o = max(chosen, key=lambda b: b[0] * b[5][p])
-            c2 = copy.deepcopy(o[4])
+            c2 = o[4].fork()
             pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
             zd = sum(float(pd[i]) for i in dur_ids) or 1.0
             d_id = max(dur_ids, key=lambda i: float(pd[i]))
