@@ -26,7 +26,6 @@ The same seed gives the same piece: the only randomness is the seeded generator.
 from __future__ import annotations
 
 import bisect
-import copy
 import math
 import secrets
 import time
@@ -275,6 +274,24 @@ class _TargetPolicy(Policy):
     def onset_choices(self, s):
         self.allow_eos = self.target.eos_ok(s)
         return super().onset_choices(s)
+
+
+class _NoMoreInBar:
+    """A policy whose first choice in the body is the bar line (the input's last bar is complete)."""
+
+    def __init__(self, inner):
+        self.inner, self.remi = inner, inner.remi
+        self._bars = None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def allowed(self, s: RemiState) -> torch.Tensor:
+        if self._bars is None:
+            self._bars = s.bars
+        if s.bars == self._bars and s.in_body and s.last in (DUR, MOOD):
+            return self.remi.one(self.remi.bar)
+        return self.inner.allowed(s)
 
 
 class _GuardedPolicy:
@@ -550,7 +567,8 @@ def _kept_notes(codec, ids, tempo) -> frozenset:
 
 def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
                    top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None,
-                   mood=None, valence=None, energy=None, guard=None) -> Piece:
+                   mood=None, valence=None, energy=None, guard=None, constraints=None,
+                   from_next_bar: bool = False) -> Piece:
     """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
 
     The input is encoded with its own conditioning prefix (key, tempo, metre; ``style``, or
@@ -561,6 +579,9 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     the input's last bar and 8 more); ``seconds`` counts from the input's last onset.
     ``mood`` / ``valence`` / ``energy`` (as in ``compose``; bars count from the input's first
     bar) force the moods of the new segments; not given, the model chooses them.
+    ``constraints`` (``cadenza.music.constraints.Constraints``): scale, role, density of the
+    new notes. ``from_next_bar``: the new notes start at the next bar line (an answer to a
+    phrase), not right after the input's last onset.
     """
     codec = mm.codec
     remi = remi_for(codec)
@@ -574,8 +595,15 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     state = RemiState(remi).feed_all(ids)
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
     target = _Target(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
-    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=state.onset,
+    freeze = state.next_bar_start() - 1 if from_next_bar else state.onset
+    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
                            moods=plan.moods(codec))
+    if from_next_bar:     # nothing more in the input's last bar: its next token is the bar line
+        policy = _NoMoreInBar(policy)
+    if constraints is not None and not constraints.empty:
+        from cadenza.music.constraints import ConstrainedPolicy
+
+        policy = ConstrainedPolicy(policy, constraints)
     state = RemiState(remi)
     new, stats = _sample(mm.model, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
@@ -884,11 +912,15 @@ def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
     return f"bar {bar}, beat {text}"
 
 
-def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float):
+def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
+                    base=None, p0=None):
     """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
 
-    Returns (pitch distribution {pitch: p}, p_end, p_same_onset, coverage, chosen onsets as
-    [p, tokens, bar, pos, onset tick, cache after the Position, pitch dist], program)."""
+    ``base``/``p0``: a cache that has already read ``ids`` and the next-token distribution
+    after them (the studio keeps both, so a played note costs one cached step); ``base`` is
+    not changed. Returns (pitch distribution {pitch: p}, p_end, p_same_onset, coverage,
+    chosen onsets as [p, tokens, bar, pos, onset tick, cache after the Position, pitch
+    dist], program, context tokens)."""
     ts, prog = state.ts, state.program
     max_len = model.config.max_len
     ctx = ids[-(max_len - 8):] if len(ids) > max_len - 8 else ids
@@ -900,8 +932,9 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
     pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
     pitch_list = list(pitch_ids.items())
     pitch_idx = torch.tensor([i for _, i in pitch_list])
-    base = model.new_cache(1)
-    p0 = run(base, ctx)
+    if base is None:
+        base = model.new_cache(1)
+        p0 = run(base, ctx)
     p_end = float(p0[remi.eos])
     same = remi.masks[PROG].clone()
     if prog is not None and prog in remi.program_ids:
@@ -913,7 +946,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
     for q in range(state.pos + 1, npos):
         onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
     p_bar = float(p0[remi.bar])
-    bar_cache = copy.deepcopy(base)
+    bar_cache = base.fork()
     p1 = run(bar_cache, [remi.bar])
     if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
         mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
@@ -935,7 +968,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
         mass += o[0]
     joint: dict[int, float] = {}
     for o in chosen:
-        c = copy.deepcopy(o[4])
+        c = o[4].fork()
         pp = run(c, [remi.pos_ids[o[2]]])
         v = pp[pitch_idx]
         v = (v / v.sum().clamp_min(1e-30)).tolist()
@@ -1007,7 +1040,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         last_onset = state.onset
         for p, pj in ranked:
             o = max(chosen, key=lambda b: b[0] * b[5][p])
-            c2 = copy.deepcopy(o[4])
+            c2 = o[4].fork()
             pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
             zd = sum(float(pd[i]) for i in dur_ids) or 1.0
             d_id = max(dur_ids, key=lambda i: float(pd[i]))

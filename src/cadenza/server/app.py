@@ -355,6 +355,17 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         except PrefsError as exc:
             raise Refused(503, str(exc)) from None
 
+    from cadenza.server.studio import router as studio_router
+
+    app.include_router(studio_router(hub))
+
+    @app.get("/studio", include_in_schema=False)
+    async def studio_page():
+        page = STATIC / "studio.html"
+        if not page.is_file():
+            return RedirectResponse("/")
+        return FileResponse(page)
+
     @app.websocket("/api/stream")
     async def stream(ws: WebSocket):
         from cadenza.server.stream import StreamSession
