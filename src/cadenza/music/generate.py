@@ -912,6 +912,16 @@ def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
     return f"bar {bar}, beat {text}"
 
 
+def _fork(cache):
+    """A branch of a decode cache (``KVCache.fork``; a deep copy for caches without one)."""
+    fork = getattr(cache, "fork", None)
+    if fork is not None:
+        return fork()
+    import copy
+
+    return copy.deepcopy(cache)
+
+
 def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
                     base=None, p0=None):
     """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
@@ -946,7 +956,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
     for q in range(state.pos + 1, npos):
         onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
     p_bar = float(p0[remi.bar])
-    bar_cache = base.fork()
+    bar_cache = _fork(base)
     p1 = run(bar_cache, [remi.bar])
     if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
         mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
@@ -968,7 +978,7 @@ def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_ons
         mass += o[0]
     joint: dict[int, float] = {}
     for o in chosen:
-        c = o[4].fork()
+        c = _fork(o[4])
         pp = run(c, [remi.pos_ids[o[2]]])
         v = pp[pitch_idx]
         v = (v / v.sum().clamp_min(1e-30)).tolist()
@@ -1040,7 +1050,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         last_onset = state.onset
         for p, pj in ranked:
             o = max(chosen, key=lambda b: b[0] * b[5][p])
-            c2 = o[4].fork()
+            c2 = _fork(o[4])
             pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
             zd = sum(float(pd[i]) for i in dur_ids) or 1.0
             d_id = max(dur_ids, key=lambda i: float(pd[i]))
