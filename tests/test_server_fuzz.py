@@ -22,7 +22,12 @@ from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 
 OPERATIONS = ["GET /api/health", "GET /api/models", "POST /api/compose", "POST /api/continue",
-              "POST /api/harmonize", "POST /api/predict", "GET /api/listener/{listener}"]
+              "POST /api/harmonize", "POST /api/predict", "GET /api/listener/{listener}",
+              "POST /api/studio/sessions", "GET /api/studio/sessions/{sid}", "POST /api/studio/sessions/{sid}/notes",
+              "POST /api/studio/sessions/{sid}/delete", "GET /api/studio/sessions/{sid}/predictions",
+              "POST /api/studio/sessions/{sid}/suggest",
+              "POST /api/studio/sessions/{sid}/suggestions/{gid}/{action}",
+              "POST /api/studio/sessions/{sid}/{action}", "GET /api/studio/sessions/{sid}/export"]
 
 
 @pytest.fixture(scope="module")

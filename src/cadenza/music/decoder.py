@@ -94,7 +94,8 @@ class GrammarDecoder:
         with torch.inference_mode():
             if self.temperature == 0:
                 return int(allowed[int(torch.argmax(self.logits.index_select(0, allowed)))])
-            sub = self.logits.index_select(0, allowed) / self.temperature
+            sub = self.logits.index_select(0, allowed).float()
+            sub = (sub - sub.max()) / self.temperature    # <= 0: a tiny temperature cannot overflow to inf - inf
             if self.top_k is not None or self.top_p is not None:
                 sub = filter_logits(sub.unsqueeze(0), self.top_k, self.top_p).squeeze(0)
             k = torch.multinomial(torch.softmax(sub, dim=-1), 1, generator=self.generator)

@@ -32,6 +32,9 @@ from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError, check_listener
 
 STATIC = Path(__file__).with_name("static")
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+PIECE_RESPONSES = {200: {"content": {"audio/midi": BINARY},
+                         "description": 'the piece: JSON, or with "format": "midi" the MIDI file'}}
 TOKEN_COOKIE = "cadenza_token"
 log = logging.getLogger("cadenza.server")
 
@@ -200,7 +203,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         yield
         hub.close()
 
-    app = FastAPI(title="Cadenza", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Cadenza", version=__version__, lifespan=lifespan, responses=S.PROBLEMS,
                   description="Compose, continue, harmonize and predict music, and stream an endless "
                               "soundtrack that follows the listener (WS /api/stream; see docs/server.md).")
     app.state.hub = hub
@@ -297,7 +300,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         except CadenzaError as exc:
             raise Refused(404, str(exc)) from None
 
-    @app.post("/api/compose", response_model=S.PieceResponse, responses={422: {"model": S.Problem}})
+    @app.post("/api/compose", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
     async def compose(req: S.ComposeRequest):
         from cadenza.music.generate import compose as run
 
@@ -308,7 +311,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
                                            temperature=req.temperature, top_p=req.top_p))
         return answer(piece, "/api/compose", req)
 
-    @app.post("/api/continue", response_model=S.PieceResponse, responses={422: {"model": S.Problem}})
+    @app.post("/api/continue", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
     async def continue_(req: S.ContinueRequest):
         from cadenza.music.generate import continue_piece
 
@@ -319,7 +322,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
                                                       mood=req.mood, valence=req.valence, energy=req.energy))
         return answer(piece, "/api/continue", req)
 
-    @app.post("/api/harmonize", response_model=S.PieceResponse, responses={422: {"model": S.Problem}})
+    @app.post("/api/harmonize", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
     async def harmonize(req: S.HarmonizeRequest):
         from cadenza.music.generate import harmonize as run
 
@@ -331,7 +334,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
                                            temperature=req.temperature, top_p=req.top_p))
         return answer(piece, "/api/harmonize", req)
 
-    @app.post("/api/predict", response_model=S.PredictResponse, responses={422: {"model": S.Problem}})
+    @app.post("/api/predict", response_model=S.PredictResponse)
     async def predict(req: S.PredictRequest):
         from cadenza.music.generate import predict_next
 
@@ -342,7 +345,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
                 "p_end": float(p.p_end), "coverage": float(p.coverage), "last_note": p.last_note,
                 "context_tokens": int(p.context_tokens)}
 
-    @app.get("/api/listener/{listener}", response_model=S.Listener, responses={422: {"model": S.Problem}})
+    @app.get("/api/listener/{listener}", response_model=S.Listener)
     async def listener_prefs(listener: str):
         try:
             check_listener(listener)

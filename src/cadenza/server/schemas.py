@@ -147,4 +147,13 @@ class Listener(BaseModel):
 
 
 class Problem(BaseModel):
+    """Every 4xx answer: one sentence, and for invalid fields the validator's list too."""
+
     detail: str
+    errors: list | None = None
+
+
+PROBLEMS = {code: {"model": Problem, "description": what} for code, what in (
+    (401, "the access token is missing or wrong"), (404, "no such thing (or it expired)"),
+    (409, "not possible in the current state"), (413, "the request body is too big"),
+    (422, "bad values, bad MIDI, or over a limit"), (503, "busy or unavailable: try again later"))}

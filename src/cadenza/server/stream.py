@@ -33,7 +33,7 @@ from cadenza.errors import CadenzaError
 from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
 
 EXTRAPOLATE_S = 10.0
-CHANGE_MARGIN_S = 0.25
+CHANGE_MARGIN_S = 0.5
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
 

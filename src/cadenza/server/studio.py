@@ -143,7 +143,9 @@ def router(hub) -> APIRouter:
     from cadenza.music.studio import StudioSession
     from cadenza.server.app import Refused
 
-    r = APIRouter(prefix="/api/studio", tags=["studio"])
+    from cadenza.server.schemas import PROBLEMS
+
+    r = APIRouter(prefix="/api/studio", tags=["studio"], responses=PROBLEMS)
     sessions = Sessions(hub)
     hub.studio = sessions
 
@@ -249,7 +251,10 @@ def router(hub) -> APIRouter:
             raise Refused(409, f"nothing to {action}")
         return state(sid, s)
 
-    @r.get("/sessions/{sid}/export", response_model=Exported)
+    @r.get("/sessions/{sid}/export", response_model=Exported, responses={
+        200: {"content": {"audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                          "audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "the piece: JSON (MIDI in base 64 + provenance), the MIDI file or a WAV render"}})
     async def export(sid: str, format: Literal["json", "midi", "wav"] = "json"):
         s = sessions.get(sid)
         if not s.notes:

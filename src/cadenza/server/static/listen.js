@@ -12,7 +12,7 @@
 import { WorkletSynthesizer, Midi } from "/static/vendor/cadenza-vendor.js";
 
 const LOOKAHEAD = 0.2;        // seconds of notes handed to the synthesizer ahead of time (under the
-                              // server's 0.25 s cut margin, so a cut finds them not yet handed over)
+                              // server's 0.5 s cut margin, so a cut finds them not yet handed over)
 const LOOKAHEAD_HIDDEN = 3.0; // ... while the tab is hidden (the browser then slows timers down)
 const TICK_MS = 50;           // scheduler period
 const PLAYHEAD_MS = 250;      // playhead report period
