@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv browser demo test bench clean
+.PHONY: venv browser demo test serve bench clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ demo: venv
 
 test: venv browser
 	$(PY) -m pytest -q
+
+serve: venv
+	$(VENV)/bin/cadenza serve
 
 bench: venv
 	$(PY) benchmarks/attention.py
