@@ -610,11 +610,6 @@ class MusicCodec:
     def vocab_hash(self) -> str:
         return hashlib.sha256("\n".join(self._id_to_token).encode()).hexdigest()[:16]
 
-    def config_hash(self) -> str:
-        """Changes whenever tokens or their meaning (config, vocabulary) change."""
-        raw = json.dumps(self.config.to_dict(), sort_keys=True) + self.vocab_hash()
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
     def to_dict(self) -> dict:
         return {"codec": CODEC_NAME, "codec_version": CODEC_VERSION, "config": self.config.to_dict(),
                 "vocab_size": self.vocab_size, "miditok_vocab_size": self.base_vocab_size,
