@@ -222,6 +222,8 @@ def export_notes(data_dir, model_dir, data_dir_name: str = "") -> dict:
     entry = {"path": NOTES_FILE, "sha256": digest, "bytes": out.stat().st_size, "notes": int(cn.pitch.size),
              "pieces": int(cn.offsets.size - 1), "index_key": cn.key,
              "made_with": f"cadenza check --export-index --corpus {data_dir_name or data_dir} --model {model_dir}"}
+    info.setdefault("data_dir", data_dir_name or str(data_dir))
+    info.setdefault("content_sha256", cn.key)
     info["originality_notes"] = entry
     with FileTransaction() as txn:
         txn.write_text(cj, json.dumps(info, indent=1) + "\n")
