@@ -19,11 +19,14 @@ run (intervals) of at least ``SCORE_RUN`` notes shared with a training piece.
 
 The index is built once per corpus (its content hash: meta, tokenizer and train split)
 into the user's cache folder (``$CADENZA_CACHE`` or ``$XDG_CACHE_HOME/cadenza`` or
-``~/.cache/cadenza``), in seconds for the music21 corpus.
+``~/.cache/cadenza``), in seconds for the music21 corpus: from the corpus folder, or where
+that is not on the disk from the notes file the model ships (``cadenza.music.corpus_notes``;
+the same notes, the same key, the same index).
 
-``CopyGuard`` uses the same index while sampling (``--max-copy N``): a pitch that would make
-the last N + 1 notes a run of a training piece (intervals) is not allowed, so the output
-never repeats more than N consecutive notes of a training piece.
+``CopyGuard`` uses the same index while sampling (``--max-copy N``, 16 by default where an
+index is available): a pitch that would make the last N + 1 notes (in the order they are
+generated) a run of a training piece (intervals) is not allowed, so the output never repeats
+more than N consecutive notes of a training piece in that order.
 """
 
 from __future__ import annotations
