@@ -195,3 +195,17 @@ def test_no_corpus_no_guard_and_no_error(tmp_path, monkeypatch):
     assert "--max-copy" not in _marker(out)
     assert main(["compose", "--model", str(mf.tiny_model_dir()), "--bars", "2", "--seed", "1", "--no-audio",
                  "--max-copy", "0", "-o", str(tmp_path / "y.mid")]) == 0
+
+
+@pytest.mark.parametrize("case", ["no-input", "export-no-corpus", "export-missing-corpus"])
+def test_export_and_check_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    argv = {"no-input": ["check"],
+            "export-no-corpus": ["check", "--export-index", "--model", str(model)],
+            "export-missing-corpus": ["check", "--export-index", "--model", str(model), "--corpus",
+                                      str(tmp_path / "nowhere")]}[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cadenza: error:") and "\n" not in err
+    assert not (model / cn.NOTES_FILE).exists() and not (model / "corpus.json").exists()
