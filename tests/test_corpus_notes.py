@@ -106,6 +106,12 @@ def test_check_without_corpus_uses_the_models_notes_file(corpus, tmp_path, capsy
     copy = mf.write_midi_file(mf.codec().decode(list(corpus[1][1])), tmp_path / "copy.mid")
     assert main(["check", str(copy), "--corpus", str(data), "--json"]) == 0
     from_corpus = json.loads(capsys.readouterr().out)
+    assert orig.default_corpus(model) == data               # the corpus folder, while it is there
+    from cadenza.data.format import write_dataset
+
+    write_dataset(data, {"train": np.concatenate(corpus[1][:2]), "val": corpus[1][-1]}, mf.codec().vocab_size,
+                  modality="music")                         # rebuilt as another corpus: not the model's
+    assert orig.default_corpus(model) == model / cn.NOTES_FILE
     shutil.rmtree(data)                                     # the corpus is gone: the notes file remains
     assert orig.default_corpus(model) == model / cn.NOTES_FILE
     assert main(["check", str(copy), "--model", str(model), "--json"]) == 0

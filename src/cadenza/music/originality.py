@@ -491,8 +491,9 @@ def training_data_of(model_path) -> dict | None:
 
 def default_corpus(model_path=None, required: bool = True) -> Path | None:
     """What to check the default (or given) model's output against: its training corpus
-    folder if it is on this disk, else the notes file the model ships
-    (``corpus.json``'s ``originality_notes``, checked against its sha256). Where there is
+    folder if it is on this disk (and, where the model ships a notes file, holds the same
+    corpus), else the notes file the model ships (``corpus.json``'s ``originality_notes``,
+    checked against its sha256). Where there is
     neither: IndexError_ saying how to get one, or None if not ``required``."""
     from cadenza.music.corpus_notes import shipped_notes
     from cadenza.music.models import default_model_dir
@@ -508,9 +509,12 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
         raise IndexError_("no corpus to check against: the model names none; pass --corpus DATA_DIR "
                           "(a folder built with `cadenza data music21 --out DATA_DIR`)")
     d = _resolve(info["data_dir"])
-    if (d / "meta.json").is_file():
-        return d
     shipped = shipped_notes(m, info)
+    if (d / "meta.json").is_file():
+        key = ((info.get("originality_notes") or {}).get("index_key")) if shipped is not None else None
+        if not key or corpus_hash(d) == key:
+            return d
+        return shipped      # the folder holds another corpus now (rebuilt): the model's own notes
     if shipped is not None:
         return shipped
     if not required:
