@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv demo test bench clean
+.PHONY: venv browser demo test serve bench clean
 
 venv: $(VENV)/.installed
 
@@ -14,12 +14,27 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --no-deps tinysoundfont==0.3.7  # SoundFont synth for WAV; its pyaudio dependency is for live playback only
 	touch $@
 
+# Debian's chromium for the real-browser tests (tests/test_listen_browser.py drives it with
+# Playwright; Playwright's own browser download is never used). Installed when missing and
+# root; otherwise says what to install (those tests then skip, or fail under CI=true).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests (apt-get install -y chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "make: /usr/bin/chromium is missing: install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2; \
+	fi
+
 demo: venv
 	mkdir -p demo
 	$(VENV)/bin/cadenza compose --seed 7 --bars 16 -o demo/piece.mid
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -q
+
+serve: venv
+	$(VENV)/bin/cadenza serve
 
 bench: venv
 	$(PY) benchmarks/attention.py

@@ -45,7 +45,8 @@ def run(mm, idx, seeds, bars: int, guard) -> list[int]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="music model folder (default: the default model)")
-    p.add_argument("--corpus", required=True, help="the model's training data folder (cadenza data music21 --out)")
+    p.add_argument("--corpus", help="the model's training data folder (cadenza data music21 --out) or notes "
+                                    "file (default: the model's, as `cadenza check` finds it)")
     p.add_argument("--pieces", type=int, default=200)
     p.add_argument("--bars", type=int, default=16)
     p.add_argument("--max-copy", type=int, default=16)
@@ -55,10 +56,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         from cadenza.music.models import load_model
-        from cadenza.music.originality import CopyGuard, index_for
+        from cadenza.music.originality import CopyGuard, default_corpus, index_for
 
         mm = load_model(args.model)
-        idx = index_for(args.corpus, progress=True)
+        idx = index_for(args.corpus or default_corpus(mm.path), progress=True)
         seeds = list(range(args.pieces))
         t0 = time.perf_counter()
         free = run(mm, idx, seeds, args.bars, None)

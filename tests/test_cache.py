@@ -178,3 +178,23 @@ def test_cache_errors():
     with pytest.raises(ConfigError):
         model.new_cache(0)
     assert isinstance(cache, KVCache) and cache.length == 18 and cache.nbytes() > 0
+
+
+@pytest.mark.parametrize("attention", ["strided", "fixed", "dense"])
+@pytest.mark.parametrize("prompt", [1, L, L + 1, N])
+def test_fork_branches_like_a_deep_copy_and_leaves_the_original(attention, prompt):
+    import copy
+
+    model = make_model(attention, "interleaved")
+    x = torch.randint(0, 11, (1, prompt))
+    cache = model.new_cache(1)
+    with torch.no_grad():
+        model(x, cache=cache)
+        a, b = cache.fork(), copy.deepcopy(cache)
+        assert a.nbytes() <= b.nbytes()
+        nxt = torch.randint(0, 11, (1, 12))
+        for t in range(nxt.shape[1]):
+            assert torch.equal(model(nxt[:, t:t + 1], cache=a), model(nxt[:, t:t + 1], cache=b))
+        assert cache.length == prompt                       # the original did not move
+        full = model(torch.cat([x, nxt[:, :1]], dim=1))[:, -1]
+        assert torch.allclose(model(nxt[:, :1], cache=cache)[:, -1], full, atol=1e-5)

@@ -81,7 +81,7 @@ def test_music21_build_is_deterministic_and_resumes_from_cache(corpus_dir, tmp_p
     for name in ("train.bin", "val.bin", "test.bin", "manifest.csv", "tokenizer.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
     # a second build into the same folder reads every file from the cache (no worker runs)
-    import cadenza.data.music as dm
+    import cadenza.data.music.build as dm
 
     def no_parsing(job):
         raise AssertionError("parsed although cached")

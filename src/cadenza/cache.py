@@ -29,6 +29,8 @@ one-token step that is the number of keys the token read.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -156,6 +158,21 @@ class GroupCache:
         last = self.length - 1
         pos = last - ((last - slots) % self.ring)
         return torch.where(pos >= 0, pos, torch.full_like(pos, -1))
+
+    def fork(self) -> "GroupCache":
+        """An independent copy holding the same positions: only the filled part of each store
+        is copied (a deep copy would copy the preallocated capacity too)."""
+        g = copy.copy(self)
+        g.ring_kv = None if self.ring_kv is None else self.ring_kv.clone()
+        if self.store_k is not None:
+            g.store_k = self.store_k.narrow(2, 0, self.length).clone()
+            g.store_v = self.store_v.narrow(2, 0, self.length).clone()
+        if self.res_kv is not None:
+            need = max(1, -(-self.length // self.skip.stride))
+            g.res_kv = self.res_kv.narrow(4, 0, min(need, self.res_kv.shape[4])).clone()
+        if self.sum_kv is not None:
+            g.sum_kv = self.sum_kv.narrow(3, 0, max(1, self.count)).clone()
+        return g
 
     # ---------------------------------------------------------------- writing
     def append(self, k: torch.Tensor, v: torch.Tensor, start: int, kv: torch.Tensor | None = None) -> None:
@@ -389,6 +406,12 @@ class KVCache:
             [(h0, h1, GroupCache(p, config.max_len)) for h0, h1, p in config.head_groups(i)]
             for i in range(config.n_layers)
         ]
+
+    def fork(self) -> "KVCache":
+        """An independent copy (branching a decode: each branch appends its own tokens)."""
+        c = copy.copy(self)
+        c.layers = [[(h0, h1, g.fork()) for h0, h1, g in layer] for layer in self.layers]
+        return c
 
     def groups(self):
         for layer in self.layers:

@@ -13,7 +13,6 @@ costs O(l + n/l) rather than O(n).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import warnings
 from pathlib import Path
@@ -24,16 +23,13 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from cadenza import quant
-from cadenza._version import __version__
 from cadenza.attention import Dense, Pattern, sparse_attention
 from cadenza.cache import KVCache
 from cadenza.config import ModelConfig
-from cadenza.errors import ConfigError, ModelFileError, ShapeError
-from cadenza.io import atomic_path
+from cadenza.errors import ConfigError, ShapeError
 
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from cadenza.model_files import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE  # noqa: F401,E402
+
 DECODE_WEIGHTS = ("float32", "int8")
 
 
@@ -386,79 +382,17 @@ class SparseTransformer(nn.Module):
 
     # ---------------------------------------------------------------- files
     def save(self, directory) -> Path:
-        """Write model.safetensors and config.json into ``directory`` (each atomically)."""
-        from safetensors.torch import save_file
+        """Write model.safetensors and config.json into ``directory`` (``cadenza.model_files``)."""
+        from cadenza.model_files import save_model
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt", "cadenza_version": __version__})
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "cadenza_version": __version__,
-            "model": "SparseTransformer",
-            "config": self.config.to_dict(),
-        }
-        with atomic_path(directory / CONFIG_FILE) as tmp:
-            Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        return directory
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory, map_location="cpu") -> "SparseTransformer":
         """Load a model written by :meth:`save`; ModelFileError says what is wrong if it fails."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from cadenza.model_files import load_model
 
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise ModelFileError(f"model directory {directory} does not exist.")
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise ModelFileError(f"model directory {directory} has no {path.name}.")
-        try:
-            meta = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{config_path} is not valid JSON ({exc}).") from None
-        if not isinstance(meta, dict) or "config" not in meta or "format_version" not in meta:
-            raise ModelFileError(
-                f"{config_path} is not a Cadenza model config (no format_version/config).")
-        fv = meta["format_version"]
-        if isinstance(fv, int) and not isinstance(fv, bool) and fv > FORMAT_VERSION:
-            raise ModelFileError(
-                f"{config_path} has format_version {fv}, newer than this Cadenza ({__version__}) reads "
-                f"(format_version {FORMAT_VERSION}); upgrade Cadenza to use this model.")
-        if meta["format_version"] != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{config_path} has format_version {meta['format_version']!r}; this Cadenza "
-                f"({__version__}) reads format_version {FORMAT_VERSION}.")
-        try:
-            config = ModelConfig.from_dict(meta["config"])
-        except (ConfigError, TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ModelFileError(f"{config_path} holds an invalid model config: {exc}") from None
-        try:
-            state = load_file(str(weights_path), device=str(map_location))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            reason = " ".join(str(exc).split())
-            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({reason}); it is damaged or "
-                                 f"cut short, so copy or export the model again.") from None
-        model = cls(config)
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-            raise ModelFileError(
-                f"{weights_path} does not match its config: {what} "
-                f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
-        for name, tensor in expected.items():
-            if state[name].shape != tensor.shape:
-                raise ModelFileError(
-                    f"{weights_path} does not match its config: {name} has shape "
-                    f"{tuple(state[name].shape)}, the config needs {tuple(tensor.shape)}.")
-        model.load_state_dict(state)
-        return model.to(map_location)
+        return load_model(cls, directory, map_location)
 
 
 __all__ = ["ModelConfig", "SparseTransformer", "KVCache", "make_grad_scaler", "autocast_dtype"]

@@ -27,6 +27,10 @@ the whole vocabulary).
 Round trip: ``decode(encode(score))`` gives back every note of ``quantize(score)``
 (pitch, onset and duration on the grid of ``positions_per_beat``, velocity bin, program).
 What quantization loses is documented in ``quantize``.
+
+The analysis the prefix is made from (key, tempo, valence, energy: ``describe``) lives in
+``cadenza.codecs.features``, MIDI reading/writing and note clean-up in
+``cadenza.codecs.midi_files``; their names are importable from here too.
 """
 
 from __future__ import annotations
@@ -37,15 +41,18 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from cadenza.errors import ConfigError, DataError
-from cadenza.codecs.keys import key_correlations
+from cadenza.codecs.features import (DEFAULT_TEMPO, LEVELS, MOODS, NOTE_NAMES, MusicFeatures, _MAJOR_SCALE, _MINOR_SCALE,  # noqa: F401
+                                     describe, estimate_key, key_name, level_of, mood_levels, parse_key)
+from cadenza.codecs.midi_files import (_as_tick, _sort_notes, load_midi, merge_tracks_by_program,  # noqa: F401
+                                       normalize_time_signature, note_tuples, score_from_bytes,
+                                       split_overlapping_notes, write_midi)
 from cadenza.codecs.segments import segment_values
-from cadenza.io import atomic_path, write_text_atomic
+from cadenza.errors import ConfigError, DataError
+from cadenza.io import write_text_atomic
 
 CODEC_NAME = "cadenza.codecs.music"
 CODEC_VERSION = 2
@@ -54,26 +61,10 @@ FEATURES_VERSION = 5  # bump when describe() or encode() changes: cached corpus 
 STYLES = ("bach", "renaissance", "medieval", "baroque", "classical", "romantic", "modern",
           "popular", "folk", "fiddle", "other")
 TEMPO_BINS = (40, 48, 56, 64, 72, 80, 88, 96, 108, 120, 132, 144, 160, 176, 192, 208)
-NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-LEVELS = 5
 MIN_STYLE_PIECES = 50
-# Named moods as (valence level, energy level), each 0..4 (levels are corpus quintiles;
-# valence 0 is the most chromatic/dissonant minor music, so "sad" is 1 and "tense" 0).
-# Every one of these cells holds 450+ pieces of the music21 corpus.
-MOODS = {
-    "calm": (3, 0),
-    "happy": (4, 3),
-    "sad": (1, 0),
-    "tense": (0, 3),
-    "energetic": (3, 4),
-}
 PREFIX_SLOTS = ("style", "key", "tempo", "time_signature")
 CONTROL_SLOTS = ("valence", "energy")   # opened at every segment (``segment_bars`` bars)
-DEFAULT_TEMPO = 120.0
 
-_DISSONANT = {1, 2, 6, 10, 11}
-_MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
-_MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 11]  # natural minor plus the raised seventh
 
 
 # --------------------------------------------------------------------------- config
@@ -154,364 +145,6 @@ class MusicCodecConfig:
             d["pitch_range"] = tuple(d["pitch_range"])
         return cls(**d)
 
-
-# --------------------------------------------------------------------------- features
-@dataclass
-class MusicFeatures:
-    """What the conditioning prefix says about a piece, computed from its notes."""
-
-    key_tonic: int            # pitch class 0..11
-    key_mode: str             # "major" | "minor"
-    tempo: float              # quarter notes per minute
-    time_signature: tuple     # (numerator, denominator) after metre normalisation
-    valence: float            # 0..1
-    energy: float             # 0..1
-    valence_level: int
-    energy_level: int
-    notes: int
-    seconds: float
-    notes_per_second: float
-    mean_velocity: float
-    consonance: float | None  # None for one voice
-    major_triads: float | None
-    diatonic: float = 1.0     # share of note time in the key's scale
-
-    @property
-    def key_name(self) -> str:
-        return NOTE_NAMES[self.key_tonic] + ("m" if self.key_mode == "minor" else "")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["key"] = self.key_name
-        d["time_signature"] = f"{self.time_signature[0]}/{self.time_signature[1]}"
-        return d
-
-
-def key_name(tonic: int, mode: str) -> str:
-    return NOTE_NAMES[tonic % 12] + ("m" if mode == "minor" else "")
-
-
-def parse_key(text: str) -> tuple[int, str]:
-    """'C', 'F#m', 'Bb minor', 'a', 'eb major' -> (tonic pitch class, mode)."""
-    s = str(text).strip().replace("♯", "#").replace("♭", "b")
-    mode = "major"
-    low = s.lower()
-    for suffix, m in ((" minor", "minor"), (" major", "major"), ("min", "minor"), ("maj", "major"), ("m", "minor")):
-        if low.endswith(suffix) and len(s) > len(suffix):
-            s, mode = s[: -len(suffix)].strip(), m
-            break
-    else:
-        if s[:1].islower() and s[:1].isalpha() and len(s) <= 2:  # lower-case name = minor
-            mode = "minor"
-    letters = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-    if not s or s[0].lower() not in letters or len(s) > 3:
-        raise ConfigError(f"unknown key {text!r}; use a note name with optional m, e.g. C, F#m, Bb")
-    pc = letters[s[0].lower()]
-    for ch in s[1:]:
-        if ch == "#":
-            pc += 1
-        elif ch == "b":
-            pc -= 1
-        else:
-            raise ConfigError(f"unknown key {text!r}; use a note name with optional m, e.g. C, F#m, Bb")
-    return pc % 12, mode
-
-
-def level_of(value: float, edges=(0.2, 0.4, 0.6, 0.8)) -> int:
-    """Map a value in [0, 1] to a level: the number of ``edges`` it reaches."""
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value)):
-        raise ConfigError(f"mood values must be numbers between 0 and 1, not {value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"mood values must be between 0 and 1, not {value}")
-    return int(np.searchsorted(np.asarray(edges, dtype=float), float(value), side="right"))
-
-
-def mood_levels(mood: str) -> tuple[int, int]:
-    """(valence level, energy level) for a named mood."""
-    try:
-        return MOODS[mood]
-    except KeyError:
-        raise ConfigError(f"unknown mood {mood!r}; choose one of {', '.join(MOODS)}") from None
-
-
-def _note_arrays(score):
-    """Onsets, ends (ticks), pitches, velocities of every non-drum note, sorted by onset."""
-    rows = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
-    if not rows:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, z, z
-    time = np.concatenate([r["time"] for r in rows]).astype(np.int64)
-    dur = np.concatenate([r["duration"] for r in rows]).astype(np.int64)
-    pitch = np.concatenate([r["pitch"] for r in rows]).astype(np.int64)
-    vel = np.concatenate([r["velocity"] for r in rows]).astype(np.int64)
-    order = np.argsort(time, kind="stable")
-    return time[order], (time + np.maximum(dur, 1))[order], pitch[order], vel[order]
-
-
-def estimate_key(pitches, weights, key_signature: int | None = None) -> tuple[int, str]:
-    """Krumhansl-Kessler key finding; a key signature (sharps, -7..7) narrows the choice."""
-    scores = key_correlations(pitches, weights)
-    if scores.max() <= -1.0:
-        return 0, "major"
-    best = int(np.argmax(scores))
-    if key_signature is not None:
-        major = (7 * int(key_signature)) % 12
-        cands = [major, 12 + (major + 9) % 12]
-        hinted = max(cands, key=lambda i: scores[i])
-        if scores[best] - scores[hinted] <= 0.1:  # trust the signature unless clearly wrong
-            best = hinted
-    return best % 12, ("major" if best < 12 else "minor")
-
-
-def _harmony(start, end, pitch, max_onsets: int = 4000):
-    """Consonance of simultaneous notes and share of major triads (None when one voice)."""
-    onsets = np.unique(start)[:max_onsets]
-    dis = pairs = 0
-    major = minor = 0
-    order_end = end
-    for t in onsets:
-        sounding = pitch[(start <= t) & (order_end > t)]
-        if len(sounding) < 2:
-            continue
-        pcs = sorted(set(int(p) % 12 for p in sounding))
-        diffs = np.abs(sounding[:, None] - sounding[None, :])[np.triu_indices(len(sounding), 1)] % 12
-        diffs = diffs[diffs != 0]
-        dis += int(np.isin(diffs, list(_DISSONANT)).sum())
-        pairs += int(diffs.size)
-        if len(pcs) >= 3:
-            s = set(pcs)
-            for r in pcs:
-                if (r + 7) % 12 in s:
-                    if (r + 4) % 12 in s:
-                        major += 1
-                        break
-                    if (r + 3) % 12 in s:
-                        minor += 1
-                        break
-    consonance = None if pairs == 0 else 1.0 - dis / pairs
-    triads = None if major + minor == 0 else major / (major + minor)
-    return consonance, triads
-
-
-def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 0.6, 0.8),
-             tempo_override: float | None = None) -> MusicFeatures:
-    """Key, tempo, metre and mood of a (tick-based) symusic score, computed from its notes.
-
-    valence = 0.6 * mode + 0.4 * harmony, where mode = 0.5 + (best major - best minor key
-    correlation) / 0.6, clipped to 0..1 (graded: modal tunes sit in between), and harmony
-    is the mean of: how diatonic the notes are (share of note time in the key's scale,
-    0.8 -> 0 and 1 -> 1), and where notes sound together, their consonance (share of pairs
-    that are not seconds, sevenths or tritones, 0.6 -> 0 and 0.95 -> 1) and the share of
-    major among the major/minor triads.
-    energy = 0.5 * density + 0.25 * tempo + 0.25 * loudness, where density maps 0.5 .. 16
-    notes per second to 0 .. 1 on a log scale, tempo 50 .. 200 quarter notes per minute,
-    loudness mean velocity 40 .. 120.
-    """
-    score = _as_tick(score)
-    start, end, pitch, vel = _note_arrays(score)
-    tpq = score.ticks_per_quarter
-    # Tempo: time-weighted over the piece (tempo map in quarter notes per minute).
-    total_end = int(end.max()) if len(end) else 0
-    if tempo_override is not None:
-        tempo = float(tempo_override)
-    elif len(score.tempos):
-        times = [t.time for t in score.tempos] + [max(total_end, score.tempos[-1].time + 1)]
-        spans = np.maximum(np.diff(times), 0).astype(float)
-        qpms = np.array([t.qpm for t in score.tempos], dtype=float)
-        tempo = float((qpms * spans).sum() / spans.sum()) if spans.sum() > 0 else float(qpms[0])
-    else:
-        tempo = DEFAULT_TEMPO
-    ts = normalize_time_signature(score.time_signatures[0].numerator, score.time_signatures[0].denominator) \
-        if len(score.time_signatures) else (4, 4)
-    ts = ts or (4, 4)
-    key_sig = int(score.key_signatures[0].key) if len(score.key_signatures) else None
-    tonic, mode = estimate_key(pitch, end - start, key_sig) if len(pitch) else (0, "major")
-    corr = key_correlations(pitch, end - start)
-    mode_term = float(np.clip(0.5 + (float(corr[:12].max()) - float(corr[12:].max())) / 0.6, 0.0, 1.0))
-    w = (end - start).astype(float)
-    in_key = np.isin((pitch - tonic) % 12, _MAJOR_SCALE if mode == "major" else _MINOR_SCALE)
-    diatonic = float((w * in_key).sum() / w.sum()) if len(pitch) else 1.0
-    seconds = float(score.to("second").end()) if len(pitch) else 0.0
-    if seconds <= 0 and len(pitch):
-        seconds = total_end / tpq * 60.0 / tempo
-    nps = len(pitch) / seconds if seconds > 0 else 0.0
-    mean_vel = float(vel.mean()) if len(vel) else 0.0
-    consonance, triads = _harmony(start, end, pitch) if len(pitch) else (None, None)
-    harmony_terms = [float(np.clip((diatonic - 0.8) / 0.2, 0.0, 1.0))]
-    if consonance is not None:
-        harmony_terms.append(float(np.clip((consonance - 0.6) / 0.35, 0.0, 1.0)))
-    if triads is not None:
-        harmony_terms.append(float(triads))
-    harmony = float(np.mean(harmony_terms))
-    valence = 0.6 * mode_term + 0.4 * harmony
-    density = float(np.clip(math.log2(max(nps, 1e-9) / 0.5) / 5.0, 0.0, 1.0))   # 0.5 .. 16 notes/s
-    tempo_n = float(np.clip((tempo - 50.0) / 150.0, 0.0, 1.0))                   # 50 .. 200 bpm
-    vel_n = float(np.clip((mean_vel - 40.0) / 80.0, 0.0, 1.0))                  # 40 .. 120
-    energy = 0.5 * density + 0.25 * tempo_n + 0.25 * vel_n
-    return MusicFeatures(
-        key_tonic=tonic, key_mode=mode, tempo=tempo, time_signature=tuple(ts),
-        valence=float(valence), energy=float(energy),
-        valence_level=level_of(float(np.clip(valence, 0, 1)), valence_edges),
-        energy_level=level_of(float(np.clip(energy, 0, 1)), energy_edges),
-        notes=int(len(pitch)), seconds=seconds, notes_per_second=float(nps), mean_velocity=mean_vel,
-        consonance=consonance, major_triads=triads, diatonic=diatonic,
-    )
-
-
-# --------------------------------------------------------------------------- MIDI files
-def load_midi(path):
-    """Read a MIDI file into a symusic score; bad files raise DataError with one sentence."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p} does not exist")
-    if p.is_dir():
-        raise DataError(f"{p} is a folder, not a MIDI file")
-    data = p.read_bytes()
-    return score_from_bytes(data, name=str(p))
-
-
-def score_from_bytes(data: bytes, name: str = "input"):
-    import symusic
-
-    if len(data) == 0:
-        raise DataError(f"{name} is empty")
-    if data[:4] == b"RIFF" and data[8:12] == b"RMID":  # RIFF-wrapped MIDI
-        idx = data.find(b"MThd")
-        data = data[idx:] if idx >= 0 else data
-    if data[:4] != b"MThd":
-        raise DataError(f"{name} is not a MIDI file (it does not start with a MIDI header)")
-    try:
-        score = symusic.Score.from_midi(data)
-    except Exception as exc:  # symusic raises plain RuntimeError/ValueError on bad bytes
-        raise DataError(f"{name} is a corrupt MIDI file ({str(exc).strip().splitlines()[0][:120]})") from None
-    if score.note_num() == 0:
-        raise DataError(f"{name} has no notes")
-    return score
-
-
-def write_midi(score, path) -> Path:
-    """Write a symusic score as a MIDI file atomically.
-
-    Notes of one pitch that overlap on one track cannot be told apart in a MIDI file (its
-    note-offs name only the pitch), so such a track is first split into as many tracks of
-    the same program as needed; reading the file back gives exactly the same notes.
-    """
-    path = Path(path)
-    score = split_overlapping_notes(_as_tick(score))
-    with atomic_path(path) as tmp:
-        score.dump_midi(str(tmp))
-    return path
-
-
-def merge_tracks_by_program(score):
-    """One track per (program, drums), notes sorted, tracks ordered by program, drums last."""
-    import symusic
-
-    groups: dict[tuple[bool, int], list] = {}
-    for t in score.tracks:
-        if len(t.notes):
-            groups.setdefault((bool(t.is_drum), int(t.program)), []).append(t)
-    if all(len(v) == 1 for v in groups.values()) and list(groups) == sorted(groups) \
-            and len(groups) == len(score.tracks):
-        for t in score.tracks:
-            t.notes.sort()
-        return score
-    tracks = []
-    for key in sorted(groups):
-        ts = groups[key]
-        arrs = [t.notes.numpy() for t in ts]
-        merged = symusic.Track(name=ts[0].name, program=key[1], is_drum=key[0])
-        merged.notes = symusic.Note.from_numpy(*(np.concatenate([a[f] for a in arrs])
-                                                 for f in ("time", "duration", "pitch", "velocity")))
-        merged.notes.sort()
-        for t in ts:  # keep whatever else the tracks carry
-            for name in ("controls", "pitch_bends", "pedals", "lyrics"):
-                if hasattr(t, name) and len(getattr(t, name)):
-                    getattr(merged, name).extend(getattr(t, name))
-        tracks.append(merged)
-    score.tracks.clear()
-    for t in tracks:
-        score.tracks.append(t)
-    return score
-
-
-def _sort_notes(track) -> None:
-    """Sort a track's notes by (onset, pitch, duration, velocity), in place."""
-    import symusic
-
-    if len(track.notes) < 2:
-        return
-    a = track.notes.numpy()
-    order = np.lexsort((a["velocity"], a["duration"], a["pitch"], a["time"]))
-    if np.all(order[1:] > order[:-1]):
-        return
-    track.notes = symusic.Note.from_numpy(*(a[f][order] for f in ("time", "duration", "pitch", "velocity")))
-
-
-def split_overlapping_notes(score):
-    """A copy where no track holds two overlapping notes of the same pitch (see write_midi)."""
-    import symusic
-
-    if not any(_has_unison_overlap(t) for t in score.tracks):
-        return score
-    score = score.copy()
-    tracks = list(score.tracks)
-    score.tracks.clear()
-    for t in tracks:
-        if not _has_unison_overlap(t):
-            score.tracks.append(t)
-            continue
-        lanes: list[list] = []      # notes per new track
-        busy: list[dict] = []       # pitch -> end tick, per new track
-        for n in sorted(t.notes, key=lambda n: (n.time, n.pitch, n.duration)):
-            for lane, ends in zip(lanes, busy):
-                if ends.get(n.pitch, -1) <= n.time:
-                    break
-            else:
-                lanes.append([])
-                busy.append({})
-                lane, ends = lanes[-1], busy[-1]
-            lane.append(n)
-            ends[n.pitch] = n.time + n.duration
-        for k, lane in enumerate(lanes):
-            nt = t.copy() if k == 0 else symusic.Track(name=t.name, program=t.program, is_drum=t.is_drum)
-            nt.notes.clear()
-            for n in lane:
-                nt.notes.append(n)
-            score.tracks.append(nt)
-    return score
-
-
-def _has_unison_overlap(track) -> bool:
-    if len(track.notes) < 2:
-        return False
-    a = track.notes.numpy()
-    order = np.lexsort((a["time"], a["pitch"]))
-    p, t, d = a["pitch"][order], a["time"][order], a["duration"][order]
-    same = p[1:] == p[:-1]
-    return bool(np.any(same & (t[1:] < t[:-1] + d[:-1])))
-
-
-def _as_tick(score):
-    import symusic.core
-
-    return score if isinstance(score, symusic.core.ScoreTick) else score.to("tick")
-
-
-def normalize_time_signature(num: int, den: int, supported: dict | None = None):
-    """Write a metre with a supported denominator and the same bar length, or None.
-
-    2/2 -> 4/4, 3/2 -> 6/4, 6/16 -> 3/8. ``supported`` maps denominators to numerators.
-    """
-    supported = supported or {4: list(range(1, 9)), 8: list(range(2, 13))}
-    num, den = int(num), int(den)
-    if den in supported and num in supported[den]:
-        return num, den
-    for d in sorted(supported):
-        n = Fraction(num * d, den)
-        if n.denominator == 1 and int(n) in supported[d]:
-            return int(n), d
-    return None
 
 
 # --------------------------------------------------------------------------- codec
@@ -855,11 +488,14 @@ class MusicCodec:
             controls()
         return out, where
 
-    def expand_body(self, lean, ts0) -> list[int]:
-        """MidiTok REMI ids from a version-2 body (the inverse of ``lean_body``)."""
+    def expand_body(self, lean, ts0, program: int | None = None, velocity: int | None = None) -> list[int]:
+        """MidiTok REMI ids from a version-2 body (the inverse of ``lean_body``). ``program``
+        and ``velocity`` (token ids) are the ones in force where ``lean`` starts, for a body
+        cut from the middle of a stream (default: Program_0 and the middle velocity)."""
         cur_ts = self.time_signature_id(*ts0)
-        cur_prog = self.id("Program_0")
-        cur_vel = self.ids_of_type("Velocity")[len(self.ids_of_type("Velocity")) // 2]
+        cur_prog = self.id("Program_0") if program is None else int(program)
+        vels = self.ids_of_type("Velocity")
+        cur_vel = vels[len(vels) // 2] if velocity is None else int(velocity)
         out: list[int] = []
         need_ts = need_vel = False
         prev = None
@@ -974,11 +610,6 @@ class MusicCodec:
     def vocab_hash(self) -> str:
         return hashlib.sha256("\n".join(self._id_to_token).encode()).hexdigest()[:16]
 
-    def config_hash(self) -> str:
-        """Changes whenever tokens or their meaning (config, vocabulary) change."""
-        raw = json.dumps(self.config.to_dict(), sort_keys=True) + self.vocab_hash()
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
     def to_dict(self) -> dict:
         return {"codec": CODEC_NAME, "codec_version": CODEC_VERSION, "config": self.config.to_dict(),
                 "vocab_size": self.vocab_size, "miditok_vocab_size": self.base_vocab_size,
@@ -1033,17 +664,3 @@ def _sharps_for(tonic: int, mode: str) -> int:
     major = tonic if mode == "major" else (tonic + 3) % 12
     sharps = (major * 7) % 12  # circle of fifths position
     return sharps - 12 if sharps > 6 else sharps
-
-
-def note_tuples(score) -> list[tuple]:
-    """Every note as (onset, duration, pitch, velocity, program) with times in quarter notes
-    (exact fractions), sorted; drums have program -1. For comparing scores of any tpq."""
-    score = _as_tick(score)
-    tpq = score.ticks_per_quarter
-    out = []
-    for t in score.tracks:
-        prog = -1 if t.is_drum else int(t.program)
-        for n in t.notes:
-            out.append((Fraction(int(n.time), tpq), Fraction(int(n.duration), tpq), int(n.pitch), int(n.velocity), prog))
-    out.sort()
-    return out

@@ -62,6 +62,12 @@ def _check(args) -> int:
 
     if args.flag_run < 2:
         raise ConfigError(f"--flag-run must be a whole number of at least 2 notes, not {args.flag_run}")
+    if args.export_index:
+        _export(args)
+        if not args.input:
+            return 0
+    if not args.input:
+        raise ConfigError("give the MIDI file to check (cadenza check FILE.mid), or --export-index")
     score = load_midi(args.input)
     corpus = args.corpus or default_corpus(args.model)
     idx = index_for(corpus, progress=True, rebuild=args.rebuild)
@@ -87,6 +93,28 @@ def _check(args) -> int:
     return 0
 
 
+def _export(args) -> None:
+    """--export-index: the model's notes file from its training corpus (or --corpus)."""
+    from pathlib import Path
+
+    from cadenza.music.corpus_notes import export_notes
+    from cadenza.music.models import default_model_dir
+    from cadenza.music.originality import IndexError_, _resolve, model_corpus
+
+    m = Path(args.model) if args.model else default_model_dir()
+    info = model_corpus(m) or {}
+    name = args.corpus or info.get("data_dir")
+    if not name:
+        raise ConfigError(f"{m} names no training corpus; pass --corpus DATA_DIR to export one")
+    d = Path(name) if args.corpus else _resolve(name)
+    if not (d / "meta.json").is_file():
+        raise IndexError_(f"{d} is not a corpus folder (no meta.json); build it with "
+                          f"`{info.get('build') or 'cadenza data music21 --out ' + str(name)}` first")
+    e = export_notes(d, m, data_dir_name=str(name))
+    print(f"wrote {m / e['path']} ({e['notes']:,} notes of {e['pieces']:,} pieces, {e['bytes'] / 1e6:.2f} MB, "
+          f"sha256 {e['sha256'][:16]}...) and recorded it in {m / 'corpus.json'}")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "provenance", help="show who wrote a MIDI file's notes and whether they changed since generation",
@@ -110,16 +138,23 @@ def register(subparsers) -> None:
                     "corpus, invariant to transposition (pitch intervals), with and without rhythm, and the "
                     "longest near-copy run (the same alignment, one note in ten may differ); name the training "
                     "piece and the bars; give an originality score (the share of notes outside every shared "
-                    "run of 16 or more notes). The corpus's index is built once into the user's cache folder "
-                    "($CADENZA_CACHE, else ~/.cache/cadenza; seconds for the music21 corpus) and a check then "
-                    "takes well under a second.")
-    p.add_argument("input", metavar="FILE.mid", help="the MIDI file to check")
+                    "run of 16 or more notes). Without --corpus the default model's training corpus is used: its "
+                    "folder if it is on this disk, else the notes file the model ships "
+                    "(models/cadenza-music-v2/originality/notes.npz). The index is built from it once into the "
+                    "user's cache folder ($CADENZA_CACHE, else ~/.cache/cadenza; seconds for the music21 corpus) "
+                    "and a check then takes well under a second.")
+    p.add_argument("input", metavar="FILE.mid", nargs="?", help="the MIDI file to check")
     p.add_argument("--corpus", metavar="DATA_DIR", help="a corpus folder built with `cadenza data` (its train "
-                                                        "split is checked); default: the default model's "
-                                                        "training corpus, if it is on this disk")
+                                                        "split is checked) or notes file; default: the "
+                                                        "default model's training corpus, else its notes file")
     p.add_argument("--model", metavar="DIR", help="take the corpus named by this model folder instead")
     p.add_argument("--flag-run", type=int, default=FLAG_RUN, metavar="N",
                    help=f"flag the piece when a near-copy run reaches N notes (default {FLAG_RUN})")
     p.add_argument("--rebuild", action="store_true", help="rebuild the corpus index even if one is cached")
+    p.add_argument("--export-index", action="store_true",
+                   help="write the model's compact notes file (MODEL/originality/notes.npz, what the index is "
+                        "built from) from its training corpus (or --corpus) and record its sha256 in "
+                        "MODEL/corpus.json; the shipped model's was made this way, so that a check works "
+                        "without the corpus on disk")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_check)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from cadenza.errors import CadenzaError, ModelFileError
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from cadenza.model_files import CONFIG_FILE, WEIGHTS_FILE  # noqa: E402  (the model's own names)
+
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "MODEL_CARD.md"
 METRICS_FILE = "metrics.json"

@@ -19,11 +19,14 @@ run (intervals) of at least ``SCORE_RUN`` notes shared with a training piece.
 
 The index is built once per corpus (its content hash: meta, tokenizer and train split)
 into the user's cache folder (``$CADENZA_CACHE`` or ``$XDG_CACHE_HOME/cadenza`` or
-``~/.cache/cadenza``), in seconds for the music21 corpus.
+``~/.cache/cadenza``), in seconds for the music21 corpus: from the corpus folder, or where
+that is not on the disk from the notes file the model ships (``cadenza.music.corpus_notes``;
+the same notes, the same key, the same index).
 
-``CopyGuard`` uses the same index while sampling (``--max-copy N``): a pitch that would make
-the last N + 1 notes a run of a training piece (intervals) is not allowed, so the output
-never repeats more than N consecutive notes of a training piece.
+``CopyGuard`` uses the same index while sampling (``--max-copy N``, 16 by default where an
+index is available): a pitch that would make the last N + 1 notes (in the order they are
+generated) a run of a training piece (intervals) is not allowed, so the output never repeats
+more than N consecutive notes of a training piece in that order.
 """
 
 from __future__ import annotations
@@ -127,17 +130,24 @@ def notes_of_tokens(ids, tables: _Tables) -> dict:
 def symbols(notes: dict, first=None) -> tuple[np.ndarray, np.ndarray]:
     """(intervals, intervals + rhythm) symbols, one per note; a piece's first note gets
     ``first(piece)`` (the index: a unique separator) or -1 (a query: matches nothing)."""
-    p, on, du, pc = notes["pitch"], notes["onset"], notes["duration"], notes["piece"]
+    on, pc = notes["onset"], notes["piece"]
+    ioi = np.zeros(on.size, dtype=np.int64)
+    ioi[1:] = on[1:] - on[:-1]
+    return _symbols(notes["pitch"], ioi, notes["duration"], pc, first)
+
+
+def _symbols(p, ioi, du, pc, first=None) -> tuple[np.ndarray, np.ndarray]:
+    """``symbols`` from per-note pitch, ticks since the note before, duration and piece."""
+    p, pc = np.asarray(p, dtype=np.int64), np.asarray(pc, dtype=np.int64)
     n = p.size
     new = np.ones(n, dtype=bool)
     if n > 1:
         new[1:] = pc[1:] != pc[:-1]
     iv = np.zeros(n, dtype=np.int64)
-    ioi = np.zeros(n, dtype=np.int64)
     iv[1:] = p[1:] - p[:-1]
-    ioi[1:] = on[1:] - on[:-1]
     sp = iv + 256
-    sr = (sp << 28) | (np.clip(ioi, 0, (1 << 14) - 1) << 14) | np.clip(du, 0, (1 << 14) - 1)
+    ioi = np.clip(np.asarray(ioi, dtype=np.int64), 0, (1 << 14) - 1)
+    sr = (sp << 28) | (ioi << 14) | np.clip(np.asarray(du, dtype=np.int64), 0, (1 << 14) - 1)
     sep = (_SEP_BASE + pc) if first is None else first(pc)
     sp = np.where(new, sep, sp)
     sr = np.where(new, sep, sr)
@@ -323,27 +333,29 @@ class Index:
 
 def build_index(data_dir, progress: bool = False) -> Index:
     """Build the originality index of a music corpus directory (its train split)."""
-    from cadenza.codecs.music import MusicCodec
-    from cadenza.data.format import open_split, read_meta
+    from cadenza.music.corpus_notes import corpus_notes
 
     t0 = time.perf_counter()
-    d = Path(data_dir)
-    meta = read_meta(d)
-    if meta.get("modality") != "music":
-        raise DataError(f"{d} is not a music corpus (its meta.json says modality {meta.get('modality')!r})")
-    codec = MusicCodec.load(d / (meta.get("tokenizer") or "tokenizer.json"))
-    ids = np.asarray(open_split(d, "train"), dtype=np.int64)
-    tables = _Tables(codec)
-    notes = notes_of_tokens(ids, tables)
-    n_pieces = int(np.sum(ids == tables.bos))
-    sp, sr = symbols(notes)
+    idx = index_from_notes(corpus_notes(data_dir))
+    idx.build_seconds = time.perf_counter() - t0
+    return idx
+
+
+def index_from_notes(cn) -> Index:
+    """The index of a ``cadenza.music.corpus_notes.CorpusNotes`` (a corpus folder's notes or
+    a shipped notes file: the same notes give the same index)."""
+    from cadenza.codecs.music import MusicCodec
+
+    t0 = time.perf_counter()
+    piece = cn.piece
+    sp, sr = _symbols(cn.pitch, cn.ioi, cn.duration, piece)
     uniq_p, seq_p = np.unique(sp, return_inverse=True)
     uniq_r, seq_r = np.unique(sr, return_inverse=True)
     seq_p, seq_r = seq_p.astype(np.int32).ravel(), seq_r.astype(np.int32).ravel()
-    idx = Index(key=corpus_hash(d), codec=codec, seq_p=seq_p, sa_p=suffix_array(seq_p), seq_r=seq_r,
-                sa_r=suffix_array(seq_r), uniq_p=uniq_p, uniq_r=uniq_r, pitch=notes["pitch"].astype(np.int16),
-                piece=notes["piece"].astype(np.int32), bar=notes["bar"].astype(np.int32),
-                pieces=_train_rows(d, n_pieces), corpus=str(d))
+    idx = Index(key=cn.key, codec=MusicCodec.from_dict(cn.codec), seq_p=seq_p, sa_p=suffix_array(seq_p),
+                seq_r=seq_r, sa_r=suffix_array(seq_r), uniq_p=uniq_p, uniq_r=uniq_r,
+                pitch=cn.pitch.astype(np.int16), piece=piece.astype(np.int32), bar=cn.bar.astype(np.int32),
+                pieces=list(cn.pieces), corpus=cn.corpus)
     idx.build_seconds = time.perf_counter() - t0
     return idx
 
@@ -396,27 +408,37 @@ def load_index(folder) -> Index:
 
 
 def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
-    """The index of a corpus: from the cache (keyed by the corpus's content hash), else built
-    and cached."""
+    """The index of a corpus folder or of a notes file (``cadenza.music.corpus_notes``): from
+    the cache (keyed by the corpus's content hash, the same for both), else built and cached."""
+    from cadenza.music import corpus_notes as cnotes
+
     d = Path(data_dir)
-    if not (d / "meta.json").is_file():
-        raise IndexError_(f"{d} is not a corpus folder (no meta.json); build one with "
+    if d.is_file():
+        key = cnotes.notes_meta(d)["key"]
+        build = lambda: index_from_notes(cnotes.load_notes(d))   # noqa: E731
+    elif (d / "meta.json").is_file():
+        key = corpus_hash(d)
+        build = lambda: build_index(d, progress=progress)   # noqa: E731
+    else:
+        raise IndexError_(f"{d} is not a corpus folder (no meta.json) or notes file; build one with "
                           f"`cadenza data music21 --out {d}` or pass another --corpus")
-    key = corpus_hash(d)
     folder = cache_root() / "originality" / key[:24]
     if not rebuild and (folder / "index.json").is_file():
         try:
-            return load_index(folder)
+            idx = load_index(folder)
+            idx.corpus = str(d)
+            return idx
         except IndexError_:
             pass
     if progress:
         import sys
 
-        print(f"building the originality index of {d} (once per corpus) into {folder} ...", file=sys.stderr)
-    idx = build_index(d, progress=progress)
+        print(f"building the originality index of {d} (once per corpus, seconds) into {folder} ...",
+              file=sys.stderr, flush=True)
+    idx = build()
     try:
         save_index(idx, folder)
-    except OSError:
+    except (OSError, CadenzaError):
         pass   # a read-only cache only costs the next check a rebuild
     return idx
 
@@ -467,9 +489,13 @@ def training_data_of(model_path) -> dict | None:
     return out or None
 
 
-def default_corpus(model_path=None) -> Path:
-    """The corpus of the default (or given) model, if it is on this disk; IndexError_ saying
-    how to get one otherwise."""
+def default_corpus(model_path=None, required: bool = True) -> Path | None:
+    """What to check the default (or given) model's output against: its training corpus
+    folder if it is on this disk (and, where the model ships a notes file, holds the same
+    corpus), else the notes file the model ships (``corpus.json``'s ``originality_notes``,
+    checked against its sha256). Where there is
+    neither: IndexError_ saying how to get one, or None if not ``required``."""
+    from cadenza.music.corpus_notes import shipped_notes
     from cadenza.music.models import default_model_dir
 
     try:
@@ -478,14 +504,24 @@ def default_corpus(model_path=None) -> Path:
         m = None
     info = model_corpus(m) if m else None
     if not info or not info.get("data_dir"):
+        if not required:
+            return None
         raise IndexError_("no corpus to check against: the model names none; pass --corpus DATA_DIR "
                           "(a folder built with `cadenza data music21 --out DATA_DIR`)")
     d = _resolve(info["data_dir"])
-    if not (d / "meta.json").is_file():
-        raise IndexError_(f"the model's training corpus {d} is not on this disk; build it with "
-                          f"`{info.get('build') or 'cadenza data music21 --out ' + str(info['data_dir'])}` "
-                          f"(about 12 minutes on 2 cores the first time) or pass --corpus DATA_DIR")
-    return d
+    shipped = shipped_notes(m, info)
+    if (d / "meta.json").is_file():
+        key = ((info.get("originality_notes") or {}).get("index_key")) if shipped is not None else None
+        if not key or corpus_hash(d) == key:
+            return d
+        return shipped      # the folder holds another corpus now (rebuilt): the model's own notes
+    if shipped is not None:
+        return shipped
+    if not required:
+        return None
+    raise IndexError_(f"the model's training corpus {d} is not on this disk and the model ships no notes file; "
+                      f"build it with `{info.get('build') or 'cadenza data music21 --out ' + str(info['data_dir'])}` "
+                      f"(about 12 minutes on 2 cores the first time) or pass --corpus DATA_DIR")
 
 
 # --------------------------------------------------------------------------- the check

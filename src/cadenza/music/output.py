@@ -118,6 +118,27 @@ def _check_json(tmp):
                          path=tmp) from None
 
 
+def stamped_score(piece, command: str | None = None):
+    """(score, provenance record): the piece's score with its credit line as the first
+    marker, as every MIDI file Cadenza writes carries it (files and server answers alike)."""
+    import symusic
+
+    from cadenza.music.originality import training_data_of
+    from cadenza.music.provenance import record_for
+
+    score = piece.score()
+    prov = record_for(piece, score, command=command, training_data=training_data_of(piece.model.get("path")))
+    score.markers.insert(0, symusic.TextMeta(0, provenance_line(prov)))
+    return score, prov
+
+
+def midi_bytes(score) -> bytes:
+    """A score as the bytes of a MIDI file (overlapping notes of one pitch split as ``write_midi`` does)."""
+    from cadenza.codecs.music import split_overlapping_notes
+
+    return bytes(split_overlapping_notes(score).dumps_midi())
+
+
 def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | None = None,
                 title: str | None = None) -> dict:
     """Write OUT.mid (and, with ``audio``, OUT.wav, OUT.png and the sidecar OUT.json).
@@ -129,21 +150,15 @@ def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | N
 
     Returns {"midi": path, ...} for the files written, plus "provenance" (the record).
     """
-    import symusic
-
     from cadenza.codecs.music import write_midi
     from cadenza.io import FileTransaction
-    from cadenza.music.provenance import record_for
-    from cadenza.music.originality import training_data_of
     from cadenza.music.preflight import SPARE_BYTES, check_free_space, check_output_folder
     from cadenza.music.render import SAMPLE_RATE, render_piano_roll, synthesize, wav_bytes, write_wav
 
     out = check_output(out)
     paths = sibling_paths(out)
     check_output_folder(out.parent)
-    score = piece.score()
-    prov = record_for(piece, score, command=command, training_data=training_data_of(piece.model.get("path")))
-    score.markers.insert(0, symusic.TextMeta(0, provenance_line(prov)))
+    score, prov = stamped_score(piece, command)
     with_audio = bool(audio and score.note_num())
     sound = synthesize(score, soundfont=soundfont) if with_audio else None
     if with_audio:

@@ -1,0 +1,94 @@
+"""`cadenza serve`: the web server (HTTP API, endless soundtrack stream, listening page).
+
+Thin over ``cadenza.server.app.create_app``; uvicorn runs it in this one process (stream
+sessions live in it). Loopback by default; any other address needs an access token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from cadenza.errors import ConfigError
+
+TOKEN_ENV = "CADENZA_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args) -> int:
+    import socket
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < 8:
+        raise ConfigError("the access token must be at least 8 characters long")
+    if not is_loopback(args.host) and token is None:
+        raise ConfigError(f"serving on {args.host} (not loopback) needs an access token: pass --token TOKEN or set "
+                          f"{TOKEN_ENV}; every request and stream must then carry it")
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be from 1 to 65535, not {args.port}")
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as s:   # a clear error, early
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((args.host, args.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                              f"choose another --port or --host") from None
+    import torch
+    import uvicorn
+
+    from cadenza.server.app import create_app
+    from cadenza.server.limits import Limits
+
+    torch.set_num_threads(1)     # each worker thread runs one generation; two threads each would fight
+    limits = Limits(streams=args.max_streams, workers=args.workers)
+    app = create_app(args.model, token=token, limits=limits, prefs_path=args.prefs,
+                     preferences=not args.no_preferences)
+    hub = app.state.hub
+    shown = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    q = "/?token=" + token if token is not None and is_loopback(args.host) else "/"
+    print(f"Cadenza {hub.mm.version} at {shown}{q}   (listen: {shown}/listen, API: {shown}/docs)")
+    print(f"preferences: {hub.preferences}" + (f" ({hub.prefs.path})" if hub.prefs is not None else ""))
+    for line in limits.lines():
+        print(f"limits: {line}")
+    if token is not None:
+        print("access token required on every request (?token=, cookie, or 'Authorization: Bearer')")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=limits.message_bytes)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the web server: HTTP API, endless soundtrack, listening page",
+                       description="Serve the music model over HTTP on this machine: POST /api/compose, "
+                                   "/api/continue, /api/harmonize, /api/predict, an endless soundtrack that follows "
+                                   "the listener's mood and likes on WS /api/stream, and the listening page at "
+                                   "/listen. Loopback by default; another --host needs --token (or $CADENZA_TOKEN). "
+                                   "API reference at /docs once it runs.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", default=None, help="music model folder (default: the shipped model)")
+    p.add_argument("--token", default=None, help=f"access token every request must carry (or ${TOKEN_ENV}); "
+                                                 "required off loopback")
+    p.add_argument("--prefs", default=None, help="listener preferences database (default: prefs.sqlite3 in the "
+                                                 "user data folder)")
+    p.add_argument("--no-preferences", action="store_true", help="do not keep likes and skips")
+    p.add_argument("--max-streams", type=int, default=16, help="open soundtrack streams at most (default 16)")
+    p.add_argument("--workers", type=int, default=2, help="generation threads (default 2, one per core)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default warning)")
+    p.set_defaults(func=_check_and_serve)
+
+
+def _check_and_serve(args) -> int:
+    if not 1 <= args.max_streams <= 256:
+        raise ConfigError(f"--max-streams must be from 1 to 256, not {args.max_streams}")
+    if not 1 <= args.workers <= 32:
+        raise ConfigError(f"--workers must be from 1 to 32, not {args.workers}")
+    return _serve(args)

@@ -1,0 +1,185 @@
+"""What the music functions check and read before any sampling: lengths, sampling settings,
+seeds, input pieces (a path, MIDI bytes or a score), styles (given, or inferred as the one the
+model finds likeliest), and the names of pitches and durations."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
+from cadenza.errors import ConfigError, DataError
+from cadenza.music.grammar import DRUM, PITCH, Remi
+
+
+MAX_BARS = 2000
+MAX_SECONDS = 3600.0
+DEFAULT_BARS = 16
+MAX_NEW_TOKENS = 400_000
+PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
+_REMI_CACHE: dict = {}
+
+
+def remi_for(codec) -> Remi:
+    """The (cached) grammar tables of a codec."""
+    key = id(codec)
+    hit = _REMI_CACHE.get(key)
+    if hit is None or hit[0] is not codec:
+        hit = _REMI_CACHE[key] = (codec, Remi(codec))
+    return hit[1]
+
+
+def pitch_name(pitch: int) -> str:
+    """MIDI pitch -> scientific name (60 -> C4)."""
+    return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
+
+
+_DURATION_NAMES = {Fraction(6): "dotted whole", Fraction(4): "whole", Fraction(3): "dotted half",
+                   Fraction(2): "half", Fraction(3, 2): "dotted quarter", Fraction(1): "quarter",
+                   Fraction(4, 3): "half-note triplet", Fraction(3, 4): "dotted eighth", Fraction(1, 2): "eighth",
+                   Fraction(2, 3): "quarter triplet", Fraction(1, 3): "eighth triplet",
+                   Fraction(3, 8): "dotted sixteenth", Fraction(1, 4): "sixteenth",
+                   Fraction(1, 6): "sixteenth triplet", Fraction(1, 8): "thirty-second"}
+
+
+def duration_name(quarters) -> str:
+    """A duration in quarter notes -> 'dotted quarter', 'eighth triplet', or '2 1/2 quarters'."""
+    q = Fraction(quarters).limit_denominator(96)
+    if q in _DURATION_NAMES:
+        return _DURATION_NAMES[q]
+    whole, rest = divmod(q, 1)
+    text = (f"{int(whole)} " if whole else "") + (f"{rest.numerator}/{rest.denominator}" if rest else "")
+    return f"{text.strip()} quarters"
+
+
+# --------------------------------------------------------------------------- validation
+def _check_length(bars, seconds, default_bars=DEFAULT_BARS):
+    if bars is not None and seconds is not None:
+        raise ConfigError("give a length in bars or in seconds, not both")
+    if bars is not None:
+        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
+            raise ConfigError(f"the number of bars must be a whole number from 1 to {MAX_BARS}, not {bars!r}")
+    if seconds is not None:
+        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)
+                or not 0 < seconds <= MAX_SECONDS):
+            raise ConfigError(f"the length in seconds must be more than 0 and at most {MAX_SECONDS:g}, not {seconds!r}")
+    if bars is None and seconds is None:
+        bars = default_bars
+    return bars, seconds
+
+
+def _check_sampling(temperature, top_k, top_p):
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or not 0 <= temperature <= 10):
+        raise ConfigError(f"temperature must be a number from 0 (always the likeliest token) to 10, not {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"top-k must be a whole number of at least 1, not {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0 < top_p <= 1):
+        raise ConfigError(f"top-p must be a number above 0 and at most 1, not {top_p!r}")
+
+
+def _check_seed(seed) -> int:
+    if seed is None:
+        return secrets.randbelow(2**31)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    return int(seed)
+
+
+def _load_score(midi):
+    """A path, bytes or symusic score -> a tick score with notes (DataError otherwise)."""
+    if isinstance(midi, (str, Path)):
+        return load_midi(midi)
+    if isinstance(midi, (bytes, bytearray)):
+        return score_from_bytes(bytes(midi))
+    if not hasattr(midi, "note_num"):
+        raise DataError(f"expected a MIDI file path or a symusic score, not {type(midi).__name__}")
+    if midi.note_num() == 0:
+        raise DataError("the score has no notes")
+    return midi if midi.ttype == "Tick" or str(getattr(midi, "ttype", "")).lower().endswith("tick") \
+        else midi.to("tick")
+
+
+def _input_name(midi) -> str | None:
+    return str(midi) if isinstance(midi, (str, Path)) else None
+
+
+def _plain(x):
+    """A setting as JSON would have it (plans as lists)."""
+    if isinstance(x, (list, tuple)):
+        return [list(p) if isinstance(p, (list, tuple)) else p for p in x]
+    return x
+
+
+def _check_style(codec, style):
+    if style is None:
+        return None
+    offered = codec.offered_styles()
+    if style not in offered:
+        raise ConfigError(f"unknown style {style!r}; this model offers {', '.join(offered)}")
+    return style
+
+
+def _encode_input(codec, score, style, what: str):
+    ids = [int(i) for i in codec.encode(score, style=style)]
+    if ids and ids[-1] == codec.eos_id:
+        ids = ids[:-1]
+    _, start = codec.parse_prefix(ids)
+    remi = remi_for(codec)
+    if not any(remi.kind[i] in (PITCH, DRUM) for i in ids[start:]):
+        lo, hi = codec.config.pitch_range
+        raise DataError(f"the {what} has no notes the model can read (pitches {lo} to {hi - 1})")
+    return ids, start
+
+
+def _best_style(mm, ids: list[int], start: int, max_tokens: int = 512) -> str:
+    """The offered style under which the model finds the encoded piece ``ids`` (prefix up to
+    ``start``) most likely: its first ``max_tokens`` tokens scored once per style, in one batch."""
+    codec = mm.codec
+    offered = codec.offered_styles()
+    if len(offered) == 1 or len(ids) <= start + 1:
+        return offered[0]
+    x = ids[:max_tokens]
+    rows = torch.tensor([[x[0], codec.style_id(st), *x[2:]] for st in offered], dtype=torch.long)
+    with torch.inference_mode():
+        was = mm.model.training
+        mm.model.eval()
+        try:
+            logp = torch.log_softmax(mm.model(rows[:, :-1]).float(), dim=-1)
+        finally:
+            mm.model.train(was)
+    tgt = rows[:, 1:]
+    ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[:, start - 1:].sum(dim=1)
+    return offered[int(torch.argmax(ll))]
+
+
+def infer_style(mm, score, max_tokens: int = 512) -> str:
+    """The offered style under which the model finds the piece most likely."""
+    ids, start = _encode_input(mm.codec, score, "other", "input")
+    return _best_style(mm, ids, start, max_tokens)
+
+
+def _styled_input(mm, score, style, what: str):
+    """(ids, start, style) of an input piece: encoded once, with ``style`` (checked) or,
+    when None, the style the model finds likeliest for it in the style slot."""
+    codec = mm.codec
+    style = _check_style(codec, style)
+    ids, start = _encode_input(codec, score, "other", what)
+    style = style or _best_style(mm, ids, start)
+    ids[1] = codec.style_id(style)           # the prefix is BOS, Style, ...
+    return ids, start, style
+
+
+def _kept_notes(codec, ids, tempo) -> frozenset:
+    s = codec.decode(ids, tempo=tempo)
+    out = set()
+    for t in s.tracks:
+        prog = -1 if t.is_drum else int(t.program)
+        for n in t.notes:
+            out.add((int(n.time), int(n.duration), int(n.pitch), prog))
+    return frozenset(out)

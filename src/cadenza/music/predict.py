@@ -1,0 +1,201 @@
+"""``predict_next``: the model as a next-note predictor, marginalised over the grammar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from cadenza.errors import ConfigError
+from cadenza.music.grammar import DUR, PROG, Remi, RemiState
+from cadenza.music.inputs import _load_score, _styled_input, duration_name, pitch_name, remi_for
+
+
+# --------------------------------------------------------------------------- predict
+@dataclass
+class NextNote:
+    """One candidate next note (see ``predict_next`` for what the numbers mean)."""
+
+    pitch: int
+    name: str
+    probability: float          # P(next note has this pitch | it starts at one of the onsets considered)
+    onset: str                  # its most likely onset, e.g. "bar 4, beat 3"
+    after_quarters: Fraction    # that onset, in quarter notes after the input's last onset
+    onset_probability: float    # P(that onset | a later onset is next)
+    duration_quarters: Fraction
+    duration: str               # its most likely duration, named
+    duration_probability: float
+
+
+@dataclass
+class Prediction:
+    notes: list
+    p_end: float                # P(the piece ends after the input)
+    p_same_onset: float         # P(another note at the input's last onset)
+    coverage: float             # timing probability of the onsets considered
+    onsets: list                # [(label, probability)] of the onsets considered
+    last_note: str
+    program: int
+    context_tokens: int
+
+
+def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
+    whole, frac = divmod(Fraction(pos, remi.ppb), 1)
+    text = f"{int(whole) + 1}" + (f" {frac.numerator}/{frac.denominator}" if frac else "")
+    return f"bar {bar}, beat {text}"
+
+
+def _fork(cache):
+    """A branch of a decode cache (``KVCache.fork``; a deep copy for caches without one)."""
+    fork = getattr(cache, "fork", None)
+    if fork is not None:
+        return fork()
+    import copy
+
+    return copy.deepcopy(cache)
+
+
+def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
+                    base=None, p0=None):
+    """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
+
+    ``base``/``p0``: a cache that has already read ``ids`` and the next-token distribution
+    after them (the studio keeps both, so a played note costs one cached step); ``base`` is
+    not changed. Returns (pitch distribution {pitch: p}, p_end, p_same_onset, coverage,
+    chosen onsets as [p, tokens, bar, pos, onset tick, cache after the Position, pitch
+    dist], program, context tokens)."""
+    ts, prog = state.ts, state.program
+    max_len = model.config.max_len
+    ctx = ids[-(max_len - 8):] if len(ids) > max_len - 8 else ids
+
+    def run(cache, tokens):
+        x = torch.tensor([tokens], dtype=torch.long)
+        return torch.softmax(model(x, cache=cache)[0, -1].float(), dim=-1)
+
+    pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
+    pitch_list = list(pitch_ids.items())
+    pitch_idx = torch.tensor([i for _, i in pitch_list])
+    if base is None:
+        base = model.new_cache(1)
+        p0 = run(base, ctx)
+    p_end = float(p0[remi.eos])
+    same = remi.masks[PROG].clone()
+    if prog is not None and prog in remi.program_ids:
+        same[remi.program_ids[prog]] = False
+    same[pitch_idx] = True
+    p_same = float(p0[same].sum())
+    onsets = []   # [prob, bar number, pos, onset tick, source cache]
+    npos = remi.bar_positions(ts)
+    for q in range(state.pos + 1, npos):
+        onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
+    p_bar = float(p0[remi.bar])
+    bar_cache = _fork(base)
+    p1 = run(bar_cache, [remi.bar])
+    if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
+        mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
+        p1 = run(bar_cache, [mood])
+    pos_mass = sum(float(p1[remi.pos_ids[q]]) for q in range(npos)) or 1.0
+    next_start = state.next_bar_start()
+    for q in range(npos):
+        onsets.append([p_bar * float(p1[remi.pos_ids[q]]) / pos_mass, state.bars + 1, q,
+                       next_start + q * remi.position_ticks(ts[1]), bar_cache])
+    total = sum(o[0] for o in onsets) or 1.0
+    for o in onsets:
+        o[0] /= total
+    onsets.sort(key=lambda o: -o[0])
+    chosen, mass = [], 0.0
+    for o in onsets:
+        if chosen and (mass >= onset_mass or len(chosen) >= max_onsets):
+            break
+        chosen.append(o)
+        mass += o[0]
+    joint: dict[int, float] = {}
+    for o in chosen:
+        c = _fork(o[4])
+        pp = run(c, [remi.pos_ids[o[2]]])
+        v = pp[pitch_idx]
+        v = (v / v.sum().clamp_min(1e-30)).tolist()
+        dist = {p: x for (p, _), x in zip(pitch_list, v)}
+        o[4] = c
+        o.append(dist)
+        for p, x in dist.items():
+            joint[p] = joint.get(p, 0.0) + o[0] * x
+    z = mass or 1.0
+    return {p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog, len(ctx)
+
+
+def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9) -> dict[int, float]:
+    """P(the next note has pitch p) for every pitch p of the vocabulary, as ``predict_next``
+    defines the next note (the first note after the input's last onset, marginalised over
+    its likeliest onsets). A dict {MIDI pitch: probability} summing to 1."""
+    codec = mm.codec
+    remi = remi_for(codec)
+    score = _load_score(midi)
+    ids, _, _ = _styled_input(mm, score, None, "input")
+    state = RemiState(remi).feed_all(ids)
+    with torch.inference_mode(), mm.model.decoding_with("float32"):
+        return _next_note_core(mm.model, remi, ids, state, max_onsets, onset_mass)[0]
+
+
+def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
+    """The model as a next-note predictor: the ``top`` most likely pitches of the next note.
+
+    The stream writes a note as Position (when), an optional Program (a change of
+    instrument), Pitch, an optional Velocity and Duration, so "the next note" is
+    marginalised over the grammar like this:
+
+    1. Timing: after the input, the model's distribution over the next event is split into
+       another note at the same onset (``p_same_onset``), the end of the piece (``p_end``)
+       and a later onset: a Position later in the bar, or a bar line followed by a
+       Position in the next bar (P(Bar) x P(Position | Bar), with the next segment's
+       likeliest Mood token in between when that bar opens a segment). The later onsets
+       are renormalised to sum to 1: the timing distribution *given that a later note comes*.
+    2. Onsets are taken most likely first until they hold ``onset_mass`` of it (at most
+       ``max_onsets``); ``coverage`` is the mass they hold.
+    3. For each such onset the model is given its Position, and its distribution over the
+       pitches of the instrument in force is read (renormalised over those pitches).
+    4. ``probability`` of a pitch = sum over those onsets of P(onset) x P(pitch | onset),
+       divided by ``coverage``: the probability that the next note has this pitch, given
+       that it starts at one of the onsets considered. With several notes at one onset this
+       is the note the model writes first there (shorter, then lower, notes come first).
+    5. For each listed pitch, its most likely onset is shown, and its most likely duration
+       with P(duration | onset, pitch) over the duration tokens.
+
+    ``next_pitch_distribution`` gives the whole distribution of step 4.
+    """
+    codec = mm.codec
+    model = mm.model
+    remi = remi_for(codec)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
+        raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
+    score = _load_score(midi)
+    ids, start, _ = _styled_input(mm, score, None, "input")
+    state = RemiState(remi, record=True).feed_all(ids)
+    ts = state.ts
+    # exact float32 weights: these probabilities are printed, and speed does not matter here
+    with torch.inference_mode(), model.decoding_with("float32"):
+        joint, p_end, p_same, mass, chosen, prog, n_ctx = _next_note_core(
+            model, remi, ids, state, max_onsets, onset_mass)
+        pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
+        ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
+        notes = []
+        dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
+        last_onset = state.onset
+        for p, pj in ranked:
+            o = max(chosen, key=lambda b: b[0] * b[5][p])
+            c2 = _fork(o[4])
+            pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
+            zd = sum(float(pd[i]) for i in dur_ids) or 1.0
+            d_id = max(dur_ids, key=lambda i: float(pd[i]))
+            dq = remi.duration_quarters(d_id, ts[1])
+            notes.append(NextNote(
+                pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj,
+                onset=_beat_label(remi, o[1], o[2], ts),
+                after_quarters=Fraction(o[3] - last_onset, remi.tpq), onset_probability=o[0],
+                duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd))
+    ln = state.last_note
+    last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
+    return Prediction(notes=notes, p_end=p_end, p_same_onset=p_same, coverage=mass,
+                      onsets=[(_beat_label(remi, o[1], o[2], ts), o[0]) for o in chosen], last_note=last,
+                      program=prog, context_tokens=n_ctx)

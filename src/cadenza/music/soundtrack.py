@@ -1,0 +1,394 @@
+"""An endless soundtrack: music made bar by bar, whose controls can change while it plays.
+
+``Soundtrack(mm, controls)`` keeps one ``GrammarDecoder`` (and so one sparse KV cache) for
+the whole stream; ``next_bar()`` samples one more bar and returns it as note events on one
+continuous beat timeline (beats are quarter notes from the stream's beat 0).
+
+Sections. The conditioning prefix (style, key, tempo, metre) comes once, at the start of a
+piece, so a stream is a chain of sections: each starts a fresh cache from a new prefix plus
+the last bars heard, re-encoded (``_context_for``): whole 4-bar groups, as many as fit in
+``keep_tokens`` tokens (and at most ``keep_bars`` bars), so the model continues the music
+it was playing, and the section's first bar opens a new segment whose Mood token follows
+the controls now in force. A key change transposes the kept bars to the new key; a metre
+change keeps none (the bars could not be re-read in the new metre). A section starts:
+
+- when ``restart(bar)`` is called: a control change or a skip, at a bar the listener has
+  not heard yet (the bars from there on are dropped and made again; the caller tells the
+  client to drop them too);
+- when the cache nears the model's context (``max_len`` minus ``headroom`` tokens): this is
+  what makes the stream endless. The new section begins at the next bar, the beat timeline
+  runs on without a gap;
+- every ``section_bars`` bars when a ``chooser`` (listener preferences) picks the controls
+  the listener has not set, so the liked regions come back.
+
+Segment controls (valence, energy) in force: the listener's, else the chooser's, else the
+model's own choice (its sampled Mood token). ``Bar.segment`` reports them for each bar that
+opens a segment, with who chose each.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
+from cadenza.errors import ConfigError
+from cadenza.music.grammar import BAR, DRUM, MOOD, PITCH, Policy, RemiState
+
+CONTROL_FIELDS = ("style", "valence", "energy", "tempo", "key", "time_signature")
+PREFIX_FIELDS = ("style", "key", "tempo", "time_signature")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the listener asked for; None leaves a control to the preferences or the model.
+    ``valence`` and ``energy`` are 0..1 (a position among the corpus's segments, see
+    ``MusicCodec.control_level``); ``tempo`` in quarter notes per minute; ``key`` like "D" or
+    "F#m"; ``time_signature`` like "3/4"."""
+
+    style: str | None = None
+    valence: float | None = None
+    energy: float | None = None
+    tempo: float | None = None
+    key: str | None = None
+    time_signature: str | None = None
+
+    def changed(self, **changes) -> "Controls":
+        """A copy with ``changes`` applied (a None value frees that control again)."""
+        unknown = set(changes) - set(CONTROL_FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown control {sorted(unknown)[0]!r}; controls are {', '.join(CONTROL_FIELDS)}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Bar:
+    """One bar of the stream: its notes as events, and the segment it opens (if it does)."""
+
+    bar: int                      # 0-based on the stream's timeline
+    start: float                  # beat where it starts
+    end: float                    # beat where the next bar starts
+    tempo: float                  # quarter notes per minute
+    time_signature: str
+    notes: list[dict] = field(default_factory=list)
+    segment: dict | None = None   # {"controls": {...}, "chosen_by": {...}} when a segment starts here
+    section: int = 0
+
+
+@dataclass
+class _Record:
+    """What a re-prime needs of a bar already made."""
+
+    bar: Bar
+    full_ids: list[int]           # MidiTok REMI ids of the bar (Bar, TimeSig, every note's Program/Velocity)
+    ts: tuple
+    levels: tuple                 # (valence level, energy level) of the segment it is in
+    prefix: dict                  # slot -> token id of its section
+
+
+def _check_controls(codec, c: Controls) -> Controls:
+    """Controls validated against the codec (one-sentence ConfigErrors)."""
+    if c.style is not None:
+        offered = codec.offered_styles()
+        if c.style not in offered:
+            raise ConfigError(f"unknown style {c.style!r}; this model offers {', '.join(offered)}")
+    for name in ("valence", "energy"):
+        v = getattr(c, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= float(v) <= 1):
+            raise ConfigError(f"{name} must be a number from 0 to 1, not {v!r}")
+    if c.tempo is not None and (isinstance(c.tempo, bool) or not isinstance(c.tempo, (int, float))
+                                or not 30 <= float(c.tempo) <= 240):
+        raise ConfigError(f"tempo must be a number of beats per minute from 30 to 240, not {c.tempo!r}")
+    codec.conditioning(key=c.key, time_signature=c.time_signature)   # raises on a bad key or metre
+    return c
+
+
+def mood_name(levels: tuple) -> str:
+    """The named mood nearest to (valence level, energy level)."""
+    v, e = levels
+    return min(MOODS, key=lambda m: (MOODS[m][0] - v) ** 2 + (MOODS[m][1] - e) ** 2)
+
+
+class Soundtrack:
+    """An endless stream of bars from a loaded music model (see the module docstring).
+
+    ``chooser(rng, controls) -> dict`` may suggest values for controls the listener left
+    unset (the server passes the listener's preferences); it is asked at every section start.
+    ``next_bar`` and ``restart`` must not run at the same time (the server calls them from
+    one task per stream); ``set_controls`` may be called from anywhere (it takes effect at
+    the next ``restart``).
+    """
+
+    def __init__(self, mm, controls: Controls | None = None, seed: int | None = None, chooser=None,
+                 temperature: float = 1.0, top_p: float | None = 0.95, keep_bars: int = 8,
+                 keep_tokens: int = 512, headroom: int = 640, section_bars: int = 16):
+        from cadenza.music.generate import _check_sampling, _check_seed, remi_for
+
+        self.mm, self.codec = mm, mm.codec
+        self.remi = remi_for(self.codec)
+        self.S = self.remi.segment_bars
+        _check_sampling(temperature, None, top_p)
+        self.seed = _check_seed(seed)
+        self.rng = random.Random(self.seed)
+        self.temperature, self.top_p = temperature, top_p
+        self.keep_bars, self.keep_tokens = keep_bars, keep_tokens
+        self.headroom = min(headroom, mm.model.config.max_len - 128)
+        self.section_bars = section_bars
+        self.chooser = chooser
+        self._lock = threading.Lock()
+        self.controls = _check_controls(self.codec, controls or Controls())
+        self.records: list[_Record] = []
+        self.beat = 0.0               # where the next bar starts
+        self.seq = 0                  # note events sent
+        self.section = -1
+        self.sections: list[dict] = []
+        self.decoder = None
+        self._voices: dict[int, int] = {}
+        self._start_section(at_bar=0)
+
+    # ---- controls ------------------------------------------------------------------------
+    def set_controls(self, **changes) -> Controls:
+        """Change the listener's controls (validated now; heard from the next ``restart``)."""
+        with self._lock:
+            new = _check_controls(self.codec, self.controls.changed(**changes))
+            self.controls = new
+            return new
+
+    @property
+    def bars_made(self) -> int:
+        return len(self.records)
+
+    def _effective(self) -> tuple[dict, dict]:
+        """(value, chosen_by) of every control for a new section."""
+        with self._lock:
+            mine = self.controls.to_dict()
+        suggested = {}
+        if self.chooser is not None:
+            suggested = {k: v for k, v in (self.chooser(self.rng, self.controls) or {}).items()
+                         if k in CONTROL_FIELDS and mine.get(k) is None and v is not None}
+            try:
+                _check_controls(self.codec, Controls(**suggested))
+            except ConfigError:
+                suggested = {}
+        values, by = {}, {}
+        for k in CONTROL_FIELDS:
+            if mine[k] is not None:
+                values[k], by[k] = mine[k], "listener"
+            elif k in suggested:
+                values[k], by[k] = suggested[k], "preferences"
+            else:
+                values[k], by[k] = None, "model"
+        return values, by
+
+    # ---- sections ------------------------------------------------------------------------
+    def _prefix_for(self, values: dict, previous: dict | None) -> dict:
+        """slot -> token id for a new section (None where the model is to choose)."""
+        c = self.codec
+        ids = dict(zip(PREFIX_SLOTS, c.conditioning(style=values["style"], key=values["key"],
+                                                    tempo=values["tempo"],
+                                                    time_signature=values["time_signature"])))
+        for slot in PREFIX_SLOTS:
+            if ids[slot] is None and previous is not None:
+                ids[slot] = previous.get(slot)
+        return ids
+
+    def _context_for(self, prefix: dict, at_bar: int) -> tuple[list[int], int]:
+        """(tokens, kept bars): the prefix, then the last whole 4-bar groups before ``at_bar``
+        re-encoded under it (transposed to its key, none if its metre differs)."""
+        c, r = self.codec, self.remi
+        if any(prefix[s] is None for s in PREFIX_SLOTS):   # the policy forces the given slots, samples the rest
+            return [c.bos_id], 0
+        ts = r.value[prefix["time_signature"]]
+        before = self.records[:at_bar]
+        groups = min(len(before), self.keep_bars) // self.S
+        kept = []
+        while groups > 0:
+            kept = before[len(before) - groups * self.S:]
+            if all(k.ts == ts for k in kept) and sum(len(k.full_ids) for k in kept) <= self.keep_tokens:
+                break
+            groups -= 1
+            kept = []
+        if not kept:
+            return [c.bos_id] + [prefix[s] for s in PREFIX_SLOTS], 0
+        full = [i for k in kept for i in k.full_ids]
+        old_key, new_key = kept[-1].prefix.get("key"), prefix["key"]
+        if old_key is not None and old_key != new_key:
+            full = self._transpose(full, r.value[old_key], r.value[new_key])
+        levels = [kept[g * self.S].levels for g in range(groups)]
+        body, _ = c.lean_body(full, ts, levels)
+        return [c.bos_id] + [prefix[s] for s in PREFIX_SLOTS] + body, len(kept)
+
+    def _transpose(self, ids, old_key: str, new_key: str):
+        import numpy as np
+
+        from cadenza.data.transpose import Transposer
+
+        shift = (parse_key(new_key)[0] - parse_key(old_key)[0]) % 12
+        shift = shift - 12 if shift > 6 else shift
+        if not hasattr(self, "_transposer"):
+            self._transposer = Transposer(self.codec)
+        return [int(i) for i in self._transposer(np.asarray(ids), shift)]
+
+    def _start_section(self, at_bar: int, fresh: bool = False) -> None:
+        """A new section from bar ``at_bar``; ``fresh``: a new start (the model chooses every
+        control nobody set again, and no bars are kept), as a skip asks."""
+        from cadenza.music.decoder import GrammarDecoder
+
+        previous = self.records[at_bar - 1].prefix if at_bar > 0 and not fresh else None
+        values, by = self._effective()
+        prefix = self._prefix_for(values, previous)
+        context, kept = self._context_for(prefix, at_bar if not fresh else 0)
+        self.section += 1
+        self._values, self._by = values, by
+        self._kept, self._first_bar = kept, at_bar
+        self._tempo_exact = float(values["tempo"]) if values["tempo"] is not None else None
+        state = RemiState(self.remi, record=True).feed_all(context)
+        self._bar_open = state.bars            # the kept bars are already complete
+        moods = self._moods_callable()
+        policy = Policy(self.remi, prefix={s: prefix[s] for s in PREFIX_SLOTS}, moods=moods, keep_metre=True)
+        if self.decoder is None:
+            self.decoder = GrammarDecoder(self.mm.model, context, policy, state, seed=self.seed,
+                                          temperature=self.temperature, top_p=self.top_p, desc="stream")
+        else:
+            self.decoder.policy = policy
+            self.decoder.reprime(context, state)
+        self._open_bar_tokens()
+        self.sections.append({"section": self.section, "bar": at_bar, "kept_bars": kept,
+                              "context_tokens": len(context)})
+
+    def _moods_callable(self):
+        """The segment moods the policy allows: from the section's valence/energy values."""
+        v, e = self._values["valence"], self._values["energy"]
+        if v is None and e is None:
+            return None
+        ids = self.codec.control_ids(None if v is None else float(v), None if e is None else float(e))
+        return lambda segment: ids
+
+    # ---- bars ----------------------------------------------------------------------------
+    def _step(self) -> int:
+        """One chosen token and the tokens the grammar forces after it; returns the first."""
+        dec = self.decoder
+        tok = dec.choose()
+        dec.take(tok)
+        first = tok
+        while (tok := dec.forced()) is not None:
+            dec.take(tok)
+        dec.advance()
+        return first
+
+    def _open_bar_tokens(self) -> None:
+        """Sample until the stream is inside the section's first new bar (prefix, Bar, Mood)."""
+        s = self.decoder.state
+        while not (s.in_body and s.bars > self._bar_open):
+            self._step()
+            s = self.decoder.state
+        self._bar_from = len(self.decoder.context) - self._tokens_since_bar()
+        self._mark_open(s)
+
+    def _tokens_since_bar(self) -> int:
+        ctx = self.decoder.context
+        for k in range(len(ctx) - 1, -1, -1):
+            if self.remi.kind[ctx[k]] == BAR:
+                return len(ctx) - k
+        return 0
+
+    def next_bar(self) -> Bar:
+        """Make the next bar (restarting the section first where the context is nearly full
+        or the preferences are due to choose again)."""
+        dec = self.decoder
+        bar_no = len(self.records)
+        if bar_no > self._first_bar and (
+                dec.cached > dec.max_len - self.headroom
+                or (self.chooser is not None and (bar_no - self._first_bar) % self.section_bars == 0)):
+            self._start_section(bar_no)
+            dec = self.decoder
+        s = dec.state
+        target = s.bars
+        while s.bars == target:            # the bar is done when the next Bar token comes
+            self._step()
+            s = dec.state
+        return self._finish_bar(bar_no)
+
+    def _finish_bar(self, bar_no: int) -> Bar:
+        c, r = self.codec, self.remi
+        dec, s = self.decoder, self.decoder.state
+        ctx = dec.context
+        next_bar_at = len(ctx) - self._tokens_since_bar()
+        lean = ctx[self._bar_from:next_bar_at]
+        notes = s.notes[self._notes_from:]
+        # the bar just finished: its metre, start tick and segment are those before the new Bar
+        ts = self._bar_ts
+        prog, vel = self._carry
+        full = c.expand_body([i for i in lean if r.kind[i] != MOOD], ts, prog, vel)
+        bar_ticks = r.bar_ticks(ts)
+        start_tick = self._bar_tick
+        tempo = self._tempo_exact or float(r.value[s.prefix["tempo"]])
+        events = []
+        for onset, dur, pitch, program, velocity in notes:
+            voice = self._voices.setdefault(program, len(self._voices))
+            events.append({"pitch": int(pitch), "velocity": int(velocity), "start": self.beat + (onset - start_tick) / r.tpq,
+                           "duration": dur / r.tpq, "bar": bar_no, "voice": voice, "program": int(program),
+                           "drum": program == -1, "seq": self.seq})
+            self.seq += 1
+        length = bar_ticks / r.tpq
+        segment = None
+        local = self._bar_local                     # 1-based bar number within the section
+        levels = self._segment_levels(s, local)
+        if (local - 1) % self.S == 0:
+            segment = self._segment_info(s, levels)
+        bar = Bar(bar=bar_no, start=self.beat, end=self.beat + length, tempo=tempo,
+                  time_signature=f"{ts[0]}/{ts[1]}", notes=events, segment=segment, section=self.section)
+        prefix = dict(s.prefix)
+        self.records.append(_Record(bar=bar, full_ids=full, ts=ts, levels=levels, prefix=prefix))
+        self.beat += length
+        self._bar_from = next_bar_at       # the bar now open
+        self._mark_open(s)
+        return bar
+
+    def _segment_levels(self, s: RemiState, local: int) -> tuple:
+        seg_start = ((local - 1) // self.S) * self.S
+        for b, v, e in reversed(s.moods):
+            if b <= seg_start:
+                return (v, e)
+        return (self.codec.config.levels // 2, self.codec.config.levels // 2)
+
+    def _segment_info(self, s: RemiState, levels: tuple) -> dict:
+        r, n = self.remi, self.codec.config.levels
+        p = s.prefix
+        controls = {"style": r.value[p["style"]], "key": r.value[p["key"]],
+                    "tempo": self._tempo_exact or float(r.value[p["tempo"]]),
+                    "time_signature": "{}/{}".format(*r.value[p["time_signature"]]),
+                    "valence": round((levels[0] + 0.5) / n, 3), "energy": round((levels[1] + 0.5) / n, 3),
+                    "valence_level": int(levels[0]), "energy_level": int(levels[1]), "mood": mood_name(levels)}
+        return {"controls": controls, "chosen_by": dict(self._by)}
+
+    def _mark_open(self, s: RemiState) -> None:
+        """Note where the bar just opened starts: its metre, first tick, number in the
+        section, its first note event and the instrument and velocity in force (the grammar
+        stops a forced chain before any note, so none of the bar's notes is in yet)."""
+        r = self.remi
+        self._notes_from = len(s.notes)
+        self._carry = (r.program_ids.get(s.program) if s.program is not None else None,
+                       r.vel_ids.get(s.vel) if s.vel is not None else None)
+        self._bar_ts = s.ts
+        self._bar_tick = s.bar_start
+        self._bar_local = s.bars
+
+    # ---- restarts ------------------------------------------------------------------------
+    def restart(self, at_bar: int | None = None, fresh: bool = False) -> float:
+        """Start a new section at ``at_bar`` (default: the next bar to make), dropping the
+        bars made from there on (``fresh``: see ``_start_section``). Returns the beat where
+        the new music starts."""
+        n = len(self.records)
+        at_bar = n if at_bar is None else max(0, min(int(at_bar), n))
+        del self.records[at_bar:]
+        self.beat = self.records[-1].bar.end if self.records else 0.0
+        self._start_section(at_bar, fresh)
+        return self.beat
+
+
+__all__ = ["Soundtrack", "Controls", "Bar", "mood_name", "CONTROL_FIELDS"]

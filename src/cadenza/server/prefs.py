@@ -1,0 +1,180 @@
+"""Listener preferences: likes and skips in SQLite, and the controls they make likelier.
+
+The database (``prefs.sqlite3`` in the user's data directory, from platformdirs; WAL mode;
+``meta.schema_version``) holds one row per like or skip with the controls in force where it
+happened (style, valence, energy, tempo, key). ``learned(listener)`` sums them per region:
+each style, each of the five valence and energy levels, tempo in 20-bpm bands. A region's
+score is likes minus skips; ``choose`` draws the controls a listener has not set with
+weights ``exp(score / 2)`` over the regions of each control that has any feedback (a
+control without feedback stays with the model), so liked regions come more often and
+skipped ones less, and nothing is ever ruled out.
+
+A database that cannot be opened or used (corrupt, locked, unwritable) raises
+``PrefsError`` with one sentence; the server then runs with preferences off and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from cadenza.errors import CadenzaError
+
+SCHEMA_VERSION = 1
+LEVELS = 5
+VALENCE_WORDS = ("dark", "sad", "neutral", "warm", "bright")
+ENERGY_WORDS = ("calm", "gentle", "moderate", "lively", "energetic")
+TEMPO_BAND = 20
+LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class PrefsError(CadenzaError):
+    """The preferences database cannot be used."""
+
+
+def default_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("cadenza", appauthor=False)) / "prefs.sqlite3"
+
+
+def check_listener(listener: str) -> str:
+    if not isinstance(listener, str) or not LISTENER_RE.match(listener):
+        raise ValueError("a listener id is 1 to 64 letters, digits, '.', '_' or '-'")
+    return listener
+
+
+def level(x: float) -> int:
+    return min(LEVELS - 1, max(0, int(float(x) * LEVELS)))
+
+
+def tempo_band(bpm: float) -> int:
+    """The lower edge of the 20-bpm band holding ``bpm`` (90 -> 90 for bands 90-110)."""
+    return int((float(bpm) - 10) // TEMPO_BAND) * TEMPO_BAND + 10
+
+
+class Preferences:
+    def __init__(self, path=None, timeout: float = 2.0):
+        self.path = Path(path) if path is not None else default_path()
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self._create()
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise PrefsError(f"{self.path} has preferences schema version {row[0]}, this Cadenza reads "
+                                 f"version {SCHEMA_VERSION}; move the file away to start afresh")
+            self.db.execute("SELECT count(*) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            raise PrefsError(f"the preferences database {self.path} cannot be used ({exc}); "
+                             f"move it away or pass another --prefs file") from None
+        except OSError as exc:
+            raise PrefsError(f"the preferences database {self.path} cannot be opened ({exc.strerror or exc})") from None
+
+    def _create(self) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("""CREATE TABLE IF NOT EXISTS events (
+                id INTEGER PRIMARY KEY, listener TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like', 'skip')),
+                style TEXT, valence REAL, energy REAL, tempo REAL, key TEXT, at REAL NOT NULL)""")
+            self.db.execute("CREATE INDEX IF NOT EXISTS events_listener ON events (listener)")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(self, listener: str, kind: str, controls: dict) -> int:
+        """Store a like or a skip with the controls in force; returns its row id."""
+        check_listener(listener)
+        if kind not in ("like", "skip"):
+            raise ValueError("kind is 'like' or 'skip'")
+        c = controls or {}
+        try:
+            with self._lock:
+                cur = self.db.execute(
+                    "INSERT INTO events (listener, kind, style, valence, energy, tempo, key, at) VALUES (?,?,?,?,?,?,?,?)",
+                    (listener, kind, c.get("style"), c.get("valence"), c.get("energy"), c.get("tempo"), c.get("key"),
+                     time.time()))
+                return int(cur.lastrowid)
+        except sqlite3.Error as exc:
+            raise PrefsError(f"the {kind} was not saved: the preferences database {self.path} failed ({exc})") from None
+
+    def _rows(self, listener: str):
+        try:
+            with self._lock:
+                return self.db.execute("SELECT kind, style, valence, energy, tempo FROM events WHERE listener = ?",
+                                       (listener,)).fetchall()
+        except sqlite3.Error as exc:
+            raise PrefsError(f"the preferences database {self.path} failed ({exc})") from None
+
+    def learned(self, listener: str) -> dict:
+        """Scores per region, and the regions in words ("more": liked, "less": skipped)."""
+        check_listener(listener)
+        scores: dict[str, dict] = {"style": {}, "valence": {}, "energy": {}, "tempo": {}}
+        likes = skips = 0
+        for kind, style, valence, energy, tempo in self._rows(listener):
+            d = 1 if kind == "like" else -1
+            likes += d > 0
+            skips += d < 0
+            for name, value in (("style", style), ("valence", None if valence is None else level(valence)),
+                                ("energy", None if energy is None else level(energy)),
+                                ("tempo", None if tempo is None else tempo_band(tempo))):
+                if value is not None:
+                    scores[name][value] = scores[name].get(value, 0) + d
+        more, less = [], []
+        for name in ("energy", "valence", "style", "tempo"):
+            for region, s in sorted(scores[name].items(), key=lambda kv: -abs(kv[1])):
+                if s:
+                    (more if s > 0 else less).append(_words(name, region))
+        summary = "; ".join(p for p in (f"more: {', '.join(more)}" if more else "",
+                                        f"less: {', '.join(less)}" if less else "") if p) or "nothing yet"
+        return {"listener": listener, "likes": likes, "skips": skips, "more": more, "less": less,
+                "summary": summary, "scores": {k: {str(r): s for r, s in v.items()} for k, v in scores.items()}}
+
+    def chooser(self, listener: str, styles: list[str]):
+        """``choose(rng, controls) -> dict`` for ``Soundtrack``: values for the controls the
+        listener has not set, drawn from the learned weights."""
+
+        def choose(rng, controls) -> dict:
+            try:
+                scores = self.learned(listener)["scores"]
+            except PrefsError:
+                return {}
+            out = {}
+            if scores["style"]:
+                out["style"] = _draw(rng, {s: scores["style"].get(s, 0) for s in styles})
+            for name in ("valence", "energy"):
+                if scores[name]:
+                    lv = _draw(rng, {str(i): scores[name].get(str(i), 0) for i in range(LEVELS)})
+                    out[name] = (int(lv) + 0.5) / LEVELS
+            if scores["tempo"]:
+                bands = {str(b): scores["tempo"].get(str(b), 0) for b in range(50, 211, TEMPO_BAND)}
+                out["tempo"] = float(int(_draw(rng, bands)) + TEMPO_BAND // 2)
+            return out
+
+        return choose
+
+
+def _draw(rng, scores: dict):
+    keys = list(scores)
+    weights = [math.exp(scores[k] / 2) for k in keys]
+    return rng.choices(keys, weights=weights, k=1)[0]
+
+
+def _words(name: str, region) -> str:
+    if name == "valence":
+        return VALENCE_WORDS[int(region)]
+    if name == "energy":
+        return ENERGY_WORDS[int(region)]
+    if name == "tempo":
+        b = int(region)
+        return f"{b}-{b + TEMPO_BAND} bpm"
+    return str(region)

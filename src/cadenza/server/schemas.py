@@ -1,0 +1,159 @@
+"""Typed request and response models of the HTTP API (pydantic; they make the OpenAPI at /docs).
+
+Notes travel as JSON objects in quarter-note beats; a request may instead carry a whole MIDI
+file as ``midi_base64``. Answers carry the notes (with who wrote each) and, with
+``"format": "midi"``, are the MIDI file itself (``audio/midi``, with Cadenza's credit line).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pitch: int = Field(ge=0, le=127, description="MIDI pitch (60 = middle C)")
+    start: float = Beat
+    duration: float = Field(gt=0, le=64, description="quarter-note beats")
+    velocity: int = Field(default=80, ge=1, le=127)
+    program: int = Field(default=0, ge=0, le=127, description="General MIDI instrument (0 = piano)")
+
+
+class NoteOut(BaseModel):
+    pitch: int
+    start: float
+    duration: float
+    velocity: int
+    program: int
+    voice: int = Field(description="track of the answer the note is on")
+    by: Literal["person", "model"] = Field(description="who wrote the note")
+
+
+class MusicInput(BaseModel):
+    """A piece given as notes (with tempo and metre) or as a MIDI file in base 64."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notes: list[Note] | None = Field(default=None, description="the piece's notes (or give midi_base64)")
+    midi_base64: str | None = Field(default=None, description="a MIDI file, base 64 (or give notes)")
+    tempo: float = Field(default=120, ge=30, le=240, description="quarter notes per minute, for notes")
+    time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    temperature: float = Field(default=1.0, ge=0, le=10)
+    top_p: float | None = Field(default=0.95, gt=0, le=1)
+    format: Literal["json", "midi"] = Field(default="json", description="json: notes + MIDI in base 64; midi: the file")
+
+
+class Length(BaseModel):
+    bars: int | None = Field(default=None, ge=1, le=10_000, description="new bars (or seconds)")
+    seconds: float | None = Field(default=None, gt=0, le=100_000)
+
+
+class ComposeRequest(Sampling, Length):
+    style: str | None = None
+    mood: str | None = Field(default=None, description="calm, happy, sad, tense or energetic")
+    valence: float | None = Field(default=None, ge=0, le=1)
+    energy: float | None = Field(default=None, ge=0, le=1)
+    tempo: float | None = Field(default=None, ge=30, le=240)
+    key: str | None = Field(default=None, max_length=12, description='"C", "F#m", "Bb minor"')
+    time_signature: str | None = Field(default=None, pattern=r"^\d{1,2}/\d{1,2}$")
+
+
+class ContinueRequest(MusicInput, Sampling, Length):
+    style: str | None = None
+    mood: str | None = None
+    valence: float | None = Field(default=None, ge=0, le=1)
+    energy: float | None = Field(default=None, ge=0, le=1)
+
+
+class HarmonizeRequest(MusicInput, Sampling):
+    voices: int = Field(default=3, ge=1, le=6)
+    style: str | None = "bach"
+
+
+class PredictRequest(MusicInput):
+    top: int = Field(default=5, ge=1, le=128)
+
+
+class PieceResponse(BaseModel):
+    kind: str
+    notes: list[NoteOut]
+    tempo: float
+    time_signature: str | None
+    key: str | None
+    style: str | None
+    bars: int
+    seconds: float
+    seed: int
+    generated_tokens: int
+    elapsed_s: float
+    credit: dict = Field(description="notes by person and by model, and the human share in percent")
+    midi_base64: str = Field(description="the MIDI file, with Cadenza's credit line")
+    provenance: dict
+
+
+class NextNoteOut(BaseModel):
+    pitch: int
+    name: str
+    probability: float
+    onset: str
+    duration: str
+
+
+class PredictResponse(BaseModel):
+    notes: list[NextNoteOut]
+    p_end: float
+    coverage: float
+    last_note: str
+    context_tokens: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    model: str
+    streams: int
+    generations: int
+    preferences: str = Field(description='"on" or "off: <why>"')
+    limits: dict
+
+
+class ModelOut(BaseModel):
+    name: str
+    path: str
+    default: bool
+    loaded: bool
+    info: dict
+
+
+class Listener(BaseModel):
+    listener: str
+    likes: int
+    skips: int
+    more: list[str]
+    less: list[str]
+    summary: str
+    scores: dict
+
+
+class Problem(BaseModel):
+    """Every 4xx answer: one sentence, and for invalid fields the validator's list too."""
+
+    detail: str
+    errors: list | None = None
+
+
+PROBLEMS = {code: {"model": Problem, "description": what} for code, what in (
+    (401, "the access token is missing or wrong"), (404, "no such thing (or it expired)"),
+    (409, "not possible in the current state"), (413, "the request body is too big"),
+    (422, "bad values, bad MIDI, or over a limit"), (503, "busy or unavailable: try again later"))}

@@ -1,0 +1,258 @@
+"""``WS /api/stream``: one endless soundtrack per WebSocket, kept between a low and a high mark.
+
+Protocol (JSON objects with a ``type``; docs/server.md has the full table):
+
+- client: ``start`` {style, valence, energy, tempo, key, time_signature, seed} (each
+  optional), ``control`` (the same fields; a field given as null frees it), ``like``,
+  ``skip``, ``playhead`` {beat}, ``stop``;
+- server: ``ready`` (styles, moods, limits), ``segment`` (the controls in force from a
+  bar, with who chose each), ``notes`` (one bar's note events), ``cut`` {beat, bar}
+  (drop every scheduled note from that beat: new music for it follows), ``liked`` /
+  ``skipped``, ``error`` {reason} (the socket stays open), then a close code with a reason
+  for what ends a stream (1000 stop, 1009 message too big, 1011 client too slow, 1013
+  server full, 4401 token, 4408 idle).
+
+The client owns the clock. It reports its playhead in beats; between reports the server
+extrapolates it at the tempo in force (for at most ``EXTRAPOLATE_S`` seconds, so a client
+that stops reporting stops the stream from running ahead). The producer makes bars while
+the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead, and waits otherwise. Bars are
+made on the shared worker pool (one bar per job), so streams take turns fairly.
+
+A control change or a skip takes effect at the first bar that starts at least
+``CHANGE_MARGIN_S`` seconds after the playhead: the bars from there on are dropped
+(``cut``) and made again under the new controls, so the change is heard within about a bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from cadenza.errors import CadenzaError
+from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
+
+EXTRAPOLATE_S = 10.0
+CHANGE_MARGIN_S = 0.5
+TYPES = ("start", "control", "like", "skip", "playhead", "stop")
+
+
+class Closed(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class StreamSession:
+    """One client's stream: messages in, bars out."""
+
+    def __init__(self, hub, ws, listener: str | None):
+        self.hub, self.ws, self.listener = hub, ws, listener
+        self.limits = hub.limits
+        self.st: Soundtrack | None = None
+        self.sent_bars: list = []             # Bar objects sent (the timeline the client holds)
+        self.playhead = 0.0
+        self.playhead_at = time.monotonic()
+        self.wake = asyncio.Event()
+        self.pending_cut: int | None = None   # bar to restart at
+        self.pending_fresh = False
+        self.started = asyncio.Event()
+        self.lead_log: list[float] = []       # lead in bars, measured before each bar is made
+        self.bars_made = 0
+
+    # ---- clock ---------------------------------------------------------------------------
+    def tempo_at(self, beat: float) -> float:
+        for b in reversed(self.sent_bars):
+            if b.start <= beat:
+                return b.tempo
+        return self.sent_bars[0].tempo if self.sent_bars else 120.0
+
+    def playhead_now(self) -> float:
+        dt = min(time.monotonic() - self.playhead_at, EXTRAPOLATE_S)
+        return self.playhead + dt * self.tempo_at(self.playhead) / 60.0
+
+    def lead_bars(self) -> float:
+        """Bars made but not yet reached by the playhead (the current one in part)."""
+        ph = self.playhead_now()
+        lead = 0.0
+        for b in reversed(self.sent_bars):
+            if b.end <= ph:
+                break
+            lead += 1.0 if b.start >= ph else (b.end - ph) / (b.end - b.start)
+        return lead
+
+    def change_bar(self) -> int:
+        """The first made bar that starts at least CHANGE_MARGIN_S after the playhead (or the next to make)."""
+        ph = self.playhead_now()
+        margin = CHANGE_MARGIN_S * self.tempo_at(ph) / 60.0
+        for b in self.sent_bars:
+            if b.start >= ph + margin:
+                return b.bar
+        return len(self.sent_bars)
+
+    # ---- sending -------------------------------------------------------------------------
+    async def send(self, msg: dict) -> None:
+        try:
+            await asyncio.wait_for(self.ws.send_text(json.dumps(msg)), self.limits.send_timeout_s)
+        except asyncio.TimeoutError:
+            raise Closed(1011, f"the client took no message for {self.limits.send_timeout_s:g} s; stream dropped") from None
+
+    async def error(self, reason: str) -> None:
+        await self.send({"type": "error", "reason": reason})
+
+    async def send_bar(self, bar) -> None:
+        if bar.segment is not None:
+            await self.send({"type": "segment", "bar": bar.bar, "beat": bar.start, "section": bar.section, **bar.segment})
+        await self.send({"type": "notes", "bar": bar.bar, "start_beat": bar.start, "end_beat": bar.end,
+                         "tempo": bar.tempo, "time_signature": bar.time_signature, "notes": bar.notes})
+
+    # ---- the producer --------------------------------------------------------------------
+    async def produce(self) -> None:
+        await self.started.wait()
+        while True:
+            if self.pending_cut is not None:
+                at, fresh = self.pending_cut, self.pending_fresh
+                self.pending_cut, self.pending_fresh = None, False
+                beat = await self.hub.run(self.st.restart, at, fresh)
+                del self.sent_bars[at:]
+                await self.send({"type": "cut", "bar": at, "beat": beat})
+            if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
+                self.lead_log.append(self.lead_bars())
+                bar = await self.hub.run(self.st.next_bar)
+                self.bars_made += 1
+                if self.pending_cut is not None and bar.bar >= self.pending_cut:
+                    continue                       # made under the old controls: dropped unsent
+                self.sent_bars.append(bar)
+                await self.send_bar(bar)
+                continue
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---- messages ------------------------------------------------------------------------
+    def _controls_of(self, msg: dict) -> dict:
+        out = {}
+        for k, v in msg.items():
+            if k in ("type", "seed"):
+                continue
+            if k not in CONTROL_FIELDS:
+                raise ValueError(f"unknown field {k!r}; controls are {', '.join(CONTROL_FIELDS)}")
+            if k in ("valence", "energy", "tempo") and v is not None and (
+                    isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"{k} must be a number, not {json.dumps(v)}")
+            if k in ("style", "key", "time_signature") and v is not None and not isinstance(v, str):
+                raise ValueError(f"{k} must be text, not {json.dumps(v)}")
+            out[k] = float(v) if k in ("valence", "energy", "tempo") and v is not None else v
+        return out
+
+    async def handle(self, msg) -> None:
+        if not isinstance(msg, dict) or msg.get("type") not in TYPES:
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            raise ValueError(f"unknown message type {kind!r}; send one of {', '.join(TYPES)}"
+                             if isinstance(msg, dict) else "a message is a JSON object with a 'type'")
+        kind = msg["type"]
+        if kind == "stop":
+            raise Closed(1000, "stopped by the client")
+        if kind == "start":
+            if self.st is not None:
+                raise ValueError("the stream has already started; send 'control' to change it")
+            changes = self._controls_of(msg)
+            seed = msg.get("seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise ValueError("seed must be a whole number")
+            chooser = self.hub.chooser(self.listener)
+            self.st = await self.hub.run(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=seed,
+                                                            chooser=chooser))
+            self.playhead, self.playhead_at = 0.0, time.monotonic()
+            self.started.set()
+            return
+        if kind == "playhead":
+            beat = msg.get("beat")
+            if isinstance(beat, bool) or not isinstance(beat, (int, float)) or beat < 0:
+                raise ValueError("playhead needs 'beat', a number of beats >= 0")
+            self.playhead, self.playhead_at = float(beat), time.monotonic()
+            self.wake.set()
+            return
+        if self.st is None:
+            raise ValueError(f"send 'start' before '{kind}'")
+        if kind == "control":
+            changes = self._controls_of(msg)
+            if not changes:
+                raise ValueError("a control message names at least one of " + ", ".join(CONTROL_FIELDS))
+            self.st.set_controls(**changes)
+            self._cut(fresh=False)
+            return
+        if kind in ("like", "skip"):
+            controls = self.controls_heard()
+            saved = self.hub.remember(self.listener, kind, controls)
+            if kind == "skip":
+                self._cut(fresh=True)
+            await self.send({"type": "liked" if kind == "like" else "skipped", "controls": controls, **saved})
+
+    def _cut(self, fresh: bool) -> None:
+        at = self.change_bar()
+        self.pending_cut = at if self.pending_cut is None else min(at, self.pending_cut)
+        self.pending_fresh = self.pending_fresh or fresh
+        self.wake.set()
+
+    def controls_heard(self) -> dict:
+        """The segment controls in force at the playhead."""
+        ph = self.playhead_now()
+        seg = None
+        for b in self.sent_bars:
+            if b.start > ph:
+                break
+            if b.segment is not None:
+                seg = b.segment["controls"]
+        if seg is None and self.sent_bars and self.sent_bars[0].segment is not None:
+            seg = self.sent_bars[0].segment["controls"]
+        return {k: seg.get(k) for k in ("style", "valence", "energy", "tempo", "key")} if seg else {}
+
+    async def receive(self) -> None:
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.ws.receive(), self.limits.stream_idle_s)
+            except asyncio.TimeoutError:
+                raise Closed(4408, f"no message for {self.limits.stream_idle_s:g} s; stream closed") from None
+            if raw.get("type") == "websocket.disconnect":
+                raise Closed(1000, "client left")
+            text = raw.get("text")
+            if text is None and raw.get("bytes") is not None:
+                text = raw["bytes"].decode("utf-8", "replace")
+            if text is None:
+                continue
+            if len(text.encode("utf-8", "replace")) > self.limits.message_bytes:
+                raise Closed(1009, f"a message is at most {self.limits.message_bytes:,} bytes")
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                await self.error("not JSON: a message is a JSON object with a 'type'")
+                continue
+            try:
+                await self.handle(msg)
+            except (ValueError, TypeError, CadenzaError) as exc:
+                await self.error(" ".join(str(exc).split()))
+
+    async def run(self) -> tuple[int, str]:
+        """Serve the socket until it ends; returns the close (code, reason)."""
+        prod = asyncio.create_task(self.produce())
+        recv = asyncio.create_task(self.receive())
+        try:
+            done, _ = await asyncio.wait({prod, recv}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if isinstance(exc, Closed):
+                    return exc.code, exc.reason
+                if exc is not None:
+                    raise exc
+            return 1000, "done"
+        finally:
+            for t in (prod, recv):
+                t.cancel()
+            for t in (prod, recv):
+                try:
+                    await t
+                except BaseException:
+                    pass

@@ -1,0 +1,284 @@
+"""``/api/studio``: Cadenza Studio sessions over HTTP (thin over ``cadenza.music.studio``).
+
+A session lives in the server process. It expires after ``SESSION_IDLE_S`` without a
+request (then 404, "expired"). At most ``MAX_SESSIONS`` sessions are open (then 503). Each
+request that changes the piece says which notes it may change: ``play`` only adds notes,
+``delete`` names its ids, and ``accept`` removes exactly the suggestion's ``replaces``.
+Tests check that no other note changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from cadenza.errors import CadenzaError
+from cadenza.server.schemas import Note
+
+SESSION_IDLE_S = 1800.0
+MAX_SESSIONS = 32
+
+
+class StudioOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tempo: float = Field(default=100, ge=30, le=240)
+    time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
+    key: str = Field(default="C", max_length=12)
+    style: str | None = "folk"
+    seed: int = Field(default=0, ge=0, le=2**62)
+
+
+class PlayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: list[Note] = Field(min_length=1, max_length=512)
+    predict: bool = True
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(min_length=1, max_length=4096)
+
+
+class ConstraintsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scale: str | None = Field(default=None, max_length=12, description='a key whose scale the notes keep to: "C", "Am"')
+    role: Literal["melody", "bass", "chords"] | None = None
+    density: Literal["sparse", "medium", "dense"] | None = None
+
+
+class SuggestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["continue", "answer", "harmonize", "infill"]
+    bars: int = Field(default=4, ge=1, le=32)
+    voices: int = Field(default=2, ge=1, le=6)
+    from_bar: int | None = Field(default=None, ge=0, le=4096, description="infill: first bar (from 0)")
+    to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill: the bar after the last")
+    k: int = Field(default=8, ge=1, le=32, description="infill: candidates to choose from")
+    seed: int | None = Field(default=None, ge=0, le=2**62)
+    constraints: ConstraintsIn = Field(default_factory=ConstraintsIn)
+
+
+class SNoteOut(BaseModel):
+    id: int
+    pitch: int
+    start: float
+    duration: float
+    velocity: int
+    program: int
+    by: Literal["person", "model"]
+
+
+class Prediction(BaseModel):
+    pitch: int
+    name: str
+    probability: float
+
+
+class SuggestionOut(BaseModel):
+    id: int
+    kind: str
+    notes: list[SNoteOut]
+    replaces: list[int]
+    region: list[float]
+    request: dict
+    elapsed_s: float
+    info: dict
+
+
+class SessionState(BaseModel):
+    session: str
+    notes: list[SNoteOut]
+    suggestions: list[SuggestionOut]
+    can_undo: bool
+    can_redo: bool
+    tempo: float
+    time_signature: str
+    key: str
+    style: str | None
+    bar_beats: float
+    predictions: list[Prediction] | None = None
+    elapsed_ms: float | None = None
+
+
+class Exported(BaseModel):
+    midi_base64: str
+    provenance: dict
+
+
+class Sessions:
+    def __init__(self, hub):
+        self.hub = hub
+        self.items: dict[str, object] = {}
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for sid in [s for s, v in self.items.items() if now - v.touched > SESSION_IDLE_S]:
+            del self.items[sid]
+
+    def get(self, sid: str):
+        from cadenza.server.app import Refused
+
+        self.expire()
+        s = self.items.get(sid)
+        if s is None:
+            raise Refused(404, f"no studio session {sid[:40]!r}: it expired after {SESSION_IDLE_S / 60:.0f} minutes "
+                               f"without a request, or never existed; start a new one (POST /api/studio/sessions)")
+        s.touched = time.monotonic()
+        return s
+
+
+def router(hub) -> APIRouter:
+    from cadenza.music.constraints import Constraints
+    from cadenza.music.studio import StudioSession
+    from cadenza.server.app import Refused
+
+    from cadenza.server.schemas import PROBLEMS
+
+    r = APIRouter(prefix="/api/studio", tags=["studio"], responses=PROBLEMS)
+    sessions = Sessions(hub)
+    hub.studio = sessions
+
+    def state(sid, s, predictions=None, elapsed=None) -> dict:
+        out = {"session": sid, **s.state()}
+        if predictions is not None:
+            out["predictions"] = predictions
+            out["elapsed_ms"] = elapsed
+        return out
+
+    async def locked(s, fn):
+        def run():
+            with s.lock:
+                return fn()
+
+        try:
+            return await hub.run(run)
+        except KeyError as exc:
+            raise Refused(404, str(exc.args[0])) from None
+        except CadenzaError as exc:
+            raise Refused(422, " ".join(str(exc).split())) from None
+
+    @r.post("/sessions", response_model=SessionState, status_code=201)
+    async def new_session(opts: StudioOptions = StudioOptions()):
+        sessions.expire()
+        if len(sessions.items) >= MAX_SESSIONS:
+            raise Refused(503, f"{MAX_SESSIONS} studio sessions are open (the limit); try again later",
+                          {"Retry-After": "60"})
+        try:
+            s = StudioSession(hub.mm, tempo=opts.tempo, time_signature=opts.time_signature, key=opts.key,
+                              style=opts.style, seed=opts.seed)
+        except CadenzaError as exc:
+            raise Refused(422, " ".join(str(exc).split())) from None
+        sid = secrets.token_urlsafe(12)
+        sessions.items[sid] = s
+        t = time.perf_counter()
+        preds = await locked(s, s.predictions)
+        return state(sid, s, preds, (time.perf_counter() - t) * 1000)
+
+    @r.get("/sessions/{sid}", response_model=SessionState)
+    async def get_session(sid: str):
+        return state(sid, sessions.get(sid))
+
+    @r.post("/sessions/{sid}/notes", response_model=SessionState)
+    async def play(sid: str, req: PlayRequest):
+        s = sessions.get(sid)
+
+        def run():
+            s.play([n.model_dump() for n in req.notes])
+            if not req.predict:
+                return None, None
+            t = time.perf_counter()
+            p = s.predictions()
+            return p, (time.perf_counter() - t) * 1000
+
+        preds, ms = await locked(s, run)
+        return state(sid, s, preds, ms)
+
+    @r.post("/sessions/{sid}/delete", response_model=SessionState)
+    async def delete(sid: str, req: DeleteRequest):
+        s = sessions.get(sid)
+        await locked(s, lambda: s.delete(req.ids))
+        return state(sid, s)
+
+    @r.get("/sessions/{sid}/predictions", response_model=list[Prediction])
+    async def predictions(sid: str):
+        s = sessions.get(sid)
+        return await locked(s, s.predictions)
+
+    @r.post("/sessions/{sid}/suggest", response_model=SuggestionOut)
+    async def suggest(sid: str, req: SuggestRequest):
+        s = sessions.get(sid)
+        try:
+            c = Constraints(**req.constraints.model_dump())
+        except CadenzaError as exc:
+            raise Refused(422, " ".join(str(exc).split())) from None
+        hub.start_generation()
+        try:
+            sg = await locked(s, lambda: s.suggest(req.kind, bars=req.bars, voices=req.voices, from_bar=req.from_bar,
+                                                   to_bar=req.to_bar, constraints=c, k=req.k, seed=req.seed))
+        finally:
+            hub.end_generation()
+        return sg.to_dict()
+
+    @r.post("/sessions/{sid}/suggestions/{gid}/{action}", response_model=SessionState)
+    async def act(sid: str, gid: int, action: Literal["accept", "reject", "regenerate"]):
+        s = sessions.get(sid)
+        if action == "regenerate":
+            hub.start_generation()
+            try:
+                await locked(s, lambda: s.regenerate(gid))
+            finally:
+                hub.end_generation()
+        else:
+            await locked(s, lambda: s.accept(gid) if action == "accept" else s.reject(gid))
+        return state(sid, s)
+
+    @r.post("/sessions/{sid}/{action}", response_model=SessionState)
+    async def history(sid: str, action: Literal["undo", "redo"]):
+        s = sessions.get(sid)
+        done = await locked(s, s.undo if action == "undo" else s.redo)
+        if not done:
+            raise Refused(409, f"nothing to {action}")
+        return state(sid, s)
+
+    @r.get("/sessions/{sid}/export", response_model=Exported, responses={
+        200: {"content": {"audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                          "audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "the piece: JSON (MIDI in base 64 + provenance), the MIDI file or a WAV render"}})
+    async def export(sid: str, format: Literal["json", "midi", "wav"] = "json"):
+        s = sessions.get(sid)
+        if not s.notes:
+            raise Refused(409, "the piece has no notes yet; nothing to export")
+        data, record = await locked(s, s.export)
+        if format == "midi":
+            return Response(data, media_type="audio/midi",
+                            headers={"Content-Disposition": 'attachment; filename="cadenza-studio.mid"'})
+        if format == "wav":
+            def render():
+                import tempfile
+                from pathlib import Path
+
+                from cadenza.codecs.music import score_from_bytes
+                from cadenza.music.render import synthesize, write_wav
+
+                audio = synthesize(score_from_bytes(data))
+                with tempfile.TemporaryDirectory() as d:
+                    return write_wav(Path(d) / "studio.wav", audio).read_bytes()
+
+            wav = await hub.run(render)
+            return Response(wav, media_type="audio/wav",
+                            headers={"Content-Disposition": 'attachment; filename="cadenza-studio.wav"'})
+        return {"midi_base64": base64.b64encode(data).decode("ascii"),
+                "provenance": {k: v for k, v in record.items()}}
+
+    return r
