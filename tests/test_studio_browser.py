@@ -222,6 +222,11 @@ def test_page_loads_with_a_session_a_piano_and_midi(page):
     assert key(page, 61).locator(".kb").inner_text().lower() == "w"
     assert key(page, 76).locator(".kb").inner_text() == ";"
     assert key(page, 60).locator(".name").inner_text() == "C4"
+    page.keyboard.press("x")   # an octave up: a = C5
+    assert key(page, 72).locator(".kb").inner_text().lower() == "a" and key(page, 60).locator(".kb").inner_text() == ""
+    page.keyboard.press("z")
+    assert key(page, 60).locator(".kb").inner_text().lower() == "a"
+    assert state(page, "window.studioState.notes") == [] and state(page, "window.studioState.requests") == 1
     # the fake Web MIDI was asked for without sysex, and its ports are listed
     assert page.evaluate("window.__fakeMidi.asked") == [{"sysex": False}]
     assert s["midi"]["available"] and s["midi"]["inputs"] == ["Fake keyboard"] and s["midi"]["outputs"] == ["Fake synth"]
@@ -372,6 +377,7 @@ def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     settle(page)
     g = state(page, "window.studioState.suggestion")
     assert g["kind"] == "infill" and g["request"]["from_bar"] == 1 and g["request"]["to_bar"] == 2
+    assert "infill in bar 2" in page.locator("#suggestion-text").inner_text()
     assert g["request"]["constraints"]["scale"] == "C" and g["request"]["k"] == 4
     assert sorted(g["replaces"]) == sorted(n["id"] for n in inside)
     assert all(a <= n["start"] < b for n in g["notes"])

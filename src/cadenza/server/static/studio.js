@@ -595,7 +595,7 @@ function drawRoll() {
   }
   g.globalAlpha = 1;
   if (state.suggestion) {
-    g.setLineDash([4, 3]); g.lineWidth = 1.5; g.strokeStyle = PREVIEW_COLOR; g.fillStyle = PREVIEW_COLOR + "55";
+    g.setLineDash([4, 3]); g.lineWidth = 1.5; g.strokeStyle = PREVIEW_COLOR; g.fillStyle = PREVIEW_COLOR + "80";
     for (const n of state.suggestion.notes) {
       const [x, y, w, h] = rect(n);
       g.fillRect(x, y, w, h); g.strokeRect(x + 0.75, y + 0.75, Math.max(1, w - 1.5), Math.max(1, h - 1.5));
@@ -663,7 +663,8 @@ function render() {
   const g = state.suggestion;
   $("suggestion").hidden = !g;
   if (g) {
-    const where = g.kind === "infill" ? ` in bars ${g.request.from_bar + 1}–${g.request.to_bar}` : "";
+    const r = g.request, where = g.kind !== "infill" ? "" :
+      r.to_bar - r.from_bar > 1 ? ` in bars ${r.from_bar + 1}–${r.to_bar}` : ` in bar ${r.from_bar + 1}`;
     $("suggestion-text").textContent = `Suggestion (${g.kind}${where}): ${g.notes.length} new notes` +
       (g.replaces.length ? `, replacing ${g.replaces.length}` : "") + " — shown dashed in the roll.";
   }
