@@ -399,6 +399,40 @@ def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     page.played[:] = [p for p in page.played if not a <= p[1] < b]
 
 
+def test_answer_harmonize_regenerate_reject(page, server):
+    before = api(server, page)["notes"]
+    page.locator("#scale").select_option("")
+    for kind in ("answer", "harmonize"):
+        page.click(f"#{kind}")
+        wait_for(page, f"window.studioState.suggestion && window.studioState.suggestion.kind === '{kind}'", 30,
+                 f"the {kind} suggestion")
+        settle(page)
+        g = state(page, "window.studioState.suggestion")
+        assert g["notes"] and g["replaces"] == [] and g["request"]["constraints"] == {
+            "scale": None, "role": None, "density": None}
+        wait_for(page, f"window.studioState.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
+    last_onset = max(n["start"] for n in before)
+    next_bar = (last_onset // 4 + 1) * 4   # the bar line after the last onset (a held note may cross it)
+    page.locator("#role").select_option("bass")
+    page.click("#answer")
+    wait_for(page, "window.studioState.suggestion && window.studioState.suggestion.kind === 'answer'", 30, "answer")
+    settle(page)
+    g = state(page, "window.studioState.suggestion")
+    assert g["request"]["constraints"]["role"] == "bass"
+    assert all(n["start"] >= next_bar - 1e-9 for n in g["notes"]), \
+        ("an answer starts at the next bar line", next_bar, sorted(n["start"] for n in g["notes"]), g["region"])
+    page.click("#regenerate")
+    wait_for(page, f"window.studioState.suggestion && window.studioState.suggestion.id !== {g['id']}", 30, "regenerate")
+    settle(page)
+    g2 = state(page, "window.studioState.suggestion")
+    assert g2["kind"] == "answer" and g2["request"]["seed"] != g["request"]["seed"]
+    page.click("#reject")
+    settle(page)
+    assert state(page, "window.studioState.suggestion") is None and not page.locator("#suggestion").is_visible()
+    page.locator("#role").select_option("")
+    assert api(server, page)["notes"] == before, "asking changes nothing until a suggestion is accepted"
+
+
 def test_midi_out_receives_the_piece(page, server):
     page.evaluate("window.__fakeMidi.sent.length = 0")
     page.click("#send-midi")
