@@ -246,6 +246,7 @@ def test_click_and_type_notes_light_the_predicted_keys(page, server):
         page.played.append((p, 4.0 + i, 1.0))
     s = api(server, page)
     assert notes_of(s, "person") == page.played and notes_of(s) == page.played
+    assert page.locator("#status").inner_text().startswith("E4 at beat 8, 1 beat · predictions in ")
     got = state(page)
     assert notes_of(got) == page.played
     # the lit keys are the five likeliest next notes, as GET .../predictions says
@@ -480,6 +481,23 @@ def test_download_wav(page, tmp_path):
     info.value.save_as(path)
     data = path.read_bytes()
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 10_000
+
+
+def test_right_click_deletes_a_note_and_undo_brings_it_back(page, server):
+    before = api(server, page)["notes"]
+    first = min(before, key=lambda n: (n["start"], n["pitch"]))
+    L = state(page, "window.studioState.rollLayout")
+    box = page.locator("#roll").bounding_box()
+    x = box["x"] + L["left"] + (first["start"] + first["duration"] / 2) * L["beatWidth"]
+    y = box["y"] + L["height"] - (first["pitch"] - L["lo"] + 0.5) * L["rowH"]
+    page.mouse.click(x, y, button="right")
+    settle(page)
+    after = api(server, page)["notes"]
+    assert after == [n for n in before if n["id"] != first["id"]]
+    assert state(page, "window.studioState.selection") == {"from_bar": 1, "to_bar": 2}, "a right-click selects nothing"
+    page.keyboard.press("Control+Z")
+    settle(page)
+    assert api(server, page)["notes"] == before
 
 
 def test_play_runs_the_playhead_then_screenshot(page, tmp_path):

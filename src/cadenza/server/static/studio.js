@@ -139,7 +139,14 @@ function sendNotes(notes) {
     state.sent.push(...notes);
     const s = await api("POST", S("/notes"), { notes, predict: true });
     applyState(s);
+    if (!state.recording) return;
+    noteWords(notes[notes.length - 1], s, " (recording)");
   });
+}
+
+function noteWords(n, s, extra = "") {
+  const ms = s.elapsed_ms != null ? ` · predictions in ${Math.round(s.elapsed_ms)} ms` : "";
+  setStatus(`${pitchName(n.pitch)} at beat ${+(n.start + 1).toFixed(2)}, ${n.duration} beat${n.duration === 1 ? "" : "s"}${extra}${ms}`);
 }
 
 function noteDown(pitch, velocity = 90, t = performance.now(), source = "key") {
@@ -153,7 +160,9 @@ function noteDown(pitch, velocity = 90, t = performance.now(), source = "key") {
     enqueue(async () => {
       const n = { pitch, start: Math.round(pieceEnd() * 1e6) / 1e6, duration: len, velocity };
       state.sent.push(n);
-      applyState(await api("POST", S("/notes"), { notes: [n], predict: true }));
+      const s = await api("POST", S("/notes"), { notes: [n], predict: true });
+      applyState(s);
+      noteWords(n, s);
     });
   }
 }
@@ -543,8 +552,9 @@ function layout() {
   for (const n of all) { lo = Math.min(lo, n.pitch); hi = Math.max(hi, n.pitch); }
   if (lo > hi) { lo = 55; hi = 79; }
   const mid = (lo + hi) / 2, half = Math.max(12, (hi - lo) / 2 + 2);
+  const lo2 = Math.floor(mid - half), hi2 = Math.ceil(mid + half);
   return { left, top: 16, width: w, height: h, beatWidth, barBeats: state.barBeats, bars,
-           lo: Math.floor(mid - half), hi: Math.ceil(mid + half) };
+           lo: lo2, hi: hi2, rowH: (h - 16) / (hi2 - lo2 + 1) };
 }
 
 function drawRoll() {
@@ -558,7 +568,7 @@ function drawRoll() {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.fillStyle = "#12151f"; g.fillRect(0, 0, L.width, L.height);
   const X = (beat) => L.left + beat * L.beatWidth;
-  const rowH = (L.height - L.top) / (L.hi - L.lo + 1);
+  const rowH = L.rowH;
   const Y = (p) => L.height - (p - L.lo + 1) * rowH;
   // C rows and pitch labels
   g.font = "10px system-ui, sans-serif";
@@ -628,6 +638,7 @@ function setupRoll() {
     render();
   };
   c.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0) return;
     dragFrom = barAt(ev);
     select(dragFrom, dragFrom);
     try { c.setPointerCapture(ev.pointerId); } catch (e) { /* fine */ }
@@ -635,6 +646,24 @@ function setupRoll() {
   c.addEventListener("pointermove", (ev) => { if (dragFrom !== null && ev.buttons) select(dragFrom, barAt(ev)); });
   for (const t of ["pointerup", "pointercancel"]) c.addEventListener(t, () => { dragFrom = null; });
   c.addEventListener("dblclick", () => { state.selection = null; render(); });
+  c.addEventListener("contextmenu", (ev) => {   // right-click a note: delete it (undo brings it back)
+    const n = noteAt(ev);
+    if (!n) return;
+    ev.preventDefault();
+    enqueue(async () => {
+      applyState(await api("POST", S("/delete"), { ids: [n.id] }));
+      await refreshPredictions();
+      setStatus(`Deleted ${pitchName(n.pitch)} at beat ${n.start + 1}.`);
+    });
+  });
+}
+
+function noteAt(ev) {
+  const L = state.rollLayout, r = $("roll").getBoundingClientRect();
+  if (!L) return null;
+  const beat = (ev.clientX - r.left - L.left) / L.beatWidth;
+  const pitch = L.lo - 1 + Math.ceil((L.height - (ev.clientY - r.top)) / L.rowH);
+  return state.notes.find((n) => n.pitch === pitch && n.start <= beat && beat <= n.start + n.duration) || null;
 }
 
 // ---- words and buttons -----------------------------------------------------------------------
