@@ -289,8 +289,10 @@ async function play() {
   playStartBeat = 0;
   playEndBeat = Math.max(...notes.map((n) => n.start + n.duration));
   playStartCtx = ctx.currentTime + 0.1;
+  const programs = new Map();   // one instrument per author: the first of their notes' programs
   for (const n of notes) {
     const ch = n.by === "model" ? 1 : 0;
+    if (!programs.has(ch)) { programs.set(ch, n.program || 0); synth.programChange(ch, n.program || 0); }
     const t = playStartCtx + n.start * spb;
     synth.noteOn(ch, n.pitch, n.velocity || 80, { time: t });
     synth.noteOff(ch, n.pitch, { time: t + Math.max(0.03, n.duration * spb - 0.005) });
