@@ -518,9 +518,10 @@ function typing(ev) {
 function setupKeyboard() {
   window.addEventListener("keydown", (ev) => {
     const k = ev.key.toLowerCase();
+    if (typing(ev)) return;   // a number field keeps its own keys (and its own undo)
     if ((ev.ctrlKey || ev.metaKey) && k === "z") { ev.preventDefault(); history(ev.shiftKey ? "redo" : "undo"); return; }
     if ((ev.ctrlKey || ev.metaKey) && k === "y") { ev.preventDefault(); history("redo"); return; }
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev)) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (k === "z" || k === "x") {
       state.keyboardBase = Math.min(HIGH - 12, Math.max(LOW, state.keyboardBase + (k === "z" ? -12 : 12)));
       labelKeys();
@@ -742,6 +743,8 @@ function setupControls() {
   $("send-midi").addEventListener("click", sendToMidiOut);
   // buttons keep no focus, so the computer keyboard keeps playing the piano
   for (const b of document.querySelectorAll("button")) b.addEventListener("mouseup", () => b.blur());
+  // ... and a chosen menu item lets go of the keyboard too (or letters would pick menu items)
+  for (const sel of document.querySelectorAll("select")) sel.addEventListener("change", () => sel.blur());
   window.addEventListener("pointerdown", () => audio(), { once: true });
 }
 
