@@ -183,6 +183,12 @@ def test_api_errors(client, monkeypatch):
     assert client.post(url + "/delete", json={"ids": [12345]}).status_code == 404
     assert client.post("/api/studio/sessions", json={"tempo": 1000}).status_code == 422
     assert client.post("/api/studio/sessions", json={"style": "techno"}).status_code == 422
+    r = client.post("/api/studio/sessions", json={"style": None, "tempo": 30})   # the model chooses the style
+    assert r.status_code == 201 and r.json()["style"] and len(r.json()["predictions"]) == 5, r.text
+    monkeypatch.setattr(st, "MAX_SESSIONS", len(client.app.state.hub.studio.items))   # the server is full
+    full = client.post("/api/studio/sessions", json={})
+    assert full.status_code == 503 and full.headers["retry-after"] == "60" and "limit" in full.json()["detail"]
+    assert client.get(url).status_code == 200, "the open sessions stay open"
     monkeypatch.setattr(st, "SESSION_IDLE_S", -1.0)           # every session is now past its idle time
     r = client.get(url)
     assert r.status_code == 404 and "expired" in r.json()["detail"]

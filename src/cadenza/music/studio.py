@@ -105,7 +105,10 @@ class StudioSession:
         if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not 30 <= tempo <= 240:
             raise ConfigError(f"tempo must be from 30 to 240 beats per minute, not {tempo!r}")
         self.tempo = float(tempo)
-        slots = self.codec.conditioning(style=_check_style(self.codec, style), key=key or "C", tempo=tempo,
+        style = _check_style(self.codec, style)
+        if style is None:       # the prefix needs every slot: the style the model finds likeliest first
+            style = self._likeliest_style()
+        slots = self.codec.conditioning(style=style, key=key or "C", tempo=tempo,
                                         time_signature=time_signature)
         self.prefix = [self.codec.bos_id] + slots
         self.ts = self.remi.value[slots[3]]
@@ -125,6 +128,13 @@ class StudioSession:
         self._cache = None
         self._p0 = None
         self.steps_read = 0          # tokens read by the cache (cached steps + re-reads)
+
+    def _likeliest_style(self) -> str:
+        offered = list(self.codec.offered_styles())
+        ids = [self.codec.style_id(s) for s in offered]
+        with torch.inference_mode():
+            logits = self.mm.model(torch.tensor([[self.codec.bos_id]]))[0, -1]
+        return offered[int(torch.argmax(logits[ids]))]
 
     # ---- the piece as tokens --------------------------------------------------------------
     def _score(self, notes):
