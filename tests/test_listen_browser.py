@@ -18,44 +18,25 @@ target); Playwright's own browser download is never used.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
-import socket
 import sqlite3
-import threading
-import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import torch
 
-from conftest import in_ci, require
+from browser_fixtures import ROOT, chromium_browser, open_page, require_chromium, serving, shipped_model
+from browser_fixtures import state as _state
+from browser_fixtures import sync_api
+from conftest import require
 
-sync_api = require("playwright.sync_api", "pip install playwright (the dev extra); never `playwright install`")
-uvicorn = require("uvicorn", "the server's dependency")
 pretty_midi = require("pretty_midi")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-    "--disable-audio-output", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "listen.png"
-
-if not os.access(CHROMIUM, os.X_OK):
-    why = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (apt-get install chromium)"
-    if in_ci():
-        pytest.fail(f"CI=true and a test dependency is missing: {why}", pytrace=False)
-    pytest.skip(why, allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def state(page, expr: str = "window.cadenzaState"):
-    return page.evaluate(f"() => JSON.parse(JSON.stringify({expr}))")
+    return _state(page, expr)
 
 
 def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
@@ -71,35 +52,9 @@ def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
                     f"page problems: {getattr(page, 'problems', None)}")
 
 
-@contextlib.contextmanager
-def serving(app):
-    """Run ``app`` under uvicorn in a background thread on a free loopback port; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def model():
-    from cadenza.music.models import load_model
-
-    torch.set_num_threads(1)
-    return load_model(None)  # the shipped default model
+    return shipped_model()
 
 
 @pytest.fixture(scope="module")
@@ -113,38 +68,13 @@ def server(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
 def page(server, chromium):
-    origin = server["url"]
-    foreign: list[str] = []
-    problems: list[str] = []
-
-    def guard(route):
-        url = route.request.url
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" == origin or parts.scheme in ("data", "blob"):
-            route.continue_()
-        else:
-            foreign.append(url)
-            route.abort()
-
-    context = chromium.new_context(viewport={"width": 1280, "height": 760}, accept_downloads=True)
-    context.route("**/*", guard)
-    # a WebSocket to anywhere else would not pass through route(): watch those too
-    pg = context.new_page()
-    pg.on("websocket", lambda ws: None if ws.url.startswith(origin.replace("http", "ws", 1) + "/")
-          else foreign.append(ws.url))
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-    pg.foreign = foreign
-    pg.problems = problems
-    pg.goto(origin + "/listen")
+    context, pg = open_page(chromium, server["url"], "/listen", sockets=True)
     wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
     yield pg
     context.close()

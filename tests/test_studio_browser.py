@@ -18,39 +18,21 @@ screenshots go to a temporary folder, so a normal run leaves the tree clean.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
-import socket
-import threading
-import time
 import urllib.request
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import torch
 
-from conftest import in_ci, require
+from browser_fixtures import ROOT, chromium_browser, require_chromium, serving, shipped_model
+from browser_fixtures import open_page as _open_page
+from browser_fixtures import state as _state
+from browser_fixtures import sync_api
+from conftest import require
 
-sync_api = require("playwright.sync_api", "pip install playwright (the dev extra); never `playwright install`")
-uvicorn = require("uvicorn", "the server's dependency")
 symusic = require("symusic")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-    "--disable-audio-output", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[1]
 SHOTS = {"main": ROOT / "docs" / "studio.png", "infill": ROOT / "docs" / "studio-infill.png"}
-
-if not os.access(CHROMIUM, os.X_OK):
-    why = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (apt-get install chromium)"
-    if in_ci():
-        pytest.fail(f"CI=true and a test dependency is missing: {why}", pytrace=False)
-    pytest.skip(why, allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,7 +60,7 @@ FAKE_MIDI = """
 
 
 def state(page, expr: str = "window.studioState"):
-    return page.evaluate(f"() => JSON.parse(JSON.stringify({expr}))")
+    return _state(page, expr)
 
 
 def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
@@ -96,35 +78,9 @@ def settle(page, what="the page's requests"):
     wait_for(page, "window.studioState.ready && window.studioState.busy === 0", 30, what)
 
 
-@contextlib.contextmanager
-def serving(app):
-    """Run ``app`` under uvicorn in a background thread on a free loopback port; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def model():
-    from cadenza.music.models import load_model
-
-    torch.set_num_threads(1)
-    return load_model(None)  # the shipped default model
+    return shipped_model()
 
 
 @pytest.fixture(scope="module")
@@ -138,35 +94,12 @@ def server(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 def open_page(chromium, origin, path="/studio"):
-    foreign: list[str] = []
-    problems: list[str] = []
-
-    def guard(route):
-        url = route.request.url
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" == origin or parts.scheme in ("data", "blob"):
-            route.continue_()
-        else:
-            foreign.append(url)
-            route.abort()
-
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.route("**/*", guard)
-    context.add_init_script(FAKE_MIDI)
-    pg = context.new_page()
-    pg.on("websocket", lambda ws: foreign.append(ws.url))  # the studio opens no socket at all
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    pg.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
-    pg.foreign, pg.problems = foreign, problems
-    pg.goto(origin + path)
-    return context, pg
+    return _open_page(chromium, origin, path, viewport=(1280, 900), init_script=FAKE_MIDI)   # the studio opens no socket
 
 
 @pytest.fixture(scope="module")
