@@ -9,7 +9,8 @@
 //
 // Testing hook: window.cadenzaState (read-only by convention).
 
-import { WorkletSynthesizer, Midi } from "/static/vendor/cadenza-vendor.js";
+import { Midi } from "/static/vendor/cadenza-vendor.js";
+import { openSynth, withToken } from "/static/common.js";
 
 const LOOKAHEAD = 0.2;        // seconds of notes handed to the synthesizer ahead of time (under the
                               // server's 0.5 s cut margin, so a cut finds them not yet handed over)
@@ -21,15 +22,7 @@ const START_DELAY = 0.25;     // seconds between the first bar arriving and it s
 const PPQ = 480;              // MIDI download resolution
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
 
-function withToken(path, extra = {}) {
-  const q = new URLSearchParams(extra);
-  if (token) q.set("token", token);
-  const s = q.toString();
-  return s ? `${path}${path.includes("?") ? "&" : "?"}${s}` : path;
-}
 
 function listenerId() {
   const KEY = "cadenza.listener";
@@ -268,18 +261,7 @@ function loadSynth() {
   state.synth = "loading";
   synthLoading = (async () => {
     try {
-      const [, bank] = await Promise.all([
-        ctx.audioWorklet.addModule("/static/vendor/spessasynth_processor.min.js"),
-        fetch(withToken("/api/soundfont")).then((r) => {
-          if (!r.ok) throw new Error(`GET /api/soundfont answered ${r.status}`);
-          return r.arrayBuffer();
-        }),
-      ]);
-      const s = new WorkletSynthesizer(ctx);
-      s.connect(ctx.destination);
-      await s.soundBankManager.addSoundBank(bank, "main");
-      await s.isReady;
-      synth = s;
+      synth = await openSynth(ctx);
       state.synth = "ready";
     } catch (e) {
       state.synth = `failed: ${e.message || e}`;

@@ -12,11 +12,9 @@
 //
 // Testing hook: window.studioState (read-only by convention).
 
-import { WorkletSynthesizer } from "/static/vendor/cadenza-vendor.js";
+import { openSynth, withToken } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
 
 const LOW = 36, HIGH = 96;           // the on-screen piano: C2 .. C7
 const KEYMAP = "awsedftgyhujkolp;";  // offsets 0..16 from the keyboard's base C
@@ -30,10 +28,6 @@ const pitchName = (p) => `${NAMES[p % 12]}${Math.floor(p / 12) - 1}`;
 const isBlack = (p) => [1, 3, 6, 8, 10].includes(p % 12);
 const q16 = (beats) => Math.round(beats * 4) / 4;
 
-function withToken(path) {
-  if (!token) return path;
-  return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
-}
 
 // ---- state -------------------------------------------------------------------------------
 const state = {
@@ -197,18 +191,7 @@ function loadSynth() {
   state.synth = "loading";
   synthLoading = (async () => {
     try {
-      const [, bank] = await Promise.all([
-        ctx.audioWorklet.addModule("/static/vendor/spessasynth_processor.min.js"),
-        fetch(withToken("/api/soundfont")).then((r) => {
-          if (!r.ok) throw new Error(`GET /api/soundfont answered ${r.status}`);
-          return r.arrayBuffer();
-        }),
-      ]);
-      const s = new WorkletSynthesizer(ctx);
-      s.connect(ctx.destination);
-      await s.soundBankManager.addSoundBank(bank, "main");
-      await s.isReady;
-      synth = s;
+      synth = await openSynth(ctx);
       state.synth = "ready";
     } catch (e) {
       state.synth = `failed: ${e.message || e}`;
