@@ -180,3 +180,22 @@ def note_tuples(score) -> list[tuple]:
             out.append((Fraction(int(n.time), tpq), Fraction(int(n.duration), tpq), int(n.pitch), int(n.velocity), prog))
     out.sort()
     return out
+
+
+def score_of_notes(notes, tempo: float, time_signature=(4, 4), tpq: int = 480):
+    """A symusic score (ticks) from notes given in quarter-note beats: objects with ``pitch``,
+    ``start``, ``duration``, ``velocity`` and ``program`` (one track per program, in program order)."""
+    import symusic
+
+    score = symusic.Score(tpq)
+    score.tempos.append(symusic.Tempo(0, qpm=float(tempo)))
+    score.time_signatures.append(symusic.TimeSignature(0, int(time_signature[0]), int(time_signature[1])))
+    tracks: dict[int, object] = {}
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        t = tracks.get(n.program)
+        if t is None:
+            t = tracks[n.program] = symusic.Track(name=f"program {n.program}", program=n.program)
+        t.notes.append(symusic.Note(round(n.start * tpq), max(1, round(n.duration * tpq)), n.pitch, n.velocity))
+    for p in sorted(tracks):
+        score.tracks.append(tracks[p])
+    return score

@@ -35,7 +35,7 @@ import torch
 
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy, Constraints
-from cadenza.music.grammar import BAR, DUR, Policy, RemiState
+from cadenza.music.grammar import BAR, Policy, RemiState
 
 PERSON, MODEL = "person", "model"
 KINDS = ("continue", "answer", "harmonize", "infill")
@@ -138,20 +138,9 @@ class StudioSession:
 
     # ---- the piece as tokens --------------------------------------------------------------
     def _score(self, notes):
-        import symusic
+        from cadenza.codecs.midi_files import score_of_notes
 
-        s = symusic.Score(TPQ)
-        s.tempos.append(symusic.Tempo(0, qpm=self.tempo))
-        s.time_signatures.append(symusic.TimeSignature(0, self.ts[0], self.ts[1]))
-        by_prog: dict = {}
-        for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
-            t = by_prog.get(n.program)
-            if t is None:
-                t = by_prog[n.program] = symusic.Track(name=f"program {n.program}", program=n.program)
-            t.notes.append(symusic.Note(round(n.start * TPQ), max(1, round(n.duration * TPQ)), n.pitch, n.velocity))
-        for p in sorted(by_prog):
-            s.tracks.append(by_prog[p])
-        return s
+        return score_of_notes(notes, self.tempo, self.ts, TPQ)
 
     def tokens(self, notes=None, bars: int | None = None) -> list[int]:
         """BOS, the session's prefix and the lean body of ``notes`` (default: the piece), with

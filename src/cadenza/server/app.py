@@ -113,8 +113,6 @@ class Hub:
 # --------------------------------------------------------------------------- conversions
 def score_of(req: S.MusicInput, limits: Limits):
     """The request's piece as a symusic score (ticks), checked against the limits."""
-    import symusic
-
     from cadenza.codecs.music import score_from_bytes
 
     if (req.notes is None) == (req.midi_base64 is None):
@@ -135,19 +133,9 @@ def score_of(req: S.MusicInput, limits: Limits):
     num, den = (int(x) for x in req.time_signature.split("/"))
     if not 1 <= num <= 32 or den not in (1, 2, 4, 8, 16, 32):
         raise Refused(422, f"time_signature {req.time_signature} is not a metre (like 4/4, 3/4 or 6/8)")
-    tpq = 480
-    score = symusic.Score(tpq)
-    score.tempos.append(symusic.Tempo(0, qpm=float(req.tempo)))
-    score.time_signatures.append(symusic.TimeSignature(0, num, den))
-    tracks: dict[int, object] = {}
-    for n in req.notes:
-        t = tracks.get(n.program)
-        if t is None:
-            t = tracks[n.program] = symusic.Track(name=f"program {n.program}", program=n.program)
-        t.notes.append(symusic.Note(round(n.start * tpq), max(1, round(n.duration * tpq)), n.pitch, n.velocity))
-    for p in sorted(tracks):
-        score.tracks.append(tracks[p])
-    return score
+    from cadenza.codecs.midi_files import score_of_notes
+
+    return score_of_notes(req.notes, req.tempo, (num, den))
 
 
 def piece_response(piece, request_name: str, req) -> tuple[dict, bytes]:
