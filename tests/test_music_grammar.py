@@ -15,14 +15,14 @@ torch = require("torch")
 import music_fixtures as mf  # noqa: E402
 
 from cadenza.codecs.music import note_tuples  # noqa: E402
-from cadenza.music.grammar import BAR, DUR, GrammarConstraint, Policy, Remi, RemiState  # noqa: E402
+from cadenza.music.grammar import BAR, DUR, GrammarConstraint, Policy, RemiTables, RemiState  # noqa: E402
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def remi():
-    return Remi(mf.codec())
+    return RemiTables(mf.codec())
 
 
 def _metre_piece(num, den):

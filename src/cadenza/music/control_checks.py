@@ -450,9 +450,9 @@ def corpus_reference(codec, pieces, tempo: float = 120.0) -> dict:
     "segments": n}. ``pieces`` are token sequences of the codec (e.g. a dataset's test split,
     ``cadenza.music.evaluate.load_pieces``). Shows what a model that follows the corpus
     would reach (level 0 is what 0.1 forces, the top level what 0.9 forces)."""
-    from cadenza.music.grammar import Remi, RemiState
+    from cadenza.music.grammar import RemiTables, RemiState
 
-    remi = Remi(codec)
+    remi = RemiTables(codec)
     S = int(codec.config.segment_bars)
     npb: dict[int, list] = {}
     thirds: dict[int, list] = {}

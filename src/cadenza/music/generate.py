@@ -43,13 +43,13 @@ from cadenza.music.inputs import (  # noqa: F401
     _kept_notes, _load_score, _plain, _styled_input, duration_name, infer_style, pitch_name, remi_for)
 from cadenza.music.piece import Piece, _finish_ids, _readable_prefix  # noqa: F401
 from cadenza.music.policies import (  # noqa: F401
-    HarmonyPolicy, _GuardedPolicy, _MelodyBar, _NoMoreInBar, _Target, _TargetPolicy, _parse_melody)
+    HarmonyPolicy, _GuardedPolicy, _MelodyBar, _NoMoreInBar, LengthTarget, LengthPolicy, _parse_melody)
 from cadenza.music.harmony import harmonize  # noqa: F401
 from cadenza.music.predict import (  # noqa: F401
     NextNote, Prediction, _beat_label, _fork, _next_note_core, next_pitch_distribution, predict_next)
 
 
-def _sample(model, prompt, policy, state, target: _Target | None, *, seed, temperature, top_k, top_p,
+def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k, top_p,
             progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
             total_bars: int | None = None, guard=None):
     """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
@@ -175,8 +175,8 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     if tempo is not None:
         tempo = float(tempo)
     forced = dict(zip(PREFIX_SLOTS, slots))
-    target = _Target(remi, bars=bars, seconds=seconds, qpm=tempo)
-    policy = _TargetPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
+    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=tempo)
+    policy = LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
     state = RemiState(remi)
     prompt = [codec.bos_id]
     new, stats = _sample(mm.model, prompt, policy, state, target, seed=seed, temperature=temperature,
@@ -225,9 +225,9 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     qpm = float(codec.describe(score).tempo)
     state = RemiState(remi).feed_all(ids)
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
-    target = _Target(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
+    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
     freeze = state.next_bar_start() - 1 if from_next_bar else state.onset
-    policy = _TargetPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
+    policy = LengthPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
                            moods=plan.moods(codec))
     if from_next_bar:     # nothing more in the input's last bar: its next token is the bar line
         policy = _NoMoreInBar(policy)

@@ -41,7 +41,7 @@ _KINDS = {"PAD": PAD, "BOS": BOS, "EOS": EOS, "Bar": BAR, "TimeSig": TS, "Positi
 _SLOT_KIND = {"style": STYLE, "key": KEY, "tempo": TEMPO, "time_signature": TS}
 
 
-class Remi:
+class RemiTables:
     """Static facts about one codec's vocabulary: token kinds, values, ticks, masks."""
 
     def __init__(self, codec):
@@ -152,7 +152,7 @@ class RemiState:
     ``record`` is true. ``prefix``: the conditioning prefix {slot: token id}.
     """
 
-    def __init__(self, remi: Remi, record: bool = False):
+    def __init__(self, remi: RemiTables, record: bool = False):
         self.remi = remi
         self.record = record
         self.n = 0
@@ -266,7 +266,7 @@ class Policy:
 
     max_notes_per_onset = 12
 
-    def __init__(self, remi: Remi, programs=None, ts=None, freeze_onset: int | None = None,
+    def __init__(self, remi: RemiTables, programs=None, ts=None, freeze_onset: int | None = None,
                  allow_eos: bool = False, prefix: dict | None = None, moods=None, keep_metre: bool = False):
         self.remi = remi
         r = remi

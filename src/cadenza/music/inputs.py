@@ -13,7 +13,7 @@ import torch
 
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
-from cadenza.music.grammar import DRUM, PITCH, Remi
+from cadenza.music.grammar import DRUM, PITCH, RemiTables
 
 
 MAX_BARS = 2000
@@ -24,12 +24,12 @@ PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes lon
 _REMI_CACHE: dict = {}
 
 
-def remi_for(codec) -> Remi:
+def remi_for(codec) -> RemiTables:
     """The (cached) grammar tables of a codec."""
     key = id(codec)
     hit = _REMI_CACHE.get(key)
     if hit is None or hit[0] is not codec:
-        hit = _REMI_CACHE[key] = (codec, Remi(codec))
+        hit = _REMI_CACHE[key] = (codec, RemiTables(codec))
     return hit[1]
 
 

@@ -8,14 +8,14 @@ import math
 
 import torch
 
-from cadenza.music.grammar import BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, Policy, Remi, RemiState
+from cadenza.music.grammar import BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, Policy, RemiTables, RemiState
 
 
 # --------------------------------------------------------------------------- length
-class _Target:
+class LengthTarget:
     """When to stop: after ``bars`` new bars or at ``seconds`` of new music (from ``origin``)."""
 
-    def __init__(self, remi: Remi, bars=None, seconds=None, qpm=None, origin_ticks=0, bars0=0):
+    def __init__(self, remi: RemiTables, bars=None, seconds=None, qpm=None, origin_ticks=0, bars0=0):
         self.remi, self.bars, self.seconds = remi, bars, seconds
         self.qpm = qpm                      # None: the prefix's tempo, once it is known
         self.origin = origin_ticks
@@ -66,10 +66,10 @@ class _Target:
         return max(0.0, self.remi.seconds(s.onset - self.origin, self.tempo(s)))
 
 
-class _TargetPolicy(Policy):
+class LengthPolicy(Policy):
     """The plain grammar with EOS allowed only once the target allows it."""
 
-    def __init__(self, remi, target: _Target, **kw):
+    def __init__(self, remi, target: LengthTarget, **kw):
         super().__init__(remi, **kw)
         self.target = target
 
@@ -169,7 +169,7 @@ class HarmonyPolicy(Policy):
     the order of notes at an onset; the piece ends (EOS) only after the melody's last onset.
     """
 
-    def __init__(self, remi: Remi, bars: list, melody_notes: list, voices: int, program: int, span: int = 36):
+    def __init__(self, remi: RemiTables, bars: list, melody_notes: list, voices: int, program: int, span: int = 36):
         super().__init__(remi, programs=None)
         self.bars_info = bars
         self.voices = voices
@@ -321,7 +321,7 @@ class HarmonyPolicy(Policy):
         return m
 
 
-def _parse_melody(remi: Remi, body: list[int], ts0) -> list[_MelodyBar]:
+def _parse_melody(remi: RemiTables, body: list[int], ts0) -> list[_MelodyBar]:
     """Bars of a lean body: each bar's metre and its notes by Position as
     (program id, pitch id, velocity id, duration id), with the Program and Velocity in force."""
     bars: list[_MelodyBar] = []

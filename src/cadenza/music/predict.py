@@ -8,7 +8,7 @@ from fractions import Fraction
 import torch
 
 from cadenza.errors import ConfigError
-from cadenza.music.grammar import DUR, PROG, Remi, RemiState
+from cadenza.music.grammar import DUR, PROG, RemiTables, RemiState
 from cadenza.music.inputs import _load_score, _styled_input, duration_name, pitch_name, remi_for
 
 
@@ -40,7 +40,7 @@ class Prediction:
     context_tokens: int
 
 
-def _beat_label(remi: Remi, bar: int, pos: int, ts) -> str:
+def _beat_label(remi: RemiTables, bar: int, pos: int, ts) -> str:
     whole, frac = divmod(Fraction(pos, remi.ppb), 1)
     text = f"{int(whole) + 1}" + (f" {frac.numerator}/{frac.denominator}" if frac else "")
     return f"bar {bar}, beat {text}"
@@ -56,7 +56,7 @@ def _fork(cache):
     return copy.deepcopy(cache)
 
 
-def _next_note_core(model, remi: Remi, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
+def _next_note_core(model, remi: RemiTables, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
                     base=None, p0=None):
     """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
 
