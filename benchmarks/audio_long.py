@@ -36,7 +36,7 @@ from cadenza.data.format import open_split
 from cadenza.data.samples import write_sample_audio
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "benchmarks" / "configs" / "audio_65k.json"
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     bits, starts = model_bits(run / "model", val, n)
     baselines = {f"{o}-gram": ngram_bits(train_tokens, val, starts, n, o, k)
                  for o, k in ((1, 1.0), (2, 0.1), (3, 0.05))}
-    recs = read_metrics(run)
+    recs = read_log(run)
     tr = [r for r in recs if r["split"] == "train" and r.get("loss") is not None]
     ev = [r for r in recs if r["split"] == "eval"]
     summary = {

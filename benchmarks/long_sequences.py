@@ -49,7 +49,7 @@ from cadenza.data.images import build_image_dataset
 from cadenza.data.samples import write_sample_audio, write_sample_images
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("dense", "strided", "fixed")
@@ -192,7 +192,7 @@ def compare(name: str, data_dir: Path, configs: dict, seq_len: int, work: Path, 
                 progress=False, tensorboard=False))
     results = {}
     for kind in configs:
-        recs = read_metrics(work / name / kind)
+        recs = read_log(work / name / kind)
         tr = [x for x in recs if x["split"] == "train" and x.get("loss") is not None]
         ev = [x for x in recs if x["split"] == "eval"]
         bits, count = heldout_bits(work / name / kind / "model", data_dir, seq_len, args.final_windows)

@@ -41,7 +41,7 @@ from cadenza.data.format import open_split
 from cadenza.data.text import build_text_dataset
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("dense", "strided", "fixed")
@@ -94,7 +94,7 @@ def step_time(mc: ModelConfig, data_dir: Path, work: Path, args) -> float:
     train(TrainConfig(data=str(data_dir), out=str(out), model_config=mc.to_dict(), steps=4,
                       batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, eval_every=0, eval_windows=1,
                       save_every=0, progress=False, tensorboard=False))
-    recs = [r for r in read_metrics(out) if r["split"] == "train"]
+    recs = [r for r in read_log(out) if r["split"] == "train"]
     return float(np.median([args.batch_size * args.seq_len / r["tokens_per_s"] for r in recs[1:]]))
 
 
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
 
     results = {}
     for kind in KINDS:
-        recs = read_metrics(work / kind)
+        recs = read_log(work / kind)
         train_recs = [x for x in recs if x["split"] == "train" and x.get("loss") is not None]
         evals = [x for x in recs if x["split"] == "eval"]
         steps_done = train_recs[-1]["step"]

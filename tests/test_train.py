@@ -13,7 +13,7 @@ from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.train import TrainConfig, TrainingDiverged, train
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import loop
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 from cadenza.train.schedule import lr_at
 from train_fixtures import (
     assert_same_params, cli_args, latest_params, make_text_dataset, tiny_options)
@@ -28,7 +28,7 @@ def test_loss_decreases_and_run_dir_is_complete(data, tmp_path):
     out = tmp_path / "run"
     result = train(**tiny_options(data, out, steps=30, eval_every=10, save_every=10, tensorboard=True))
     assert result.reason == "completed" and result.step == 30 and result.unit == "bits/byte"
-    records = read_metrics(out)
+    records = read_log(out)
     train_recs = [r for r in records if r["split"] == "train"]
     evals = [r for r in records if r["split"] == "eval"]
     assert [r["step"] for r in train_recs] == list(range(1, 31))
@@ -73,7 +73,7 @@ def test_exact_resume_20_equals_10_plus_10(data, tmp_path):
         assert torch.equal(pa["exp_avg"], pb["exp_avg"]) and torch.equal(pa["exp_avg_sq"], pb["exp_avg_sq"])
     assert straight.eval_loss == second.eval_loss
     # metrics describe one continuous run: every step once
-    steps = [r["step"] for r in read_metrics(tmp_path / "b") if r["split"] == "train"]
+    steps = [r["step"] for r in read_log(tmp_path / "b") if r["split"] == "train"]
     assert steps == list(range(1, 21))
 
 
@@ -120,7 +120,7 @@ def test_nan_steps_are_skipped_with_a_warning(data, tmp_path, monkeypatch, capsy
     result = train(**tiny_options(data, tmp_path / "run", steps=8))
     assert result.reason == "completed" and math.isfinite(result.eval_loss)
     assert "not finite" in capsys.readouterr().err
-    skipped = [r for r in read_metrics(tmp_path / "run") if r.get("skipped")]
+    skipped = [r for r in read_log(tmp_path / "run") if r.get("skipped")]
     assert [r["step"] for r in skipped] == [3, 4] and skipped[0]["loss"] is None
     assert all(torch.isfinite(t).all() for t in latest_params(tmp_path / "run").values())
 

@@ -12,7 +12,7 @@ import pytest
 
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import train
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 from train_fixtures import (
     assert_same_params, cadenza_cmd, cli_args, latest_params, make_text_dataset, python_env,
     tiny_options)
@@ -30,7 +30,7 @@ def data(tmp_path_factory):
 def _wait_for_step(out, step, proc, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        recs = [r for r in read_metrics(out) if r["split"] == "train"]
+        recs = [r for r in read_log(out) if r["split"] == "train"]
         if recs and recs[-1]["step"] >= step:
             return recs[-1]["step"]
         if proc.poll() is not None:
@@ -58,7 +58,7 @@ def test_kill_9_during_training_then_resume_matches_an_uninterrupted_run(data, t
     assert resumed.step == straight.step == 30
     assert_same_params(latest_params(out), latest_params(tmp_path / "straight"))
     assert resumed.eval_loss == straight.eval_loss
-    steps = [r["step"] for r in read_metrics(out) if r["split"] == "train"]
+    steps = [r["step"] for r in read_log(out) if r["split"] == "train"]
     assert steps == list(range(1, 31))  # the killed session's tail was dropped, no step twice
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
@@ -119,7 +119,7 @@ def test_ctrl_c_saves_and_exits_cleanly(data, tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted at step" in stderr and "--resume" in stdout
-    last = [r for r in read_metrics(out) if r["split"] == "train"][-1]["step"]
+    last = [r for r in read_log(out) if r["split"] == "train"][-1]["step"]
     path, state = ckpt_io.latest_checkpoint(out)
     assert state["step"] == last  # the step in progress finished and was saved
     result = train(**tiny_options(data, out, steps=last + 2, resume=True, **CONSTANT_LR))

@@ -10,7 +10,7 @@ import torch
 
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import train
-from cadenza.train.metrics import read_metrics
+from cadenza.train.metrics import read_log
 from train_fixtures import cli_args, latest_params, make_text_dataset, python_env, tiny_options
 
 
@@ -46,8 +46,8 @@ def test_two_process_run_matches_one_process(data, single, tmp_path, fsdp):
                         tensorboard=True, fsdp=fsdp)
     proc = _torchrun(opts)
     assert proc.stdout.count("completed: step 6 of 6") == 1  # only rank 0 reports
-    ref = read_metrics(single)
-    got = read_metrics(out)
+    ref = read_log(single)
+    got = read_log(out)
     # one writer: every (split, step) record exactly once
     assert [(r["split"], r["step"]) for r in got] == [(r["split"], r["step"]) for r in ref]
     for a, b in zip(ref, got):

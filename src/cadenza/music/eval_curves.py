@@ -11,9 +11,9 @@ from pathlib import Path
 def eval_curve(run_dir, split: str = "eval") -> list[dict]:
     """The held-out evaluations (or, with split="train", the training losses) a run logged:
     [{step, time, loss}] by time."""
-    from cadenza.train.metrics import read_metrics
+    from cadenza.train.metrics import read_log
 
-    recs = [r for r in read_metrics(run_dir) if r.get("split") == split and r.get("loss") is not None
+    recs = [r for r in read_log(run_dir) if r.get("split") == split and r.get("loss") is not None
             and r.get("time") is not None]
     return sorted(({"step": int(r["step"]), "time": float(r["time"]), "loss": float(r["loss"])} for r in recs),
                   key=lambda r: r["time"])
@@ -21,9 +21,9 @@ def eval_curve(run_dir, split: str = "eval") -> list[dict]:
 
 def train_time(run_dir) -> float | None:
     """Seconds of training of a run (the last record's ``time``), None without records."""
-    from cadenza.train.metrics import read_metrics
+    from cadenza.train.metrics import read_log
 
-    times = [float(r["time"]) for r in read_metrics(run_dir) if r.get("time") is not None]
+    times = [float(r["time"]) for r in read_log(run_dir) if r.get("time") is not None]
     return max(times) if times else None
 
 

@@ -27,10 +27,14 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cadenza.errors import CadenzaError, ModelFileError
+from cadenza.model_files import CONFIG_FILE, WEIGHTS_FILE  # the model's own file names
 
-from cadenza.model_files import CONFIG_FILE, WEIGHTS_FILE  # noqa: E402  (the model's own names)
+if TYPE_CHECKING:   # typing only: importing them pulls in torch and MidiTok
+    from cadenza.codecs.music import MusicCodec
+    from cadenza.model import SparseTransformer
 
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "MODEL_CARD.md"
@@ -246,8 +250,8 @@ def list_models(root=None) -> list[ModelInfo]:
 class MusicModel:
     """A loaded music model: the network, its tokenizer and where they came from."""
 
-    model: object            # cadenza.model.SparseTransformer (eval mode)
-    codec: object            # cadenza.codecs.music.MusicCodec
+    model: "SparseTransformer"   # the network (eval mode)
+    codec: "MusicCodec"
     path: Path
     name: str
     digest: str              # weights_digest: changes whenever the weights change

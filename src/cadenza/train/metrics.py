@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cadenza.io import write_text_atomic
 
-METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "metrics.jsonl"
 TB_DIR = "tensorboard"
 
 
@@ -24,9 +24,9 @@ def _clean(value):
     return value
 
 
-def read_metrics(run_dir) -> list[dict]:
+def read_log(run_dir) -> list[dict]:
     """Every well-formed record of a run (a line cut short by a kill is ignored)."""
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / LOG_FILE
     records = []
     if not path.exists():
         return records
@@ -45,7 +45,7 @@ class RunLogger:
 
     def __init__(self, run_dir, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None):
         self.enabled = enabled
-        self.path = Path(run_dir) / METRICS_FILE
+        self.path = Path(run_dir) / LOG_FILE
         self._fh = None
         self._tb = None
         if not enabled:
@@ -53,7 +53,7 @@ class RunLogger:
         if resume_step is not None and self.path.exists():
             # Drop records written after the checkpoint we resume from (a killed session's
             # tail), so the file describes one continuous run.
-            keep = [r for r in read_metrics(run_dir) if r["step"] <= resume_step]
+            keep = [r for r in read_log(run_dir) if r["step"] <= resume_step]
             write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cadenza.errors import DataError
 from cadenza.io import atomic_path
-from cadenza.train.metrics import METRICS_FILE, read_metrics
+from cadenza.train.metrics import LOG_FILE, read_log
 
 
 def _unit(run_dir: Path) -> str:
@@ -27,9 +27,9 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist")
-    records = [r for r in read_metrics(run_dir) if isinstance(r.get("loss"), (int, float))]
+    records = [r for r in read_log(run_dir) if isinstance(r.get("loss"), (int, float))]
     if not records:
-        raise DataError(f"{run_dir / METRICS_FILE} has no loss records to plot; train first")
+        raise DataError(f"{run_dir / LOG_FILE} has no loss records to plot; train first")
     unit = _unit(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
