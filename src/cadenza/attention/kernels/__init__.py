@@ -25,7 +25,7 @@ import torch
 
 NAME = "cadenza_sparse_attn"
 SOURCE = Path(__file__).with_name("sparse_attn.cpp")
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math"]
+CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
 
 _state: dict = {}
 
