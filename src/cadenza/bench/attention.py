@@ -169,7 +169,7 @@ def _run_subprocess(method, n, c, args) -> Case:
 
 
 def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=16384,
-        dense_max_n=65536, case_timeout=900, progress=True, threads=0) -> list[Case]:
+        dense_max_n=65536, case_timeout=900, progress=True, threads=0, flash_max_n=65536) -> list[Case]:
     from tqdm import tqdm
 
     summaries = (c,) if isinstance(c, int) else tuple(c)
@@ -181,6 +181,8 @@ def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=
             if m.startswith("flex") and n > flex_max_n:
                 continue
             if m == "dense" and n > dense_max_n:
+                continue
+            if m.endswith("-flash") and n > flash_max_n:
                 continue
             for cc in (summaries if "fixed" in m else (0,)):
                 todo.append((m, n, cc))
@@ -315,6 +317,7 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is reported (default 3)")
     p.add_argument("--flex-max-n", type=int, default=16384, help="skip FlexAttention above this n (compiles per n)")
     p.add_argument("--dense-max-n", type=int, default=65536, help="skip dense SDPA above this n")
+    p.add_argument("--flash-max-n", type=int, default=65536, help="skip the *-flash rows above this n")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per case (default: torch's default, one per core)")
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and PNG (default benchmarks/results)")
@@ -330,7 +333,8 @@ def run_cli(args, host="") -> int:
         raise ConfigError("lengths, --stride and --repeats must be positive, --threads not negative, "
                           "and 1 <= --summaries <= --stride")
     cases = run(ns, methods, l=args.stride, c=args.summaries, repeats=args.repeats,
-                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=args.threads)
+                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=args.threads,
+                flash_max_n=args.flash_max_n)
     print(table(cases))
     print()
     for t, m, ok in targets(cases, args.threads):

@@ -186,9 +186,8 @@ template <typename Range>
 void tile_backward(const float* q, int64_t ldq, const float* dout, float* dq, int64_t M,
                    int64_t D, const Seg& a, const Seg& b, const GSeg& ga, const GSeg& gb,
                    Range range, const float* lse, const float* delta, int64_t ldl, float scale,
-                   Scratch& w) {
+                   float dq_beta, Scratch& w) {
   const int64_t N = a.count + b.count;
-  if (N == 0) return;
   w.fit(M * N, 0);
   float* P = w.s.data();
   float* dP = w.dp.data();
@@ -221,7 +220,7 @@ void tile_backward(const float* q, int64_t ldq, const float* dout, float* dq, in
     for (int64_t j = lo; j <= hi; ++j) row[j] = row[j] * (drow[j] - dl) * scale;
   }
   // dQ += dS K ; dK += dS^T Q
-  gemm(false, false, M, D, a.count, 1.f, P, N, a.k, a.ld, 1.f, dq, ldq);
+  gemm(false, false, M, D, a.count, 1.f, P, N, a.k, a.ld, dq_beta, dq, ldq);
   gemm(false, false, M, D, b.count, 1.f, P + a.count, N, b.k, b.ld, 1.f, dq, ldq);
   gemm(true, false, a.count, D, M, 1.f, P, N, q, ldq, 1.f, ga.dk, ga.ld);
   gemm(true, false, b.count, D, M, 1.f, P + a.count, N, q, ldq, 1.f, gb.dk, gb.ld);
@@ -296,6 +295,7 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
           const float nl = std::max(l1, l2[m]) + std::log1p(std::exp(-std::fabs(l1 - l2[m])));
           const float f1 = std::exp(l1 - nl), f2 = std::exp(l2[m] - nl);
           const float* o2r = o2.data() + m * D;
+#pragma omp simd
           for (int64_t d = 0; d < D; ++d) orow[d] = orow[d] * f1 + o2r[d] * f2;
           l1 = nl;
         }
@@ -305,8 +305,21 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   return {out, lse};
 }
 
+// delta = rowsum(dout * out), (BH, n)
 at::Tensor row_delta(const at::Tensor& dout, const at::Tensor& out) {
-  return (dout * out).sum(-1);
+  const int64_t BH = out.size(0), n = out.size(1), D = out.size(2);
+  auto delta = at::empty({BH, n}, out.options());
+  const float *g = dout.data_ptr<float>(), *o = out.data_ptr<float>();
+  float* dl = delta.data_ptr<float>();
+  at::parallel_for(0, BH * n, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < D; ++d) acc += g[r * D + d] * o[r * D + d];
+      dl[r] = acc;
+    }
+  });
+  return delta;
 }
 
 std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tensor k,
@@ -315,8 +328,9 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   check(dout, "dout"); check(q, "q"); check(k, "k"); check(v, "v"); check(out, "out");
   const int64_t BH = q.size(0), n = q.size(1), D = q.size(2);
   const float scale = (float)scale_d;
-  auto delta = row_delta(dout, out).contiguous();
-  auto dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
+  auto delta = row_delta(dout, out);
+  // every row of dq is first written by exactly one tile (beta = 0): no zero fill
+  auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
   float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
@@ -341,7 +355,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
         };
         tile_backward(qp + off + i0 * D, D, gp + off + i0 * D, dqp + off + i0 * D, M, D, a,
                       NO_SEG, ga, GSeg{nullptr, nullptr, 1}, range, lp + bh * n + i0,
-                      dlp + bh * n + i0, 1, scale, sc);
+                      dlp + bh * n + i0, 1, scale, 0.f, sc);
       }
     });
   }
@@ -359,7 +373,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
           auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = a0 + m - m0; };
           tile_backward(qp + off + a0 * ld, ld, gp + off + a0 * ld, dqp + off + a0 * ld, M, D,
                         a, NO_SEG, ga, GSeg{nullptr, nullptr, 1}, range,
-                        lp + bh * n + r + a0 * s, dlp + bh * n + r + a0 * s, s, scale, sc);
+                        lp + bh * n + r + a0 * s, dlp + bh * n + r + a0 * s, s, scale, 1.f, sc);
         }
       }
     });
@@ -418,8 +432,9 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   check(dout, "dout"); check(q, "q"); check(k, "k"); check(v, "v"); check(out, "out");
   const int64_t BH = q.size(0), n = q.size(1), D = q.size(2), nb = (n + b - 1) / b;
   const float scale = (float)scale_d;
-  auto delta = row_delta(dout, out).contiguous();
-  auto dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
+  auto delta = row_delta(dout, out);
+  // every row of dq is first written by exactly one tile (beta = 0): no zero fill
+  auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
   const int64_t ns = ks.size(1);
   const int64_t threads = at::get_num_threads();
@@ -452,7 +467,7 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
         const int64_t row = off + (bs + r0) * D;
         tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
                       GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
-                      lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, sc);
+                      lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
       }
     }
   });
