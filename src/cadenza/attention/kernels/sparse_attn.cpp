@@ -39,8 +39,23 @@ extern "C" void sgemm_(const char* ta, const char* tb, const int* m, const int* 
                        const float* alpha, const float* a, const int* lda, const float* b,
                        const int* ldb, const float* beta, float* c, const int* ldc)
     __attribute__((weak));
+// MKL's Fortran entry (argument by reference, like sgemm_): present where torch links MKL.
+extern "C" int mkl_set_num_threads_local_(const int*) __attribute__((weak));
 
 namespace {
+
+// Inside our threads the BLAS must run single-threaded: MKL called from a parallel region
+// otherwise starts teams of its own (oversubscription: measured 10x slower with 2 threads).
+struct SerialBlas {
+  int before = 0;
+  SerialBlas() {
+    const int one = 1;
+    if (mkl_set_num_threads_local_) before = mkl_set_num_threads_local_(&one);
+  }
+  ~SerialBlas() {
+    if (mkl_set_num_threads_local_) mkl_set_num_threads_local_(&before);
+  }
+};
 
 // Row-major C (M x N, ldc) = alpha * op(A) op(B) + beta * C; op(A) is M x K, op(B) K x N.
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -257,6 +272,7 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   const int64_t T = tile, nt = (n + T - 1) / T;
   // pass 1: the band
   at::parallel_for(0, BH * nt, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bh = u / nt, i0 = (u % nt) * T, M = std::min(T, n - i0);
@@ -276,6 +292,7 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   // pass 2: residue classes, keys b <= a - m0 (further back than the band)
   const int64_t m0 = w / s + 1, ld = s * D;
   at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
     Scratch& sc = scratch();
     std::vector<float> o2, l2;
     for (int64_t u = u0; u < u1; ++u) {
@@ -340,6 +357,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   for (int64_t colour = 0; colour < colours; ++colour) {
     const int64_t per = (nt - colour + colours - 1) / colours;
     at::parallel_for(0, BH * per, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t bh = u / per, t = colour + (u % per) * colours;
@@ -362,6 +380,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   if (s > 0) {
     const int64_t m0 = w / s + 1, ld = s * D;
     at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t bh = u / s, r = u % s, G = class_len(n, s, r);
@@ -409,6 +428,7 @@ std::vector<at::Tensor> fixed_forward(at::Tensor q, at::Tensor k, at::Tensor v, 
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
   at::parallel_for(0, BH * nb * subs, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bh = u / (nb * subs), g = zigzag((u / subs) % nb, nb), r0 = (u % subs) * tile;
@@ -448,6 +468,7 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   const int64_t subs = (b + tile - 1) / tile;
   // a unit is a whole block (its tiles share their own-block keys)
   at::parallel_for(0, BH * nb, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
     Scratch& sc = scratch();
     const int64_t th = at::get_thread_num();
     TORCH_CHECK(th < threads, "thread index out of range");
