@@ -75,6 +75,15 @@ def _import_built(path: Path):
 def _build(directory: Path):
     from torch.utils import cpp_extension  # imported only when a build is needed
     directory.mkdir(parents=True, exist_ok=True)
+    # ninja from PyPI (a dependency) lives in the environment's bin folder, which is not on
+    # PATH when Python runs without an activated environment
+    extra = [str(Path(sys.executable).parent)]
+    try:
+        import ninja
+        extra.insert(0, ninja.BIN_DIR)
+    except (ImportError, AttributeError):
+        pass
+    os.environ["PATH"] = os.pathsep.join(extra + [os.environ.get("PATH", "")])
     return cpp_extension.load(NAME, [str(SOURCE)], build_directory=str(directory),
                               extra_cflags=CFLAGS, verbose=False)
 
