@@ -457,9 +457,11 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
   const int64_t ns = ks.size(1);
-  const int64_t threads = at::get_num_threads();
-  // one summary-gradient buffer per thread: (threads, 2, BH, ns, D)
-  auto dsum = at::zeros({threads, 2, BH, ns, D}, q.options());
+  // the units (whole blocks) split into at most one chunk per thread; each chunk has its
+  // own summary-gradient buffer (chunks, 2, BH, ns, D), whatever thread runs it
+  const int64_t units = BH * nb;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(units, at::get_num_threads()));
+  auto dsum = at::zeros({chunks, 2, BH, ns, D}, q.options());
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
   const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
@@ -467,12 +469,11 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   float* dsp = dsum.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
   // a unit is a whole block (its tiles share their own-block keys)
-  at::parallel_for(0, BH * nb, 1, [&](int64_t u0, int64_t u1) {
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     SerialBlas serial;
     Scratch& sc = scratch();
-    const int64_t th = at::get_thread_num();
-    TORCH_CHECK(th < threads, "thread index out of range");
-    for (int64_t u = u0; u < u1; ++u) {
+    for (int64_t th = c0; th < c1; ++th)
+    for (int64_t u = th * units / chunks; u < (th + 1) * units / chunks; ++u) {
       const int64_t bh = u / nb, g = zigzag(u % nb, nb);
       const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
       const int64_t off = bh * n * D, soff = bh * ns * D;
