@@ -16,24 +16,37 @@ def test_allowed_pairs_closed_forms_match_masks(n, l, c):
 
 
 def test_targets_read_the_measured_cases():
-    cases = [bench.Case("dense", 16384, 900.0, 4000.0), bench.Case("strided", 16384, 40.0, 250.0),
-             bench.Case("fixed", 16384, 40.0, 300.0), bench.Case("strided", 65536, 200.0, 2000.0),
-             bench.Case("flex-strided", 16384, 1000.0)]
-    got = {t: (m, ok) for t, m, ok in bench.targets(cases)}
-    assert got["strided fwd+bwd at 16k >= 20x faster than dense SDPA"] == ("16.0x", False)
-    assert got["fixed within 1.5x of strided at every n (fwd+bwd)"] == ("worst 1.20x", True)
+    C = bench.Case
+    cases = [C("dense", 16384, fwd_ms=900.0, fwd_bwd_ms=4000.0), C("strided", 16384, fwd_ms=40.0, fwd_bwd_ms=250.0),
+             C("strided-flash", 16384, fwd_ms=80.0, fwd_bwd_ms=500.0),
+             C("fixed", 4096, 32, fwd_ms=10.0, fwd_bwd_ms=90.0), C("strided", 4096, fwd_ms=10.0, fwd_bwd_ms=50.0),
+             C("fixed", 16384, 1, fwd_ms=40.0, fwd_bwd_ms=300.0),
+             C("fixed", 16384, 32, fwd_ms=40.0, fwd_bwd_ms=450.0),
+             C("strided", 65536, fwd_ms=200.0, fwd_bwd_ms=2000.0, peak_rss_mb=2000.0),
+             C("flex-strided", 16384, fwd_ms=1000.0)]
+    cases[0].fwd_bwd_cpu_ms, cases[1].fwd_bwd_cpu_ms = 4200.0, 200.0
+    got = {t: (m, ok) for t, m, ok in bench.targets(cases, threads=1)}
+    assert got["strided fwd+bwd at 16k >= 20x faster than dense SDPA (1 threads)"] == ("16.0x", False)
+    assert got["strided fwd+bwd at 16k >= 20x faster than dense SDPA, CPU time (1 thread)"] == ("21.0x", True)
+    assert got["strided fwd+bwd at 16k: the C++ kernel vs the flash-kernel path"] == ("2.00x faster", None)
+    assert got["fixed c=32 within 2x of strided at every n from 4k to 64k (fwd+bwd)"] == ("4k 1.80x, 16k 1.80x", True)
     assert got["strided 64k fwd+bwd completes, growth 16k->64k <= 9.2x"] == ("8.00x", True)
-    assert got["fixed 64k fwd+bwd completes, growth 16k->64k <= 9.2x"][1] is None
+    assert got["strided 64k fwd+bwd peak resident < 3 GB (own process)"] == ("2,000 MB", True)
+    assert got["fixed c=1 64k fwd+bwd completes, growth 16k->64k <= 9.2x"][1] is None
     assert got["strided fwd at 16k >= 20x faster than compiled FlexAttention"] == ("25.0x", True)
+    two = {t: ok for t, m, ok in bench.targets(cases, threads=2)}
+    assert two["strided fwd+bwd at 16k >= 15x faster than dense SDPA (2 threads)"] is True
 
 
 def test_real_tiny_case_and_outputs(tmp_path):
-    cases = [bench.run_case(m, 256, 16, 1, repeats=1, heads=2, head_dim=16) for m in ("dense", "strided")]
+    cases = [bench.run_case(m, 256, 16, 4, repeats=1, heads=2, head_dim=16)
+             for m in ("dense", "strided", "fixed", "fixed-flash")]
     for c in cases:
-        assert c.fwd_ms > 0 and c.fwd_bwd_ms > 0 and c.useful_gflops > 0, c
+        assert c.fwd_ms > 0 and c.fwd_bwd_ms > 0 and c.fwd_bwd_cpu_ms > 0 and c.useful_gflops > 0 and c.peak_rss_mb > 0, c
+    assert [c.c for c in cases] == [0, 0, 4, 4]
     text = bench.table(cases)
     assert "strided" in text and "1.0x" in text
     json_path, png_path = bench.save(cases, {"test": True}, tmp_path)
     data = json.loads(open(json_path).read())
-    assert [c["method"] for c in data["cases"]] == ["dense", "strided"]
+    assert [c["method"] for c in data["cases"]] == ["dense", "strided", "fixed", "fixed-flash"]
     assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -196,7 +196,9 @@ def test_tiny_strided_model_learns_to_copy_from_far_back():
     model = SparseTransformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(150):  # 100% accuracy from about 120 steps with this seed
+    # 150 steps reached 100% on the flash-kernel path with this seed; the C++ kernel rounds
+    # differently and the (chaotic) trajectory then needs about 300: both reach 100% there
+    for _ in range(300):
         x, y = copy_batch(32, n, g)
         loss = model.loss(x, y)
         opt.zero_grad()

@@ -13,8 +13,9 @@ from cadenza.attention.patterns import (
     strided,
 )
 from cadenza.attention.reference import reference_attention
+from cadenza.attention import kernels  # noqa: E402  (the C++ kernel loader; builds lazily)
 
 __all__ = [
     "BlockSummary", "Dense", "Local", "Pattern", "SameBlock", "StrideSkip", "Union",
-    "fixed", "strided", "sparse_attention", "reference_attention",
+    "fixed", "strided", "sparse_attention", "reference_attention", "kernels",
 ]

@@ -37,7 +37,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from cadenza.attention import chunked
+from cadenza.attention import chunked, cpp
 from cadenza.attention.chunked import merge_into
 from cadenza.attention.checks import check_qkv
 from cadenza.attention.layouts import LayoutPlan, add_key_grads, pad_to, padded_len, plan_for
@@ -107,17 +107,20 @@ def _dense_causal(q, k, v, scale):
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
 
 
-BACKENDS = ("auto", "flash", "chunked")
+BACKENDS = ("auto", "cpp", "flash", "chunked")
 
 
 def sparse_attention(q, k, v, pattern: Pattern, scale: float | None = None, backend: str = "auto"):
     """Causal attention restricted to ``pattern``, without materializing an n x n matrix.
 
     q, k, v: (batch, heads, n, head_dim), any n >= 1, float32 or bfloat16, CPU or CUDA.
-    Differentiable. Equals ``reference_attention`` up to rounding. backend: "flash" runs
-    PyTorch's fused CPU flash kernel per layout (CPU, float32/bfloat16; the fastest there);
-    "chunked" runs chunked batched matmuls into views of sequence-shaped accumulators
-    (any device and dtype); "auto" picks flash where it applies, chunked elsewhere.
+    Differentiable. Equals ``reference_attention`` up to rounding. backend: "cpp" runs
+    Cadenza's own C++ kernel (CPU; strided/fixed-style patterns, see ``cpp.spec_for``;
+    computed in float32; compiled and cached on first use); "flash" runs PyTorch's fused
+    CPU flash kernel per layout (CPU, float32/bfloat16); "chunked" runs chunked batched
+    matmuls into views of sequence-shaped accumulators (any device and dtype); "auto" picks
+    cpp where it applies and the kernel is available (else, after one warning, flash),
+    flash for the other patterns on the CPU, chunked elsewhere.
     """
     check_qkv(q, k, v, pattern)
     if backend not in BACKENDS:
@@ -145,6 +148,15 @@ def _eager_run():
 def _run(q, k, v, pattern, scale, backend):
     B, H, n, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if backend == "cpp" or (backend == "auto" and cpp.supports(q, pattern)):
+        if not cpp.supports(q, pattern):
+            raise ConfigError(f"the cpp backend runs strided/fixed-style patterns on the CPU, not {pattern!r} "
+                              f"on {q.device.type}/{q.dtype}")
+        ext = cpp.extension()
+        if ext is not None:
+            return cpp.cpp_attention(q, k, v, pattern, scale, ext)
+        if backend == "cpp":
+            raise ConfigError("the cpp backend is unavailable here (its kernel did not build); use backend='auto'")
     plan = plan_for(pattern, n)
     if plan is None:
         return _dense_causal(q, k, v, scale)

@@ -1,0 +1,124 @@
+"""Cadenza's own C++ attention kernels: compiled on first use, cached, optional.
+
+``load()`` returns the compiled extension module, or None where it cannot be had (no
+compiler, a failed build, ``CADENZA_NO_KERNELS=1``); then it warns once and callers use
+the flash-kernel path. The build lives in ``$CADENZA_CACHE`` (default: the user cache
+directory, e.g. ``~/.cache/cadenza``) under ``kernels/<key>``, where the key hashes the
+source, the compiler flags, torch's version and the CPU's instruction-set flags, so a
+changed source or another machine never loads a stale build. A cached build is imported
+directly (milliseconds); only a missing one goes through ``torch.utils.cpp_extension``
+(tens of seconds, once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+NAME = "cadenza_sparse_attn"
+SOURCE = Path(__file__).with_name("sparse_attn.cpp")
+CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+
+_state: dict = {}
+
+
+def cache_root() -> Path:
+    env = os.environ.get("CADENZA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+        return Path(platformdirs.user_cache_dir("cadenza"))
+    except ImportError:
+        return Path.home() / ".cache" / "cadenza"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_key() -> str:
+    h = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+                 sys.version.encode(), platform.machine().encode(), _cpu_flags().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def build_dir() -> Path:
+    return cache_root() / "kernels" / build_key()
+
+
+def _import_built(path: Path):
+    loader = importlib.machinery.ExtensionFileLoader(NAME, str(path))
+    spec = importlib.util.spec_from_file_location(NAME, str(path), loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _build(directory: Path):
+    from torch.utils import cpp_extension  # imported only when a build is needed
+    directory.mkdir(parents=True, exist_ok=True)
+    # ninja from PyPI (a dependency) lives in the environment's bin folder, which is not on
+    # PATH when Python runs without an activated environment
+    extra = [str(Path(sys.executable).parent)]
+    try:
+        import ninja
+        extra.insert(0, ninja.BIN_DIR)
+    except (ImportError, AttributeError):
+        pass
+    os.environ["PATH"] = os.pathsep.join(extra + [os.environ.get("PATH", "")])
+    return cpp_extension.load(NAME, [str(SOURCE)], build_directory=str(directory),
+                              extra_cflags=CFLAGS, verbose=False)
+
+
+def _load():
+    if os.environ.get("CADENZA_NO_KERNELS", "").strip() not in ("", "0"):
+        raise RuntimeError("CADENZA_NO_KERNELS is set")
+    directory = build_dir()
+    built = directory / f"{NAME}.so"
+    if built.exists():
+        try:
+            return _import_built(built)
+        except ImportError:
+            pass  # a broken or partial build: rebuild below
+    return _build(directory)
+
+
+def load():
+    """The extension module, or None (after one warning per process) where it is unavailable."""
+    if "module" not in _state:
+        try:
+            _state["module"] = _load()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "use the fallback"
+            _state["module"] = None
+            _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            warnings.warn(
+                "cadenza's C++ attention kernel is unavailable, using the PyTorch flash-kernel "
+                f"path instead ({_state['error']})", RuntimeWarning, stacklevel=3)
+    return _state["module"]
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def reset() -> None:
+    """Forget the load attempt (tests use it to simulate a missing compiler)."""
+    _state.clear()

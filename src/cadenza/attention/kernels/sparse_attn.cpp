@@ -1,0 +1,515 @@
+// Factorized sparse attention on the CPU: strided (band + residue class) and fixed
+// (own block + summary columns), forward and backward, float32.
+//
+// Every query tile runs over exactly the keys its pattern allows, as one or two
+// contiguous (or constant-stride) key segments, so every product is a dense GEMM on
+// views of the original tensors: no gathers of q/k/v except the fixed pattern's summary
+// columns (O(n c / l * d)), no n x n buffer, no mask tensor. Within a tile a row's keys
+// are one range [lo, hi] of the tile's keys; only the tile's diagonal has entries outside
+// it. Gradients are accumulated in place (GEMMs with beta = 1) into the output tensors.
+//
+//   strided(w, s) = Local(w) | StrideSkip(s): pass 1 tiles the sequence (band keys
+//       [i - w, i]); pass 2 runs per residue class r (rows r, r + s, ...; leading
+//       dimension s * d) over the class's keys further back than the band, and merges
+//       into pass 1's output by log-sum-exp. s = 0: band only.
+//   fixed(b, c) = SameBlock(b) | BlockSummary(b, c): one pass; a tile is a slice of one
+//       block's queries, its keys the summary columns of all earlier blocks (a prefix of
+//       one gathered (n/b * c, d) matrix) followed by its own block up to the diagonal.
+//       c = 0: own block only.
+//
+// Threads (at::parallel_for) run over (batch*head, tile) for the forward; the backward
+// colours band tiles so that tiles run together never share a key, runs residue classes
+// whole, and gives every thread its own summary-column gradient buffer.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+// ------------------------------------------------------------------------------------
+// GEMM: the BLAS the torch build links (MKL's sgemm_ on x86) when it exports one,
+// else at::addmm on blob views (slower per call, same result).
+
+extern "C" void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b,
+                       const int* ldb, const float* beta, float* c, const int* ldc)
+    __attribute__((weak));
+// MKL's Fortran entry (argument by reference, like sgemm_): present where torch links MKL.
+extern "C" int mkl_set_num_threads_local_(const int*) __attribute__((weak));
+
+namespace {
+
+// Inside our threads the BLAS must run single-threaded: MKL called from a parallel region
+// otherwise starts teams of its own (oversubscription: measured 10x slower with 2 threads).
+struct SerialBlas {
+  int before = 0;
+  SerialBlas() {
+    const int one = 1;
+    if (mkl_set_num_threads_local_) before = mkl_set_num_threads_local_(&one);
+  }
+  ~SerialBlas() {
+    if (mkl_set_num_threads_local_) mkl_set_num_threads_local_(&before);
+  }
+};
+
+// Row-major C (M x N, ldc) = alpha * op(A) op(B) + beta * C; op(A) is M x K, op(B) K x N.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    return;
+  }
+  if (sgemm_) {
+    // column-major view: C^T = op(B)^T op(A)^T
+    const char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    const int m = (int)N, n = (int)M, k = (int)K, la = (int)ldb, lb = (int)lda, lc = (int)ldc;
+    sgemm_(&ctb, &cta, &m, &n, &k, &alpha, B, &la, A, &lb, &beta, C, &lc);
+    return;
+  }
+  auto opts = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor a = ta ? at::from_blob((void*)A, {K, M}, {lda, 1}, opts).t()
+                    : at::from_blob((void*)A, {M, K}, {lda, 1}, opts);
+  at::Tensor b = tb ? at::from_blob((void*)B, {N, K}, {ldb, 1}, opts).t()
+                    : at::from_blob((void*)B, {K, N}, {ldb, 1}, opts);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  if (beta == 0.f) c.zero_();
+  c.addmm_(a, b, beta == 0.f ? 1.f : beta, alpha);
+}
+
+// exp for x <= 0 (and -inf -> 0), branch-free so loops over it vectorize; rel. error ~2e-7.
+inline float fast_exp(float x) {
+  x = std::max(x, -87.0f);
+  const float l2e = 1.44269504088896341f;
+  float t = x * l2e;
+  float fi = std::floor(t + 0.5f);
+  float r = x - fi * 0.693359375f - fi * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t e = ((int32_t)fi + 127) << 23;
+  float s;
+  std::memcpy(&s, &e, sizeof(s));
+  return p * s;
+}
+
+constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
+
+// max of x[0..n): eight lanes at a time (GCC vector extension; std::max loops stay scalar).
+typedef float v8f __attribute__((vector_size(32)));
+inline float row_max(const float* x, int64_t n) {
+  v8f acc = {NEG_INF, NEG_INF, NEG_INF, NEG_INF, NEG_INF, NEG_INF, NEG_INF, NEG_INF};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    v8f t;
+    std::memcpy(&t, x + j, sizeof(t));
+    acc = acc > t ? acc : t;
+  }
+  float m = NEG_INF;
+  for (int i = 0; i < 8; ++i) m = std::max(m, acc[i]);
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// A key segment: `count` keys at k[0], k[ld], ... (values alike).
+struct Seg {
+  const float* k;
+  const float* v;
+  int64_t ld;
+  int64_t count;
+};
+
+// Per-thread scratch, reused across tiles (no allocation per tile).
+struct Scratch {
+  std::vector<float> s, dp, o;
+  void fit(int64_t scores, int64_t out) {
+    if ((int64_t)s.size() < scores) { s.resize(scores); dp.resize(scores); }
+    if ((int64_t)o.size() < out) o.resize(out);
+  }
+};
+
+// Scores of M query rows (q, ldq) against segments a then b, into S (M x N, N = a + b).
+void scores(const float* q, int64_t ldq, int64_t M, int64_t D, const Seg& a, const Seg& b,
+            float scale, float* S, int64_t N) {
+  gemm(false, true, M, a.count, D, scale, q, ldq, a.k, a.ld, 0.f, S, N);
+  gemm(false, true, M, b.count, D, scale, q, ldq, b.k, b.ld, 0.f, S + a.count, N);
+}
+
+// Forward of one tile: rows m attend keys [lo(m), hi(m)] of the concatenated segments.
+// Writes the normalized output (o, ldo) and the log-sum-exp per row (lse, stride ldl).
+template <typename Range>
+void tile_forward(const float* q, int64_t ldq, int64_t M, int64_t D, const Seg& a, const Seg& b,
+                  Range range, float scale, float* o, int64_t ldo, float* lse, int64_t ldl,
+                  Scratch& w) {
+  const int64_t N = a.count + b.count;
+  w.fit(M * N, 0);
+  float* S = w.s.data();
+  scores(q, ldq, M, D, a, b, scale, S, N);
+  std::vector<float> inv(M);
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = S + m * N;
+    int64_t lo, hi;
+    range(m, lo, hi);
+    if (lo > hi) {
+      std::fill(row, row + N, 0.f);
+      inv[m] = 0.f;
+      lse[m * ldl] = NEG_INF;
+      continue;
+    }
+    const float mx = row_max(row + lo, hi - lo + 1);
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = lo; j <= hi; ++j) {
+      float e = fast_exp(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    std::fill(row, row + lo, 0.f);
+    std::fill(row + hi + 1, row + N, 0.f);
+    inv[m] = 1.f / sum;
+    lse[m * ldl] = mx + std::log(sum);
+  }
+  gemm(false, false, M, D, a.count, 1.f, S, N, a.v, a.ld, 0.f, o, ldo);
+  gemm(false, false, M, D, b.count, 1.f, S + a.count, N, b.v, b.ld, a.count > 0 ? 1.f : 0.f, o, ldo);
+  for (int64_t m = 0; m < M; ++m) {
+    float* orow = o + m * ldo;
+    const float f = inv[m];
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) orow[d] *= f;
+  }
+}
+
+// Gradient segments: where the key/value gradients of a segment go.
+struct GSeg {
+  float* dk;
+  float* dv;
+  int64_t ld;
+};
+
+// Backward of one tile with the merged lse and delta = rowsum(dout * out).
+template <typename Range>
+void tile_backward(const float* q, int64_t ldq, const float* dout, float* dq, int64_t M,
+                   int64_t D, const Seg& a, const Seg& b, const GSeg& ga, const GSeg& gb,
+                   Range range, const float* lse, const float* delta, int64_t ldl, float scale,
+                   float dq_beta, Scratch& w) {
+  const int64_t N = a.count + b.count;
+  w.fit(M * N, 0);
+  float* P = w.s.data();
+  float* dP = w.dp.data();
+  scores(q, ldq, M, D, a, b, scale, P, N);
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = P + m * N;
+    int64_t lo, hi;
+    range(m, lo, hi);
+    if (lo > hi) { std::fill(row, row + N, 0.f); continue; }
+    const float l = lse[m * ldl];
+#pragma omp simd
+    for (int64_t j = lo; j <= hi; ++j) row[j] = fast_exp(row[j] - l);
+    std::fill(row, row + lo, 0.f);
+    std::fill(row + hi + 1, row + N, 0.f);
+  }
+  // dV += P^T dO
+  gemm(true, false, a.count, D, M, 1.f, P, N, dout, ldq, 1.f, ga.dv, ga.ld);
+  gemm(true, false, b.count, D, M, 1.f, P + a.count, N, dout, ldq, 1.f, gb.dv, gb.ld);
+  // dP = dO V^T
+  gemm(false, true, M, a.count, D, 1.f, dout, ldq, a.v, a.ld, 0.f, dP, N);
+  gemm(false, true, M, b.count, D, 1.f, dout, ldq, b.v, b.ld, 0.f, dP + a.count, N);
+  // dS = P * (dP - delta) * scale, into P
+  for (int64_t m = 0; m < M; ++m) {
+    float* row = P + m * N;
+    const float* drow = dP + m * N;
+    int64_t lo, hi;
+    range(m, lo, hi);
+    const float dl = delta[m * ldl];
+#pragma omp simd
+    for (int64_t j = lo; j <= hi; ++j) row[j] = row[j] * (drow[j] - dl) * scale;
+  }
+  // dQ += dS K ; dK += dS^T Q
+  gemm(false, false, M, D, a.count, 1.f, P, N, a.k, a.ld, dq_beta, dq, ldq);
+  gemm(false, false, M, D, b.count, 1.f, P + a.count, N, b.k, b.ld, 1.f, dq, ldq);
+  gemm(true, false, a.count, D, M, 1.f, P, N, q, ldq, 1.f, ga.dk, ga.ld);
+  gemm(true, false, b.count, D, M, 1.f, P + a.count, N, q, ldq, 1.f, gb.dk, gb.ld);
+}
+
+void check(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+                  t.dim() == 3,
+              name, " must be a contiguous float32 CPU tensor (BH, n, d)");
+}
+
+// Scratch per thread of the pool, sized on first use.
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+const Seg NO_SEG{nullptr, nullptr, 1, 0};
+
+// ------------------------------------------------------------------------------------
+// strided(w, s)
+
+int64_t class_len(int64_t n, int64_t s, int64_t r) { return r < n ? (n - 1 - r) / s + 1 : 0; }
+
+std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v, int64_t w,
+                                        int64_t s, double scale_d, int64_t tile, int64_t ctile) {
+  check(q, "q"); check(k, "k"); check(v, "v");
+  const int64_t BH = q.size(0), n = q.size(1), D = q.size(2);
+  const float scale = (float)scale_d;
+  auto out = at::empty_like(q);
+  auto lse = at::empty({BH, n}, q.options());
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
+  const int64_t T = tile, nt = (n + T - 1) / T;
+  // pass 1: the band
+  at::parallel_for(0, BH * nt, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
+    Scratch& sc = scratch();
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / nt, i0 = (u % nt) * T, M = std::min(T, n - i0);
+      const int64_t ks = std::max<int64_t>(0, i0 - w), N = i0 + M - ks;
+      const int64_t off = bh * n * D;
+      Seg a{kp + off + ks * D, vp + off + ks * D, D, N};
+      auto range = [&](int64_t m, int64_t& lo, int64_t& hi) {
+        const int64_t i = i0 + m;
+        lo = std::max<int64_t>(0, i - w) - ks;
+        hi = i - ks;
+      };
+      tile_forward(qp + off + i0 * D, D, M, D, a, NO_SEG, range, scale, op + off + i0 * D, D,
+                   lp + bh * n + i0, 1, sc);
+    }
+  });
+  if (s <= 0) return {out, lse};
+  // pass 2: residue classes, keys b <= a - m0 (further back than the band)
+  const int64_t m0 = w / s + 1, ld = s * D;
+  at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
+    Scratch& sc = scratch();
+    std::vector<float> o2, l2;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / s, r = u % s, G = class_len(n, s, r);
+      const int64_t off = bh * n * D + r * D;
+      for (int64_t a0 = m0; a0 < G; a0 += ctile) {
+        const int64_t M = std::min(ctile, G - a0), N = a0 + M - m0;
+        o2.resize(M * D);
+        l2.resize(M);
+        Seg a{kp + off, vp + off, ld, N};
+        auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = a0 + m - m0; };
+        tile_forward(qp + off + a0 * ld, ld, M, D, a, NO_SEG, range, scale, o2.data(), D,
+                     l2.data(), 1, sc);
+        for (int64_t m = 0; m < M; ++m) {  // merge by log-sum-exp
+          float* orow = op + off + (a0 + m) * ld;
+          float& l1 = lp[bh * n + r + (a0 + m) * s];
+          const float nl = std::max(l1, l2[m]) + std::log1p(std::exp(-std::fabs(l1 - l2[m])));
+          const float f1 = std::exp(l1 - nl), f2 = std::exp(l2[m] - nl);
+          const float* o2r = o2.data() + m * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) orow[d] = orow[d] * f1 + o2r[d] * f2;
+          l1 = nl;
+        }
+      }
+    }
+  });
+  return {out, lse};
+}
+
+// delta = rowsum(dout * out), (BH, n)
+at::Tensor row_delta(const at::Tensor& dout, const at::Tensor& out) {
+  const int64_t BH = out.size(0), n = out.size(1), D = out.size(2);
+  auto delta = at::empty({BH, n}, out.options());
+  const float *g = dout.data_ptr<float>(), *o = out.data_ptr<float>();
+  float* dl = delta.data_ptr<float>();
+  at::parallel_for(0, BH * n, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < D; ++d) acc += g[r * D + d] * o[r * D + d];
+      dl[r] = acc;
+    }
+  });
+  return delta;
+}
+
+std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tensor k,
+                                         at::Tensor v, at::Tensor out, at::Tensor lse, int64_t w,
+                                         int64_t s, double scale_d, int64_t tile, int64_t ctile) {
+  check(dout, "dout"); check(q, "q"); check(k, "k"); check(v, "v"); check(out, "out");
+  const int64_t BH = q.size(0), n = q.size(1), D = q.size(2);
+  const float scale = (float)scale_d;
+  auto delta = row_delta(dout, out);
+  // every row of dq is first written by exactly one tile (beta = 0): no zero fill
+  auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
+  float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
+  const int64_t T = tile, nt = (n + T - 1) / T;
+  // band tiles t and t + colours never share a key: t's keys are [t T - w, t T + T)
+  const int64_t colours = std::min(nt, (w + T + T - 1) / T);
+  for (int64_t colour = 0; colour < colours; ++colour) {
+    const int64_t per = (nt - colour + colours - 1) / colours;
+    at::parallel_for(0, BH * per, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
+      Scratch& sc = scratch();
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t bh = u / per, t = colour + (u % per) * colours;
+        const int64_t i0 = t * T, M = std::min(T, n - i0);
+        const int64_t ks = std::max<int64_t>(0, i0 - w), N = i0 + M - ks;
+        const int64_t off = bh * n * D;
+        Seg a{kp + off + ks * D, vp + off + ks * D, D, N};
+        GSeg ga{dkp + off + ks * D, dvp + off + ks * D, D};
+        auto range = [&](int64_t m, int64_t& lo, int64_t& hi) {
+          const int64_t i = i0 + m;
+          lo = std::max<int64_t>(0, i - w) - ks;
+          hi = i - ks;
+        };
+        tile_backward(qp + off + i0 * D, D, gp + off + i0 * D, dqp + off + i0 * D, M, D, a,
+                      NO_SEG, ga, GSeg{nullptr, nullptr, 1}, range, lp + bh * n + i0,
+                      dlp + bh * n + i0, 1, scale, 0.f, sc);
+      }
+    });
+  }
+  if (s > 0) {
+    const int64_t m0 = w / s + 1, ld = s * D;
+    at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
+      Scratch& sc = scratch();
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t bh = u / s, r = u % s, G = class_len(n, s, r);
+        const int64_t off = bh * n * D + r * D;
+        for (int64_t a0 = m0; a0 < G; a0 += ctile) {
+          const int64_t M = std::min(ctile, G - a0), N = a0 + M - m0;
+          Seg a{kp + off, vp + off, ld, N};
+          GSeg ga{dkp + off, dvp + off, ld};
+          auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = a0 + m - m0; };
+          tile_backward(qp + off + a0 * ld, ld, gp + off + a0 * ld, dqp + off + a0 * ld, M, D,
+                        a, NO_SEG, ga, GSeg{nullptr, nullptr, 1}, range,
+                        lp + bh * n + r + a0 * s, dlp + bh * n + r + a0 * s, s, scale, 1.f, sc);
+        }
+      }
+    });
+  }
+  return {dq, dk, dv};
+}
+
+// ------------------------------------------------------------------------------------
+// fixed(b, c)
+
+// The summary columns of every complete block: (BH, (n / b) * c, D).
+at::Tensor summary_cols(const at::Tensor& x, int64_t b, int64_t c) {
+  const int64_t BH = x.size(0), n = x.size(1), D = x.size(2), full = n / b;
+  if (c <= 0 || full == 0) return at::empty({BH, 0, D}, x.options());
+  return x.narrow(1, 0, full * b).view({BH, full, b, D}).narrow(2, b - c, c)
+      .reshape({BH, full * c, D}).contiguous();
+}
+
+// Work order for blocks: 0, nb-1, 1, nb-2, ... so contiguous chunks cost alike.
+int64_t zigzag(int64_t u, int64_t nb) { return (u % 2 == 0) ? u / 2 : nb - 1 - u / 2; }
+
+std::vector<at::Tensor> fixed_forward(at::Tensor q, at::Tensor k, at::Tensor v, int64_t b,
+                                      int64_t c, double scale_d, int64_t tile) {
+  check(q, "q"); check(k, "k"); check(v, "v");
+  const int64_t BH = q.size(0), n = q.size(1), D = q.size(2), nb = (n + b - 1) / b;
+  const float scale = (float)scale_d;
+  auto out = at::empty_like(q);
+  auto lse = at::empty({BH, n}, q.options());
+  auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
+  const int64_t ns = ks.size(1);
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
+  float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
+  const int64_t subs = (b + tile - 1) / tile;
+  at::parallel_for(0, BH * nb * subs, 1, [&](int64_t u0, int64_t u1) {
+    SerialBlas serial;
+    Scratch& sc = scratch();
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / (nb * subs), g = zigzag((u / subs) % nb, nb), r0 = (u % subs) * tile;
+      const int64_t bs = g * b, blen = std::min(b, n - bs);
+      if (r0 >= blen) continue;
+      const int64_t M = std::min(tile, blen - r0), far = c > 0 ? g * c : 0;
+      const int64_t off = bh * n * D, soff = bh * ns * D;
+      Seg a{ksp + soff, vsp + soff, D, far};
+      Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
+      auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
+      tile_forward(qp + off + (bs + r0) * D, D, M, D, a, bseg, range, scale,
+                   op + off + (bs + r0) * D, D, lp + bh * n + bs + r0, 1, sc);
+    }
+  });
+  return {out, lse};
+}
+
+std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor k, at::Tensor v,
+                                       at::Tensor out, at::Tensor lse, int64_t b, int64_t c,
+                                       double scale_d, int64_t tile) {
+  check(dout, "dout"); check(q, "q"); check(k, "k"); check(v, "v"); check(out, "out");
+  const int64_t BH = q.size(0), n = q.size(1), D = q.size(2), nb = (n + b - 1) / b;
+  const float scale = (float)scale_d;
+  auto delta = row_delta(dout, out);
+  // every row of dq is first written by exactly one tile (beta = 0): no zero fill
+  auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
+  auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
+  const int64_t ns = ks.size(1);
+  // the units (whole blocks) split into at most one chunk per thread; each chunk has its
+  // own summary-gradient buffer (chunks, 2, BH, ns, D), whatever thread runs it
+  const int64_t units = BH * nb;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(units, at::get_num_threads()));
+  auto dsum = at::zeros({chunks, 2, BH, ns, D}, q.options());
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
+  const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
+  float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
+  float* dsp = dsum.data_ptr<float>();
+  const int64_t subs = (b + tile - 1) / tile;
+  // a unit is a whole block (its tiles share their own-block keys)
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    SerialBlas serial;
+    Scratch& sc = scratch();
+    for (int64_t th = c0; th < c1; ++th)
+    for (int64_t u = th * units / chunks; u < (th + 1) * units / chunks; ++u) {
+      const int64_t bh = u / nb, g = zigzag(u % nb, nb);
+      const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
+      const int64_t off = bh * n * D, soff = bh * ns * D;
+      float* dks = dsp + ((th * 2 + 0) * BH) * ns * D + soff;
+      float* dvs = dsp + ((th * 2 + 1) * BH) * ns * D + soff;
+      for (int64_t sub = 0; sub < subs; ++sub) {
+        const int64_t r0 = sub * tile;
+        if (r0 >= blen) break;
+        const int64_t M = std::min(tile, blen - r0);
+        Seg a{ksp + soff, vsp + soff, D, far};
+        Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
+        auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
+        const int64_t row = off + (bs + r0) * D;
+        tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
+                      GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
+                      lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
+      }
+    }
+  });
+  if (ns > 0) {  // fold the per-thread summary gradients into the summary columns
+    auto tot = dsum.sum(0);  // (2, BH, ns, D)
+    const int64_t full = ns / c;
+    for (int64_t which = 0; which < 2; ++which) {
+      auto dst = (which == 0 ? dk : dv).narrow(1, 0, full * b).view({BH, full, b, D}).narrow(2, b - c, c);
+      dst.add_(tot[which].view({BH, full, c, D}));
+    }
+  }
+  return {dq, dk, dv};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("strided_forward", &strided_forward, "band + residue-class attention, forward");
+  m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
+  m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
+  m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
+  m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
+}
