@@ -195,3 +195,21 @@ def test_build_key_changes_with_the_source(monkeypatch, tmp_path):
     assert kernels.build_key() != key
     monkeypatch.setenv("CADENZA_CACHE", str(tmp_path / "cache"))
     assert kernels.build_dir().is_relative_to(tmp_path / "cache")
+
+
+def test_a_short_prompt_never_waits_for_a_build(tmp_path):
+    """With no cached build, "auto" on a short sequence without gradients (a CLI prompt) takes
+    the flash path at once instead of compiling the kernel (tens of seconds)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom cadenza.attention import sparse_attention, strided, reference_attention\n"
+            "q = torch.randn(1, 2, 64, 16)\n"
+            "print(float((sparse_attention(q, q, q, strided(8)) - reference_attention(q, q, q, strided(8))).abs().max()))\n")
+    env = dict(os.environ, CADENZA_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
+    env.pop("CADENZA_NO_KERNELS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1e-5
+    assert not (tmp_path / "kernels").exists()          # nothing was built

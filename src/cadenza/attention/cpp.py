@@ -82,6 +82,16 @@ def cpp_attention(q, k, v, pattern: Pattern, scale: float, ext) -> torch.Tensor:
     return out.view(B, H, n, D)
 
 
+BUILD_WORTH_N = 1024   # "auto" builds the kernel for training or sequences this long, not for a short prompt
+
+
+def worth_it(q) -> bool:
+    """Whether "auto" should use (and if need be build) the kernel for this call: always once it
+    is built; otherwise only for work where the build pays (gradients, or ``BUILD_WORTH_N`` and
+    longer), so a CLI call that reads a short prompt never waits tens of seconds for a compile."""
+    return kernels.ready() or q.requires_grad or q.shape[-2] >= BUILD_WORTH_N
+
+
 def extension():
     """The loaded kernel module, or None (after one warning)."""
     return kernels.load()

@@ -148,7 +148,7 @@ def _eager_run():
 def _run(q, k, v, pattern, scale, backend):
     B, H, n, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    if backend == "cpp" or (backend == "auto" and cpp.supports(q, pattern)):
+    if backend == "cpp" or (backend == "auto" and cpp.supports(q, pattern) and cpp.worth_it(q)):
         if not cpp.supports(q, pattern):
             raise ConfigError(f"the cpp backend runs strided/fixed-style patterns on the CPU, not {pattern!r} "
                               f"on {q.device.type}/{q.dtype}")

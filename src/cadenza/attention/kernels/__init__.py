@@ -115,6 +115,15 @@ def load():
     return _state["module"]
 
 
+def ready() -> bool:
+    """Whether ``load`` costs nothing now: the kernel was already tried in this process, a
+    build is in the cache (imported in milliseconds), or ``CADENZA_NO_KERNELS`` says at once
+    that there is none (``load`` then warns and returns None)."""
+    if "module" in _state or os.environ.get("CADENZA_NO_KERNELS", "").strip() not in ("", "0"):
+        return True
+    return (build_dir() / f"{NAME}.so").exists()
+
+
 def available() -> bool:
     return load() is not None
 
