@@ -82,7 +82,7 @@ def cpp_attention(q, k, v, pattern: Pattern, scale: float, ext) -> torch.Tensor:
     return out.view(B, H, n, D)
 
 
-BUILD_WORTH_N = 1024   # "auto" builds the kernel for training or sequences this long, not for a short prompt
+BUILD_WORTH_N = 8192   # "auto" builds the kernel for training or sequences this long, not for a prompt
 
 
 def worth_it(q) -> bool:
