@@ -192,3 +192,15 @@ def test_api_errors(client, monkeypatch):
     monkeypatch.setattr(st, "SESSION_IDLE_S", -1.0)           # every session is now past its idle time
     r = client.get(url)
     assert r.status_code == 404 and "expired" in r.json()["detail"]
+
+
+def test_infill_scoring_from_the_shared_left_context_equals_a_full_read(mm):
+    s = session(mm)
+    a, b = 4.0, 12.0
+    left = [n for n in s.notes.values() if n.start < a]
+    inside = [n for n in s.notes.values() if a <= n.start < b]
+    right = [n for n in s.notes.values() if n.start >= b]
+    primed = s._prime(s._open_bar(left, 1))
+    full = s._right_bits(left, inside, right, 3)
+    assert s._right_bits(left, inside, right, 3, primed) == pytest.approx(full, abs=0.02)
+    assert s._right_bits(left, [], right, 3, primed) == pytest.approx(s._right_bits(left, [], right, 3), abs=0.02)

@@ -31,13 +31,15 @@ class GrammarDecoder:
             dec.take(forced)               # tokens the grammar forces after it
         dec.advance()                      # the model reads the taken tokens (cache step)
 
-    ``reprime(context, state)`` starts a fresh cache from a new context (used by the stream
+    ``primed=(cache, logits)``: a cache that has already read ``context`` and the logits after it
+    (for example a ``KVCache.fork()`` of one shared by several candidates), used instead of
+    reading the context again. ``reprime(context, state)`` starts a fresh cache from a new context (used by the stream
     to begin a section or to stay under ``max_len``). The model is put in eval mode while
     the decoder lives; ``close()`` restores its mode.
     """
 
     def __init__(self, model, context, policy, state, *, seed: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, desc: str = "generate"):
+                 top_k: int | None = None, top_p: float | None = None, desc: str = "generate", primed=None):
         self.model, self.policy, self.state = model, policy, state
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.desc = desc
@@ -50,7 +52,11 @@ class GrammarDecoder:
         self._pending: list[int] = []
         self._was_training = model.training
         model.eval()
-        self._prime(self.context)
+        if primed is not None:      # (cache, logits) that have already read ``context`` (the caller's to give)
+            self.cache, self.logits = primed
+            self.allowed = self.policy.allowed(self.state).nonzero().squeeze(1)
+        else:
+            self._prime(self.context)
 
     # ---- the model --------------------------------------------------------------------
     def _prime(self, context: list[int]) -> None:

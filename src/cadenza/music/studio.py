@@ -351,11 +351,13 @@ class StudioSession:
         ctx = self._open_bar(left, from_bar)
         policy = self._region_policy(constraints, program)
         limit = 96 * (to_bar - from_bar)
+        primed = self._prime(ctx)          # the left context is read once; each candidate forks it
         cands = []
         for j in range(k):
             state = RemiState(self.remi, record=True).feed_all(ctx)
             before = len(state.notes)
-            dec = GrammarDecoder(self.mm.model, ctx, policy, state, seed=seed + j, desc="infill")
+            dec = GrammarDecoder(self.mm.model, ctx, policy, state, seed=seed + j, desc="infill",
+                                 primed=None if primed is None else (primed[0].fork(), primed[1]))
             try:
                 while dec.new < limit:
                     tok = dec.choose()
@@ -376,7 +378,7 @@ class StudioSession:
                     notes.append(SNote(id=0, pitch=int(pitch), start=start, duration=dur / self.remi.tpq,
                                        velocity=int(vel or 80), program=max(0, int(prog)), by=MODEL))
             cands.append(notes)
-        scores = [self._right_bits(left, c, right, to_bar) for c in cands]
+        scores = [self._right_bits(left, c, right, to_bar, primed) for c in cands]
         best = min(range(k), key=lambda j: scores[j])
         info = {"candidates": k, "right_bits_per_token": scores, "chosen": best,
                 "right_tokens": self._right_count(left, cands[best], right, to_bar)}
@@ -409,14 +411,37 @@ class StudioSession:
         ids = self.tokens(left + cand + right, bars=to_bar + 1)
         return len(ids) - self._split_at_bar(ids, to_bar)
 
-    def _right_bits(self, left, cand, right, to_bar) -> float:
+    def _prime(self, ctx):
+        """(cache, logits, ctx) after reading ``ctx`` once, or None when it is too long to keep."""
+        model = self.mm.model
+        if len(ctx) >= model.config.max_len - 8:
+            return None
+        with torch.inference_mode():
+            cache = model.new_cache(1)
+            logits = model(torch.tensor([ctx]), cache=cache)[0, -1]
+        return cache, logits, list(ctx)
+
+    def _right_bits(self, left, cand, right, to_bar, primed=None) -> float:
         """Bits per token of everything from bar ``to_bar`` on, with ``cand`` in the gap (the
-        candidate's own bits per token where nothing follows the gap)."""
+        candidate's own bits per token where nothing follows the gap). ``primed`` (from
+        ``_prime``): the left context already read, so only the gap and what follows are."""
         ids = self.tokens(left + cand + right, bars=to_bar + 1)
         model = self.mm.model
         cut = self._split_at_bar(ids, to_bar)
         if len(ids) - cut < 2 or not right:
             cut = max(1, self._split_at_bar(ids, max(0, to_bar - 1)))
+        if primed is not None:
+            cache0, logits0, ctx = primed
+            n0 = len(ctx)
+            if ids[:n0] == ctx and n0 <= cut < len(ids) <= model.config.max_len:
+                with torch.inference_mode():
+                    rows = [logits0.float().unsqueeze(0)]
+                    if len(ids) - 1 > n0:
+                        rows.append(model(torch.tensor([ids[n0:-1]]), cache=cache0.fork())[0].float())
+                    logp = torch.log_softmax(torch.cat(rows), dim=-1)       # predicts ids[n0:]
+                tgt = torch.tensor(ids[n0:])
+                ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[cut - n0:]
+                return float(-ll.mean() / math.log(2))
         lo = max(0, len(ids) - model.config.max_len)
         x = torch.tensor([ids[lo:]])
         with torch.inference_mode():
