@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 	$(PIP) install --quiet --no-deps tinysoundfont==0.3.7  # SoundFont synth for WAV; its pyaudio dependency is for live playback only
+	@echo "building Cadenza's C++ attention and decode kernel into the user cache (once, about a minute)"
+	$(PY) -c "from cadenza.attention import kernels; kernels.load()"  # no compiler: one warning, the PyTorch path runs
 	touch $@
 
 # Debian's chromium for the real-browser tests (tests/test_listen_browser.py drives it with

@@ -213,3 +213,34 @@ def test_a_short_prompt_never_waits_for_a_build(tmp_path):
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) < 1e-5
     assert not (tmp_path / "kernels").exists()          # nothing was built
+
+
+@pytest.mark.parametrize("weights", ["float32", "int8"])
+def test_the_fused_decode_step_equals_the_python_step_and_the_full_forward(weights):
+    """The C++ one-token step (every layer in one call) gives the Python step's logits and keys
+    read, and both equal the full forward (float32 exactly up to rounding; int8 as the Python
+    int8 step does)."""
+    from cadenza.config import ModelConfig
+    from cadenza.model import SparseTransformer
+
+    if kernels.load() is None:
+        pytest.fail("the C++ kernel did not build")
+    torch.manual_seed(0)
+    model = SparseTransformer(ModelConfig(vocab_size=37, d_model=32, n_layers=3, n_heads=4, max_len=256,
+                                          attention="strided", stride=8, integration="merged")).eval()
+    model.set_decode_weights(weights)
+    x = torch.randint(0, 37, (2, 90))
+    outs = {}
+    with torch.inference_mode():
+        for fused in (True, False):
+            model.__dict__["_no_fused"] = not fused
+            cache = model.new_cache(2)
+            steps = [model(x[:, :20], cache=cache)[:, -1:]]
+            steps += [model(x[:, t:t + 1], cache=cache) for t in range(20, 90)]
+            outs[fused] = (torch.cat(steps, 1), cache.keys_read)
+        model.__dict__["_no_fused"] = False
+        full = model(x)[:, 19:]
+    assert model._fused_step(model._fast_weights(), model.new_cache(2)) is not None      # the fused path ran
+    assert torch.allclose(outs[True][0], outs[False][0], atol=1e-5) and outs[True][1] == outs[False][1]
+    tol = 1e-4 if weights == "float32" else 0.5
+    assert float((outs[True][0] - full).abs().max()) < tol

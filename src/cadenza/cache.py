@@ -174,6 +174,25 @@ class GroupCache:
             g.sum_kv = self.sum_kv.narrow(3, 0, max(1, self.count)).clone()
         return g
 
+    def reserve(self, B: int, H: int, d: int, like: torch.Tensor) -> None:
+        """Make room for position ``length`` in the ring and the far store (for a caller that
+        writes it itself, as the C++ decode step does; then ``advance_one``)."""
+        if self.length + 1 > self.max_len:
+            raise ShapeError(f"the cache is full: {self.length + 1} positions exceed max_len {self.max_len}.")
+        if self.ring and self.ring_kv is None:
+            self.ring_kv = like.new_zeros((B, 2, H, self.ring, d))
+        if self.skip is not None:
+            l = self.skip.stride
+            self.res_kv = _grow(self.res_kv, 4, self.length // l + 1, -(-self.max_len // l), (l, B, 2, H, 0, d), like)
+
+    def advance_one(self) -> None:
+        """Count the position a caller wrote after ``reserve`` (and the keys its step read)."""
+        i = self.length
+        lo = i - self.local.width
+        l = self.skip.stride
+        self.keys_read += min(i + 1, self.ring) + (max(0, (lo - i % l + l - 1) // l) if lo > 0 else 0)
+        self.length = i + 1
+
     # ---------------------------------------------------------------- writing
     def append(self, k: torch.Tensor, v: torch.Tensor, start: int, kv: torch.Tensor | None = None) -> None:
         """Store the keys/values of positions start .. start + m - 1 (k, v: (B, H, m, d)).

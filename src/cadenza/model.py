@@ -306,6 +306,9 @@ class SparseTransformer(nn.Module):
         """
         fast = self._fast_weights()
         start = cache.length
+        fused = self._fused_step(fast, cache)
+        if fused is not None:
+            return fused(idx, start)
         amp = autocast_dtype(self.config, idx.device.type)
         ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
                else contextlib.nullcontext())
@@ -329,6 +332,59 @@ class SparseTransformer(nn.Module):
             logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
         cache.length += 1
         return logits.float()[:, None, :]
+
+    def _fused_step(self, fast, cache: KVCache):
+        """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
+        group of a Local band plus a StrideSkip part (strided attention, merged or one part per
+        layer is not covered), float32 maths on the CPU, and the kernel already built. Else None
+        (the Python step below runs). Same maths; tests check cached == full logits both ways."""
+        from cadenza.attention import kernels
+
+        if self.__dict__.get("_no_fused") or not kernels.ready():
+            return None
+        ext = kernels.load()
+        groups = [layer[0][2] for layer in cache.layers if len(layer) == 1]
+        ok = (ext is not None and hasattr(ext, "decode_step") and self.device.type == "cpu"
+              and autocast_dtype(self.config, "cpu") is None and len(groups) == len(cache.layers)
+              and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
+              and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
+        if not ok:
+            return None
+        flat = fast.get("flat")
+        if flat is None:
+            empty = torch.empty(0)
+
+            def three(p):
+                return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
+                    [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
+
+            flat = []
+            eps = []
+            for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
+                flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
+                eps += [float(eps1), float(eps2)]
+            wf, bf, epsf = fast["final"]
+            flat += [wf, bf, *three(fast["head"])]
+            eps.append(float(epsf))
+            flat = fast["flat"] = (flat, eps, [float(x) for x in fast["scales"]],
+                                   isinstance(fast["head"], quant.PackedLinear))
+        weights, eps, scales, int8 = flat
+        H, hd = self.config.n_heads, self.config.head_dim
+        width, stride = groups[0].local.width, groups[0].skip.stride
+
+        def step(idx, start):
+            B = idx.shape[0]
+            x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
+            for g in groups:
+                g.reserve(B, H, hd, x)
+            logits = ext.decode_step(x, weights, [g.ring_kv for g in groups], [g.res_kv for g in groups], start,
+                                     H, eps, scales, int8, width, stride)
+            for g in groups:
+                g.advance_one()
+            cache.length += 1
+            return logits[:, None, :]
+
+        return step
 
     def _fast_weights(self) -> dict:
         """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind.

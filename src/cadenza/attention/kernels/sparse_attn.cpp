@@ -506,10 +506,64 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 
 }  // namespace
 
+
+// ---------------------------------------------------------------------------------------------
+// One cached decode step through every layer (the model's one-token path), for models whose
+// layers each hold one head group with a Local band (ring buffer) and a StrideSkip part
+// (residue-class store): LayerNorm, qkv, cache write, attention over the band and the token's
+// residue class, output projection, MLP, and the final LayerNorm and head, in one call, so a
+// token costs the weight reads and the attended keys rather than ~30 Python op dispatches
+// per layer. Linear layers come in threes: (weight, bias, undefined) for float32, or (int8
+// weight, per-row scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the
+// bias's dtype is the output's, so the MLP's hidden layer and GELU run in bfloat16 as in the
+// Python path). The caller has made room in the stores for position ``i``.
+static at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
+                       bool int8) {
+  if (!int8) return at::linear(x, a, b);
+  at::Tensor xb = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
+  return at::_weight_int8pack_mm(xb, a, b) + c;
+}
+
+at::Tensor decode_step(at::Tensor x, std::vector<at::Tensor> w, std::vector<at::Tensor> rings,
+                       std::vector<at::Tensor> stores, int64_t i, int64_t n_heads, std::vector<double> eps,
+                       std::vector<double> scales, bool int8, int64_t width, int64_t stride) {
+  at::NoGradGuard no_grad;
+  const int64_t B = x.size(0), d = x.size(1), hd = d / n_heads;
+  const int64_t L = (int64_t)rings.size();
+  const int64_t ring = rings[0].size(3);
+  const int64_t slot = i % ring, r = i % stride;
+  const int64_t near = std::min<int64_t>(i + 1, ring);
+  const int64_t lo = i - width;
+  const int64_t far = lo > 0 ? std::max<int64_t>(0, (lo - r + stride - 1) / stride) : 0;
+  size_t k = 0;
+  for (int64_t layer = 0; layer < L; ++layer) {
+    const at::Tensor &ln1w = w[k], &ln1b = w[k + 1];
+    at::Tensor h = at::layer_norm(x, {d}, ln1w, ln1b, eps[2 * layer]);
+    at::Tensor qkv = lin3(h, w[k + 2], w[k + 3], w[k + 4], int8).view({B, 3, n_heads, 1, hd});
+    at::Tensor kv = qkv.narrow(1, 1, 2);
+    rings[layer].narrow(3, slot, 1).copy_(kv);
+    at::Tensor cls = stores[layer].select(0, r);            // (B, 2, H, cap, hd)
+    cls.narrow(3, i / stride, 1).copy_(kv);
+    at::Tensor kvs = far > 0 ? at::cat({rings[layer].narrow(3, 0, near), cls.narrow(3, 0, far)}, 3)
+                             : rings[layer].narrow(3, 0, near);
+    at::Tensor q = qkv.select(1, 0);
+    at::Tensor y = at::scaled_dot_product_attention(q, kvs.select(1, 0), kvs.select(1, 1), {}, 0.0, false,
+                                                    scales[layer]);
+    x = x + lin3(y.reshape({B, d}), w[k + 5], w[k + 6], w[k + 7], int8);
+    h = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
+    at::Tensor hid = at::gelu(lin3(h, w[k + 10], w[k + 11], w[k + 12], int8));
+    x = x + lin3(hid, w[k + 13], w[k + 14], w[k + 15], int8);
+    k += 16;
+  }
+  at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
+  return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("strided_forward", &strided_forward, "band + residue-class attention, forward");
   m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
   m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
+  m.def("decode_step", &decode_step, "one cached decode step through every layer (band + residue class)");
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
 }
