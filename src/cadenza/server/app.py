@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from cadenza._version import __version__
@@ -256,12 +256,13 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
     async def index():
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/listen", include_in_schema=False)
-    async def listen():
-        page = STATIC / "listen.html"
-        if not page.is_file():
-            return RedirectResponse("/")
-        return FileResponse(page)
+    def page_route(path: str, name: str) -> None:
+        @app.get(path, include_in_schema=False, name=name)
+        async def page():
+            return FileResponse(STATIC / f"{name}.html")
+
+    page_route("/listen", "listen")
+    page_route("/studio", "studio")
 
     # ---- API ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=S.Health)
@@ -349,13 +350,6 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
     from cadenza.server.studio import router as studio_router
 
     app.include_router(studio_router(hub))
-
-    @app.get("/studio", include_in_schema=False)
-    async def studio_page():
-        page = STATIC / "studio.html"
-        if not page.is_file():
-            return RedirectResponse("/")
-        return FileResponse(page)
 
     @app.websocket("/api/stream")
     async def stream(ws: WebSocket):
