@@ -335,42 +335,26 @@ class SparseTransformer(nn.Module):
 
     def _fused_step(self, fast, cache: KVCache):
         """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
-        group of a Local band plus a StrideSkip part (strided attention, merged or one part per
-        layer is not covered), float32 maths on the CPU, and the kernel already built. Else None
-        (the Python step below runs). Same maths; tests check cached == full logits both ways."""
+        group of a Local band plus a StrideSkip part (strided attention, ``integration="merged"``),
+        float32 maths on the CPU, and the kernel built. Else None (the Python step runs). Same
+        maths; tests check cached == full logits both ways.
+
+        Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
+        is looked at again only once this process has loaded the kernel, so a step costs no
+        file check or hashing."""
         from cadenza.attention import kernels
 
-        if self.__dict__.get("_no_fused") or not kernels.ready():
+        if self.__dict__.get("_no_fused"):
             return None
-        ext = kernels.load()
-        groups = [layer[0][2] for layer in cache.layers if len(layer) == 1]
-        ok = (ext is not None and hasattr(ext, "decode_step") and self.device.type == "cpu"
-              and autocast_dtype(self.config, "cpu") is None and len(groups) == len(cache.layers)
-              and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
-              and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
-        if not ok:
+        plan = fast.get("fused")
+        if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
+            plan = fast["fused"] = self._fused_plan(fast) if kernels.ready() else False
+            fast["fused_loaded"] = kernels.loaded()
+        if plan is False:
             return None
-        flat = fast.get("flat")
-        if flat is None:
-            empty = torch.empty(0)
-
-            def three(p):
-                return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
-                    [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
-
-            flat = []
-            eps = []
-            for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
-                flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
-                eps += [float(eps1), float(eps2)]
-            wf, bf, epsf = fast["final"]
-            flat += [wf, bf, *three(fast["head"])]
-            eps.append(float(epsf))
-            flat = fast["flat"] = (flat, eps, [float(x) for x in fast["scales"]],
-                                   isinstance(fast["head"], quant.PackedLinear))
-        weights, eps, scales, int8 = flat
+        ext, weights, eps, scales, int8, width, stride = plan
+        groups = [layer[0][2] for layer in cache.layers]
         H, hd = self.config.n_heads, self.config.head_dim
-        width, stride = groups[0].local.width, groups[0].skip.stride
 
         def step(idx, start):
             B = idx.shape[0]
@@ -385,6 +369,35 @@ class SparseTransformer(nn.Module):
             return logits[:, None, :]
 
         return step
+
+    def _fused_plan(self, fast):
+        """(extension, flat weights, eps, scales, int8, band width, stride) for the fused step, or False."""
+        from cadenza.attention import kernels
+
+        ext = kernels.load()
+        layers = self.new_cache(1).layers          # the cache's layout follows from the config alone
+        groups = [layer[0][2] for layer in layers if len(layer) == 1]
+        ok = (ext is not None and hasattr(ext, "decode_step") and self.device.type == "cpu"
+              and autocast_dtype(self.config, "cpu") is None and len(groups) == len(layers)
+              and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
+              and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
+        if not ok:
+            return False
+        empty = torch.empty(0)
+
+        def three(p):
+            return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
+                [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
+
+        flat, eps = [], []
+        for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
+            flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
+            eps += [float(eps1), float(eps2)]
+        wf, bf, epsf = fast["final"]
+        flat += [wf, bf, *three(fast["head"])]
+        eps.append(float(epsf))
+        return (ext, flat, eps, [float(x) for x in fast["scales"]], isinstance(fast["head"], quant.PackedLinear),
+                groups[0].local.width, groups[0].skip.stride)
 
     def _fast_weights(self) -> dict:
         """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind.

@@ -12,6 +12,7 @@ directly (milliseconds); only a missing one goes through ``torch.utils.cpp_exten
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -52,8 +53,14 @@ def _cpu_flags() -> str:
 
 
 def build_key() -> str:
+    """Hash of the source, flags, torch, Python and CPU (computed once per source file)."""
+    return _build_key(SOURCE)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_key(source: Path) -> str:
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+    for part in (source.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
                  sys.version.encode(), platform.machine().encode(), _cpu_flags().encode()):
         h.update(part)
         h.update(b"\0")
@@ -122,6 +129,11 @@ def ready() -> bool:
     if "module" in _state or os.environ.get("CADENZA_NO_KERNELS", "").strip() not in ("", "0"):
         return True
     return (build_dir() / f"{NAME}.so").exists()
+
+
+def loaded() -> bool:
+    """Whether this process has loaded the kernel."""
+    return _state.get("module") is not None
 
 
 def available() -> bool:
