@@ -104,3 +104,18 @@ def test_bad_controls_are_refused(mm, bad):
     with pytest.raises(ConfigError):
         st.set_controls(**bad)
     assert st.controls == Controls()
+
+
+def test_an_endless_stream_holds_only_its_recent_bars(mm):
+    st = Soundtrack(mm, Controls(style="folk", time_signature="4/4"), seed=7, retain_bars=16)
+    bars = [st.next_bar() for _ in range(40)]
+    _check_timeline(bars)
+    assert len(st.records) == 16 and st.dropped == 24 and st.bars_made == 40
+    assert [r.bar.bar for r in st.records] == list(range(24, 40))
+    beat = st.restart(36)                                   # a recent bar: its 8 bars before are held
+    assert beat == pytest.approx(bars[35].end) and st.sections[-1]["kept_bars"] == 8
+    again = [st.next_bar() for _ in range(3)]
+    assert again[0].bar == 36 and again[0].start == pytest.approx(beat)
+    beat = st.restart(2)                                    # long gone: the oldest held bar is used
+    assert st.bars_made == 24 and beat == pytest.approx(bars[23].end)
+    _check_timeline(bars[:24] + [st.next_bar() for _ in range(3)])

@@ -21,6 +21,9 @@ change keeps none (the bars could not be re-read in the new metre). A section st
 - every ``section_bars`` bars when a ``chooser`` (listener preferences) picks the controls
   the listener has not set, so the liked regions come back.
 
+Memory stays bounded however long it plays: only the last ``retain_bars`` bars are held (what
+a re-prime keeps, plus the bars a caller may still restart at).
+
 Segment controls (valence, energy) in force: the listener's, else the chooser's, else the
 model's own choice (its sampled Mood token). ``Bar.segment`` reports them for each bar that
 opens a segment, with who chose each.
@@ -30,11 +33,11 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
 from cadenza.errors import ConfigError
-from cadenza.music.grammar import BAR, DRUM, MOOD, PITCH, Policy, RemiState
+from cadenza.music.grammar import BAR, MOOD, Policy, RemiState
 
 CONTROL_FIELDS = ("style", "valence", "energy", "tempo", "key", "time_signature")
 PREFIX_FIELDS = ("style", "key", "tempo", "time_signature")
@@ -125,7 +128,7 @@ class Soundtrack:
 
     def __init__(self, mm, controls: Controls | None = None, seed: int | None = None, chooser=None,
                  temperature: float = 1.0, top_p: float | None = 0.95, keep_bars: int = 8,
-                 keep_tokens: int = 512, headroom: int = 640, section_bars: int = 16):
+                 keep_tokens: int = 512, headroom: int = 640, section_bars: int = 16, retain_bars: int = 64):
         from cadenza.music.generate import _check_sampling, _check_seed, remi_for
 
         self.mm, self.codec = mm, mm.codec
@@ -141,7 +144,13 @@ class Soundtrack:
         self.chooser = chooser
         self._lock = threading.Lock()
         self.controls = _check_controls(self.codec, controls or Controls())
+        # The most recent bars only (an endless stream must not grow without bound): records[j]
+        # is bar ``dropped + j``. ``retain_bars`` covers the kept bars of a re-prime plus any
+        # bar a caller may still restart at (the server's lead is 8 bars).
+        self.retain_bars = max(int(retain_bars), keep_bars + 8)
         self.records: list[_Record] = []
+        self.dropped = 0              # bars no longer held
+        self._dropped_end = 0.0       # the beat where the last of them ended
         self.beat = 0.0               # where the next bar starts
         self.seq = 0                  # note events sent
         self.section = -1
@@ -160,7 +169,11 @@ class Soundtrack:
 
     @property
     def bars_made(self) -> int:
-        return len(self.records)
+        return self.dropped + len(self.records)
+
+    def _held(self, at_bar: int) -> list:
+        """The records of the held bars before bar ``at_bar``."""
+        return self.records[:max(0, at_bar - self.dropped)]
 
     def _effective(self) -> tuple[dict, dict]:
         """(value, chosen_by) of every control for a new section."""
@@ -203,7 +216,7 @@ class Soundtrack:
         if any(prefix[s] is None for s in PREFIX_SLOTS):   # the policy forces the given slots, samples the rest
             return [c.bos_id], 0
         ts = r.value[prefix["time_signature"]]
-        before = self.records[:at_bar]
+        before = self._held(at_bar)
         groups = min(len(before), self.keep_bars) // self.S
         kept = []
         while groups > 0:
@@ -238,7 +251,8 @@ class Soundtrack:
         control nobody set again, and no bars are kept), as a skip asks."""
         from cadenza.music.decoder import GrammarDecoder
 
-        previous = self.records[at_bar - 1].prefix if at_bar > 0 and not fresh else None
+        held = self._held(at_bar)
+        previous = held[-1].prefix if held and not fresh else None
         values, by = self._effective()
         prefix = self._prefix_for(values, previous)
         context, kept = self._context_for(prefix, at_bar if not fresh else 0)
@@ -259,6 +273,7 @@ class Soundtrack:
         self._open_bar_tokens()
         self.sections.append({"section": self.section, "bar": at_bar, "kept_bars": kept,
                               "context_tokens": len(context)})
+        del self.sections[:-self.retain_bars]
 
     def _moods_callable(self):
         """The segment moods the policy allows: from the section's valence/energy values."""
@@ -300,7 +315,7 @@ class Soundtrack:
         """Make the next bar (restarting the section first where the context is nearly full
         or the preferences are due to choose again)."""
         dec = self.decoder
-        bar_no = len(self.records)
+        bar_no = self.bars_made
         if bar_no > self._first_bar and (
                 dec.cached > dec.max_len - self.headroom
                 or (self.chooser is not None and (bar_no - self._first_bar) % self.section_bars == 0)):
@@ -344,6 +359,9 @@ class Soundtrack:
                   time_signature=f"{ts[0]}/{ts[1]}", notes=events, segment=segment, section=self.section)
         prefix = dict(s.prefix)
         self.records.append(_Record(bar=bar, full_ids=full, ts=ts, levels=levels, prefix=prefix))
+        if len(self.records) > self.retain_bars:
+            self._dropped_end = self.records.pop(0).bar.end
+            self.dropped += 1
         self.beat += length
         self._bar_from = next_bar_at       # the bar now open
         self._mark_open(s)
@@ -381,12 +399,13 @@ class Soundtrack:
     # ---- restarts ------------------------------------------------------------------------
     def restart(self, at_bar: int | None = None, fresh: bool = False) -> float:
         """Start a new section at ``at_bar`` (default: the next bar to make), dropping the
-        bars made from there on (``fresh``: see ``_start_section``). Returns the beat where
-        the new music starts."""
-        n = len(self.records)
-        at_bar = n if at_bar is None else max(0, min(int(at_bar), n))
-        del self.records[at_bar:]
-        self.beat = self.records[-1].bar.end if self.records else 0.0
+        bars made from there on (``fresh``: see ``_start_section``); a bar no longer held
+        (older than ``retain_bars``) cannot be restarted at: the oldest held one is used.
+        Returns the beat where the new music starts."""
+        n = self.bars_made
+        at_bar = n if at_bar is None else max(self.dropped, min(int(at_bar), n))
+        del self.records[at_bar - self.dropped:]
+        self.beat = self.records[-1].bar.end if self.records else self._dropped_end
         self._start_section(at_bar, fresh)
         return self.beat
 

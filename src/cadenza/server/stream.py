@@ -34,6 +34,7 @@ from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
 
 EXTRAPOLATE_S = 10.0
 CHANGE_MARGIN_S = 0.5
+RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
 
@@ -50,15 +51,13 @@ class StreamSession:
         self.hub, self.ws, self.listener = hub, ws, listener
         self.limits = hub.limits
         self.st: Soundtrack | None = None
-        self.sent_bars: list = []             # Bar objects sent (the timeline the client holds)
+        self.sent_bars: list = []             # the last RETAIN_BARS Bar objects sent (the client's timeline)
         self.playhead = 0.0
         self.playhead_at = time.monotonic()
         self.wake = asyncio.Event()
         self.pending_cut: int | None = None   # bar to restart at
         self.pending_fresh = False
         self.started = asyncio.Event()
-        self.lead_log: list[float] = []       # lead in bars, measured before each bar is made
-        self.bars_made = 0
 
     # ---- clock ---------------------------------------------------------------------------
     def tempo_at(self, beat: float) -> float:
@@ -88,7 +87,7 @@ class StreamSession:
         for b in self.sent_bars:
             if b.start >= ph + margin:
                 return b.bar
-        return len(self.sent_bars)
+        return self.sent_bars[-1].bar + 1 if self.sent_bars else 0
 
     # ---- sending -------------------------------------------------------------------------
     async def send(self, msg: dict) -> None:
@@ -114,15 +113,14 @@ class StreamSession:
                 at, fresh = self.pending_cut, self.pending_fresh
                 self.pending_cut, self.pending_fresh = None, False
                 beat = await self.hub.run(self.st.restart, at, fresh)
-                del self.sent_bars[at:]
+                self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
             if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
-                self.lead_log.append(self.lead_bars())
                 bar = await self.hub.run(self.st.next_bar)
-                self.bars_made += 1
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
                     continue                       # made under the old controls: dropped unsent
                 self.sent_bars.append(bar)
+                del self.sent_bars[:-RETAIN_BARS]
                 await self.send_bar(bar)
                 continue
             self.wake.clear()
