@@ -174,23 +174,32 @@ class GroupCache:
             g.sum_kv = self.sum_kv.narrow(3, 0, max(1, self.count)).clone()
         return g
 
-    def reserve(self, B: int, H: int, d: int, like: torch.Tensor) -> None:
-        """Make room for position ``length`` in the ring and the far store (for a caller that
-        writes it itself, as the C++ decode step does; then ``advance_one``)."""
-        if self.length + 1 > self.max_len:
-            raise ShapeError(f"the cache is full: {self.length + 1} positions exceed max_len {self.max_len}.")
+    def _room(self, B: int, H: int, d: int, like: torch.Tensor, end: int) -> None:
+        """The ring, and the residue-class store grown for positions below ``end``."""
+        if end > self.max_len:
+            raise ShapeError(f"the cache is full: {end} positions exceed max_len {self.max_len}.")
         if self.ring and self.ring_kv is None:
             self.ring_kv = like.new_zeros((B, 2, H, self.ring, d))
         if self.skip is not None:
             l = self.skip.stride
-            self.res_kv = _grow(self.res_kv, 4, self.length // l + 1, -(-self.max_len // l), (l, B, 2, H, 0, d), like)
+            self.res_kv = _grow(self.res_kv, 4, -(-end // l), -(-self.max_len // l), (l, B, 2, H, 0, d), like)
+
+    def _class_below(self, i: int, lo: int) -> int:
+        """How many members of position i's residue class lie below ``lo`` (the far keys it reads)."""
+        if lo <= 0:
+            return 0
+        l = self.skip.stride
+        return max(0, (lo - i % l + l - 1) // l)
+
+    def reserve(self, B: int, H: int, d: int, like: torch.Tensor) -> None:
+        """Make room for position ``length`` in the ring and the far store (for a caller that
+        writes it itself, as the C++ decode step does; then ``advance_one``)."""
+        self._room(B, H, d, like, self.length + 1)
 
     def advance_one(self) -> None:
         """Count the position a caller wrote after ``reserve`` (and the keys its step read)."""
         i = self.length
-        lo = i - self.local.width
-        l = self.skip.stride
-        self.keys_read += min(i + 1, self.ring) + (max(0, (lo - i % l + l - 1) // l) if lo > 0 else 0)
+        self.keys_read += min(i + 1, self.ring) + self._class_below(i, i - self.local.width)
         self.length = i + 1
 
     # ---------------------------------------------------------------- writing
@@ -204,8 +213,7 @@ class GroupCache:
             raise ShapeError(f"cache holds {self.length} positions, cannot append at {start}.")
         B, H, m, d = k.shape
         end = start + m
-        if end > self.max_len:
-            raise ShapeError(f"the cache is full: {end} positions exceed max_len {self.max_len}.")
+        self._room(B, H, d, k, end)
         if self.dense:
             self.store_k = _grow(self.store_k, 2, end, self.max_len, (B, H, 0, d), k)
             self.store_v = _grow(self.store_v, 2, end, self.max_len, (B, H, 0, d), v)
@@ -214,8 +222,6 @@ class GroupCache:
             self.count = self.length = end
             return
         if self.ring:
-            if self.ring_kv is None:
-                self.ring_kv = k.new_zeros((B, 2, H, self.ring, d))
             if m == 1:   # narrow().copy_() costs less Python than indexed assignment
                 slot = start % self.ring
                 if kv is not None:
@@ -230,9 +236,6 @@ class GroupCache:
                 self.ring_v[:, :, slots] = v[:, :, m - t:]
         if self.skip is not None:
             l = self.skip.stride
-            limit = -(-self.max_len // l)
-            need = -(-end // l)
-            self.res_kv = _grow(self.res_kv, 4, need, limit, (l, B, 2, H, 0, d), k)
             if m == 1:
                 if kv is not None:
                     self.res_kv[start % l].narrow(3, start // l, 1).copy_(kv)
@@ -294,11 +297,9 @@ class GroupCache:
         # far keys: positions < lo
         far = 0
         if lo > 0 and self.skip is not None:
-            l = self.skip.stride
-            r = i % l
-            far = max(0, (lo - r + l - 1) // l)  # class members r, r + l, ... below lo
+            far = self._class_below(i, lo)       # class members r, r + l, ... below lo
             if far:
-                parts.append(self.res_kv[r, :, :, :, :far])
+                parts.append(self.res_kv[i % self.skip.stride, :, :, :, :far])
         elif lo > 0 and self.summary is not None:
             far = _summary_count(lo, self.summary.block, self.summary.c)
             if far:
