@@ -121,5 +121,20 @@ class GrammarDecoder:
         self.allowed = self.policy.allowed(self.state).nonzero().squeeze(1)
         return int(self.allowed) if self.allowed.numel() == 1 else None
 
+    def step(self, stop=None) -> list[int] | None:
+        """The loop of the class docstring once: a chosen token and the tokens the grammar forces
+        after it, taken and read by the model; returns them. ``stop(tok)``: a token for which it
+        is true is not taken and ends the step there (None when it is the chosen token itself)."""
+        tok = self.choose()
+        if stop is not None and stop(tok):
+            return None
+        self.take(tok)
+        taken = [tok]
+        while (tok := self.forced()) is not None and not (stop is not None and stop(tok)):
+            self.take(tok)
+            taken.append(tok)
+        self.advance()
+        return taken
+
     def close(self) -> None:
         self.model.train(self._was_training)

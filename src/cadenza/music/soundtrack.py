@@ -284,22 +284,11 @@ class Soundtrack:
         return lambda segment: ids
 
     # ---- bars ----------------------------------------------------------------------------
-    def _step(self) -> int:
-        """One chosen token and the tokens the grammar forces after it; returns the first."""
-        dec = self.decoder
-        tok = dec.choose()
-        dec.take(tok)
-        first = tok
-        while (tok := dec.forced()) is not None:
-            dec.take(tok)
-        dec.advance()
-        return first
-
     def _open_bar_tokens(self) -> None:
         """Sample until the stream is inside the section's first new bar (prefix, Bar, Mood)."""
         s = self.decoder.state
         while not (s.in_body and s.bars > self._bar_open):
-            self._step()
+            self.decoder.step()
             s = self.decoder.state
         self._bar_from = len(self.decoder.context) - self._tokens_since_bar()
         self._mark_open(s)
@@ -324,7 +313,7 @@ class Soundtrack:
         s = dec.state
         target = s.bars
         while s.bars == target:            # the bar is done when the next Bar token comes
-            self._step()
+            self.decoder.step()
             s = dec.state
         return self._finish_bar(bar_no)
 

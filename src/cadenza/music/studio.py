@@ -358,17 +358,12 @@ class StudioSession:
             before = len(state.notes)
             dec = GrammarDecoder(self.mm.model, ctx, policy, state, seed=seed + j, desc="infill",
                                  primed=None if primed is None else (primed[0].fork(), primed[1]))
+            def opens_to_bar(tok, state=state):       # the bar line that would open bar to_bar
+                return self.remi.kind[tok] == BAR and state.bars >= to_bar
+
             try:
-                while dec.new < limit:
-                    tok = dec.choose()
-                    if self.remi.kind[tok] == BAR and state.bars >= to_bar:
-                        break                          # the bar line that would open bar to_bar
-                    dec.take(tok)
-                    while (f := dec.forced()) is not None:
-                        if self.remi.kind[f] == BAR and state.bars >= to_bar:
-                            break
-                        dec.take(f)
-                    dec.advance()
+                while dec.new < limit and dec.step(stop=opens_to_bar) is not None:
+                    pass
             finally:
                 dec.close()
             notes = []
@@ -378,25 +373,22 @@ class StudioSession:
                     notes.append(SNote(id=0, pitch=int(pitch), start=start, duration=dur / self.remi.tpq,
                                        velocity=int(vel or 80), program=max(0, int(prog)), by=MODEL))
             cands.append(notes)
-        scores = [self._right_bits(left, c, right, to_bar, primed) for c in cands]
+        scored = [self._right_score(left, c, right, to_bar, primed) for c in cands]
+        scores = [bits for bits, _ in scored]
         best = min(range(k), key=lambda j: scores[j])
-        info = {"candidates": k, "right_bits_per_token": scores, "chosen": best,
-                "right_tokens": self._right_count(left, cands[best], right, to_bar)}
+        info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1]}
         return cands[best], sorted(n.id for n in inside), (a, b), info
 
     def _open_bar(self, left, bar: int) -> list[int]:
         """Tokens of the notes before ``bar``, up to and including the Bar (and Mood) that opens it."""
         ids = self.tokens(left, bars=bar + 1)
-        seen = 0
-        for i, t in enumerate(ids):
-            if self.remi.kind[t] == BAR:
-                seen += 1
-                if seen == bar + 1:
-                    out = ids[:i + 1]
-                    if i + 1 < len(ids) and self.codec.token_type(ids[i + 1]) == "Mood":
-                        out.append(ids[i + 1])
-                    return out
-        raise AssertionError("padding made too few bars")
+        i = self._split_at_bar(ids, bar)
+        if i == len(ids):
+            raise AssertionError("padding made too few bars")
+        out = ids[:i + 1]
+        if i + 1 < len(ids) and self.codec.token_type(ids[i + 1]) == "Mood":
+            out.append(ids[i + 1])
+        return out
 
     def _split_at_bar(self, ids, bar: int) -> int:
         seen = 0
@@ -406,10 +398,6 @@ class StudioSession:
                 if seen == bar + 1:
                     return i
         return len(ids)
-
-    def _right_count(self, left, cand, right, to_bar) -> int:
-        ids = self.tokens(left + cand + right, bars=to_bar + 1)
-        return len(ids) - self._split_at_bar(ids, to_bar)
 
     def _prime(self, ctx):
         """(cache, logits, ctx) after reading ``ctx`` once, or None when it is too long to keep."""
@@ -425,9 +413,14 @@ class StudioSession:
         """Bits per token of everything from bar ``to_bar`` on, with ``cand`` in the gap (the
         candidate's own bits per token where nothing follows the gap). ``primed`` (from
         ``_prime``): the left context already read, so only the gap and what follows are."""
+        return self._right_score(left, cand, right, to_bar, primed)[0]
+
+    def _right_score(self, left, cand, right, to_bar, primed=None) -> tuple[float, int]:
+        """(``_right_bits``, the number of tokens from bar ``to_bar`` on)."""
         ids = self.tokens(left + cand + right, bars=to_bar + 1)
         model = self.mm.model
         cut = self._split_at_bar(ids, to_bar)
+        right_tokens = len(ids) - cut
         if len(ids) - cut < 2 or not right:
             cut = max(1, self._split_at_bar(ids, max(0, to_bar - 1)))
         if primed is not None:
@@ -441,7 +434,7 @@ class StudioSession:
                     logp = torch.log_softmax(torch.cat(rows), dim=-1)       # predicts ids[n0:]
                 tgt = torch.tensor(ids[n0:])
                 ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[cut - n0:]
-                return float(-ll.mean() / math.log(2))
+                return float(-ll.mean() / math.log(2)), right_tokens
         lo = max(0, len(ids) - model.config.max_len)
         x = torch.tensor([ids[lo:]])
         with torch.inference_mode():
@@ -450,7 +443,7 @@ class StudioSession:
         ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
         start = max(0, cut - lo - 1)
         part = ll[start:]
-        return float(-part.mean() / math.log(2)) if part.numel() else 0.0
+        return (float(-part.mean() / math.log(2)) if part.numel() else 0.0), right_tokens
 
     # ---- export -------------------------------------------------------------------------
     def export(self) -> tuple[bytes, dict]:
@@ -459,8 +452,8 @@ class StudioSession:
         import symusic
 
         from cadenza._version import __version__
-        from cadenza.music.output import midi_bytes
-        from cadenza.music.provenance import credit_summary, hash_marker, note_credit, notes_sha256
+        from cadenza.music.output import midi_bytes, provenance_line
+        from cadenza.music.provenance import credit_summary, note_credit, notes_sha256
 
         s = symusic.Score(TPQ)
         s.tempos.append(symusic.Tempo(0, qpm=self.tempo))
@@ -481,9 +474,7 @@ class StudioSession:
                   "settings": {"tempo": self.tempo, "time_signature": f"{self.ts[0]}/{self.ts[1]}", "key": self.key,
                                "style": self.style},
                   "notes_sha256": digest, "ticks_per_quarter": TPQ, "credit": credit_summary(notes), "notes": notes}
-        m = record["model"]
-        line = (f"Generated by Cadenza {__version__} (cadenza studio) with model {m.get('name')}@"
-                f"{m.get('weights_sha256_12')}, seed {self.seed}; {hash_marker(digest)}; person and model together "
+        line = (provenance_line(record) + f"; person and model together "
                 f"({record['credit']['human_percent']}% of the notes by the person)")
         s.markers.insert(0, symusic.TextMeta(0, line))
         return midi_bytes(s), record
