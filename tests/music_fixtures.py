@@ -104,3 +104,17 @@ def excerpt_score(n_bars: int = 3):
     s = corpus_scores()[-1].copy()
     end = n_bars * 4 * s.ticks_per_quarter
     return s.clip(0, end, clip_end=False)
+
+
+def write_chorale_corpus(d: Path) -> tuple[Path, list]:
+    """A tiny music corpus in ``d``: five chorales to train on, the sixth held out (val).
+    Returns (d, the six token sequences)."""
+    import numpy as np
+
+    from cadenza.data.format import write_dataset
+
+    c = codec()
+    seqs = [np.asarray(c.encode(s, style="bach"), dtype=np.int64) for s in corpus_scores()]
+    write_dataset(d, {"train": np.concatenate(seqs[:-1]), "val": seqs[-1]}, c.vocab_size, modality="music")
+    c.save(d / "tokenizer.json")
+    return d, seqs

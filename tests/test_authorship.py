@@ -19,14 +19,7 @@ from cadenza.music import provenance as prov  # noqa: E402
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A tiny corpus: five chorales to train on, the sixth held out."""
-    from cadenza.data.format import write_dataset
-
-    c = mf.codec()
-    seqs = [np.asarray(c.encode(s, style="bach"), dtype=np.int64) for s in mf.corpus_scores()]
-    d = tmp_path_factory.mktemp("corpus")
-    write_dataset(d, {"train": np.concatenate(seqs[:-1]), "val": seqs[-1]}, c.vocab_size, modality="music")
-    c.save(d / "tokenizer.json")
-    return d, seqs
+    return mf.write_chorale_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")
