@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.codecs.audio import AudioCodec
-from cadenza.data.files import collect_files
+from cadenza.data.files import read_each
 from cadenza.data.format import write_dataset
 from cadenza.errors import ConfigError, DataError
 from cadenza.io import write_text_atomic
@@ -38,16 +38,7 @@ def build_audio_dataset(source, out_dir, sample_rate: int = 8000, val_fraction: 
     if not (0.0 < float(val_fraction) < 0.5):
         raise ConfigError(f"--val-fraction must be between 0 and 0.5, got {val_fraction!r}")
     codec = AudioCodec(sample_rate)
-    files = collect_files(source, (".wav",), "WAV")
-    parts, skipped = [], []
-    for path in files:
-        try:
-            parts.append(codec.encode(codec.load_file(path)))
-        except DataError as exc:
-            skipped.append((path, str(exc)))
-    if not parts:
-        raise DataError(f"none of the {len(files)} WAV file(s) under {source} could be read "
-                        f"(first: {skipped[0][1]}); nothing to build")
+    parts, skipped = read_each(source, (".wav",), "WAV", lambda path: codec.encode(codec.load_file(path)))
     tokens = np.concatenate(parts)
     n_val = max(int(len(tokens) * float(val_fraction)), int(min_val_samples))
     if n_val >= len(tokens):

@@ -29,6 +29,22 @@ def collect_files(source, extensions, what: str) -> list[Path]:
     return files
 
 
+def read_each(source, extensions, what: str, read) -> tuple[list, list[tuple[Path, str]]]:
+    """(``read(path)`` for every readable file, [(path, why)] for the files ``read`` refused with a
+    DataError); DataError when none could be read."""
+    files = collect_files(source, extensions, what)
+    done, skipped = [], []
+    for path in files:
+        try:
+            done.append(read(path))
+        except DataError as exc:
+            skipped.append((path, str(exc)))
+    if not done:
+        raise DataError(f"none of the {len(files)} {what} file(s) under {source} could be read "
+                        f"(first: {skipped[0][1]}); nothing to build")
+    return done, skipped
+
+
 def skipped_summary(skipped: list[tuple[Path, str]], limit: int = 3) -> str:
     """'N file(s) skipped: a (why); b (why) and K more'."""
     shown = "; ".join(f"{p} ({why})" for p, why in skipped[:limit])

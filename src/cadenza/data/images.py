@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.codecs.image import EXTENSIONS, ImageCodec
-from cadenza.data.files import collect_files
+from cadenza.data.files import read_each
 from cadenza.data.format import write_dataset
 from cadenza.errors import ConfigError, DataError
 from cadenza.io import write_text_atomic
@@ -43,16 +43,8 @@ def build_image_dataset(source, out_dir, size: int = 32, val_fraction: float = 0
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 256:
         raise ConfigError(f"--size must be a whole number of pixels from 1 to 256, got {size!r}")
     codec = ImageCodec(size, size, channels)
-    files = collect_files(source, EXTENSIONS, "image (PNG/JPEG)")
-    records, skipped = [], []
-    for path in files:
-        try:
-            records.append(codec.record(codec.load_file(path)))
-        except DataError as exc:
-            skipped.append((path, str(exc)))
-    if not records:
-        raise DataError(f"none of the {len(files)} image file(s) under {source} could be read "
-                        f"(first: {skipped[0][1]}); nothing to build")
+    records, skipped = read_each(source, EXTENSIONS, "image (PNG/JPEG)",
+                                 lambda path: codec.record(codec.load_file(path)))
     if len(records) < 2:
         raise DataError(f"{source} has only one readable image; at least two are needed (one is held out)")
     order = np.random.default_rng(seed).permutation(len(records))
