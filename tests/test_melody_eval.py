@@ -22,7 +22,8 @@ import music_fixtures as mf  # noqa: E402
 
 from cadenza.errors import ConfigError  # noqa: E402
 from cadenza.music import melody_eval as me  # noqa: E402
-from cadenza.music.generate import _next_note_core, remi_for  # noqa: E402
+from cadenza.music.generate import remi_for  # noqa: E402
+from cadenza.music.predict import pitch_distribution_after  # noqa: E402
 from cadenza.music.grammar import DUR, PITCH, POS, RemiState  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "next_note.py"
@@ -85,26 +86,49 @@ def test_melody_of_takes_the_top_note_of_the_first_instrument():
         assert max(n[0] for n in before) < TUNE[k][0] * remi.tpq == every[len(before)][0]
 
 
+class OracleCache:
+    """The tokens an ``Oracle`` has read, with the two things a decoder asks of a cache."""
+
+    def __init__(self, tokens=()):
+        self.tokens = list(tokens)
+
+    @property
+    def length(self):
+        return len(self.tokens)
+
+    def fork(self):
+        return OracleCache(self.tokens)
+
+
 class Oracle:
     """A stand-in model that knows one token sequence: after any prefix of it, it puts
     nearly all probability on the sequence's next token (uniform anywhere else). Fed to
-    ``_next_note_core``, it predicts the right next note only from the right context."""
+    ``pitch_distribution_after``, it predicts the right next note only from the right context."""
+
+    device = torch.device("cpu")
+    training = False
 
     def __init__(self, ids, vocab_size):
         self.ids = [int(i) for i in ids]
         self.V = vocab_size
-        self.config = type("C", (), {"max_len": 4096})()
+        self.config = type("C", (), {"max_len": 4096, "vocab_size": vocab_size})()
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
 
     def new_cache(self, batch):
-        return {"tokens": []}
+        return OracleCache()
 
     @contextlib.contextmanager
     def decoding_with(self, kind):
         yield self
 
     def __call__(self, x, cache):
-        cache["tokens"] += x[0].tolist()
-        h = cache["tokens"]
+        cache.tokens += x[0].tolist()
+        h = cache.tokens
         logits = torch.zeros(1, x.shape[1], self.V)
         if h == self.ids[:len(h)] and len(h) < len(self.ids):
             logits[0, -1, self.ids[len(h)]] = 30.0
@@ -119,7 +143,7 @@ def test_the_context_of_a_note_is_what_predict_needs_to_find_it():
     oracle = Oracle(ids, codec.vocab_size)
     for k in range(1, len(m.pitches)):
         ctx = [int(i) for i in ids[:m.ends[k]]]
-        dist = _next_note_core(oracle, remi, ctx, RemiState(remi).feed_all(ctx), 4, 0.9)[0]
+        dist = pitch_distribution_after(oracle, remi, ctx, RemiState(remi).feed_all(ctx), 4, 0.9)
         assert max(dist, key=dist.get) == m.pitches[k] and dist[m.pitches[k]] > 0.99, k
     mm = type("MM", (), {"codec": codec, "model": oracle})()
     pitches = sorted(remi.pitch_ids)
@@ -127,7 +151,7 @@ def test_the_context_of_a_note_is_what_predict_needs_to_find_it():
     assert np.allclose(d.sum(1), 1) and (np.asarray(pitches)[d.argmax(1)] == m.pitches[1:]).all()
     # one token short (the previous note's Duration missing): the oracle no longer finds the note
     ctx = [int(i) for i in ids[:m.ends[5] - 1]]
-    dist = _next_note_core(oracle, remi, ctx, RemiState(remi).feed_all(ctx), 4, 0.9)[0]
+    dist = pitch_distribution_after(oracle, remi, ctx, RemiState(remi).feed_all(ctx), 4, 0.9)
     assert dist[m.pitches[5]] < 0.5
 
 

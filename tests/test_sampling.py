@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ShapeError
 from cadenza.model import SparseTransformer
-from cadenza.sampling import filter_logits, generate, stream, window_keep
+from cadenza.sampling import Decoder, TokenSet, filter_logits, generate, stream, window_keep
 
 V = 17
 
@@ -191,3 +191,62 @@ def test_argument_errors_and_training_mode_restored(model):
     generate(model, [1], 2, seed=0)
     assert model.training
     model.eval()
+
+
+# --------------------------------------------------------------------------- the Decoder itself
+class EveryOther(TokenSet):
+    """Forces ``tok`` after every free choice, and allows ``free`` otherwise."""
+
+    def __init__(self, tok, free):
+        self.tok, self.free, self.fed = tok, torch.tensor(free), []
+
+    def start(self, context):
+        self.fed = list(context)
+
+    def allowed(self):
+        return torch.tensor([self.tok]) if self.fed[-1] != self.tok else self.free
+
+    def feed(self, tok):
+        self.fed.append(tok)
+
+
+def test_a_token_set_forces_tokens_without_sampling(model):
+    rule = EveryOther(5, [1, 2, 3])
+    dec = Decoder(model, [5], constraint=rule, seed=4)
+    for _ in range(6):
+        before = dec.generator.get_state()
+        taken = dec.step()
+        assert len(taken) == 2 and taken[0] in (1, 2, 3) and taken[1] == 5   # chosen, then forced
+        assert not torch.equal(before, dec.generator.get_state())           # the free choice sampled
+    forced_only = Decoder(model, [5, 1], constraint=EveryOther(5, [1, 2, 3]), seed=4)
+    before = forced_only.generator.get_state()
+    assert forced_only.step(limit=1) == [5]
+    assert torch.equal(before, forced_only.generator.get_state())           # a forced token draws nothing
+    assert rule.fed == [5] + dec.context[1:] and dec.new == 12
+    assert generate(model, [5], 7, seed=4, constraint=EveryOther(5, [1, 2, 3])) == dec.context[1:8]
+    with pytest.raises(ConfigError, match="one sequence"):
+        Decoder(model, [[5], [5]], constraint=EveryOther(5, [1, 2, 3]))
+
+
+def test_token_set_decoding_slides_like_the_plain_loop(model):
+    everything = type("All", (TokenSet,), {"allowed": lambda self: torch.arange(V)})()
+    prompt = [(3 * i) % V for i in range(40)]
+    assert generate(model, prompt, 60, temperature=0, constraint=everything) == greedy_reference(model, prompt, 60)
+
+
+def test_fork_and_restart_read_like_a_fresh_decoder(model):
+    dec = Decoder(model, [1, 2, 3], seed=0)
+    for t in (4, 5):
+        dec.take(t)
+    branch = dec.fork()
+    branch.take(6)
+    fresh = Decoder(model, [1, 2, 3, 4, 5, 6], seed=0)
+    assert torch.allclose(branch.probs(), fresh.probs(), atol=1e-5)
+    assert dec.context == [1, 2, 3, 4, 5] and branch.context == [1, 2, 3, 4, 5, 6]
+    assert torch.allclose(dec.probs(), Decoder(model, [1, 2, 3, 4, 5], seed=0).probs(), atol=1e-5)
+    dec.step()                                        # uses the generator
+    twin = dec.fork()
+    assert [twin.step() for _ in range(5)] == [dec.step() for _ in range(5)]   # a fork copies its state too
+    dec.restart([7, 8])
+    assert torch.allclose(dec.probs(), Decoder(model, [7, 8], seed=0).probs(), atol=1e-5)
+    assert dec.cached == 2 and dec.new == 0

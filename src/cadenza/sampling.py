@@ -1,7 +1,21 @@
-"""Sampling from a SparseTransformer: temperature, top-k, top-p, seeds, constraints, streaming.
+"""The one decode loop: sampling from a SparseTransformer with temperature, top-k, top-p,
+seeds, constraints and streaming.
 
-``generate`` returns the new tokens; ``stream`` yields them as they are made. Both decode
-with the sparse KV cache (one token costs O(l + n/l)) under ``torch.inference_mode``.
+``Decoder`` is the loop as an object that can be stepped: it holds the sparse KV cache (one
+token costs O(l + n/l)) and the context, and decodes under ``torch.inference_mode``. Every
+caller runs it: ``generate`` (returns the new tokens) and ``stream`` (yields them as they
+are made) for any model, and the music code (compose, continue, harmonize, the endless
+soundtrack, the studio's infill) with the grammar as a ``TokenSet`` constraint.
+
+Constraints come in two kinds:
+
+- a callable ``constraint(logits, context)`` returning a bool tensor of allowed tokens or
+  new logits (-inf = forbidden); sampling is over the whole vocabulary, for any batch;
+- a ``TokenSet`` (one sequence) that names the tokens allowed next. A set of one forces
+  its token: it is taken without sampling, and the tokens forced after it are taken in the
+  same ``step``; sampling looks only at the allowed tokens (a few dozen, not the whole
+  vocabulary). Forced tokens still go through the model one at a time (the cache's
+  one-token step is 3-5x cheaper than a two-token chunk on a CPU).
 
 Prompts: a list of ints or a 1-D tensor (one sequence), or a list of equal-length lists or a
 (batch, n) tensor (a batch). Results follow the same shape: ``list[int]`` for one sequence,
@@ -18,13 +32,14 @@ same way before the first step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 import torch
 
-from cadenza.errors import ConfigError, ShapeError
+from cadenza.errors import ConfigError
+from cadenza.prompts import as_batch, batch_size, check_args, check_settings, is_single
 
-Constraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Constraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # or a TokenSet
 
 
 def window_keep(max_len: int) -> int:
@@ -54,6 +69,28 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     return logits
 
 
+class TokenSet:
+    """A constraint that names the tokens allowed next in one sequence (see the module
+    docstring). The decoder calls ``start(context)`` with the context it starts (or
+    restarts) from, ``allowed()`` before choosing each token, and ``feed(tok)`` for every
+    token taken."""
+
+    def start(self, context: list[int]) -> None:
+        """Catch up with ``context`` (the tokens before the first new one)."""
+
+    def allowed(self) -> torch.Tensor:
+        """The ids allowed next, a 1-D LongTensor; one id forces it."""
+        raise NotImplementedError
+
+    def feed(self, tok: int) -> None:
+        """``tok`` was taken."""
+
+
+def _check_constraint(constraint) -> None:
+    if constraint is not None and not callable(constraint) and not isinstance(constraint, TokenSet):
+        raise ConfigError(f"constraint must be callable, got {type(constraint).__name__}.")
+
+
 def _apply_constraint(constraint, logits, context, step):
     out = constraint(logits, context)
     if not isinstance(out, torch.Tensor) or out.shape != logits.shape:
@@ -72,6 +109,7 @@ def _apply_constraint(constraint, logits, context, step):
 
 
 def _sample(logits, temperature, top_k, top_p, generator):
+    """One token per row of (batch, vocab) logits."""
     if temperature == 0:
         return torch.argmax(logits, dim=-1)
     logits = filter_logits(logits / temperature, top_k, top_p)
@@ -79,110 +117,232 @@ def _sample(logits, temperature, top_k, top_p, generator):
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _as_batch(prompt, vocab_size: int, device) -> tuple[torch.Tensor, bool]:
-    """(batch, n) LongTensor and whether the caller passed a single sequence."""
-    if isinstance(prompt, torch.Tensor):
-        if prompt.dim() not in (1, 2):
-            raise ShapeError(f"prompt must be 1-D or (batch, n), got shape {tuple(prompt.shape)}.")
-        if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
-            raise ShapeError(f"prompt must hold integer tokens, got {prompt.dtype}.")
-        single = prompt.dim() == 1
-        tokens = prompt.reshape(1, -1) if single else prompt
-        tokens = tokens.to(device=device, dtype=torch.long)
-    else:
-        if not isinstance(prompt, (list, tuple)) or not prompt:
-            raise ShapeError("prompt must be a non-empty list of tokens or a tensor.")
-        single = not isinstance(prompt[0], (list, tuple))
-        rows = [list(prompt)] if single else [list(r) for r in prompt]
-        lengths = {len(r) for r in rows}
-        if len(lengths) != 1:
-            raise ShapeError(
-                f"prompts in a batch must have equal lengths, got {sorted(lengths)}.")
-        for r in rows:
-            for t in r:
-                if isinstance(t, bool) or not isinstance(t, int):
-                    raise ShapeError(f"prompt tokens must be integers, got {t!r}.")
-        tokens = torch.tensor(rows, dtype=torch.long, device=device)
-    if tokens.shape[0] < 1 or tokens.shape[1] < 1:
-        raise ShapeError("prompt must hold at least one token.")
-    lo, hi = int(tokens.min()), int(tokens.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ShapeError(
-            f"prompt token {lo if lo < 0 else hi} is outside the vocabulary [0, {vocab_size}).")
-    return tokens, single
+def _sample_among(logits, allowed, temperature, top_k, top_p, generator) -> int:
+    """One token of ``allowed`` (ids) from one row of logits."""
+    if temperature == 0:
+        return int(allowed[int(torch.argmax(logits.index_select(0, allowed)))])
+    sub = logits.index_select(0, allowed).float()
+    sub = (sub - sub.max()) / temperature    # <= 0: a tiny temperature cannot overflow to inf - inf
+    if top_k is not None or top_p is not None:
+        sub = filter_logits(sub.unsqueeze(0), top_k, top_p).squeeze(0)
+    k = torch.multinomial(torch.softmax(sub, dim=-1), 1, generator=generator)
+    return int(allowed[int(k)])
 
 
-def _check_args(max_new_tokens, temperature, top_k, top_p, constraint, stop_tokens, vocab):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not temperature >= 0 or temperature == float("inf")):
-        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0.0 < top_p <= 1.0):
-        raise ConfigError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
-    if constraint is not None and not callable(constraint):
-        raise ConfigError(f"constraint must be callable, got {type(constraint).__name__}.")
-    stops = []
-    for t in stop_tokens:
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab:
-            raise ConfigError(f"stop token {t!r} is not a token of the vocabulary [0, {vocab}).")
-        stops.append(t)
-    return stops
+class Decoder:
+    """The decode loop after ``context``, one step at a time.
+
+    ``context``: a prompt as ``generate`` takes it (one sequence or a batch). ``constraint``:
+    a callable or a ``TokenSet`` (one sequence only; see the module docstring). ``seed``:
+    a private generator (None draws one from torch's global RNG). The loop is::
+
+        dec = Decoder(model, prompt, constraint=..., seed=1)
+        while ...:
+            taken = dec.step()     # the chosen token and the tokens forced after it
+        dec.close()                # (or ``with Decoder(...) as dec:``)
+
+    or, spelled out, ``choose()`` (the next token: sampled, or the one a TokenSet allows),
+    ``take(tok)`` (the context and the constraint move on), ``forced()`` (the token the
+    constraint now forces, if any). The model reads taken tokens when the next choice needs
+    its logits, one cached step each; past ``max_len`` the window slides (the module
+    docstring). ``primed=(cache, logits)``: a cache that has already read ``context`` and the
+    logits after it (for example a ``KVCache.fork()`` shared by several candidates), used
+    instead of reading it again. ``restart(context, constraint)`` starts a fresh cache from
+    a new context, keeping the generator. The model is in eval mode while the decoder lives;
+    ``close()`` restores its mode.
+    """
+
+    def __init__(self, model, context, *, constraint=None, seed: int | None = None,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 primed=None, desc: str = "generate"):
+        check_settings(temperature, top_k, top_p)
+        _check_constraint(constraint)
+        self.model = model
+        self.temperature, self.top_k, self.top_p, self.desc = temperature, top_k, top_p, desc
+        self.max_len = model.config.max_len
+        self.keep = window_keep(self.max_len)
+        self.generator = torch.Generator(device=model.device)
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, ()))
+        self.generator.manual_seed(int(seed))
+        self._was_training = model.training
+        model.eval()
+        self.restart(context, constraint, primed=primed)
+
+    def restart(self, context, constraint=None, primed=None) -> None:
+        """Forget the cache and go on from ``context`` under ``constraint``."""
+        tokens, self.single = as_batch(context, self.model.config.vocab_size, self.model.device)
+        self.rows = tokens.shape[0]
+        self.ids: list[list[int]] = tokens.tolist()
+        self.constraint = constraint
+        self._set = isinstance(constraint, TokenSet)
+        if self._set:
+            if self.rows != 1:
+                raise ConfigError("a TokenSet constraint decodes one sequence, not a batch.")
+            constraint.start(self.ids[0])
+            self._allowed = constraint.allowed()
+        self._buffer, self._buffer_n = None, 0   # the context as a tensor, for callable constraints
+        self._pending = 0             # tokens taken that the model has not read yet
+        self.new = 0                  # tokens taken (per sequence) since the start
+        if primed is not None:
+            self.cache, logits = primed
+            self.logits = logits.reshape(self.rows, -1)
+        else:
+            self.cache = None
+            n = len(self.ids[0])
+            self._read([row[-self.keep:] for row in self.ids] if n > self.max_len else self.ids)
+
+    @property
+    def context(self):
+        """The context so far: a list of ids (one sequence) or one list per sequence."""
+        return self.ids[0] if self.single else self.ids
+
+    @property
+    def cached(self) -> int:
+        """Tokens the cache holds once it has read everything taken."""
+        if self.cache is None:
+            return 0
+        n = int(self.cache.length) + self._pending
+        return self.keep if n > self.max_len else n
+
+    # ---- the model ------------------------------------------------------------------------
+    def _read(self, window) -> None:
+        with torch.inference_mode():
+            self.cache = self.model.new_cache(self.rows)
+            self.logits = self.model(torch.tensor(window, device=self.model.device), cache=self.cache)[:, -1]
+
+    def _catch_up(self) -> None:
+        """The model reads the tokens taken since it last did (sliding past ``max_len``)."""
+        pending, self._pending = self._pending, 0
+        if not pending:
+            return
+        if self.cache.length + pending > self.max_len:   # slide the window: re-encode recent tokens
+            self._read([row[-self.keep:] for row in self.ids])
+            return
+        with torch.inference_mode():
+            for j in range(pending, 0, -1):
+                x = torch.tensor([[row[-j]] for row in self.ids], device=self.model.device)
+                self.logits = self.model(x, cache=self.cache)[:, -1]
+
+    def _context_tensor(self) -> torch.Tensor:
+        """The context as a (batch, n) tensor, kept in a buffer that grows by doubling."""
+        n, done = len(self.ids[0]), self._buffer_n
+        if self._buffer is None or self._buffer.shape[1] < n:
+            self._buffer = torch.empty((self.rows, 2 * n), dtype=torch.long, device=self.model.device)
+            done = 0
+        if done < n:
+            self._buffer[:, done:n] = torch.tensor([row[done:] for row in self.ids], device=self.model.device)
+            self._buffer_n = n
+        return self._buffer[:, :n]
+
+    # ---- choosing -------------------------------------------------------------------------
+    def choose(self) -> list[int]:
+        """The next token of every sequence: the only one allowed, the likeliest (temperature
+        0), or a sample."""
+        self._catch_up()
+        with torch.inference_mode():
+            if self._set:
+                allowed = self._allowed
+                if allowed.numel() == 0:
+                    raise ConfigError(
+                        f"the {self.desc} constraints left no possible token after {self.new} tokens")
+                if allowed.numel() == 1:
+                    return [int(allowed)]
+                return [_sample_among(self.logits[0], allowed, self.temperature, self.top_k, self.top_p,
+                                      self.generator)]
+            logits = self.logits
+            if self.constraint is not None:
+                logits = _apply_constraint(self.constraint, logits, self._context_tensor(), self.new)
+            return _sample(logits, self.temperature, self.top_k, self.top_p, self.generator).tolist()
+
+    def take(self, tok) -> None:
+        """Append ``tok`` (one sequence; a list with one per sequence for a batch)."""
+        toks = [int(tok)] if isinstance(tok, int) else [int(t) for t in tok]
+        for row, t in zip(self.ids, toks):
+            row.append(t)
+        if self._set:
+            self.constraint.feed(toks[0])
+        self._pending += 1
+        self.new += 1
+
+    def forced(self) -> int | None:
+        """The token the constraint forces after the last ``take``, if it forces one."""
+        if not self._set:
+            return None
+        self._allowed = self.constraint.allowed()
+        return int(self._allowed) if self._allowed.numel() == 1 else None
+
+    def step(self, stop=None, limit: int | None = None, until: Container[int] = ()):
+        """Choose a token, take it and the tokens forced after it; returns those taken (one
+        sequence: a list of ids; a batch: one list per sequence).
+
+        ``stop(tok)``: a token for which it is true is not taken and ends the step (None
+        when it is the chosen token itself). ``limit``: take at most this many. ``until``:
+        tokens that end the step once taken."""
+        toks = self.choose()
+        if stop is not None and stop(toks[0]):
+            return None
+        self.take(toks)
+        taken = [toks]
+        while toks[0] not in until and (limit is None or len(taken) < limit):
+            tok = self.forced()
+            if tok is None or (stop is not None and stop(tok)):
+                break
+            toks = [tok]
+            self.take(toks)
+            taken.append(toks)
+        rows = [list(col) for col in zip(*taken)]
+        return rows[0] if self.single else rows
+
+    def probs(self) -> torch.Tensor:
+        """P(next token) for the first sequence after everything taken (float32, before any
+        constraint)."""
+        self._catch_up()
+        return torch.softmax(self.logits[0].float(), dim=-1)
+
+    def fork(self, constraint=None, seed: int | None = None) -> "Decoder":
+        """A branch that has read the same context (``KVCache.fork``) and decodes on by itself
+        under ``constraint``, with its own generator (``seed``; None: a copy of this one's)."""
+        self._catch_up()
+        branch = Decoder(self.model, self.context, constraint=constraint, seed=0 if seed is None else seed,
+                         temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                         primed=(self.cache.fork(), self.logits), desc=self.desc)
+        if seed is None:
+            branch.generator.set_state(self.generator.get_state())
+        branch._was_training = self._was_training
+        return branch
+
+    def close(self) -> None:
+        self.model.train(self._was_training)
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, seed, constraint,
-            stop_tokens) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (tokens (B,), active (B,) bool) per step; rows stop after a stop token."""
-    config = model.config
-    device = model.device
-    stops = _check_args(max_new_tokens, temperature, top_k, top_p, constraint, stop_tokens,
-                        config.vocab_size)
-    tokens, _ = _as_batch(prompt, config.vocab_size, device)
-    B, n = tokens.shape
-    generator = torch.Generator(device=device)
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, ()))
-    generator.manual_seed(int(seed))
-    stop_t = torch.tensor(stops, dtype=torch.long, device=device)
-    max_len, keep = config.max_len, window_keep(config.max_len)
-
-    context = torch.empty((B, n + max_new_tokens), dtype=torch.long, device=device)
-    context[:, :n] = tokens
-    cur = n
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            start = 0 if n <= max_len else n - keep
-            cache = model.new_cache(B)
-            logits = model(context[:, start:cur], cache=cache)[:, -1]
-        active = torch.ones(B, dtype=torch.bool, device=device)
-        for step in range(max_new_tokens):
-            with torch.inference_mode():
-                if constraint is not None:
-                    logits = _apply_constraint(constraint, logits, context[:, :cur], step)
-                tok = _sample(logits, temperature, top_k, top_p, generator)
-                context[:, cur] = tok
-                cur += 1
-            yield tok.clone(), active.clone()
-            if stops:
-                active = active & ~torch.isin(tok, stop_t)
-                if not bool(active.any()):
-                    return
-            if step == max_new_tokens - 1:
+            stop_tokens) -> Iterator[tuple[list[int], list[bool]]]:
+    """Yield (tokens, active flags), one per sequence, per new token; a sequence stops after
+    a stop token (the others go on)."""
+    stops = check_args(max_new_tokens, temperature, top_k, top_p, stop_tokens, model.config.vocab_size)
+    _check_constraint(constraint)
+    if max_new_tokens == 0:
+        as_batch(prompt, model.config.vocab_size, model.device)
+        return
+    with Decoder(model, prompt, constraint=constraint, seed=seed, temperature=temperature,
+                 top_k=top_k, top_p=top_p) as dec:
+        active = [True] * dec.rows
+        made = 0
+        while made < max_new_tokens:
+            taken = dec.step(limit=max_new_tokens - made, until=stops)
+            for toks in zip(*([taken] if dec.single else taken)):
+                yield list(toks), list(active)
+                made += 1
+                active = [a and t not in stops for a, t in zip(active, toks)]
+            if not any(active):
                 return
-            with torch.inference_mode():
-                if cache.length + 1 > max_len:  # slide the window: re-encode the recent tokens
-                    start = cur - keep
-                    cache = model.new_cache(B)
-                    logits = model(context[:, start:cur], cache=cache)[:, -1]
-                else:
-                    logits = model(context[:, cur - 1:cur], cache=cache)[:, -1]
-    finally:
-        model.train(was_training)
 
 
 def stream(model, prompt, max_new_tokens: int, temperature: float = 1.0,
@@ -197,21 +357,20 @@ def stream(model, prompt, max_new_tokens: int, temperature: float = 1.0,
     """
     stop_tokens = tuple(stop_tokens)
     # Check the arguments now, not at the first next().
-    _check_args(max_new_tokens, temperature, top_k, top_p, constraint, stop_tokens,
-                model.config.vocab_size)
-    _as_batch(prompt, model.config.vocab_size, model.device)
+    check_args(max_new_tokens, temperature, top_k, top_p, stop_tokens, model.config.vocab_size)
+    _check_constraint(constraint)
+    as_batch(prompt, model.config.vocab_size, model.device)
     steps = _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, seed,
                     constraint, stop_tokens)
-    return _stream_values(steps, _is_single(prompt))
+    return _stream_values(steps, is_single(prompt))
 
 
 def _stream_values(steps, single: bool):
-    for tok, active in steps:
-        values = tok.tolist()
+    for values, active in steps:
         if single:
             yield values[0]
         else:
-            yield [v if a else None for v, a in zip(values, active.tolist())]
+            yield [v if a else None for v, a in zip(values, active)]
 
 
 def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
@@ -226,39 +385,26 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0,
     - ``constraint(logits, context)``: called before sampling with the (batch, vocab) float
       logits and the (batch, n) context so far (prompt + generated); returns either a bool
       tensor of allowed tokens or new logits (-inf = forbidden). If it allows nothing for a
-      sequence, ConfigError.
+      sequence, ConfigError. Or a ``TokenSet`` (one sequence; its forced tokens are taken
+      without sampling).
     - ``stop_tokens``: a sequence ends after emitting one of them (it is included).
     - Context longer than ``max_len`` slides (see the module docstring); it never crashes.
 
     Returns ``list[int]`` for one prompt, ``list[list[int]]`` for a batch (rows may differ
     in length when they stop at different steps).
     """
-    single = _is_single(prompt)
+    single = is_single(prompt)
     rows: list[list[int]] | None = None
-    for tok, active in _decode(model, prompt, max_new_tokens, temperature, top_k, top_p,
-                               seed, constraint, tuple(stop_tokens)):
-        values, flags = tok.tolist(), active.tolist()
+    for values, flags in _decode(model, prompt, max_new_tokens, temperature, top_k, top_p,
+                                 seed, constraint, tuple(stop_tokens)):
         if rows is None:
             rows = [[] for _ in values]
         for r, (v, a) in enumerate(zip(values, flags)):
             if a:
                 rows[r].append(v)
     if rows is None:
-        rows = [[] for _ in range(_batch_size(prompt))]
+        rows = [[] for _ in range(batch_size(prompt))]
     return rows[0] if single else rows
 
 
-def _is_single(prompt) -> bool:
-    if isinstance(prompt, torch.Tensor):
-        return prompt.dim() == 1
-    return isinstance(prompt, (list, tuple)) and bool(prompt) and not isinstance(
-        prompt[0], (list, tuple))
-
-
-def _batch_size(prompt) -> int:
-    if isinstance(prompt, torch.Tensor):
-        return 1 if prompt.dim() == 1 else prompt.shape[0]
-    return 1 if _is_single(prompt) else len(prompt)
-
-
-__all__ = ["generate", "stream", "filter_logits", "window_keep"]
+__all__ = ["Decoder", "TokenSet", "generate", "stream", "filter_logits", "window_keep"]

@@ -1,8 +1,8 @@
 """Compose, continue, predict and harmonize with a music model (the Python API of the CLI).
 
-Everything here samples from a ``SparseTransformer`` through ``cadenza.sampling.stream``
-(sparse KV cache, ``torch.inference_mode``, a private seeded generator) with a grammar
-constraint (``cadenza.music.grammar``) that keeps every sequence a valid REMI stream and
+Everything here samples from a ``SparseTransformer`` through ``cadenza.sampling.Decoder``, the
+one decode loop (sparse KV cache, ``torch.inference_mode``, a private seeded generator), with
+the grammar constraint (``cadenza.music.grammar``) that keeps every sequence a valid REMI stream and
 steers the model:
 
 - ``compose``: the prompt is BOS; each conditioning slot (style, key, tempo, metre, valence,
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.music.controls import MoodPlan
-from cadenza.music.grammar import BAR, EOS, POS, PROG, RemiState
+from cadenza.music.grammar import BAR, PROG, RemiState
 # the parts by job; every name is importable from here as before
 from cadenza.music.inputs import (  # noqa: F401
     DEFAULT_BARS, MAX_BARS, MAX_NEW_TOKENS, MAX_SECONDS, PROGRESS_DELAY_S, _DURATION_NAMES, _REMI_CACHE,
@@ -46,7 +46,7 @@ from cadenza.music.policies import (  # noqa: F401
     HarmonyPolicy, _GuardedPolicy, _MelodyBar, _NoMoreInBar, LengthTarget, LengthPolicy, _parse_melody)
 from cadenza.music.harmony import harmonize  # noqa: F401
 from cadenza.music.predict import (  # noqa: F401
-    NextNote, Prediction, _beat_label, _fork, _next_note_core, next_pitch_distribution, predict_next)
+    NextNote, Prediction, _beat_label, _next_note_core, next_pitch_distribution, pitch_distribution_after, predict_next)
 
 
 def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k, top_p,
@@ -54,14 +54,16 @@ def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, 
             total_bars: int | None = None, guard=None):
     """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
 
-    The loop is ``cadenza.music.decoder.GrammarDecoder``'s; this adds the length target,
-    the progress bar and the ``on_bar`` callback. ``guard`` (a
-    ``cadenza.music.originality.CopyGuard``) takes away every pitch that would repeat more
-    than ``guard.max_copy`` consecutive notes of a training piece.
+    The loop is ``cadenza.sampling.Decoder``'s with the grammar as its constraint; this adds
+    the length target (a token past it ends the piece and is not taken), the progress bar
+    and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.originality.CopyGuard``) takes
+    away every pitch that would repeat more than ``guard.max_copy`` consecutive notes of a
+    training piece.
     """
     from tqdm import tqdm
 
-    from cadenza.music.decoder import GrammarDecoder
+    from cadenza.music.grammar import GrammarConstraint
+    from cadenza.sampling import Decoder
 
     if guard is not None:
         policy = _GuardedPolicy(policy, guard, prompt)
@@ -84,14 +86,13 @@ def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, 
     done_bars = 0
     t0 = time.perf_counter()
 
-    def accept(tok: int) -> str:
-        """Bookkeeping for one chosen token: 'stop' (drop it), 'last' (keep it, then stop) or 'go'."""
-        nonlocal done_bars, shown
-        kind = remi.kind[tok]
+    def past_target(tok: int) -> bool:
+        """True for a token past the length target (not taken); else the bar bookkeeping."""
+        nonlocal done_bars
         if target is not None and target.stops_before(tok, state):
             stats["stopped"] = "length"
-            return "stop"
-        if kind == BAR and state.in_body and state.bars >= 1:   # a bar line ends the bar before it
+            return True
+        if remi.kind[tok] == BAR and state.in_body and state.bars >= 1:   # a bar line ends the bar before it
             now = time.perf_counter() - t0
             done_bars += 1
             if stats["first_bar_s"] is None:
@@ -100,40 +101,25 @@ def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, 
                 on_bar(done_bars, now)
             if progress and target is None:
                 bar.update(1)
-        new.append(tok)
-        dec.take(tok)
-        if progress and kind in (BAR, POS) and target is not None:
-            p = target.progress(state)
-            p = int(p) if unit == "bar" else round(p, 1)
-            if total:
-                p = min(p, total)
-            if p > shown:
-                bar.update(p - shown)
-                shown = p
-        if kind == EOS:
-            stats["stopped"] = "eos"
-            return "last"
-        return "go"
+        return False
 
-    dec = None
     try:
-        dec = GrammarDecoder(model, prompt, policy, state, seed=seed, temperature=temperature, top_k=top_k,
-                             top_p=top_p, desc=desc)
-        while len(new) < max_new_tokens:
-            tok = dec.choose()
-            while True:   # take the token, then any tokens the grammar forces after it
-                verdict = accept(tok)
-                if verdict != "go" or len(new) >= max_new_tokens:
-                    break
-                tok = dec.forced()
-                if tok is None:
-                    break
-            if verdict != "go" or len(new) >= max_new_tokens:
-                break
-            dec.advance()
+        with Decoder(model, prompt, constraint=GrammarConstraint(policy, state), seed=seed,
+                     temperature=temperature, top_k=top_k, top_p=top_p, desc=desc) as dec:
+            while len(new) < max_new_tokens and stats["stopped"] == "tokens":
+                taken = dec.step(stop=past_target, limit=max_new_tokens - len(new), until=(remi.eos,))
+                new += taken or []
+                if taken and taken[-1] == remi.eos:
+                    stats["stopped"] = "eos"
+                if progress and target is not None and taken:
+                    p = target.progress(state)
+                    p = int(p) if unit == "bar" else round(p, 1)
+                    if total:
+                        p = min(p, total)
+                    if p > shown:
+                        bar.update(p - shown)
+                        shown = p
     finally:
-        if dec is not None:
-            dec.close()
         bar.close()
     elapsed = time.perf_counter() - t0
     if stats["first_bar_s"] is None:

@@ -14,7 +14,8 @@ Mood token (the segment's valence and energy levels) after the bar line of every
 ``RemiState`` follows such a stream one token at a time and knows the bar, the metre, the
 current onset in ticks and the notes written so far. ``Policy`` subclasses turn a state
 into the set of tokens allowed next (a bool tensor over the vocabulary); ``GrammarConstraint``
-plugs a policy into ``cadenza.sampling.stream`` as its ``constraint``. Sampling under the
+makes a policy the ``TokenSet`` constraint of ``cadenza.sampling.Decoder``, the one decode
+loop (a token the grammar alone allows is taken without sampling). Sampling under the
 grammar keeps every generated sequence decodable however little the model has learned,
 and it is how the music layer steers the model: forced prefix slots, a fixed metre, the
 instruments of an input, a melody that must appear (see ``cadenza.music.generate``).
@@ -32,6 +33,7 @@ import torch
 
 from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.errors import ConfigError
+from cadenza.sampling import TokenSet
 
 # Token kinds (small ints for speed).
 PAD, BOS, EOS, BAR, TS, POS, PROG, PITCH, DRUM, VEL, DUR, STYLE, KEY, TEMPO, MOOD, OTHER = range(16)
@@ -374,24 +376,22 @@ class Policy:
         return r.add_positions(m, s.pos + 1, r.bar_positions(s.ts))
 
 
-class GrammarConstraint:
-    """A ``constraint(logits, context)`` for ``cadenza.sampling``: feeds the new context
-    tokens to a ``RemiState`` and returns the policy's allowed tokens (batch size 1)."""
+class GrammarConstraint(TokenSet):
+    """A ``Policy`` as the constraint of ``cadenza.sampling``'s decode loop: the tokens
+    allowed next are the policy's (a token it alone allows is forced), and every token taken
+    moves ``state`` on. ``state`` may already have seen part of the context; ``start``
+    feeds it the rest."""
 
     def __init__(self, policy: Policy, state: RemiState):
         self.policy = policy
         self.state = state
-        self.seen = 0
 
-    def sync(self, ids) -> None:
-        for t in ids[self.seen:]:
+    def start(self, context) -> None:
+        for t in context[self.state.n:]:
             self.state.feed(t)
-        self.seen = len(ids)
 
-    def __call__(self, logits: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        n = context.shape[1]
-        if n > self.seen:
-            for t in context[0, self.seen:n].tolist():
-                self.state.feed(t)
-            self.seen = n
-        return self.policy.allowed(self.state).unsqueeze(0).expand_as(logits)
+    def allowed(self) -> torch.Tensor:
+        return self.policy.allowed(self.state).nonzero().squeeze(1)
+
+    def feed(self, tok: int) -> None:
+        self.state.feed(tok)

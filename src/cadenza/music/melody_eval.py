@@ -262,14 +262,15 @@ def idyom_dists(ltm: IntervalModel, pitches, bias: float = 1.0, method: str = "g
 # --------------------------------------------------------------------------- the music model
 def model_dists(mm, ids, ends, max_onsets: int = 4, onset_mass: float = 0.9, pitches=None) -> np.ndarray:
     """(len(ends), P): the model's next-pitch distribution after each ``ids[:end]``, exactly
-    as ``cadenza predict`` defines the next note (``_next_note_core``, float32 weights).
+    as ``cadenza predict`` defines the next note (``pitch_distribution_after``, float32 weights).
 
     ``mm`` is a loaded music model (``cadenza.music.models.load_model``); ``pitches``
     defaults to the model's pitch range.
     """
     import torch
 
-    from cadenza.music.generate import _next_note_core, remi_for
+    from cadenza.music.generate import remi_for
+    from cadenza.music.predict import pitch_distribution_after
     from cadenza.music.grammar import RemiState
 
     remi = remi_for(mm.codec)
@@ -280,7 +281,7 @@ def model_dists(mm, ids, ends, max_onsets: int = 4, onset_mass: float = 0.9, pit
     with torch.inference_mode(), mm.model.decoding_with("float32"):
         for r, end in enumerate(ends):
             ctx = ids[:end]
-            dist = _next_note_core(mm.model, remi, ctx, RemiState(remi).feed_all(ctx), max_onsets, onset_mass)[0]
+            dist = pitch_distribution_after(mm.model, remi, ctx, RemiState(remi).feed_all(ctx), max_onsets, onset_mass)
             for p, x in dist.items():
                 if p in col:
                     out[r, col[p]] = x

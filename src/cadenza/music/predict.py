@@ -9,6 +9,7 @@ import torch
 
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import DUR, PROG, RemiTables, RemiState
+from cadenza.sampling import Decoder
 from cadenza.music.inputs import _load_score, _styled_input, duration_name, pitch_name, remi_for
 
 
@@ -46,83 +47,97 @@ def _beat_label(remi: RemiTables, bar: int, pos: int, ts) -> str:
     return f"bar {bar}, beat {text}"
 
 
-def _fork(cache):
-    """A branch of a decode cache (``KVCache.fork``; a deep copy for caches without one)."""
-    fork = getattr(cache, "fork", None)
-    if fork is not None:
-        return fork()
-    import copy
+@dataclass
+class _Onset:
+    """One onset the next note may start at, and the decoder branch that has read up to it."""
 
-    return copy.deepcopy(cache)
+    p: float                    # P(this onset | a later onset is next)
+    bar: int
+    pos: int
+    tick: int
+    dec: Decoder                # has read the tokens before this onset's Position
+    pitches: dict | None = None  # P(pitch | this onset), once its Position is read
 
 
-def _next_note_core(model, remi: RemiTables, ids: list[int], state: RemiState, max_onsets: int, onset_mass: float,
-                    base=None, p0=None):
-    """Timing branches and the next-pitch distribution after ``ids`` (see ``predict_next``).
+@dataclass
+class _NextNote:
+    """What ``_next_note_core`` finds after the input (see ``predict_next``)."""
 
-    ``base``/``p0``: a cache that has already read ``ids`` and the next-token distribution
-    after them (the studio keeps both, so a played note costs one cached step); ``base`` is
-    not changed. Returns (pitch distribution {pitch: p}, p_end, p_same_onset, coverage,
-    chosen onsets as [p, tokens, bar, pos, onset tick, cache after the Position, pitch
-    dist], program, context tokens)."""
+    pitches: dict               # {pitch: P(next note has it | one of ``onsets``)}
+    p_end: float
+    p_same_onset: float
+    coverage: float             # the timing probability of ``onsets``
+    onsets: list                # the chosen ``_Onset``s, likeliest first
+    program: int | None
+    context_tokens: int
+
+
+def _next_note_core(remi: RemiTables, dec: Decoder, state: RemiState, max_onsets: int,
+                    onset_mass: float) -> _NextNote:
+    """Timing branches and the next-pitch distribution after the input (see ``predict_next``).
+
+    ``dec``: a decoder that has read the input (the studio keeps one, so a played note costs
+    one cached step); every branch is a ``fork`` of it, so it is not changed."""
     ts, prog = state.ts, state.program
-    max_len = model.config.max_len
-    ctx = ids[-(max_len - 8):] if len(ids) > max_len - 8 else ids
-
-    def run(cache, tokens):
-        x = torch.tensor([tokens], dtype=torch.long)
-        return torch.softmax(model(x, cache=cache)[0, -1].float(), dim=-1)
-
     pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
     pitch_list = list(pitch_ids.items())
     pitch_idx = torch.tensor([i for _, i in pitch_list])
-    if base is None:
-        base = model.new_cache(1)
-        p0 = run(base, ctx)
+    p0 = dec.probs()
     p_end = float(p0[remi.eos])
     same = remi.masks[PROG].clone()
     if prog is not None and prog in remi.program_ids:
         same[remi.program_ids[prog]] = False
     same[pitch_idx] = True
     p_same = float(p0[same].sum())
-    onsets = []   # [prob, bar number, pos, onset tick, source cache]
     npos = remi.bar_positions(ts)
-    for q in range(state.pos + 1, npos):
-        onsets.append([float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), base])
+    onsets = [_Onset(float(p0[remi.pos_ids[q]]), state.bars, q, state.position_onset(q), dec)
+              for q in range(state.pos + 1, npos)]
     p_bar = float(p0[remi.bar])
-    bar_cache = _fork(base)
-    p1 = run(bar_cache, [remi.bar])
+    after_bar = dec.fork()
+    after_bar.take(remi.bar)
+    p1 = after_bar.probs()
     if (state.bars % remi.segment_bars) == 0:      # the next bar opens a segment: its likeliest mood
-        mood = max(remi.mood_ids.values(), key=lambda i: float(p1[i]))
-        p1 = run(bar_cache, [mood])
+        after_bar.take(max(remi.mood_ids.values(), key=lambda i: float(p1[i])))
+        p1 = after_bar.probs()
     pos_mass = sum(float(p1[remi.pos_ids[q]]) for q in range(npos)) or 1.0
     next_start = state.next_bar_start()
-    for q in range(npos):
-        onsets.append([p_bar * float(p1[remi.pos_ids[q]]) / pos_mass, state.bars + 1, q,
-                       next_start + q * remi.position_ticks(ts[1]), bar_cache])
-    total = sum(o[0] for o in onsets) or 1.0
+    onsets += [_Onset(p_bar * float(p1[remi.pos_ids[q]]) / pos_mass, state.bars + 1, q,
+                      next_start + q * remi.position_ticks(ts[1]), after_bar) for q in range(npos)]
+    total = sum(o.p for o in onsets) or 1.0
     for o in onsets:
-        o[0] /= total
-    onsets.sort(key=lambda o: -o[0])
+        o.p /= total
+    onsets.sort(key=lambda o: -o.p)
     chosen, mass = [], 0.0
     for o in onsets:
         if chosen and (mass >= onset_mass or len(chosen) >= max_onsets):
             break
         chosen.append(o)
-        mass += o[0]
+        mass += o.p
     joint: dict[int, float] = {}
     for o in chosen:
-        c = _fork(o[4])
-        pp = run(c, [remi.pos_ids[o[2]]])
-        v = pp[pitch_idx]
+        o.dec = o.dec.fork()
+        o.dec.take(remi.pos_ids[o.pos])
+        v = o.dec.probs()[pitch_idx]
         v = (v / v.sum().clamp_min(1e-30)).tolist()
-        dist = {p: x for (p, _), x in zip(pitch_list, v)}
-        o[4] = c
-        o.append(dist)
-        for p, x in dist.items():
-            joint[p] = joint.get(p, 0.0) + o[0] * x
+        o.pitches = {p: x for (p, _), x in zip(pitch_list, v)}
+        for p, x in o.pitches.items():
+            joint[p] = joint.get(p, 0.0) + o.p * x
     z = mass or 1.0
-    return {p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog, len(ctx)
+    return _NextNote({p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog,
+                     len(dec.context))
+
+
+def _input_decoder(model, ids: list[int]) -> Decoder:
+    """A decoder that has read ``ids`` (the last ``max_len - 8`` of them: room for the branches)."""
+    room = model.config.max_len - 8
+    return Decoder(model, ids[-room:] if len(ids) > room else ids)
+
+
+def pitch_distribution_after(model, remi: RemiTables, ids: list[int], state: RemiState, max_onsets: int = 4,
+                             onset_mass: float = 0.9) -> dict[int, float]:
+    """P(the next note has pitch p) after the tokens ``ids`` (which ``state`` has seen), as
+    ``predict_next`` defines the next note. A dict {MIDI pitch: probability}."""
+    return _next_note_core(remi, _input_decoder(model, ids), state, max_onsets, onset_mass).pitches
 
 
 def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9) -> dict[int, float]:
@@ -135,7 +150,7 @@ def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0
     ids, _, _ = _styled_input(mm, score, None, "input")
     state = RemiState(remi).feed_all(ids)
     with torch.inference_mode(), mm.model.decoding_with("float32"):
-        return _next_note_core(mm.model, remi, ids, state, max_onsets, onset_mass)[0]
+        return pitch_distribution_after(mm.model, remi, ids, state, max_onsets, onset_mass)
 
 
 def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
@@ -175,27 +190,28 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     ts = state.ts
     # exact float32 weights: these probabilities are printed, and speed does not matter here
     with torch.inference_mode(), model.decoding_with("float32"):
-        joint, p_end, p_same, mass, chosen, prog, n_ctx = _next_note_core(
-            model, remi, ids, state, max_onsets, onset_mass)
+        found = _next_note_core(remi, _input_decoder(model, ids), state, max_onsets, onset_mass)
+        prog = found.program
         pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
-        ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
+        ranked = sorted(found.pitches.items(), key=lambda kv: -kv[1])[:top]
         notes = []
         dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
         last_onset = state.onset
         for p, pj in ranked:
-            o = max(chosen, key=lambda b: b[0] * b[5][p])
-            c2 = _fork(o[4])
-            pd = torch.softmax(model(torch.tensor([[pitch_ids[p]]]), cache=c2)[0, -1].float(), dim=-1)
+            o = max(found.onsets, key=lambda b: b.p * b.pitches[p])
+            after_pitch = o.dec.fork()
+            after_pitch.take(pitch_ids[p])
+            pd = after_pitch.probs()
             zd = sum(float(pd[i]) for i in dur_ids) or 1.0
             d_id = max(dur_ids, key=lambda i: float(pd[i]))
             dq = remi.duration_quarters(d_id, ts[1])
             notes.append(NextNote(
                 pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj,
-                onset=_beat_label(remi, o[1], o[2], ts),
-                after_quarters=Fraction(o[3] - last_onset, remi.tpq), onset_probability=o[0],
+                onset=_beat_label(remi, o.bar, o.pos, ts),
+                after_quarters=Fraction(o.tick - last_onset, remi.tpq), onset_probability=o.p,
                 duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd))
     ln = state.last_note
     last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
-    return Prediction(notes=notes, p_end=p_end, p_same_onset=p_same, coverage=mass,
-                      onsets=[(_beat_label(remi, o[1], o[2], ts), o[0]) for o in chosen], last_note=last,
-                      program=prog, context_tokens=n_ctx)
+    return Prediction(notes=notes, p_end=found.p_end, p_same_onset=found.p_same_onset, coverage=found.coverage,
+                      onsets=[(_beat_label(remi, o.bar, o.pos, ts), o.p) for o in found.onsets], last_note=last,
+                      program=prog, context_tokens=found.context_tokens)

@@ -1,6 +1,7 @@
 """An endless soundtrack: music made bar by bar, whose controls can change while it plays.
 
-``Soundtrack(mm, controls)`` keeps one ``GrammarDecoder`` (and so one sparse KV cache) for
+``Soundtrack(mm, controls)`` keeps one ``cadenza.sampling.Decoder`` under the grammar (and so
+one sparse KV cache) for
 the whole stream; ``next_bar()`` samples one more bar and returns it as note events on one
 continuous beat timeline (beats are quarter notes from the stream's beat 0).
 
@@ -249,7 +250,8 @@ class Soundtrack:
     def _start_section(self, at_bar: int, fresh: bool = False) -> None:
         """A new section from bar ``at_bar``; ``fresh``: a new start (the model chooses every
         control nobody set again, and no bars are kept), as a skip asks."""
-        from cadenza.music.decoder import GrammarDecoder
+        from cadenza.music.grammar import GrammarConstraint
+        from cadenza.sampling import Decoder
 
         held = self._held(at_bar)
         previous = held[-1].prefix if held and not fresh else None
@@ -264,12 +266,12 @@ class Soundtrack:
         self._bar_open = state.bars            # the kept bars are already complete
         moods = self._moods_callable()
         policy = Policy(self.remi, prefix={s: prefix[s] for s in PREFIX_SLOTS}, moods=moods, keep_metre=True)
+        grammar = GrammarConstraint(policy, state)
         if self.decoder is None:
-            self.decoder = GrammarDecoder(self.mm.model, context, policy, state, seed=self.seed,
-                                          temperature=self.temperature, top_p=self.top_p, desc="stream")
+            self.decoder = Decoder(self.mm.model, context, constraint=grammar, seed=self.seed,
+                                   temperature=self.temperature, top_p=self.top_p, desc="stream")
         else:
-            self.decoder.policy = policy
-            self.decoder.reprime(context, state)
+            self.decoder.restart(context, grammar)
         self._open_bar_tokens()
         self.sections.append({"section": self.section, "bar": at_bar, "kept_bars": kept,
                               "context_tokens": len(context)})
@@ -286,10 +288,10 @@ class Soundtrack:
     # ---- bars ----------------------------------------------------------------------------
     def _open_bar_tokens(self) -> None:
         """Sample until the stream is inside the section's first new bar (prefix, Bar, Mood)."""
-        s = self.decoder.state
+        s = self.decoder.constraint.state
         while not (s.in_body and s.bars > self._bar_open):
             self.decoder.step()
-            s = self.decoder.state
+            s = self.decoder.constraint.state
         self._bar_from = len(self.decoder.context) - self._tokens_since_bar()
         self._mark_open(s)
 
@@ -310,16 +312,16 @@ class Soundtrack:
                 or (self.chooser is not None and (bar_no - self._first_bar) % self.section_bars == 0)):
             self._start_section(bar_no)
             dec = self.decoder
-        s = dec.state
+        s = dec.constraint.state
         target = s.bars
         while s.bars == target:            # the bar is done when the next Bar token comes
             self.decoder.step()
-            s = dec.state
+            s = dec.constraint.state
         return self._finish_bar(bar_no)
 
     def _finish_bar(self, bar_no: int) -> Bar:
         c, r = self.codec, self.remi
-        dec, s = self.decoder, self.decoder.state
+        dec, s = self.decoder, self.decoder.constraint.state
         ctx = dec.context
         next_bar_at = len(ctx) - self._tokens_since_bar()
         lean = ctx[self._bar_from:next_bar_at]

@@ -124,10 +124,8 @@ class StudioSession:
         self.redo_stack: list[dict] = []
         self.lock = threading.Lock()
         self.touched = time.monotonic()
-        self._ctx: list[int] = []
-        self._cache = None
-        self._p0 = None
-        self.steps_read = 0          # tokens read by the cache (cached steps + re-reads)
+        self._dec = None             # a decoder that has read the piece so far (for predictions)
+        self.steps_read = 0          # tokens it read (cached steps + re-reads)
 
     def _likeliest_style(self) -> str:
         offered = list(self.codec.offered_styles())
@@ -159,35 +157,31 @@ class StudioSession:
         return self.prefix + body
 
     def _read(self, ids: list[int]) -> None:
-        """Make the cache hold ``ids``: the new tokens only, when they extend what it read."""
-        model = self.mm.model
-        n = len(self._ctx)
-        with torch.inference_mode():
-            if self._cache is not None and ids[:n] == self._ctx and len(ids) > n and len(ids) <= model.config.max_len:
-                for t in ids[n:]:
-                    logits = model(torch.tensor([[t]]), cache=self._cache)[0, -1]
-                self.steps_read += len(ids) - n
-            elif self._cache is None or ids != self._ctx:
-                keep = ids[-(model.config.max_len - 8):]
-                self._cache = model.new_cache(1)
-                logits = model(torch.tensor([keep]), cache=self._cache)[0, -1]
-                self.steps_read += len(keep)
-                ids = keep if len(keep) < len(ids) else ids
-            else:
-                return
-        self._ctx = list(ids)
-        self._p0 = torch.softmax(logits.float(), dim=-1)
+        """Make the kept decoder hold ``ids``: the new tokens only, when they extend what it read."""
+        from cadenza.sampling import Decoder
+
+        dec, room = self._dec, self.mm.model.config.max_len - 8
+        if dec is not None and ids == dec.context:
+            return
+        n = len(dec.context) if dec is not None else 0
+        if dec is not None and ids[:n] == dec.context and len(ids) <= room:
+            for t in ids[n:]:
+                dec.take(t)
+            self.steps_read += len(ids) - n
+        else:
+            keep = ids[-room:]
+            self._dec = Decoder(self.mm.model, keep, seed=0)
+            self.steps_read += len(keep)
 
     def predictions(self, top: int = 5) -> list[dict]:
         """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it."""
-        from cadenza.music.generate import _next_note_core, pitch_name
+        from cadenza.music.generate import pitch_name
+        from cadenza.music.predict import _next_note_core
 
-        ids = self.tokens()
-        self._read(ids)
-        state = RemiState(self.remi, record=False).feed_all(self._ctx)
+        self._read(self.tokens())
+        state = RemiState(self.remi, record=False).feed_all(self._dec.context)
         with torch.inference_mode():
-            joint = _next_note_core(self.mm.model, self.remi, self._ctx, state, 4, 0.9,
-                                    base=self._cache, p0=self._p0)[0]
+            joint = _next_note_core(self.remi, self._dec, state, 4, 0.9).pitches
         ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
         return [{"pitch": int(p), "name": pitch_name(p), "probability": float(q)} for p, q in ranked]
 
@@ -335,7 +329,8 @@ class StudioSession:
         return ConstrainedPolicy(p, constraints) if not constraints.empty else p
 
     def _infill(self, from_bar, to_bar, constraints, k, seed):
-        from cadenza.music.decoder import GrammarDecoder
+        from cadenza.music.grammar import GrammarConstraint
+        from cadenza.sampling import Decoder
 
         if not isinstance(from_bar, int) or not isinstance(to_bar, int) or isinstance(from_bar, bool) \
                 or not 0 <= from_bar < to_bar or to_bar - from_bar > 16:
@@ -356,16 +351,16 @@ class StudioSession:
         for j in range(k):
             state = RemiState(self.remi, record=True).feed_all(ctx)
             before = len(state.notes)
-            dec = GrammarDecoder(self.mm.model, ctx, policy, state, seed=seed + j, desc="infill",
-                                 primed=None if primed is None else (primed[0].fork(), primed[1]))
+            grammar = GrammarConstraint(policy, state)
+            dec = (primed.fork(grammar, seed=seed + j) if primed is not None else
+                   Decoder(self.mm.model, ctx, constraint=grammar, seed=seed + j, desc="infill"))
+
             def opens_to_bar(tok, state=state):       # the bar line that would open bar to_bar
                 return self.remi.kind[tok] == BAR and state.bars >= to_bar
 
-            try:
+            with dec:
                 while dec.new < limit and dec.step(stop=opens_to_bar) is not None:
                     pass
-            finally:
-                dec.close()
             notes = []
             for onset, dur, pitch, prog, vel in state.notes[before:]:
                 start = onset / self.remi.tpq
@@ -400,14 +395,13 @@ class StudioSession:
         return len(ids)
 
     def _prime(self, ctx):
-        """(cache, logits, ctx) after reading ``ctx`` once, or None when it is too long to keep."""
-        model = self.mm.model
-        if len(ctx) >= model.config.max_len - 8:
+        """A decoder that has read ``ctx`` once (the infill candidates fork it), or None when
+        it is too long to keep."""
+        from cadenza.sampling import Decoder
+
+        if len(ctx) >= self.mm.model.config.max_len - 8:
             return None
-        with torch.inference_mode():
-            cache = model.new_cache(1)
-            logits = model(torch.tensor([ctx]), cache=cache)[0, -1]
-        return cache, logits, list(ctx)
+        return Decoder(self.mm.model, ctx, seed=0, desc="infill")
 
     def _right_bits(self, left, cand, right, to_bar, primed=None) -> float:
         """Bits per token of everything from bar ``to_bar`` on, with ``cand`` in the gap (the
@@ -424,7 +418,7 @@ class StudioSession:
         if len(ids) - cut < 2 or not right:
             cut = max(1, self._split_at_bar(ids, max(0, to_bar - 1)))
         if primed is not None:
-            cache0, logits0, ctx = primed
+            cache0, logits0, ctx = primed.cache, primed.logits[0], primed.context
             n0 = len(ctx)
             if ids[:n0] == ctx and n0 <= cut < len(ids) <= model.config.max_len:
                 with torch.inference_mode():
