@@ -89,6 +89,7 @@ def speed_run(mm, pieces, notes_per_piece: int, results: dict, pool=None) -> Non
 
 def infill_quality(mm, pieces, k: int, seed: int = 0) -> dict:
     from cadenza.music.constraints import Constraints, check
+    from cadenza.music.infill import right_bits
     from cadenza.music.studio import StudioSession
 
     rng = random.Random(seed)
@@ -105,7 +106,7 @@ def infill_quality(mm, pieces, k: int, seed: int = 0) -> dict:
         left = [n for n in s.notes.values() if n.start < a]
         inside = [n for n in s.notes.values() if a <= n.start < b]
         right = [n for n in s.notes.values() if n.start >= b]
-        original.append(s._right_bits(left, inside, right, 6))
+        original.append(right_bits(s, left, inside, right, 6))
         total += len(sg.notes)
         kept += len(sg.notes) - len(check([n.to_dict() for n in sg.notes], c, s.remi.ppb))
     return {"pieces": len(pieces), "k": k, "chosen_bits": chosen, "random_bits": rand, "original_bits": original,

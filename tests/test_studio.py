@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from cadenza.errors import ConfigError  # noqa: E402
 from cadenza.music.constraints import Constraints, check  # noqa: E402
 from cadenza.music.models import load_model  # noqa: E402
+from cadenza.music.infill import open_bar, prime, right_bits  # noqa: E402
 from cadenza.music.studio import StudioSession  # noqa: E402
 
 MELODY = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72, 71, 67, 64, 60]
@@ -200,7 +201,7 @@ def test_infill_scoring_from_the_shared_left_context_equals_a_full_read(mm):
     left = [n for n in s.notes.values() if n.start < a]
     inside = [n for n in s.notes.values() if a <= n.start < b]
     right = [n for n in s.notes.values() if n.start >= b]
-    primed = s._prime(s._open_bar(left, 1))
-    full = s._right_bits(left, inside, right, 3)
-    assert s._right_bits(left, inside, right, 3, primed) == pytest.approx(full, abs=0.02)
-    assert s._right_bits(left, [], right, 3, primed) == pytest.approx(s._right_bits(left, [], right, 3), abs=0.02)
+    primed = prime(s, open_bar(s, left, 1))
+    full = right_bits(s, left, inside, right, 3)
+    assert right_bits(s, left, inside, right, 3, primed) == pytest.approx(full, abs=0.02)
+    assert right_bits(s, left, [], right, 3, primed) == pytest.approx(right_bits(s, left, [], right, 3), abs=0.02)

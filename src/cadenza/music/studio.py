@@ -14,10 +14,7 @@ library under ``/api/studio`` (``cadenza.server.studio``); the page is ``/studio
   melody) or ``infill`` (regenerate bars [from_bar, to_bar), keeping everything else).
   Every kind takes ``Constraints`` (scale lock, role, density). A suggestion says which
   notes it would replace (``replaces``); ``accept`` changes exactly those, nothing else.
-- Infilling with a left-to-right model (no retraining): ``k`` candidates for the gap are
-  sampled given the left context (under the constraints), and the one under which the
-  model finds the right context (the bars after the gap) likeliest, in bits per token, is
-  kept. ``benchmarks/studio.py`` measures what this buys over a random candidate.
+- Infilling with a left-to-right model (no retraining): ``cadenza.music.infill``.
 - ``export()``: MIDI with one track per author ("person", "Cadenza"), Cadenza's credit line
   with the notes' hash, and the provenance record with per-note credit.
 """
@@ -29,70 +26,19 @@ import itertools
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import torch
 
 from cadenza.errors import ConfigError
-from cadenza.music.constraints import ConstrainedPolicy, Constraints
-from cadenza.music.grammar import BAR, Policy, RemiState
+from cadenza.music.constraints import Constraints
+from cadenza.music.grammar import RemiState
+from cadenza.music.infill import infill
+from cadenza.music.studio_notes import MODEL, PERSON, SNote, Suggestion, check_note  # noqa: F401
 
-PERSON, MODEL = "person", "model"
 KINDS = ("continue", "answer", "harmonize", "infill")
 TPQ = 480
 MAX_NOTES = 4096
-
-
-@dataclass
-class SNote:
-    """A note of the piece, in quarter-note beats."""
-
-    id: int
-    pitch: int
-    start: float
-    duration: float
-    velocity: int = 80
-    program: int = 0
-    by: str = PERSON
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def key(self) -> tuple:
-        return (round(self.start, 6), self.pitch, round(self.duration, 6), self.program)
-
-
-@dataclass
-class Suggestion:
-    id: int
-    kind: str
-    notes: list[SNote]
-    replaces: list[int]                 # ids of the piece's notes that accepting removes
-    region: tuple[float, float]         # beats the suggestion may change
-    request: dict
-    elapsed_s: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "notes": [n.to_dict() for n in self.notes],
-                "replaces": list(self.replaces), "region": list(self.region), "request": self.request,
-                "elapsed_s": self.elapsed_s, "info": self.info}
-
-
-def check_note(n: dict) -> dict:
-    """A played note as a dict, validated (ConfigError with one sentence)."""
-    out = {}
-    for k, lo, hi, kind in (("pitch", 0, 127, int), ("start", 0, 100_000, float), ("duration", 1e-3, 64, float),
-                            ("velocity", 1, 127, int), ("program", 0, 127, int)):
-        v = n.get(k, {"velocity": 80, "program": 0}.get(k))
-        if v is None:
-            raise ConfigError(f"a note needs {k}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and int(v) != v):
-            raise ConfigError(f"note {k} must be a {'whole ' if kind is int else ''}number, not {v!r}")
-        if not lo <= v <= hi:
-            raise ConfigError(f"note {k} must be from {lo:g} to {hi:g}, not {v!r}")
-        out[k] = kind(v)
-    return out
 
 
 class StudioSession:
@@ -265,7 +211,7 @@ class StudioSession:
                    "constraints": constraints.to_dict(), "k": k, "seed": seed}
         t0 = time.perf_counter()
         if kind == "infill":
-            notes, replaces, region, info = self._infill(from_bar, to_bar, constraints, k, seed)
+            notes, replaces, region, info = infill(self, from_bar, to_bar, constraints, k, seed)
         else:
             if not self.notes:
                 raise ConfigError(f"play or write some notes first: {kind} needs a piece to work from")
@@ -319,125 +265,6 @@ class StudioSession:
         start = (math.floor(end / self.bar_beats + 1e-9) + (1 if kind == "answer" else 0)) * self.bar_beats
         return new, [], (min([n.start for n in new], default=start), max([n.start + n.duration for n in new],
                                                                         default=start)), {}
-
-    # ---- infilling ------------------------------------------------------------------------
-    def _region_policy(self, constraints, program: int):
-        mid = self.codec.config.levels // 2
-        mood = [self.codec.mood_id(mid, mid)]
-        p = Policy(self.remi, programs=[program], ts=self.ts, prefix=dict(zip(
-            ("style", "key", "tempo", "time_signature"), self.prefix[1:])), moods=lambda seg: mood)
-        return ConstrainedPolicy(p, constraints) if not constraints.empty else p
-
-    def _infill(self, from_bar, to_bar, constraints, k, seed):
-        from cadenza.music.grammar import GrammarConstraint
-        from cadenza.sampling import Decoder
-
-        if not isinstance(from_bar, int) or not isinstance(to_bar, int) or isinstance(from_bar, bool) \
-                or not 0 <= from_bar < to_bar or to_bar - from_bar > 16:
-            raise ConfigError("infill needs from_bar < to_bar (bars counted from 0, at most 16 of them)")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
-            raise ConfigError(f"k (candidates) must be from 1 to 32, not {k!r}")
-        a, b = from_bar * self.bar_beats, to_bar * self.bar_beats
-        left = [n for n in self.notes.values() if n.start < a - 1e-9]
-        right = [n for n in self.notes.values() if n.start >= b - 1e-9]
-        inside = [n for n in self.notes.values() if a - 1e-9 <= n.start < b - 1e-9]
-        programs = [n.program for n in inside] or [n.program for n in self.notes.values()] or [0]
-        program = max(set(programs), key=programs.count)
-        ctx = self._open_bar(left, from_bar)
-        policy = self._region_policy(constraints, program)
-        limit = 96 * (to_bar - from_bar)
-        primed = self._prime(ctx)          # the left context is read once; each candidate forks it
-        cands = []
-        for j in range(k):
-            state = RemiState(self.remi, record=True).feed_all(ctx)
-            before = len(state.notes)
-            grammar = GrammarConstraint(policy, state)
-            dec = (primed.fork(grammar, seed=seed + j) if primed is not None else
-                   Decoder(self.mm.model, ctx, constraint=grammar, seed=seed + j, desc="infill"))
-
-            def opens_to_bar(tok, state=state):       # the bar line that would open bar to_bar
-                return self.remi.kind[tok] == BAR and state.bars >= to_bar
-
-            with dec:
-                while dec.new < limit and dec.step(stop=opens_to_bar) is not None:
-                    pass
-            notes = []
-            for onset, dur, pitch, prog, vel in state.notes[before:]:
-                start = onset / self.remi.tpq
-                if a - 1e-9 <= start < b - 1e-9:
-                    notes.append(SNote(id=0, pitch=int(pitch), start=start, duration=dur / self.remi.tpq,
-                                       velocity=int(vel or 80), program=max(0, int(prog)), by=MODEL))
-            cands.append(notes)
-        scored = [self._right_score(left, c, right, to_bar, primed) for c in cands]
-        scores = [bits for bits, _ in scored]
-        best = min(range(k), key=lambda j: scores[j])
-        info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1]}
-        return cands[best], sorted(n.id for n in inside), (a, b), info
-
-    def _open_bar(self, left, bar: int) -> list[int]:
-        """Tokens of the notes before ``bar``, up to and including the Bar (and Mood) that opens it."""
-        ids = self.tokens(left, bars=bar + 1)
-        i = self._split_at_bar(ids, bar)
-        if i == len(ids):
-            raise AssertionError("padding made too few bars")
-        out = ids[:i + 1]
-        if i + 1 < len(ids) and self.codec.token_type(ids[i + 1]) == "Mood":
-            out.append(ids[i + 1])
-        return out
-
-    def _split_at_bar(self, ids, bar: int) -> int:
-        seen = 0
-        for i, t in enumerate(ids):
-            if self.remi.kind[t] == BAR:
-                seen += 1
-                if seen == bar + 1:
-                    return i
-        return len(ids)
-
-    def _prime(self, ctx):
-        """A decoder that has read ``ctx`` once (the infill candidates fork it), or None when
-        it is too long to keep."""
-        from cadenza.sampling import Decoder
-
-        if len(ctx) >= self.mm.model.config.max_len - 8:
-            return None
-        return Decoder(self.mm.model, ctx, seed=0, desc="infill")
-
-    def _right_bits(self, left, cand, right, to_bar, primed=None) -> float:
-        """Bits per token of everything from bar ``to_bar`` on, with ``cand`` in the gap (the
-        candidate's own bits per token where nothing follows the gap). ``primed`` (from
-        ``_prime``): the left context already read, so only the gap and what follows are."""
-        return self._right_score(left, cand, right, to_bar, primed)[0]
-
-    def _right_score(self, left, cand, right, to_bar, primed=None) -> tuple[float, int]:
-        """(``_right_bits``, the number of tokens from bar ``to_bar`` on)."""
-        ids = self.tokens(left + cand + right, bars=to_bar + 1)
-        model = self.mm.model
-        cut = self._split_at_bar(ids, to_bar)
-        right_tokens = len(ids) - cut
-        if len(ids) - cut < 2 or not right:
-            cut = max(1, self._split_at_bar(ids, max(0, to_bar - 1)))
-        if primed is not None:
-            cache0, logits0, ctx = primed.cache, primed.logits[0], primed.context
-            n0 = len(ctx)
-            if ids[:n0] == ctx and n0 <= cut < len(ids) <= model.config.max_len:
-                with torch.inference_mode():
-                    rows = [logits0.float().unsqueeze(0)]
-                    if len(ids) - 1 > n0:
-                        rows.append(model(torch.tensor([ids[n0:-1]]), cache=cache0.fork())[0].float())
-                    logp = torch.log_softmax(torch.cat(rows), dim=-1)       # predicts ids[n0:]
-                tgt = torch.tensor(ids[n0:])
-                ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[cut - n0:]
-                return float(-ll.mean() / math.log(2)), right_tokens
-        lo = max(0, len(ids) - model.config.max_len)
-        x = torch.tensor([ids[lo:]])
-        with torch.inference_mode():
-            logp = torch.log_softmax(model(x[:, :-1]).float(), dim=-1)[0]
-        tgt = x[0, 1:]
-        ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-        start = max(0, cut - lo - 1)
-        part = ll[start:]
-        return (float(-part.mean() / math.log(2)) if part.numel() else 0.0), right_tokens
 
     # ---- export -------------------------------------------------------------------------
     def export(self) -> tuple[bytes, dict]:
