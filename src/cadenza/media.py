@@ -19,6 +19,7 @@ import torch
 from cadenza.codecs.audio import AudioCodec
 from cadenza.codecs.image import START, ImageCodec
 from cadenza.errors import ConfigError, DataError, ModelFileError
+from cadenza.prompts import check_settings
 from cadenza.sampling import generate
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -70,13 +71,6 @@ def _no_start(logits, context):
     return allowed
 
 
-def _check_sampling(temperature, top_p):
-    if not (isinstance(temperature, (int, float)) and 0 <= temperature <= 10):
-        raise ConfigError(f"--temperature must be a number from 0 to 10, got {temperature!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ConfigError(f"--top-p must be in (0, 1], got {top_p!r}")
-
-
 def sample_images(mm: MediaModel, n: int, seed: int = 0, temperature: float = 1.0, top_p: float | None = None,
                   prompt_rows: np.ndarray | None = None) -> list[np.ndarray]:
     """``n`` images sampled from scratch (or continuing ``prompt_rows``: an (n, k) token array
@@ -85,7 +79,7 @@ def sample_images(mm: MediaModel, n: int, seed: int = 0, temperature: float = 1.
         raise ConfigError("this is an audio model; give --prime CLIP.wav instead")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
         raise ConfigError(f"--n must be a whole number of images from 1 to 256, got {n!r}")
-    _check_sampling(temperature, top_p)
+    check_settings(temperature, None, top_p, max_temperature=10)
     codec = mm.codec
     k = 0 if prompt_rows is None else prompt_rows.shape[1]
     prompt = [[START] + ([] if prompt_rows is None else [int(t) for t in prompt_rows[i]]) for i in range(n)]
@@ -112,7 +106,7 @@ def continue_audio(mm: MediaModel, prime: np.ndarray | None, seconds: float, see
         raise ConfigError("this is an image model; use --n N or --complete IMG instead")
     if not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
         raise ConfigError(f"--seconds must be more than 0 and at most 60, got {seconds!r}")
-    _check_sampling(temperature, top_p)
+    check_settings(temperature, None, top_p, max_temperature=10)
     codec = mm.codec
     codes = [codec.silence()] if prime is None or len(prime) == 0 else codec.encode(prime).tolist()
     new = generate(mm.model, codes, int(round(seconds * codec.sample_rate)), temperature=temperature,

@@ -4,6 +4,8 @@ refused with one clear sentence."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from cadenza.errors import ConfigError, ShapeError
@@ -42,15 +44,19 @@ def as_batch(prompt, vocab_size: int, device) -> tuple[torch.Tensor, bool]:
     return tokens, single
 
 
-def check_settings(temperature, top_k, top_p):
+def check_settings(temperature, top_k=None, top_p=None, max_temperature: float = math.inf) -> None:
+    """Temperature (0 = always the likeliest token, up to ``max_temperature``), top-k and
+    top-p, each refused with one sentence (ConfigError)."""
     if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not temperature >= 0 or temperature == float("inf")):
-        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}.")
+            or not math.isfinite(temperature) or not 0 <= temperature <= max_temperature):
+        upto = f"to {max_temperature:g}" if math.isfinite(max_temperature) else "or more"
+        raise ConfigError(f"temperature must be a number from 0 (always the likeliest token) {upto}, "
+                          f"not {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive integer or None, got {top_k!r}.")
+        raise ConfigError(f"top-k must be a whole number of at least 1, not {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0.0 < top_p <= 1.0):
-        raise ConfigError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
+                              or not 0 < top_p <= 1):
+        raise ConfigError(f"top-p must be a number above 0 and at most 1, not {top_p!r}")
 
 
 def check_args(max_new_tokens, temperature, top_k, top_p, stop_tokens, vocab):

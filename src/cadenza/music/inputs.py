@@ -14,12 +14,14 @@ import torch
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
+from cadenza.prompts import check_settings
 
 
 MAX_BARS = 2000
 MAX_SECONDS = 3600.0
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
+MAX_TEMPERATURE = 10
 PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
 _REMI_CACHE: dict = {}
 
@@ -73,14 +75,7 @@ def _check_length(bars, seconds, default_bars=DEFAULT_BARS):
 
 
 def _check_sampling(temperature, top_k, top_p):
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature) or not 0 <= temperature <= 10):
-        raise ConfigError(f"temperature must be a number from 0 (always the likeliest token) to 10, not {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top-k must be a whole number of at least 1, not {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0 < top_p <= 1):
-        raise ConfigError(f"top-p must be a number above 0 and at most 1, not {top_p!r}")
+    check_settings(temperature, top_k, top_p, max_temperature=MAX_TEMPERATURE)
 
 
 def _check_seed(seed) -> int:
