@@ -292,7 +292,7 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
     from cadenza.data.format import write_dataset
 
     from cadenza.codecs.music import level_of
-    from cadenza.codecs.segments import quantile_edges
+    from cadenza.codecs.music import quantile_edges
 
     all_results.sort(key=lambda r: r[0]["id"])
     kept = []
