@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadenza.codecs.music import _MAJOR_SCALE, _MINOR_SCALE, parse_key
+from cadenza.codecs.music.features import _MAJOR_SCALE, _MINOR_SCALE, parse_key
 from cadenza.errors import ConfigError
 
 KEYS = ("C", "G", "D", "F", "Am", "Em", "Dm")

@@ -37,7 +37,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 class CorpusNotes:
     """What the originality index of a corpus is built from (stream order, pieces back to back)."""
 
-    key: str                 # the corpus's content hash (``originality.corpus_hash``)
+    key: str                 # the corpus's content hash (``corpus_index.corpus_hash``)
     codec: dict              # the corpus's tokenizer (``MusicCodec.to_dict`` form)
     pitch: np.ndarray        # uint8, per note
     ioi: np.ndarray          # uint16: ticks since the note before in its piece (0 for its first), clipped
@@ -61,7 +61,7 @@ def _fits(name: str, a: np.ndarray, dtype) -> np.ndarray:
 
 
 def from_notes(key: str, codec: dict, notes: dict, n_pieces: int, pieces: list, corpus: str = "") -> CorpusNotes:
-    """A ``CorpusNotes`` from ``originality.notes_of_tokens`` output."""
+    """A ``CorpusNotes`` from ``note_symbols.notes_of_tokens`` output."""
     pc = notes["piece"].astype(np.int64)
     n = pc.size
     if n and int(pc[0]) < 0:
@@ -83,7 +83,8 @@ def corpus_notes(data_dir) -> CorpusNotes:
     """The notes of a music corpus folder's train split."""
     from cadenza.codecs.music import MusicCodec
     from cadenza.data.format import open_split, read_meta
-    from cadenza.music.originality import _Tables, _train_rows, corpus_hash, notes_of_tokens
+    from cadenza.music.corpus_index import _train_rows, corpus_hash
+    from cadenza.music.note_symbols import _Tables, notes_of_tokens
 
     d = Path(data_dir)
     meta = read_meta(d)
@@ -111,7 +112,7 @@ def _json_bytes(obj) -> np.ndarray:
 
 def notes_bytes(cn: CorpusNotes, data_dir_name: str = "") -> bytes:
     """The notes file's bytes (a zip of .npy members, deflated, fixed timestamps)."""
-    from cadenza.music.originality import INDEX_VERSION
+    from cadenza.music.corpus_index import INDEX_VERSION
 
     meta = {"version": NOTES_VERSION, "index_version": INDEX_VERSION, "key": cn.key,
             "corpus": data_dir_name or cn.corpus, "notes": int(cn.pitch.size), "pieces": int(cn.offsets.size - 1),
@@ -141,7 +142,7 @@ def save_notes(cn: CorpusNotes, path, data_dir_name: str = "") -> str:
 
 
 def _bad(path, why: str):
-    from cadenza.music.originality import IndexError_
+    from cadenza.music.corpus_index import IndexError_
 
     return IndexError_(f"{path} is not a readable originality notes file ({why}); re-export it with "
                        f"`cadenza check --export-index`")
@@ -149,7 +150,7 @@ def _bad(path, why: str):
 
 def notes_meta(path) -> dict:
     """The notes file's small ``meta`` member (key, versions, counts, tokenizer)."""
-    from cadenza.music.originality import INDEX_VERSION
+    from cadenza.music.corpus_index import INDEX_VERSION
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -187,7 +188,7 @@ def file_sha256(path) -> str:
 def shipped_notes(model_dir, info: dict | None) -> Path | None:
     """The notes file a model folder ships (named in its corpus.json), checked against the
     sha256 recorded there; None if it ships none."""
-    from cadenza.music.originality import IndexError_
+    from cadenza.music.corpus_index import IndexError_
 
     entry = (info or {}).get("originality_notes")
     if not model_dir or not isinstance(entry, dict) or not entry.get("path"):

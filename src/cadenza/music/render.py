@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.codecs.music import _as_tick, load_midi
+from cadenza.codecs.music.midi import _as_tick, load_midi
 from cadenza.errors import ConfigError, DataError
 from cadenza.io import atomic_path
 

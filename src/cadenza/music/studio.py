@@ -82,7 +82,7 @@ class StudioSession:
 
     # ---- the piece as tokens --------------------------------------------------------------
     def _score(self, notes):
-        from cadenza.codecs.midi_files import score_of_notes
+        from cadenza.codecs.music import score_of_notes
 
         return score_of_notes(notes, self.tempo, self.ts, TPQ)
 

@@ -133,7 +133,7 @@ def score_of(req: S.MusicInput, limits: Limits):
     num, den = (int(x) for x in req.time_signature.split("/"))
     if not 1 <= num <= 32 or den not in (1, 2, 4, 8, 16, 32):
         raise Refused(422, f"time_signature {req.time_signature} is not a metre (like 4/4, 3/4 or 6/8)")
-    from cadenza.codecs.midi_files import score_of_notes
+    from cadenza.codecs.music import score_of_notes
 
     return score_of_notes(req.notes, req.tempo, (num, den))
 

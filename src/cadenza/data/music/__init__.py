@@ -20,12 +20,15 @@ with a progress bar; results are cached per source file under ``DATA_DIR/.cache`
 interrupted build resumes where it stopped.
 
 Modules: ``collections`` (what is read, and its licences), ``music21`` (reading the corpus
-files), ``splits`` (which split a piece goes to), ``build`` (the pool, cache, manifest and
-log). Their public names are importable from ``cadenza.data.music``.
+files), ``splits`` (which split a piece goes to), ``pool`` (the worker pool and the per-file
+cache), ``manifest`` (splits, levels and duplicates, the manifest, log and token files),
+``build`` (the two builds, driving both). Their public names are importable from
+``cadenza.data.music``.
 """
 
-from cadenza.data.music.build import (CONVERTER_VERSION, MANIFEST_FIELDS, BuildSummary, build_midi,  # noqa: F401
-                                      build_music21)
+from cadenza.data.music.build import build_midi, build_music21  # noqa: F401
+from cadenza.data.music.manifest import MANIFEST_FIELDS, BuildSummary  # noqa: F401
+from cadenza.data.music.pool import CONVERTER_VERSION  # noqa: F401
 from cadenza.data.music.collections import COLLECTIONS, EXCLUDED_COLLECTIONS, Collection, use_of  # noqa: F401
 from cadenza.data.music.music21 import (MUSIC21_EXTENSIONS, TPQ, _read_text, _split_abc, m21_to_score,  # noqa: F401
                                         music21_corpus_dir, music21_sources)

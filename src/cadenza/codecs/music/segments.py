@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from cadenza.codecs.keys import key_correlations
+from cadenza.codecs.music.keys import key_correlations
 
 def segment_energy(pitches, velocities, n_notes: int, seconds: float) -> float:
     if n_notes == 0 or seconds <= 0:

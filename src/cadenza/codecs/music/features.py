@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadenza.codecs.keys import key_correlations
-from cadenza.codecs.midi_files import _as_tick, normalize_time_signature
+from cadenza.codecs.music.keys import key_correlations
+from cadenza.codecs.music.midi import _as_tick, normalize_time_signature
 from cadenza.errors import ConfigError
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

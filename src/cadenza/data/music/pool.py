@@ -1,0 +1,254 @@
+"""The corpus build's worker pool: each source file read and encoded in a worker process, the results cached per file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import pickle
+import re
+import signal
+import sys
+from pathlib import Path
+
+from cadenza.errors import DataError
+from cadenza.io import write_bytes_atomic
+from cadenza.data.music.collections import COLLECTIONS
+from cadenza.data.music.music21 import (_Timeout, _alarm, _cancel_alarm, _clean_reason, _one_line, _read_text,
+                                        _split_abc, m21_to_score)
+from cadenza.data.music.splits import melody_signature
+
+CONVERTER_VERSION = 1  # bump when the conversion changes: invalidates the per-file cache
+
+
+# --------------------------------------------------------------------------- workers
+_CODEC = None
+
+
+def _init_worker(codec_dict):
+    global _CODEC
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from cadenza.codecs.music import MusicCodec
+
+    _CODEC = MusicCodec.from_dict(codec_dict)
+    if hasattr(signal, "SIGINT"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+
+
+def _piece(codec, score, base: dict, style: str, tempo_source: str):
+    """Encode one score; returns (record, ids or None)."""
+    rec = dict(base)
+    n = score.note_num()
+    if n == 0:
+        rec.update(status="skipped", reason="no notes")
+        return rec, None
+    feats = codec.describe(score)
+    ids, where, raw = codec.encode_parts(score, style=style, features=feats)
+    cond, _ = codec.parse_prefix(ids)
+    rec.update(status="ok", notes=int(n), melody=melody_signature(score), melody16=melody_signature(score, 16),
+               _controls=where, _raw=raw, tokens=int(len(ids)), key=cond.get("key", ""),
+               tempo=round(feats.tempo, 1), tempo_source=tempo_source,
+               time_signature="/".join(map(str, cond.get("time_signature", ("", "")))),
+               valence=round(feats.valence, 3), energy=round(feats.energy, 3), seconds=round(feats.seconds, 1))
+    return rec, ids
+
+
+def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, timeout: int) -> list:
+    """Parse one corpus file with music21: [(record, pickled symusic score or None), ...]."""
+    from music21 import converter
+
+    coll = COLLECTIONS[coll_name]
+    out = []
+    base = {"source": rel, "collection": coll_name, "composer": coll.composer, "licence": coll.licence,
+            "style": coll.style}
+    header = ""
+    if path.suffix.lower() == ".abc":
+        header, tunes = _split_abc(_read_text(path))
+        units = [(i, t) for i, t in enumerate(tunes)]
+    else:
+        units = [(0, None)]
+    seen = set()
+    for idx, tune in units:
+        if max_pieces is not None and len(out) >= max_pieces:
+            break
+        rec = dict(base, id=rel, number="", title="")
+        if tune is not None:
+            m = re.match(r"X:\s*(\S*)", tune)
+            num = (m.group(1) if m else "") or str(idx + 1)
+            pid = f"{rel}#{num}"
+            if pid in seen:
+                pid = f"{rel}#{num}.{idx + 1}"
+            rec.update(id=pid, number=num)
+            t = re.search(r"(?m)^T:\s*(.+)$", tune)
+            rec["title"] = _one_line(t.group(1)) if t else ""
+        seen.add(rec["id"])
+        try:
+            _alarm(timeout)
+            if tune is not None:
+                m21 = converter.parse(header + tune, format="abc")
+            else:
+                m21 = converter.parse(str(path), forceSource=True)
+            if hasattr(m21, "scores") and not hasattr(m21, "parts"):  # an Opus inside one file
+                m21 = m21.scores[0]
+            md = getattr(m21, "metadata", None)
+            if md is not None:
+                if md.composer:
+                    rec["composer"] = _one_line(md.composer)
+                if not rec["title"]:
+                    rec["title"] = _one_line(md.title or md.movementName or "")
+            score, tempo_source = m21_to_score(m21, coll.tempo)
+            rec["tempo_source"] = tempo_source
+            out.append((rec, pickle.dumps(score, protocol=pickle.HIGHEST_PROTOCOL)))
+        except Exception as exc:  # a bad piece is skipped and listed, never fatal
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
+        except _Timeout as exc:
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
+        finally:
+            _cancel_alarm()
+    return out
+
+
+def _process_music21_file(job):
+    """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...]).
+
+    The music21 parse (the slow part) is cached on its own, so a changed tokenizer or
+    feature formula re-tokenizes from the cached scores without parsing again."""
+    task_id, (coll_name, path, rel, max_pieces, timeout, convert_cache) = job
+    converted = None
+    if convert_cache and Path(convert_cache).exists():
+        try:
+            converted = pickle.loads(Path(convert_cache).read_bytes())
+        except Exception:
+            converted = None
+    if converted is None:
+        converted = _convert_music21_file(coll_name, Path(path), rel, max_pieces, timeout)
+        if convert_cache:
+            Path(convert_cache).parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(convert_cache, pickle.dumps(converted, protocol=pickle.HIGHEST_PROTOCOL))
+    style = COLLECTIONS[coll_name].style
+    out = []
+    for rec, blob in converted:
+        if blob is None:
+            out.append((rec, None))
+            continue
+        try:
+            out.append(_piece(_CODEC, pickle.loads(blob), rec, style, rec.get("tempo_source", "")))
+        except Exception as exc:
+            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
+    return task_id, out
+
+
+def _process_midi_file(job):
+    """Worker: one user MIDI file -> (task id, [(record, ids or None)])."""
+    task_id, (path, rel, collection, style, licence, composer, timeout) = job
+    from cadenza.codecs.music import load_midi
+
+    rec = {"id": rel, "source": rel, "number": "", "collection": collection, "composer": composer,
+           "title": Path(rel).stem, "licence": licence, "style": style}
+    try:
+        _alarm(timeout)
+        score = load_midi(path)
+        tempo_source = "marked" if len(score.tempos) else "default"
+        result = _piece(_CODEC, score, rec, style, tempo_source)
+    except DataError as exc:  # the file's own problem, already one sentence
+        result = (dict(rec, status="skipped", reason=str(exc)), None)
+    except Exception as exc:
+        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+    except _Timeout as exc:
+        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+    finally:
+        _cancel_alarm()
+    return task_id, [result]
+
+
+# --------------------------------------------------------------------------- the pool and its cache
+def _cache_key(codec, task_id: str, path: Path, extra: str = "") -> str:
+    """Key of a file's token cache: the file, the tokenizer (minus the mood level edges,
+    applied at the end) and the feature formulas."""
+    from cadenza.codecs.music import FEATURES_VERSION
+
+    st = path.stat()
+    cfg = {k: v for k, v in codec.config.to_dict().items() if k not in ("valence_edges", "energy_edges")}
+    cfg_hash = hashlib.sha1((json.dumps(cfg, sort_keys=True) + codec.vocab_hash()).encode()).hexdigest()
+    raw = f"{CONVERTER_VERSION}|{FEATURES_VERSION}|{cfg_hash}|{task_id}|{st.st_size}|{int(st.st_mtime)}|{extra}"
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _run_tasks(tasks, func, codec, out_dir: Path, workers: int, desc: str, progress: bool, use_cache: bool):
+    """Run tasks (each with its own cache entry) in a process pool; returns {task_id: results}."""
+    from tqdm import tqdm
+
+    cache_dir = out_dir / ".cache"
+    results: dict[str, list] = {}
+    todo = []
+    for task_id, path, extra, task in tasks:
+        key = _cache_key(codec, task_id, Path(path), extra)
+        cached = cache_dir / f"{key}.pkl"
+        if use_cache and cached.exists():
+            try:
+                results[task_id] = pickle.loads(cached.read_bytes())
+                continue
+            except Exception:
+                pass
+        todo.append((task_id, key, Path(path).stat().st_size, task))
+    todo.sort(key=lambda t: -t[2])  # big files first: better load balance
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="file",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    counts = {"ok": 0, "skipped": 0}
+
+    def done(task_id, key, res):
+        results[task_id] = res
+        if use_cache:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(cache_dir / f"{key}.pkl", pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+        for rec, _ in res:
+            counts["ok" if rec["status"] == "ok" else "skipped"] += 1
+        bar.set_postfix(pieces=counts["ok"], skipped=counts["skipped"], refresh=False)
+        bar.update(1)
+
+    codec_dict = codec.to_dict()
+    keys = {t[0]: t[1] for t in todo}
+    jobs = [(t[0], t[3]) for t in todo]
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            _init_worker(codec_dict)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for job in jobs:
+                task_id, res = func(job)
+                done(task_id, keys[task_id], res)
+        else:
+            _run_pool(jobs, func, codec_dict, workers, lambda tid, res: done(tid, keys[tid], res))
+    finally:
+        bar.close()
+    return results
+
+
+def _run_pool(jobs, func, codec_dict, workers: int, done, retries: int = 2):
+    """Run jobs in worker processes; a crashed worker (say, a segfault in a C library on a
+    bad file) costs only the jobs in flight: the rest are retried in a fresh pool, and what
+    still fails is reported as skipped."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork where the platform has it: children inherit the imported libraries and do not
+    # re-run the caller's __main__ module (spawn would, in scripts without a main guard).
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    pending = dict(jobs)
+    for attempt in range(retries + 1):
+        if not pending:
+            return
+        try:
+            with ProcessPoolExecutor(min(workers, len(pending)), mp_context=mp.get_context(method),
+                                     initializer=_init_worker, initargs=(codec_dict,)) as pool:
+                futures = [pool.submit(func, (tid, payload)) for tid, payload in pending.items()]
+                for fut in as_completed(futures):
+                    tid, res = fut.result()
+                    pending.pop(tid, None)
+                    done(tid, res)
+        except BrokenProcessPool:
+            continue
+    for tid, payload in list(pending.items()):
+        done(tid, [({"id": tid, "source": tid, "collection": "", "composer": "", "licence": "", "style": "",
+                     "status": "skipped", "reason": "a worker process crashed on this file"}, None)])
