@@ -3,7 +3,9 @@
 Read top to bottom: token + position embeddings, ``n_layers`` pre-norm residual blocks
 (sparse self-attention, GELU MLP), a final LayerNorm and the output head. Paper details
 (Child et al. 2019): output projections of each block start scaled by 1/sqrt(2 n_layers);
-dropout only at the end of each residual branch; optional activation checkpointing.
+dropout only at the end of each residual branch; activation checkpointing when whoever
+trains it sets ``model.activation_checkpointing`` (the model holds no precision either: the
+trainer runs it under autocast, ``cadenza.train.precision``).
 
 ``model(idx)`` gives logits for a whole sequence. ``cache = model.new_cache(batch)`` and then
 ``model(chunk, cache=cache)`` decode incrementally; see ``cadenza.cache`` for why a token then
@@ -33,20 +35,12 @@ from cadenza.model_files import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE  # noq
 DECODE_WEIGHTS = ("float32", "int8")
 
 
-def autocast_dtype(config: ModelConfig, device_type: str) -> torch.dtype | None:
-    """The autocast dtype for this config on a device type, or None for plain float32."""
-    if config.dtype == "float32":
-        return None
-    if config.dtype == "float16" and device_type == "cuda":
-        return torch.float16
-    return torch.bfloat16  # bfloat16 everywhere, and float16 falls back to it on the CPU
-
-
-def make_grad_scaler(config: ModelConfig, device) -> torch.amp.GradScaler:
-    """A GradScaler that is enabled only where it is needed: float16 on CUDA."""
-    device_type = torch.device(device).type
-    enabled = config.dtype == "float16" and device_type == "cuda"
-    return torch.amp.GradScaler(device_type, enabled=enabled)
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` here (the fused step computes in float32 only)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:   # PyTorch before 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def _linear(x: torch.Tensor, w) -> torch.Tensor:
@@ -173,6 +167,7 @@ class SparseTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.activation_checkpointing = False   # recompute each block in backward (a training setting)
         self._init_weights()
 
     def _init_weights(self):
@@ -246,21 +241,17 @@ class SparseTransformer(nn.Module):
             raise ShapeError(f"token {bad} is outside the vocabulary [0, {self.config.vocab_size}).")
 
     def _run(self, idx, cache, start):
-        amp = autocast_dtype(self.config, idx.device.type)
-        ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
-               else contextlib.nullcontext())
-        with ctx:
-            n = idx.shape[1]
-            pos = torch.arange(start, start + n, device=idx.device)
-            x = self.tok_emb(idx) + self.pos_emb(pos)
-            use_ckpt = (self.config.checkpointing and self.training and cache is None
-                        and torch.is_grad_enabled())
-            for block in self.blocks:
-                if use_ckpt:
-                    x = checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x, cache, start)
-            logits = self.head(self.ln_f(x))
+        n = idx.shape[1]
+        pos = torch.arange(start, start + n, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        use_ckpt = (self.activation_checkpointing and self.training and cache is None
+                    and torch.is_grad_enabled())
+        for block in self.blocks:
+            if use_ckpt:
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x, cache, start)
+        logits = self.head(self.ln_f(x))
         return logits.float()
 
     # ---------------------------------------------------------------- one-token decoding
@@ -309,34 +300,30 @@ class SparseTransformer(nn.Module):
         fused = self._fused_step(fast, cache)
         if fused is not None:
             return fused(idx, start)
-        amp = autocast_dtype(self.config, idx.device.type)
-        ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
-               else contextlib.nullcontext())
         B, d, H, hd = idx.shape[0], self.config.d_model, self.config.n_heads, self.config.head_dim
-        with ctx:
-            x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
-            for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
-                    in zip(fast["blocks"], cache.layers, fast["scales"]):
-                h = F.layer_norm(x, (d,), w1, b1, eps1)
-                qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
-                q, k, v = qkv_out.unbind(1)
-                if len(layer) == 1:
-                    y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
-                else:
-                    y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale,
-                                          kv=qkv_out[:, 1:, h0:h1]) for h0, h1, g in layer], dim=1)
-                x = x + _linear(y.reshape(B, d), proj)
-                h = F.layer_norm(x, (d,), w2, b2, eps2)
-                x = x + _linear(F.gelu(_linear(h, fc)), out)
-            wf, bf, epsf = fast["final"]
-            logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
+        x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
+        for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
+                in zip(fast["blocks"], cache.layers, fast["scales"]):
+            h = F.layer_norm(x, (d,), w1, b1, eps1)
+            qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
+            q, k, v = qkv_out.unbind(1)
+            if len(layer) == 1:
+                y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
+            else:
+                y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale,
+                                      kv=qkv_out[:, 1:, h0:h1]) for h0, h1, g in layer], dim=1)
+            x = x + _linear(y.reshape(B, d), proj)
+            h = F.layer_norm(x, (d,), w2, b2, eps2)
+            x = x + _linear(F.gelu(_linear(h, fc)), out)
+        wf, bf, epsf = fast["final"]
+        logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
         cache.length += 1
         return logits.float()[:, None, :]
 
     def _fused_step(self, fast, cache: KVCache):
         """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
         group of a Local band plus a StrideSkip part (strided attention, ``integration="merged"``),
-        float32 maths on the CPU, and the kernel built. Else None (the Python step runs). Same
+        float32 maths on the CPU (no autocast), and the kernel built. Else None (the Python step runs). Same
         maths; tests check cached == full logits both ways.
 
         Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
@@ -344,7 +331,7 @@ class SparseTransformer(nn.Module):
         file check or hashing."""
         from cadenza.attention import kernels
 
-        if self.__dict__.get("_no_fused"):
+        if self.__dict__.get("_no_fused") or _autocast_on("cpu"):
             return None
         plan = fast.get("fused")
         if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
@@ -378,7 +365,7 @@ class SparseTransformer(nn.Module):
         layers = self.new_cache(1).layers          # the cache's layout follows from the config alone
         groups = [layer[0][2] for layer in layers if len(layer) == 1]
         ok = (ext is not None and hasattr(ext, "decode_step") and self.device.type == "cpu"
-              and autocast_dtype(self.config, "cpu") is None and len(groups) == len(layers)
+              and len(groups) == len(layers)
               and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
               and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
         if not ok:
@@ -464,4 +451,4 @@ class SparseTransformer(nn.Module):
         return load_model(cls, directory, map_location)
 
 
-__all__ = ["ModelConfig", "SparseTransformer", "KVCache", "make_grad_scaler", "autocast_dtype"]
+__all__ = ["ModelConfig", "SparseTransformer", "KVCache"]

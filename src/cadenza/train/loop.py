@@ -37,7 +37,8 @@ from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.io import write_text_atomic
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import distributed as dist_util
-from cadenza.train.config import TrainConfig
+from cadenza.train import precision
+from cadenza.train.config import TrainConfig, training_settings
 from cadenza.train.metrics import RunLogger
 from cadenza.train.schedule import WarmupCosine
 
@@ -143,7 +144,10 @@ def _init_config(cfg: TrainConfig, meta: dict):
 
 
 def _model_config_from_args(cfg: TrainConfig, meta: dict):
+    """The model config of a new run, and the training settings its config file or ``--set``
+    gave in the fields a model config held before training owned them (``training_settings``)."""
     ModelConfig, _ = _model_api()
+    settings = {}
     if cfg.init is not None:
         mc = _init_config(cfg, meta)
     elif cfg.preset is not None:
@@ -168,15 +172,14 @@ def _model_config_from_args(cfg: TrainConfig, meta: dict):
             for wrapper in ("model", "config"):
                 if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
                     raw = raw[wrapper]
+        raw, settings = training_settings(raw) if isinstance(raw, dict) else (raw, {})
         mc = ModelConfig.from_dict(raw)
     else:
         raise ConfigError("choose a model with --preset NAME (for example tiny) or --config FILE.json")
-    overrides = dict(cfg.model_overrides)
-    if cfg.activation_checkpointing:
-        overrides["checkpointing"] = True
+    overrides, given = training_settings(cfg.model_overrides)
     if overrides:
         mc = mc.replace(**overrides)
-    return mc
+    return mc, {**settings, **given}
 
 
 def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | None]:
@@ -198,15 +201,16 @@ def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | N
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
                           "or choose another --out")
     if state is not None:
-        mc = ModelConfig.from_dict(state["model_config"])
+        # A checkpoint written before training owned them keeps checkpointing and dtype in its
+        # model config; what they said there is what the run used.
+        model_fields, settings = training_settings(state["model_config"])
+        mc = ModelConfig.from_dict(model_fields)
         if cfg.preset or cfg.model_config or cfg.model_overrides:
             _say(d, "note: resuming, so the model comes from the checkpoint; --preset/--config/--set are ignored")
-        if cfg.activation_checkpointing is not None and cfg.activation_checkpointing != mc.checkpointing:
-            mc = mc.replace(checkpointing=bool(cfg.activation_checkpointing))
-        cfg = cfg.resolved(state.get("train_config"))
+        cfg = cfg.resolved({**(state.get("train_config") or {}), **settings})
     else:
-        cfg = cfg.resolved()
-        mc = _model_config_from_args(cfg, meta)
+        mc, settings = _model_config_from_args(cfg, meta)
+        cfg = cfg.resolved(settings)
     if mc.vocab_size != meta["vocab_size"]:
         raise DataError(f"the data in {cfg.data} has a vocabulary of {meta['vocab_size']} tokens but the "
                         f"model config has vocab_size {mc.vocab_size}; they must match")
@@ -232,6 +236,8 @@ def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | N
     if rem or per < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
                           f"processes x grad-accum = {world_size} x {cfg.grad_accum}")
+    if cfg.fsdp and cfg.precision == "fp16":
+        raise ConfigError("--precision fp16 (loss scaling) does not run with --fsdp; use --precision bf16")
     if cfg.fsdp and world_size < 2:
         raise ConfigError("--fsdp shards the model across processes; launch with "
                           "torchrun --nproc_per_node=N (N >= 2), or drop --fsdp")
@@ -371,7 +377,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
     # Resume bookkeeping travels from rank 0 to every rank.
     info = None
     if d.is_main and state is not None:
-        info = {k: state.get(k) for k in ("step", "best_eval", "elapsed", "tokens", "schedule")}
+        info = {k: state.get(k) for k in ("step", "best_eval", "elapsed", "tokens", "schedule", "scaler")}
         info["rng"] = state.get("rng")
     info = dist_util.broadcast_object(d, info)
     start_step = int(info["step"]) if info else 0
@@ -384,6 +390,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
 
     torch.manual_seed(cfg.seed)
     model = SparseTransformer(mc)
+    model.activation_checkpointing = cfg.activation_checkpointing
     if info is None and cfg.init:
         model.load_state_dict(SparseTransformer.load(cfg.init).state_dict())
         _say(d, f"starting from the weights of {cfg.init}")
@@ -392,11 +399,14 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2))
     schedule = WarmupCosine(optimizer, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    scaler = precision.grad_scaler(cfg.precision, d.device)
     if info is not None:
         dist_util.load_full_state(model, optimizer,
                                   state["model"] if d.is_main else None,
                                   state["optimizer"] if d.is_main else None, d)
         schedule.load_state_dict(info.get("schedule") or {})
+        if info.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(info["scaler"])
         rngs = info.get("rng") or []
         if d.rank < len(rngs) and rngs[d.rank] is not None:
             ckpt_io.set_rng_state(rngs[d.rank])
@@ -423,8 +433,9 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         def held_out():
             return eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size,
                                 record_len)
-    autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
-        else contextlib.nullcontext
+
+    def autocast():
+        return precision.autocast(cfg.precision, d.device.type)
 
     logger = RunLogger(out, enabled=d.is_main, tensorboard=cfg.tensorboard,
                        resume_step=start_step if info is not None else None)
@@ -482,6 +493,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         if d.is_main:
             ckpt_io.save_checkpoint(path, {
                 "step": step, "model": msd, "optimizer": osd, "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
                 "rng": rngs, "data": {"seed": cfg.seed, "next_step": step, "global_batch": cfg.batch_size,
                                       "seq_len": cfg.seq_len},
                 "model_config": plan.model_config, "train_config": cfg.to_dict(),
@@ -536,10 +548,11 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
                 x, y = x.to(d.device), y.to(d.device)
                 with _grad_sync(model, a == cfg.grad_accum - 1, cfg.fsdp), autocast():
                     loss = loss_fn(model(x), y)
-                    (loss / cfg.grad_accum).backward()
+                    scaler.scale(loss / cfg.grad_accum).backward()
                 loss_sum += float(loss.detach())
             local_loss = loss_sum / cfg.grad_accum
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            scaler.unscale_(optimizer)
             grad_norm = _as_float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
             loss_g, bad_g, stop_g = dist_util.all_reduce_sum(
                 d, [local_loss, 0.0 if math.isfinite(local_loss) else 1.0, 1.0 if stop.requested else 0.0])
@@ -548,8 +561,9 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             if skipped:
                 bad_run += 1
             else:
-                optimizer.step()
+                scaler.step(optimizer)
                 bad_run = 0
+            scaler.update()   # fp16: a skipped step lowers the loss scale
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
