@@ -30,10 +30,13 @@ from cadenza import __version__
 from cadenza.io import save_figure, write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
+from cadenza.train.precision import autocast
+
+PRECISION = {"float32": "fp32", "bfloat16": "bf16"}   # --dtype: the training precision it runs under
 
 
-def make(attention: str, n: int, dtype: str, state=None):
-    cfg = bench(attention=attention, max_len=n, dtype=dtype)
+def make(attention: str, n: int, state=None):
+    cfg = bench(attention=attention, max_len=n)
     model = SparseTransformer(cfg)
     if state is not None:
         model.load_state_dict(state)
@@ -64,23 +67,24 @@ def phase_times(model, x) -> dict:
 
 def run(n: int, steps: int, warmup: int, batch: int, attention: str, dtype: str, seed=0):
     torch.manual_seed(seed)
-    sparse, sparse_opt = make(attention, n + 1, dtype)
-    dense, dense_opt = make("dense", n + 1, dtype, state=sparse.state_dict())
+    sparse, sparse_opt = make(attention, n + 1)
+    dense, dense_opt = make("dense", n + 1, state=sparse.state_dict())
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, sparse.config.vocab_size, (batch, n + 1), generator=g)
     runs = {"sparse": (sparse, sparse_opt), "dense": (dense, dense_opt)}
-    for _ in range(warmup):
-        for model, opt in runs.values():
-            train_step(model, opt, x)
     times = {"sparse": [], "dense": []}
-    gc.disable()
-    try:
-        for _ in range(steps):
-            for name, (model, opt) in runs.items():
-                times[name].append(train_step(model, opt, x))
-        phases = {name: phase_times(model, x) for name, (model, _) in runs.items()}
-    finally:
-        gc.enable()
+    with autocast(PRECISION[dtype], "cpu"):
+        for _ in range(warmup):
+            for model, opt in runs.values():
+                train_step(model, opt, x)
+        gc.disable()
+        try:
+            for _ in range(steps):
+                for name, (model, opt) in runs.items():
+                    times[name].append(train_step(model, opt, x))
+            phases = {name: phase_times(model, x) for name, (model, _) in runs.items()}
+        finally:
+            gc.enable()
     tokens = batch * n
     row = {"n": n, "batch": batch, "dtype": dtype, "attention": attention}
     for name in runs:

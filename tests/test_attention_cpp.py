@@ -220,6 +220,7 @@ def test_the_fused_decode_step_equals_the_python_step_and_the_full_forward(weigh
     """The C++ one-token step (every layer in one call) gives the Python step's logits and keys
     read, and both equal the full forward (float32 exactly up to rounding; int8 as the Python
     int8 step does)."""
+    from cadenza import decode_step
     from cadenza.config import ModelConfig
     from cadenza.model import SparseTransformer
 
@@ -240,7 +241,7 @@ def test_the_fused_decode_step_equals_the_python_step_and_the_full_forward(weigh
             outs[fused] = (torch.cat(steps, 1), cache.keys_read)
         model.__dict__["_no_fused"] = False
         full = model(x)[:, 19:]
-    assert model._fused_step(model._fast_weights(), model.new_cache(2)) is not None      # the fused path ran
+    assert decode_step.fused_step(model, decode_step.fast_weights(model), model.new_cache(2)) is not None  # fused ran
     assert torch.allclose(outs[True][0], outs[False][0], atol=1e-5) and outs[True][1] == outs[False][1]
     tol = 1e-4 if weights == "float32" else 0.5
     assert float((outs[True][0] - full).abs().max()) < tol

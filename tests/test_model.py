@@ -12,8 +12,9 @@ from cadenza.attention import (
 )
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ModelFileError, ShapeError
-from cadenza.model import SparseTransformer, full_attention, make_grad_scaler
+from cadenza.model import SparseTransformer, full_attention
 from cadenza.presets import PRESETS, get_preset
+from cadenza.train import precision
 
 
 
@@ -35,7 +36,7 @@ def one_sentence(msg: str) -> bool:
     dict(stride=0), dict(summary=9, stride=8), dict(integration="split", n_heads=3, d_model=12),
     dict(positions="rotary"), dict(positions="factorized"),
     dict(positions="factorized", position_shape=(2, 3)), dict(dropout=1.0),
-    dict(dropout="0.1"), dict(checkpointing="yes"), dict(dtype="float8"), dict(max_len=0),
+    dict(dropout="0.1"), dict(max_len=0),
 ])
 def test_bad_config_raises_one_clear_sentence(kw):
     with pytest.raises(ConfigError) as info:
@@ -46,10 +47,13 @@ def test_bad_config_raises_one_clear_sentence(kw):
 def test_config_defaults_and_round_trip():
     cfg = ModelConfig()
     assert cfg.stride == 64 and cfg.summary == 8  # about sqrt(4096); c = min(8, l)
-    cfg = tiny_config(positions="factorized", position_shape=(4, 5, 2), dtype="bfloat16")
+    cfg = tiny_config(positions="factorized", position_shape=(4, 5, 2))
     d = cfg.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert ModelConfig.from_dict(d) == cfg
+    # config.json files written when the model config held the training settings still load
+    assert ModelConfig.from_dict({**d, "checkpointing": True, "dtype": "bfloat16"}) == cfg
+    assert "checkpointing" not in d and "dtype" not in d
     with pytest.raises(ConfigError, match="unknown model config fields: colour"):
         ModelConfig.from_dict({**d, "colour": 1})
     assert cfg.replace(n_layers=3).n_layers == 3
@@ -141,7 +145,8 @@ def test_dropout_only_in_training_and_checkpointing_gives_same_gradients():
 
     torch.manual_seed(0)
     plain = SparseTransformer(tiny_config())
-    ckpt = SparseTransformer(tiny_config(checkpointing=True))
+    ckpt = SparseTransformer(tiny_config())
+    ckpt.activation_checkpointing = True
     ckpt.load_state_dict(plain.state_dict())
     for m in (plain, ckpt):
         m.train()
@@ -153,13 +158,16 @@ def test_dropout_only_in_training_and_checkpointing_gives_same_gradients():
 def test_bfloat16_autocast_runs_close_to_float32():
     torch.manual_seed(0)
     model = SparseTransformer(tiny_config()).eval()
-    bf = SparseTransformer(tiny_config(dtype="bfloat16")).eval()
-    bf.load_state_dict(model.state_dict())
     x = torch.randint(0, 13, (2, 30))
-    a, b = model(x), bf(x)
+    a = model(x)
+    with precision.autocast("bf16", "cpu"):
+        b = model(x)
     assert b.dtype == torch.float32 and torch.isfinite(b).all()
     assert (a - b).abs().max() < 0.05
-    assert not make_grad_scaler(bf.config, "cpu").is_enabled()
+    assert not precision.grad_scaler("bf16", "cpu").is_enabled()
+    assert not precision.grad_scaler("fp16", "cpu").is_enabled()   # fp16 falls back to bf16 on the CPU
+    assert precision.autocast_dtype("fp16", "cpu") == torch.bfloat16
+    assert precision.autocast_dtype("fp16", "cuda") == torch.float16 and precision.autocast_dtype("fp32", "cuda") is None
 
 
 def test_factorized_positions():

@@ -13,6 +13,7 @@ from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.train import TrainConfig, TrainingDiverged, train
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import loop
+from cadenza.train.config import training_settings
 from cadenza.train.metrics import read_log
 from cadenza.train.schedule import lr_at
 from train_fixtures import (
@@ -104,7 +105,9 @@ def test_grad_accumulation_matches_a_big_batch(data, tmp_path):
 def test_bf16_and_activation_checkpointing_train(data, tmp_path):
     result = train(**tiny_options(data, tmp_path / "run", steps=4, precision="bf16", activation_checkpointing=True))
     assert result.reason == "completed" and math.isfinite(result.eval_loss)
-    assert ckpt_io.load_checkpoint(result.checkpoint)["model_config"]["checkpointing"] is True
+    saved = ckpt_io.load_checkpoint(result.checkpoint)
+    assert saved["train_config"]["activation_checkpointing"] is True and saved["train_config"]["precision"] == "bf16"
+    assert "checkpointing" not in saved["model_config"] and "dtype" not in saved["model_config"]
 
 
 def test_nan_steps_are_skipped_with_a_warning(data, tmp_path, monkeypatch, capsys):
@@ -233,7 +236,8 @@ def test_existing_run_needs_resume(data, tmp_path):
 
 
 def test_invalid_options_are_config_errors(data, tmp_path):
-    for bad in (dict(steps=0), dict(lr=-1.0), dict(precision="fp8"), dict(batch_size=1.5), dict(grad_clip=float("nan"))):
+    for bad in (dict(steps=0), dict(lr=-1.0), dict(precision="fp8"), dict(batch_size=1.5), dict(grad_clip=float("nan")),
+                dict(activation_checkpointing="yes")):
         with pytest.raises(ConfigError):
             TrainConfig(**tiny_options(data, tmp_path / "r", **bad))
 
@@ -262,3 +266,23 @@ def test_config_file_may_be_a_saved_model_config(data, tmp_path):
     result = train(**tiny_options(data, tmp_path / "b", steps=2, preset=None,
                                   model_config=str(first.model_dir / "config.json")))
     assert result.reason == "completed"
+
+
+def test_training_settings_an_old_model_config_held_are_kept(data, tmp_path):
+    """checkpointing and dtype, fields of the model config before training owned them, are read as
+    activation_checkpointing and precision: resuming an old checkpoint, and in --set."""
+    out = tmp_path / "run"
+    first = train(**tiny_options(data, out, steps=2, eval_every=0))
+    state = ckpt_io.load_checkpoint(first.checkpoint)
+    state["model_config"].update(checkpointing=True, dtype="bfloat16")
+    ckpt_io.save_checkpoint(first.checkpoint, state)
+    result = train(**tiny_options(data, out, steps=3, resume=True))
+    saved = ckpt_io.load_checkpoint(result.checkpoint)
+    assert result.reason == "completed" and "dtype" not in saved["model_config"]
+    assert saved["train_config"]["activation_checkpointing"] is True and saved["train_config"]["precision"] == "bf16"
+    fresh = train(**tiny_options(data, tmp_path / "b", steps=1, eval_every=0, model_overrides={"dtype": "float16"}))
+    assert ckpt_io.load_checkpoint(fresh.checkpoint)["train_config"]["precision"] == "fp16"
+    for bad in ({"dtype": "float8"}, {"checkpointing": "yes"}):
+        with pytest.raises(ConfigError) as info:
+            training_settings(bad)
+        assert "\n" not in str(info.value)

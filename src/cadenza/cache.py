@@ -1,6 +1,7 @@
 """Sparse KV cache: keeps, per layer and head group, only the keys its pattern can attend.
 
-A decode step for the token at position i reads (DESIGN.md, "Attention, precisely"):
+A decode step for the token at position i reads (the patterns: ``cadenza.attention.patterns``;
+the cache in words: docs/library.md, "The model, KV-cache decoding and sampling"):
 
 - the *near* keys: a ring buffer (position p in slot p % size) of the last l + 1 positions
   for ``Local(l)`` (the band is then the whole ring) or of the last l for ``SameBlock(l)``
@@ -25,6 +26,11 @@ the union of pattern parts.
 
 ``keys_read`` counts the (query, key) scores each call computes (padding excluded); for a
 one-token step that is the number of keys the token read.
+
+One module on purpose: ``GroupCache`` is the whole job (its stores, the one-token ``step``, the
+chunk ``attend`` and ``_attend_blocks`` share one layout and each reads what the others
+write); ``KVCache`` is only the list of a model's groups with their counters. Split, either
+half could not be read or changed without the other.
 """
 
 from __future__ import annotations

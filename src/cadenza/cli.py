@@ -1,7 +1,9 @@
 """The `cadenza` command line: thin argument parsing over the library.
 
-Every module in ``cadenza.commands`` defines ``register(subparsers)``, which adds its
-subcommands and sets ``func`` (called with the parsed arguments, returns an exit code).
+A module in ``cadenza.commands`` that defines ``register(subparsers)`` adds its top-level
+command(s) and sets ``func`` (called with the parsed arguments, returns an exit code); a
+module without one holds the parts of another command (``data_music`` and ``data_media`` add
+the builders of ``cadenza data``) and is left to it.
 
 Failures a user can cause print one line, ``cadenza: error: <sentence>``, and exit with code 2:
 ``CadenzaError`` (bad input, settings, model or data files) and ``OSError`` (a file without
@@ -36,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cadenza {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"cadenza.commands.{info.name}")
-        module.register(sub)
+        register = getattr(importlib.import_module(f"cadenza.commands.{info.name}"), "register", None)
+        if register is not None:
+            register(sub)
     return parser
 
 

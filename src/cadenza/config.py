@@ -22,7 +22,9 @@ from cadenza.errors import ConfigError
 ATTENTION_KINDS = ("strided", "fixed", "dense")
 INTEGRATIONS = ("interleaved", "merged", "split")
 POSITION_KINDS = ("learned", "factorized")
-DTYPES = ("float32", "bfloat16", "float16")
+# Training settings a config.json held before training owned them (``activation_checkpointing``
+# and ``precision`` of cadenza.train.config.TrainConfig): read and ignored here.
+TRAINING_FIELDS = ("checkpointing", "dtype")
 
 
 def _is_int(value) -> bool:
@@ -36,10 +38,8 @@ class ModelConfig:
     ``stride`` (l) defaults to about sqrt(max_len); ``summary`` (c, fixed pattern only) defaults
     to min(8, stride). ``position_shape`` (e.g. (rows, cols, channels) for images) is required
     for factorized positions: position p is split into mixed-radix coordinates and gets the sum
-    of one learned embedding per axis. ``dtype`` is the compute dtype: "bfloat16" runs under
-    bf16 autocast; "float16" runs under fp16 autocast on CUDA (train with loss scaling, see
-    ``cadenza.model.make_grad_scaler``) and falls back to bf16 autocast on CPU. Weights are
-    always kept in float32.
+    of one learned embedding per axis. The model's shape only: how it is run (precision,
+    activation checkpointing) is the training run's (``cadenza.train.config.TrainConfig``).
     """
 
     vocab_size: int = 256
@@ -55,8 +55,6 @@ class ModelConfig:
     position_shape: tuple[int, ...] | None = None
     mlp_ratio: int = 4
     dropout: float = 0.0
-    checkpointing: bool = False
-    dtype: str = "float32"
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_len", "mlp_ratio"):
@@ -111,10 +109,6 @@ class ModelConfig:
                 or not 0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")
         self.dropout = float(self.dropout)
-        if not isinstance(self.checkpointing, bool):
-            raise ConfigError(f"checkpointing must be true or false, got {self.checkpointing!r}.")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
 
     # ------------------------------------------------------------------ attention layout
     @property
@@ -162,10 +156,10 @@ class ModelConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a model config must be a JSON object, got {type(d).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known - set(TRAINING_FIELDS))
         if unknown:
             raise ConfigError(f"unknown model config fields: {', '.join(unknown)}.")
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in known}
         if isinstance(d.get("position_shape"), list):
             d["position_shape"] = tuple(d["position_shape"])
         return cls(**d)

@@ -3,7 +3,9 @@
 Read top to bottom: token + position embeddings, ``n_layers`` pre-norm residual blocks
 (sparse self-attention, GELU MLP), a final LayerNorm and the output head. Paper details
 (Child et al. 2019): output projections of each block start scaled by 1/sqrt(2 n_layers);
-dropout only at the end of each residual branch; optional activation checkpointing.
+dropout only at the end of each residual branch; activation checkpointing when whoever
+trains it sets ``model.activation_checkpointing`` (the model holds no precision either: the
+trainer runs it under autocast, ``cadenza.train.precision``).
 
 ``model(idx)`` gives logits for a whole sequence. ``cache = model.new_cache(batch)`` and then
 ``model(chunk, cache=cache)`` decode incrementally; see ``cadenza.cache`` for why a token then
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from pathlib import Path
 
 import torch
@@ -22,38 +23,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from cadenza import quant
+from cadenza import decode_step
 from cadenza.attention import Dense, Pattern, sparse_attention
 from cadenza.cache import KVCache
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ShapeError
 
 from cadenza.model_files import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE  # noqa: F401,E402
-
-DECODE_WEIGHTS = ("float32", "int8")
-
-
-def autocast_dtype(config: ModelConfig, device_type: str) -> torch.dtype | None:
-    """The autocast dtype for this config on a device type, or None for plain float32."""
-    if config.dtype == "float32":
-        return None
-    if config.dtype == "float16" and device_type == "cuda":
-        return torch.float16
-    return torch.bfloat16  # bfloat16 everywhere, and float16 falls back to it on the CPU
-
-
-def make_grad_scaler(config: ModelConfig, device) -> torch.amp.GradScaler:
-    """A GradScaler that is enabled only where it is needed: float16 on CUDA."""
-    device_type = torch.device(device).type
-    enabled = config.dtype == "float16" and device_type == "cuda"
-    return torch.amp.GradScaler(device_type, enabled=enabled)
-
-
-def _linear(x: torch.Tensor, w) -> torch.Tensor:
-    """A linear layer from ``_fast_weights``: a (weight, bias) pair or an int8 PackedLinear."""
-    if isinstance(w, quant.PackedLinear):
-        return quant.linear(x, w)
-    return F.linear(x, w[0], w[1])
 
 
 def full_attention(q, k, v, pattern: Pattern, scale: float | None = None) -> torch.Tensor:
@@ -173,6 +149,7 @@ class SparseTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.activation_checkpointing = False   # recompute each block in backward (a training setting)
         self._init_weights()
 
     def _init_weights(self):
@@ -220,7 +197,7 @@ class SparseTransformer(nn.Module):
                 f"the cache holds {cache.length} tokens and {n} more would exceed max_len "
                 f"{self.config.max_len}; start a new cache (generate() slides the window).")
         if n == 1 and cache.length > 0 and not (self.training and self.config.dropout > 0):
-            return self._decode_one(idx, cache)
+            return decode_step.decode_one(self, idx, cache)
         if cache.length == 0 or n <= cache.max_chunk:
             out = self._run(idx, cache, cache.length)
             cache.length += n
@@ -246,24 +223,20 @@ class SparseTransformer(nn.Module):
             raise ShapeError(f"token {bad} is outside the vocabulary [0, {self.config.vocab_size}).")
 
     def _run(self, idx, cache, start):
-        amp = autocast_dtype(self.config, idx.device.type)
-        ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
-               else contextlib.nullcontext())
-        with ctx:
-            n = idx.shape[1]
-            pos = torch.arange(start, start + n, device=idx.device)
-            x = self.tok_emb(idx) + self.pos_emb(pos)
-            use_ckpt = (self.config.checkpointing and self.training and cache is None
-                        and torch.is_grad_enabled())
-            for block in self.blocks:
-                if use_ckpt:
-                    x = checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x, cache, start)
-            logits = self.head(self.ln_f(x))
+        n = idx.shape[1]
+        pos = torch.arange(start, start + n, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        use_ckpt = (self.activation_checkpointing and self.training and cache is None
+                    and torch.is_grad_enabled())
+        for block in self.blocks:
+            if use_ckpt:
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x, cache, start)
+        logits = self.head(self.ln_f(x))
         return logits.float()
 
-    # ---------------------------------------------------------------- one-token decoding
+    # ---------------------------------------------------------------- one-token decoding (cadenza.decode_step)
     def set_decode_weights(self, kind: str = "float32") -> str:
         """Weights used by one-token cached steps: "float32" (exact) or "int8".
 
@@ -273,12 +246,7 @@ class SparseTransformer(nn.Module):
         float32 weights. Falls back to "float32" (with a warning) where the int8 kernel
         does not run; returns the kind in use.
         """
-        if kind not in DECODE_WEIGHTS:
-            raise ConfigError(f"decode weights must be one of {', '.join(DECODE_WEIGHTS)}, got {kind!r}.")
-        if kind == "int8" and not quant.available(self.device.type):
-            warnings.warn(f"int8 decoding is not available on this PyTorch build/{self.device.type}; "
-                          "decoding with float32 weights", RuntimeWarning, stacklevel=2)
-            kind = "float32"
+        kind = decode_step.decode_kind(kind, self.device.type)
         self.__dict__["_decode_kind"] = kind
         return kind
 
@@ -296,139 +264,7 @@ class SparseTransformer(nn.Module):
     def decode_weights(self) -> str:
         return self.__dict__.get("_decode_kind", "float32")
 
-    def _decode_one(self, idx, cache: KVCache) -> torch.Tensor:
-        """``self._run`` for one new token per sequence, with the module overhead removed.
-
-        Same maths as the blocks above (the tests check cached == full logits), written with
-        plain functional calls on weights gathered once, because at one token per step the
-        Python cost of module calls is comparable to the matmuls themselves. With
-        ``set_decode_weights("int8")`` the linear layers use int8 weights.
-        """
-        fast = self._fast_weights()
-        start = cache.length
-        fused = self._fused_step(fast, cache)
-        if fused is not None:
-            return fused(idx, start)
-        amp = autocast_dtype(self.config, idx.device.type)
-        ctx = (torch.autocast(idx.device.type, dtype=amp) if amp is not None
-               else contextlib.nullcontext())
-        B, d, H, hd = idx.shape[0], self.config.d_model, self.config.n_heads, self.config.head_dim
-        with ctx:
-            x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
-            for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
-                    in zip(fast["blocks"], cache.layers, fast["scales"]):
-                h = F.layer_norm(x, (d,), w1, b1, eps1)
-                qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
-                q, k, v = qkv_out.unbind(1)
-                if len(layer) == 1:
-                    y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
-                else:
-                    y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale,
-                                          kv=qkv_out[:, 1:, h0:h1]) for h0, h1, g in layer], dim=1)
-                x = x + _linear(y.reshape(B, d), proj)
-                h = F.layer_norm(x, (d,), w2, b2, eps2)
-                x = x + _linear(F.gelu(_linear(h, fc)), out)
-            wf, bf, epsf = fast["final"]
-            logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
-        cache.length += 1
-        return logits.float()[:, None, :]
-
-    def _fused_step(self, fast, cache: KVCache):
-        """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
-        group of a Local band plus a StrideSkip part (strided attention, ``integration="merged"``),
-        float32 maths on the CPU, and the kernel built. Else None (the Python step runs). Same
-        maths; tests check cached == full logits both ways.
-
-        Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
-        is looked at again only once this process has loaded the kernel, so a step costs no
-        file check or hashing."""
-        from cadenza.attention import kernels
-
-        if self.__dict__.get("_no_fused"):
-            return None
-        plan = fast.get("fused")
-        if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
-            plan = fast["fused"] = self._fused_plan(fast) if kernels.ready() else False
-            fast["fused_loaded"] = kernels.loaded()
-        if plan is False:
-            return None
-        ext, weights, eps, scales, int8, width, stride = plan
-        groups = [layer[0][2] for layer in cache.layers]
-        H, hd = self.config.n_heads, self.config.head_dim
-
-        def step(idx, start):
-            B = idx.shape[0]
-            x = F.embedding(idx[:, 0], self.tok_emb.weight) + self.pos_emb.at(start)
-            for g in groups:
-                g.reserve(B, H, hd, x)
-            logits = ext.decode_step(x, weights, [g.ring_kv for g in groups], [g.res_kv for g in groups], start,
-                                     H, eps, scales, int8, width, stride)
-            for g in groups:
-                g.advance_one()
-            cache.length += 1
-            return logits[:, None, :]
-
-        return step
-
-    def _fused_plan(self, fast):
-        """(extension, flat weights, eps, scales, int8, band width, stride) for the fused step, or False."""
-        from cadenza.attention import kernels
-
-        ext = kernels.load()
-        layers = self.new_cache(1).layers          # the cache's layout follows from the config alone
-        groups = [layer[0][2] for layer in layers if len(layer) == 1]
-        ok = (ext is not None and hasattr(ext, "decode_step") and self.device.type == "cpu"
-              and autocast_dtype(self.config, "cpu") is None and len(groups) == len(layers)
-              and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
-              and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
-        if not ok:
-            return False
-        empty = torch.empty(0)
-
-        def three(p):
-            return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
-                [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
-
-        flat, eps = [], []
-        for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
-            flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
-            eps += [float(eps1), float(eps2)]
-        wf, bf, epsf = fast["final"]
-        flat += [wf, bf, *three(fast["head"])]
-        eps.append(float(epsf))
-        return (ext, flat, eps, [float(x) for x in fast["scales"]], isinstance(fast["head"], quant.PackedLinear),
-                groups[0].local.width, groups[0].skip.stride)
-
-    def _fast_weights(self) -> dict:
-        """The weights ``_decode_one`` uses, gathered (and packed, for int8) once per kind.
-
-        Packed int8 copies go stale when the parameters change in place (an optimizer step,
-        ``copy_``): the in-place version counters of a few parameters, which every such
-        update bumps, tell.
-        """
-        kind = self.decode_weights
-        stamp = (self.tok_emb.weight._version, self.blocks[0].attn.qkv.weight._version,
-                 self.head.weight._version)
-        fast = self.__dict__.setdefault("_fast", {}).get(kind)
-        if fast is None or (kind == "int8" and fast["stamp"] != stamp):
-            if kind == "int8":   # the MLP's hidden layer (and its GELU) in bf16
-                def lin(m, out_dtype=torch.float32):
-                    return quant.pack(m.weight, m.bias, out_dtype)
-            else:
-                def lin(m, out_dtype=None):
-                    return m.weight, m.bias
-            blocks = []
-            for b in self.blocks:
-                blocks.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, lin(b.attn.qkv), lin(b.attn.proj),
-                               b.ln2.weight, b.ln2.bias, b.ln2.eps, lin(b.mlp.fc, torch.bfloat16),
-                               lin(b.mlp.proj)))
-            fast = {"blocks": blocks, "scales": [b.attn.scale for b in self.blocks],
-                    "final": (self.ln_f.weight, self.ln_f.bias, self.ln_f.eps), "head": lin(self.head),
-                    "stamp": stamp}
-            self.__dict__["_fast"][kind] = fast
-        return fast
-
-    def _apply(self, *args, **kwargs):  # .to(), .cuda(), .float(), ...: regather the weights
+    def _apply(self, *args, **kwargs):  # .to(), .cuda(), .float(), ...: decode_step regathers the weights
         self.__dict__.pop("_fast", None)
         return super()._apply(*args, **kwargs)
 
@@ -464,4 +300,4 @@ class SparseTransformer(nn.Module):
         return load_model(cls, directory, map_location)
 
 
-__all__ = ["ModelConfig", "SparseTransformer", "KVCache", "make_grad_scaler", "autocast_dtype"]
+__all__ = ["ModelConfig", "SparseTransformer", "KVCache"]

@@ -53,7 +53,3 @@ def register_audio(sub) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DATA_DIR", help="dataset directory to write")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of samples held out (default 0.05)")
     p.set_defaults(func=_audio)
-
-
-def register(subparsers) -> None:
-    """Nothing at the top level: `cadenza data` adds these builders."""

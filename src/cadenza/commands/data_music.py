@@ -102,7 +102,3 @@ def register_midi(sub) -> None:
                    help="use this model's tokenizer exactly (its folder or tokenizer.json), so that "
                         "`cadenza train --init MODEL_DIR` can fine-tune the model on these pieces")
     p.set_defaults(func=_midi)
-
-
-def register(subparsers) -> None:
-    """Nothing at the top level: `cadenza data` adds these builders (see module docstring)."""

@@ -84,7 +84,8 @@ def register(subparsers) -> None:
     p.add_argument("--save-every", type=int, help="checkpoint every K steps (default 100)")
     p.add_argument("--keep-last", type=int, help="step checkpoints to keep, plus best.pt (default 3)")
     p.add_argument("--seed", type=int, help="seed for the model, data windows and dropout (default 0)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (default), bf16 autocast, or fp16 autocast with loss scaling on CUDA (bf16 on the CPU)")
     p.add_argument("--bf16", action="store_true", help="same as --precision bf16")
     p.add_argument("--activation-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (under torchrun, N >= 2)")

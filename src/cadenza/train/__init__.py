@@ -1,8 +1,10 @@
 """The training engine: ``train()``, its config, checkpoints, schedule, metrics, DDP/FSDP.
 
-Modules: ``config`` (TrainConfig), ``loop`` (train), ``checkpoint`` (atomic checkpoints),
-``schedule`` (warm-up + cosine), ``metrics`` (metrics.jsonl + TensorBoard), ``distributed``
-(torchrun process groups, DDP, FSDP2), ``plot`` (loss-curve PNGs).
+Modules: ``config`` (TrainConfig), ``prepare`` (every input checked before anything is built),
+``loop`` (train), ``precision`` (autocast and loss scaling), ``evaluate`` (the held-out loss),
+``checkpoint`` (atomic checkpoints), ``schedule`` (warm-up + cosine), ``metrics``
+(metrics.jsonl + TensorBoard), ``distributed`` (torchrun process groups, DDP, FSDP2), ``plot``
+(loss-curve PNGs).
 """
 
 from cadenza.train.config import DEFAULTS, TrainConfig

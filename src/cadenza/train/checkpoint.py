@@ -7,7 +7,7 @@ newest ``step_*.pt`` is written before older ones are pruned, and ``best.pt`` is
 (or an atomic copy) of the checkpoint with the best held-out loss.
 
 A checkpoint holds the model and optimizer state (full, unsharded, keyed by parameter
-name), the schedule, the RNG states of every rank, the data position, the model and
+name), the schedule, the loss scaler's state (fp16 on CUDA; empty otherwise), the RNG states of every rank, the data position, the model and
 training configs, the best eval loss so far and the elapsed training time.
 """
 

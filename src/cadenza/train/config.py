@@ -39,7 +39,9 @@ DEFAULTS = {
     "transpose": 6,             # music data: random transposition in -6..+5 semitones (0: none)
 }
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")   # see cadenza.train.precision
+# The precision a model config's legacy ``dtype`` field meant (float32 leaves the run's own).
+_LEGACY_DTYPES = {"float32": None, "bfloat16": "bf16", "float16": "fp16"}
 
 _INT_FIELDS = ("steps", "batch_size", "grad_accum", "keep_last", "log_every", "max_bad_steps")
 _NONNEG_INT_FIELDS = ("warmup_steps", "eval_every", "eval_windows", "save_every", "seed")
@@ -124,6 +126,8 @@ class TrainConfig:
             raise ConfigError(f"max_time_s must be a positive number of seconds, got {self.max_time_s!r}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.activation_checkpointing is not None and not isinstance(self.activation_checkpointing, bool):
+            raise ConfigError(f"activation_checkpointing must be true or false, got {self.activation_checkpointing!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -143,3 +147,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def training_settings(model_fields: dict) -> tuple[dict, dict]:
+    """(model fields, training settings) of a dict of ModelConfig fields that may still hold the
+    training settings a model config kept before training owned them: ``checkpointing`` (now
+    ``activation_checkpointing``) and ``dtype`` (now ``precision``: bfloat16 is bf16, float16 is
+    fp16, float32 says nothing). Old checkpoints, config.json files and ``--set`` use them."""
+    model_fields, settings = dict(model_fields), {}
+    if "checkpointing" in model_fields:
+        on = model_fields.pop("checkpointing")
+        if not isinstance(on, bool):
+            raise ConfigError(f"checkpointing must be true or false, got {on!r}")
+        settings["activation_checkpointing"] = on
+    if "dtype" in model_fields:
+        dtype = model_fields.pop("dtype")
+        if not isinstance(dtype, str) or dtype not in _LEGACY_DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(_LEGACY_DTYPES)}, got {dtype!r}")
+        if _LEGACY_DTYPES[dtype] is not None:
+            settings["precision"] = _LEGACY_DTYPES[dtype]
+    return model_fields, settings

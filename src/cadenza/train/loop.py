@@ -1,12 +1,13 @@
 """The training loop: one function, :func:`train`, used by ``cadenza train`` and by Python.
 
-Order of work: check every input (data, model config, sequence length, batch split, output
-directory, the checkpoint to resume) and fail with one sentence before anything is built;
-then build the model from the seed, wrap it (DDP / FSDP2) and create AdamW; then step:
+Order of work: check every input and fail with one sentence before anything is built
+(``cadenza.train.prepare``); then build the model from the seed, wrap it (DDP / FSDP2),
+create AdamW and the run's precision (``cadenza.train.precision``); then step:
 
     lr(step) -> micro-batches (forward, backward; gradients synced on the last one)
     -> all-reduce loss and flags -> clip -> AdamW step (or skip a non-finite step)
-    -> log -> evaluate / save when due -> stop on completion, Ctrl-C, step or time budget.
+    -> log -> evaluate (``cadenza.train.evaluate``) / save when due -> stop on completion,
+    Ctrl-C, step or time budget.
 
 The data position is the step number and dropout is seeded from (seed, step, rank), so a
 resumed run repeats exactly what an uninterrupted one would have done.
@@ -31,17 +32,20 @@ import torch
 import torch.nn.functional as F
 
 from cadenza._version import __version__
-from cadenza.data.dataset import (IGNORE, PieceSampler, RecordSampler, WindowSampler, eval_batches, eval_offsets,
-                                  load_splits, piece_eval_batches, piece_eval_spans)
-from cadenza.errors import CadenzaError, ConfigError, DataError
+from cadenza.data.dataset import IGNORE, PieceSampler, RecordSampler, WindowSampler, load_splits, piece_eval_spans
+from cadenza.config import ModelConfig
+from cadenza.errors import CadenzaError
 from cadenza.io import write_text_atomic
+from cadenza.model import SparseTransformer
 from cadenza.train import checkpoint as ckpt_io
 from cadenza.train import distributed as dist_util
+from cadenza.train import precision
 from cadenza.train.config import TrainConfig
+from cadenza.train.evaluate import LN2, held_out_batches, held_out_loss
 from cadenza.train.metrics import RunLogger
+from cadenza.train.prepare import Plan, prepare, say
 from cadenza.train.schedule import WarmupCosine
 
-LN2 = math.log(2.0)
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
 
@@ -72,195 +76,6 @@ class TrainResult:
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy in nats (computed in float32)."""
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
-
-
-# --------------------------------------------------------------------------- model access
-def _model_api():
-    try:
-        from cadenza.model import SparseTransformer
-    except ImportError as exc:  # pragma: no cover - only while the model is being written
-        raise CadenzaError(f"cadenza.model is not available ({exc})") from None
-    try:
-        from cadenza.model import ModelConfig
-    except ImportError:
-        from cadenza.config import ModelConfig
-    return ModelConfig, SparseTransformer
-
-
-def _preset(name: str):
-    from cadenza.presets import get_preset
-
-    return get_preset(name)
-
-
-# --------------------------------------------------------------------------- preparation
-@dataclass
-class _Plan:
-    cfg: TrainConfig
-    model_config: dict
-    meta: dict
-    seq_len: int
-    unit: str
-    resume_path: str | None = None
-
-
-def _say(d, msg: str) -> None:
-    if d.is_main:
-        from tqdm import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
-
-
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{time.time_ns()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the run directory {out}: {exc.strerror or exc}") from None
-
-
-def _init_config(cfg: TrainConfig, meta: dict):
-    """The config of the model a fine-tune starts from (``--init MODEL_DIR``), checked
-    against the data: same vocabulary, and the same tokenizer where both have one."""
-    _, SparseTransformer = _model_api()
-    init = Path(cfg.init)
-    mc = SparseTransformer.load(init).config
-    if mc.vocab_size != meta["vocab_size"]:
-        raise DataError(f"{cfg.data} has a vocabulary of {meta['vocab_size']} tokens but {init} was trained with "
-                        f"{mc.vocab_size}; build the data with the model's tokenizer "
-                        f"(cadenza data midi DIR --tokenizer {init})")
-    mine, theirs = Path(cfg.data) / str(meta.get("tokenizer") or ""), init / "tokenizer.json"
-    if meta.get("tokenizer") and mine.is_file() and theirs.is_file():
-        a, b = json.loads(mine.read_text()), json.loads(theirs.read_text())
-        if a.get("vocab_sha256_16") != b.get("vocab_sha256_16") or a.get("config") != b.get("config"):
-            raise DataError(f"{cfg.data} was built with another tokenizer than {init}; build it with "
-                            f"cadenza data midi DIR --tokenizer {init}")
-    return mc
-
-
-def _model_config_from_args(cfg: TrainConfig, meta: dict):
-    ModelConfig, _ = _model_api()
-    if cfg.init is not None:
-        mc = _init_config(cfg, meta)
-    elif cfg.preset is not None:
-        mc = _preset(cfg.preset)
-        # A preset is a model shape; its vocabulary (and for images its positions and stride:
-        # meta's model_defaults) comes from the data.
-        if mc.vocab_size != meta["vocab_size"]:
-            mc = mc.replace(vocab_size=int(meta["vocab_size"]))
-        if isinstance(meta.get("model_defaults"), dict):
-            mc = mc.replace(**meta["model_defaults"])
-    elif cfg.model_config is not None:
-        raw = cfg.model_config
-        if not isinstance(raw, dict):
-            path = Path(raw)
-            try:
-                raw = json.loads(path.read_text())
-            except FileNotFoundError:
-                raise ConfigError(f"model config file {path} does not exist") from None
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"model config file {path} is not valid JSON ({exc})") from None
-            # Accept a bare ModelConfig, {"model": {...}}, or a saved model's config.json.
-            for wrapper in ("model", "config"):
-                if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
-                    raw = raw[wrapper]
-        mc = ModelConfig.from_dict(raw)
-    else:
-        raise ConfigError("choose a model with --preset NAME (for example tiny) or --config FILE.json")
-    overrides = dict(cfg.model_overrides)
-    if cfg.activation_checkpointing:
-        overrides["checkpointing"] = True
-    if overrides:
-        mc = mc.replace(**overrides)
-    return mc
-
-
-def _prepare_main(cfg: TrainConfig, world_size: int, d) -> tuple[_Plan, dict | None]:
-    """Every check that needs no model, on rank 0. Returns the plan and the checkpoint to resume."""
-    ModelConfig, _ = _model_api()
-    meta, train_tokens, val_tokens = load_splits(cfg.data)
-    out = Path(cfg.out)
-    state = None
-    resume_path = None
-    if cfg.resume:
-        if ckpt_io.checkpoint_dir(out).is_dir():
-            ckpt_io.remove_temporaries(out)
-        path, state = ckpt_io.latest_checkpoint(out, warn=lambda m: _say(d, m))
-        if path is None:
-            _say(d, f"note: no checkpoint in {out}; starting a new run there")
-        else:
-            resume_path = str(path)
-    elif ckpt_io.list_checkpoints(out):
-        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
-                          "or choose another --out")
-    if state is not None:
-        mc = ModelConfig.from_dict(state["model_config"])
-        if cfg.preset or cfg.model_config or cfg.model_overrides:
-            _say(d, "note: resuming, so the model comes from the checkpoint; --preset/--config/--set are ignored")
-        if cfg.activation_checkpointing is not None and cfg.activation_checkpointing != mc.checkpointing:
-            mc = mc.replace(checkpointing=bool(cfg.activation_checkpointing))
-        cfg = cfg.resolved(state.get("train_config"))
-    else:
-        cfg = cfg.resolved()
-        mc = _model_config_from_args(cfg, meta)
-    if mc.vocab_size != meta["vocab_size"]:
-        raise DataError(f"the data in {cfg.data} has a vocabulary of {meta['vocab_size']} tokens but the "
-                        f"model config has vocab_size {mc.vocab_size}; they must match")
-    seq_len = cfg.seq_len if cfg.seq_len is not None else mc.max_len
-    if seq_len > mc.max_len:
-        raise ConfigError(f"seq_len {seq_len} is longer than the model's max_len {mc.max_len}")
-    if len(train_tokens) < seq_len + 1:
-        raise DataError(f"seq_len {seq_len} is larger than the data: the training split has only "
-                        f"{len(train_tokens)} tokens (need at least {seq_len + 1}); use a shorter --seq-len")
-    if val_tokens is None or len(val_tokens) < seq_len + 1:
-        n = 0 if val_tokens is None else len(val_tokens)
-        raise DataError(f"seq_len {seq_len} is larger than the held-out split ({n} tokens, need at least "
-                        f"{seq_len + 1}); use a shorter --seq-len or hold out more data")
-    record_len = meta.get("record_len")
-    if record_len and seq_len > record_len - 1:
-        raise ConfigError(f"seq_len {seq_len} is longer than one record of {cfg.data} ({record_len - 1} tokens "
-                          f"after its start token); use --seq-len {record_len - 1} or less")
-    cfg = dataclasses.replace(cfg, seq_len=seq_len)
-    if len(eval_offsets(len(val_tokens), seq_len, cfg.eval_windows, record_len)) < world_size:
-        raise DataError(f"the held-out split ({len(val_tokens)} tokens) has fewer windows of {seq_len} than "
-                        f"there are processes ({world_size}); hold out more data or use a shorter --seq-len")
-    per, rem = divmod(cfg.batch_size, world_size * cfg.grad_accum)
-    if rem or per < 1:
-        raise ConfigError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
-                          f"processes x grad-accum = {world_size} x {cfg.grad_accum}")
-    if cfg.fsdp and world_size < 2:
-        raise ConfigError("--fsdp shards the model across processes; launch with "
-                          "torchrun --nproc_per_node=N (N >= 2), or drop --fsdp")
-    _check_out_dir(out)
-    text = meta.get("modality") == "text" and meta["vocab_size"] == 256
-    unit = meta.get("unit") if isinstance(meta.get("unit"), str) else ("bits/byte" if text else "bits/token")
-    plan = _Plan(cfg=cfg, model_config=mc.to_dict(), meta=meta, seq_len=seq_len,
-                 unit=unit, resume_path=resume_path)
-    return plan, state
-
-
-def _prepare(cfg: TrainConfig, d) -> tuple[_Plan, dict | None]:
-    """Run the checks on rank 0 (and the data checks on every rank); all ranks fail alike."""
-    plan, state, error = None, None, None
-    try:
-        if d.is_main:
-            plan, state = _prepare_main(cfg, d.world_size, d)
-        else:
-            load_splits(cfg.data)
-    except CadenzaError as exc:
-        error = exc
-    errors = dist_util.all_gather_object(d, None if error is None else str(error))
-    if error is not None:
-        raise error
-    for msg in errors:
-        if msg is not None:
-            raise CadenzaError(msg)
-    plan = dist_util.broadcast_object(d, plan)
-    return plan, state
 
 
 # --------------------------------------------------------------------------- signals
@@ -354,77 +169,64 @@ def train(config: TrainConfig | None = None, **options) -> TrainResult:
         config = dataclasses.replace(config, **options)
     d = dist_util.setup(config.device)
     try:
-        plan, state = _prepare(config, d)
+        plan, state = prepare(config, d)
         return _train(plan, state, d)
     finally:
         dist_util.teardown(d)
 
 
-def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
+def _train(plan: Plan, state: dict | None, d) -> TrainResult:
     from tqdm import tqdm
 
     cfg, out = plan.cfg, Path(plan.cfg.out)
-    ModelConfig, SparseTransformer = _model_api()
     mc = ModelConfig.from_dict(plan.model_config)
     _, train_tokens, val_tokens = load_splits(cfg.data)
 
     # Resume bookkeeping travels from rank 0 to every rank.
     info = None
     if d.is_main and state is not None:
-        info = {k: state.get(k) for k in ("step", "best_eval", "elapsed", "tokens", "schedule")}
+        info = {k: state.get(k) for k in ("step", "best_eval", "elapsed", "tokens", "schedule", "scaler")}
         info["rng"] = state.get("rng")
     info = dist_util.broadcast_object(d, info)
     start_step = int(info["step"]) if info else 0
 
     if start_step >= cfg.steps:
-        _say(d, f"{out} is already at step {start_step} of {cfg.steps}; nothing to do (raise --steps to train longer)")
+        say(d, f"{out} is already at step {start_step} of {cfg.steps}; nothing to do (raise --steps to train longer)")
         return TrainResult(run_dir=out, step=start_step, steps=cfg.steps, reason="already_done",
                            best_eval_loss=info.get("best_eval"), checkpoint=Path(plan.resume_path) if plan.resume_path else None,
                            elapsed_s=float(info.get("elapsed") or 0.0), unit=plan.unit)
 
     torch.manual_seed(cfg.seed)
     model = SparseTransformer(mc)
+    model.activation_checkpointing = cfg.activation_checkpointing
     if info is None and cfg.init:
         model.load_state_dict(SparseTransformer.load(cfg.init).state_dict())
-        _say(d, f"starting from the weights of {cfg.init}")
+        say(d, f"starting from the weights of {cfg.init}")
     model = model.to(d.device)
     model = dist_util.wrap(model, d, cfg.fsdp)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2))
     schedule = WarmupCosine(optimizer, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    scaler = precision.grad_scaler(cfg.precision, d.device)
     if info is not None:
         dist_util.load_full_state(model, optimizer,
                                   state["model"] if d.is_main else None,
                                   state["optimizer"] if d.is_main else None, d)
         schedule.load_state_dict(info.get("schedule") or {})
+        if info.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(info["scaler"])
         rngs = info.get("rng") or []
         if d.rank < len(rngs) and rngs[d.rank] is not None:
             ckpt_io.set_rng_state(rngs[d.rank])
         old = info.get("schedule") or {}
         if old and (old.get("total"), old.get("warmup"), old.get("peak")) != (schedule.total, schedule.warmup, schedule.peak):
-            _say(d, f"note: the learning-rate schedule changed on resume (steps {old.get('total')} -> {schedule.total}, "
+            say(d, f"note: the learning-rate schedule changed on resume (steps {old.get('total')} -> {schedule.total}, "
                     f"warm-up {old.get('warmup')} -> {schedule.warmup}, peak {old.get('peak')} -> {schedule.peak})")
-        _say(d, f"resuming {out} from step {start_step} ({plan.resume_path})")
+        say(d, f"resuming {out} from step {start_step} ({plan.resume_path})")
     state = None  # free the loaded tensors
 
     sampler, piece_spans = _sampler(cfg, plan.meta, train_tokens, val_tokens, d)
-    if piece_spans is not None:
-        piece_spans = piece_spans[:len(piece_spans) - len(piece_spans) % d.world_size]
-        pad = plan.meta["separator"]["pad"]
-
-        def held_out():
-            return piece_eval_batches(val_tokens, piece_spans, cfg.seq_len, sampler.micro_batch, pad,
-                                      d.rank, d.world_size)
-    else:
-        record_len = plan.meta.get("record_len")
-        n_eval = len(eval_offsets(len(val_tokens), cfg.seq_len, cfg.eval_windows, record_len))
-        n_eval -= n_eval % d.world_size  # every rank runs the same number of forward passes
-
-        def held_out():
-            return eval_batches(val_tokens, cfg.seq_len, sampler.micro_batch, n_eval, d.rank, d.world_size,
-                                record_len)
-    autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
-        else contextlib.nullcontext
+    held_out = held_out_batches(cfg, plan.meta, val_tokens, piece_spans, sampler.micro_batch, d)
 
     logger = RunLogger(out, enabled=d.is_main, tensorboard=cfg.tensorboard,
                        resume_step=start_step if info is not None else None)
@@ -445,21 +247,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
     def evaluate(step: int) -> bool:
         """Held-out loss; True when it is the best so far."""
         nonlocal best_eval, result_eval
-        net = model if cfg.fsdp else dist_util.unwrap(model)
-        net.eval()
-        t0 = time.perf_counter()
-        total, count = 0.0, 0
-        with torch.no_grad(), autocast():
-            for x, y in held_out():
-                x, y = x.to(d.device), y.to(d.device)
-                logits = net(x)
-                total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                               reduction="sum"))
-                count += int((y != IGNORE).sum())
-        total, count = dist_util.all_reduce_sum(d, [total, float(count)])
-        net.train()
-        dt = time.perf_counter() - t0
-        bits = total / count / LN2
+        bits, count, dt = held_out_loss(model if cfg.fsdp else dist_util.unwrap(model), held_out, cfg.precision, d)
         logger.log({"step": step, "split": "eval", "loss": bits, "tokens_per_s": count / max(dt, 1e-9),
                     "time": elapsed, "tokens": tokens})
         result_eval = bits
@@ -482,6 +270,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
         if d.is_main:
             ckpt_io.save_checkpoint(path, {
                 "step": step, "model": msd, "optimizer": osd, "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
                 "rng": rngs, "data": {"seed": cfg.seed, "next_step": step, "global_batch": cfg.batch_size,
                                       "seq_len": cfg.seq_len},
                 "model_config": plan.model_config, "train_config": cfg.to_dict(),
@@ -534,12 +323,14 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             for a, (x, y) in enumerate(sampler.micro_batches(step)):
                 tokens_per_step += int((y != IGNORE).sum()) * d.world_size
                 x, y = x.to(d.device), y.to(d.device)
-                with _grad_sync(model, a == cfg.grad_accum - 1, cfg.fsdp), autocast():
+                with _grad_sync(model, a == cfg.grad_accum - 1, cfg.fsdp), \
+                        precision.autocast(cfg.precision, d.device.type):
                     loss = loss_fn(model(x), y)
-                    (loss / cfg.grad_accum).backward()
+                    scaler.scale(loss / cfg.grad_accum).backward()
                 loss_sum += float(loss.detach())
             local_loss = loss_sum / cfg.grad_accum
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            scaler.unscale_(optimizer)
             grad_norm = _as_float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
             loss_g, bad_g, stop_g = dist_util.all_reduce_sum(
                 d, [local_loss, 0.0 if math.isfinite(local_loss) else 1.0, 1.0 if stop.requested else 0.0])
@@ -548,8 +339,9 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             if skipped:
                 bad_run += 1
             else:
-                optimizer.step()
+                scaler.step(optimizer)
                 bad_run = 0
+            scaler.update()   # fp16: a skipped step lowers the loss scale
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
@@ -558,7 +350,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
             bits = mean_loss / LN2
 
             if skipped:
-                _say(d, f"warning: step {step}: the loss or gradient is not finite (loss {mean_loss}, grad norm "
+                say(d, f"warning: step {step}: the loss or gradient is not finite (loss {mean_loss}, grad norm "
                         f"{grad_norm}); step skipped ({bad_run} in a row, stopping at {cfg.max_bad_steps})")
                 logger.log({"step": step, "split": "train", "loss": None, "tokens_per_s": tokens_per_step / dt,
                             "time": elapsed, "lr": lr, "grad_norm": None, "tokens": tokens, "skipped": True})
@@ -611,7 +403,7 @@ def _train(plan: _Plan, state: dict | None, d) -> TrainResult:
     if reason != "interrupted":
         model_dir = export_model()
     if reason == "interrupted":
-        _say(d, f"interrupted at step {step}; saved {last_ckpt}. Continue with --resume")
+        say(d, f"interrupted at step {step}; saved {last_ckpt}. Continue with --resume")
     return TrainResult(run_dir=out, step=step, steps=cfg.steps, reason=reason, train_loss=result_train,
                        eval_loss=result_eval, best_eval_loss=best_eval, checkpoint=last_ckpt,
                        model_dir=model_dir, elapsed_s=elapsed, unit=plan.unit)

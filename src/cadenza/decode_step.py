@@ -1,0 +1,180 @@
+"""The one-token cached decode step: the model's weights gathered once (float32, or int8 packed by
+``cadenza.quant``), then a step as plain functional calls (Python) or one C++ call per step
+(the fused ``decode_step`` of ``cadenza.attention.kernels``, where it applies).
+
+``SparseTransformer.forward`` hands a one-token cached step here; ``set_decode_weights``
+chooses the weights. The state lives in the model's ``__dict__`` (not in its modules or
+``state_dict``): ``_decode_kind``, the gathered ``_fast`` weights per kind (dropped when the
+parameters are moved or loaded), and ``_no_fused`` (a test and benchmark switch).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from cadenza import quant
+from cadenza.cache import KVCache
+from cadenza.errors import ConfigError
+
+DECODE_WEIGHTS = ("float32", "int8")
+
+
+def decode_kind(kind: str, device_type: str) -> str:
+    """``kind`` checked, or "float32" (with a warning) where the int8 kernel does not run."""
+    if kind not in DECODE_WEIGHTS:
+        raise ConfigError(f"decode weights must be one of {', '.join(DECODE_WEIGHTS)}, got {kind!r}.")
+    if kind == "int8" and not quant.available(device_type):
+        warnings.warn(f"int8 decoding is not available on this PyTorch build/{device_type}; "
+                      "decoding with float32 weights", RuntimeWarning, stacklevel=3)
+        kind = "float32"
+    return kind
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` here (the fused step computes in float32 only)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:   # PyTorch before 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _linear(x: torch.Tensor, w) -> torch.Tensor:
+    """A linear layer from ``fast_weights``: a (weight, bias) pair or an int8 PackedLinear."""
+    if isinstance(w, quant.PackedLinear):
+        return quant.linear(x, w)
+    return F.linear(x, w[0], w[1])
+
+
+def decode_one(model, idx, cache: KVCache) -> torch.Tensor:
+    """``model(idx, cache=cache)`` for one new token per sequence, with the module overhead removed.
+
+    Same maths as the model's blocks (the tests check cached == full logits), written with
+    plain functional calls on weights gathered once, because at one token per step the
+    Python cost of module calls is comparable to the matmuls themselves. With
+    ``set_decode_weights("int8")`` the linear layers use int8 weights.
+    """
+    fast = fast_weights(model)
+    start = cache.length
+    fused = fused_step(model, fast, cache)
+    if fused is not None:
+        return fused(idx, start)
+    B, d, H, hd = idx.shape[0], model.config.d_model, model.config.n_heads, model.config.head_dim
+    x = F.embedding(idx[:, 0], model.tok_emb.weight) + model.pos_emb.at(start)
+    for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
+            in zip(fast["blocks"], cache.layers, fast["scales"]):
+        h = F.layer_norm(x, (d,), w1, b1, eps1)
+        qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
+        q, k, v = qkv_out.unbind(1)
+        if len(layer) == 1:
+            y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
+        else:
+            y = torch.cat([g.step(q[:, h0:h1], k[:, h0:h1], v[:, h0:h1], scale,
+                                  kv=qkv_out[:, 1:, h0:h1]) for h0, h1, g in layer], dim=1)
+        x = x + _linear(y.reshape(B, d), proj)
+        h = F.layer_norm(x, (d,), w2, b2, eps2)
+        x = x + _linear(F.gelu(_linear(h, fc)), out)
+    wf, bf, epsf = fast["final"]
+    logits = _linear(F.layer_norm(x, (d,), wf, bf, epsf), fast["head"])
+    cache.length += 1
+    return logits.float()[:, None, :]
+
+
+def fused_step(model, fast: dict, cache: KVCache):
+    """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
+    group of a Local band plus a StrideSkip part (strided attention, ``integration="merged"``),
+    float32 maths on the CPU (no autocast), and the kernel built. Else None (the Python step runs). Same
+    maths; tests check cached == full logits both ways.
+
+    Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
+    is looked at again only once this process has loaded the kernel, so a step costs no
+    file check or hashing."""
+    from cadenza.attention import kernels
+
+    if model.__dict__.get("_no_fused") or _autocast_on("cpu"):
+        return None
+    plan = fast.get("fused")
+    if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
+        plan = fast["fused"] = _fused_plan(model, fast) if kernels.ready() else False
+        fast["fused_loaded"] = kernels.loaded()
+    if plan is False:
+        return None
+    ext, weights, eps, scales, int8, width, stride = plan
+    groups = [layer[0][2] for layer in cache.layers]
+    H, hd = model.config.n_heads, model.config.head_dim
+
+    def step(idx, start):
+        B = idx.shape[0]
+        x = F.embedding(idx[:, 0], model.tok_emb.weight) + model.pos_emb.at(start)
+        for g in groups:
+            g.reserve(B, H, hd, x)
+        logits = ext.decode_step(x, weights, [g.ring_kv for g in groups], [g.res_kv for g in groups], start,
+                                 H, eps, scales, int8, width, stride)
+        for g in groups:
+            g.advance_one()
+        cache.length += 1
+        return logits[:, None, :]
+
+    return step
+
+
+def _fused_plan(model, fast: dict):
+    """(extension, flat weights, eps, scales, int8, band width, stride) for the fused step, or False."""
+    from cadenza.attention import kernels
+
+    ext = kernels.load()
+    layers = model.new_cache(1).layers          # the cache's layout follows from the config alone
+    groups = [layer[0][2] for layer in layers if len(layer) == 1]
+    ok = (ext is not None and hasattr(ext, "decode_step") and model.device.type == "cpu"
+          and len(groups) == len(layers)
+          and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
+          and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
+    if not ok:
+        return False
+    empty = torch.empty(0)
+
+    def three(p):
+        return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
+            [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
+
+    flat, eps = [], []
+    for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
+        flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
+        eps += [float(eps1), float(eps2)]
+    wf, bf, epsf = fast["final"]
+    flat += [wf, bf, *three(fast["head"])]
+    eps.append(float(epsf))
+    return (ext, flat, eps, [float(x) for x in fast["scales"]], isinstance(fast["head"], quant.PackedLinear),
+            groups[0].local.width, groups[0].skip.stride)
+
+
+def fast_weights(model) -> dict:
+    """The weights ``decode_one`` uses, gathered (and packed, for int8) once per kind.
+
+    Packed int8 copies go stale when the parameters change in place (an optimizer step,
+    ``copy_``): the in-place version counters of a few parameters, which every such
+    update bumps, tell.
+    """
+    kind = model.decode_weights
+    stamp = (model.tok_emb.weight._version, model.blocks[0].attn.qkv.weight._version,
+             model.head.weight._version)
+    fast = model.__dict__.setdefault("_fast", {}).get(kind)
+    if fast is None or (kind == "int8" and fast["stamp"] != stamp):
+        if kind == "int8":   # the MLP's hidden layer (and its GELU) in bf16
+            def lin(m, out_dtype=torch.float32):
+                return quant.pack(m.weight, m.bias, out_dtype)
+        else:
+            def lin(m, out_dtype=None):
+                return m.weight, m.bias
+        blocks = []
+        for b in model.blocks:
+            blocks.append((b.ln1.weight, b.ln1.bias, b.ln1.eps, lin(b.attn.qkv), lin(b.attn.proj),
+                           b.ln2.weight, b.ln2.bias, b.ln2.eps, lin(b.mlp.fc, torch.bfloat16),
+                           lin(b.mlp.proj)))
+        fast = {"blocks": blocks, "scales": [b.attn.scale for b in model.blocks],
+                "final": (model.ln_f.weight, model.ln_f.bias, model.ln_f.eps), "head": lin(model.head),
+                "stamp": stamp}
+        model.__dict__["_fast"][kind] = fast
+    return fast
