@@ -15,7 +15,7 @@ torch = require("torch")
 import music_fixtures as mf  # noqa: E402
 
 from cadenza.codecs.music import note_tuples  # noqa: E402
-from cadenza.music.grammar import BAR, DUR, GrammarConstraint, Policy, RemiTables, RemiState  # noqa: E402
+from cadenza.music.grammar import BAR, DUR, GrammarConstraint, GrammarPolicy, RemiTables, RemiState  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -62,7 +62,7 @@ def test_the_grammar_accepts_real_pieces(remi):
     c = mf.codec()
     for score in mf.corpus_scores()[:3]:
         ids = [int(i) for i in c.encode(score, style="bach")]
-        policy = Policy(remi, allow_eos=True)
+        policy = GrammarPolicy(remi, allow_eos=True)
         st = RemiState(remi)
         st.feed(ids[0])
         for k, tok in enumerate(ids[1:], 1):
@@ -74,7 +74,7 @@ def test_the_grammar_accepts_real_pieces(remi):
 def test_the_grammar_refuses_what_cannot_decode(remi):
     c = mf.codec()
     ids = [int(i) for i in c.encode(mf.corpus_scores()[0])]
-    policy = Policy(remi, programs=[0])
+    policy = GrammarPolicy(remi, programs=[0])
     st = RemiState(remi).feed_all(ids[:ids.index(remi.bar) + 3])   # ... Bar Mood Position
     m = policy.allowed(st)
     assert m.sum() == 1 and bool(m[remi.program_ids[0]])          # only the allowed instrument
@@ -98,7 +98,7 @@ def test_forced_prefix_metre_and_moods(remi):
                       c.conditioning(style="folk", key="Dm", tempo=100, time_signature="6/8")))
     forced["key"] = None   # the model chooses this one
     plan = {0: c.control_ids(mood="sad"), 1: c.control_ids(energy=4)}
-    policy = Policy(remi, prefix=forced, ts=(6, 8), moods=lambda seg: plan.get(seg))
+    policy = GrammarPolicy(remi, prefix=forced, ts=(6, 8), moods=lambda seg: plan.get(seg))
     st = RemiState(remi)
     st.feed(c.bos_id)
     m = policy.allowed(st)
@@ -149,7 +149,7 @@ def test_grammar_constraint_works_with_sampling_stream(remi):
     from cadenza.sampling import generate
 
     mm = mf.tiny_model()
-    policy = Policy(remi, allow_eos=True)
+    policy = GrammarPolicy(remi, allow_eos=True)
     st = RemiState(remi)
     out = generate(mm.model, [remi.bos], 120, seed=3, constraint=GrammarConstraint(policy, st),
                    stop_tokens=[remi.eos])

@@ -67,7 +67,7 @@ class Constraints:
 
 
 class ConstrainedPolicy:
-    """``policy`` with ``constraints`` applied to what it allows (same interface as a Policy)."""
+    """``policy`` with ``constraints`` applied to what it allows (same interface as a GrammarPolicy)."""
 
     def __init__(self, policy, constraints: Constraints):
         self.inner, self.c, self.remi = policy, constraints, policy.remi

@@ -84,7 +84,7 @@ class MoodPlan:
         return codec.control_levels(_at(self.valence, bar), _at(self.energy, bar), _at(self.mood, bar))
 
     def moods(self, codec):
-        """``moods(segment)`` for a grammar Policy: allowed Mood ids, None where free."""
+        """``moods(segment)`` for a ``GrammarPolicy``: allowed Mood ids, None where free."""
         S = codec.config.segment_bars
         cache: dict[int, list | None] = {}
 

@@ -12,7 +12,7 @@ Mood token (the segment's valence and energy levels) after the bar line of every
 ``segment_bars``-th bar, starting with the first.
 
 ``RemiState`` follows such a stream one token at a time and knows the bar, the metre, the
-current onset in ticks and the notes written so far. ``Policy`` subclasses turn a state
+current onset in ticks and the notes written so far. ``GrammarPolicy`` subclasses turn a state
 into the set of tokens allowed next (a bool tensor over the vocabulary); ``GrammarConstraint``
 makes a policy the ``TokenSet`` constraint of ``cadenza.sampling.Decoder``, the one decode
 loop (a token the grammar alone allows is taken without sampling). Sampling under the
@@ -256,8 +256,9 @@ class RemiState:
 
 
 # --------------------------------------------------------------------------- policies
-class Policy:
-    """What may come next. Subclasses override ``allowed``; the helpers give the plain grammar.
+class GrammarPolicy:
+    """The tokens the grammar allows next from a ``RemiState`` (``allowed``: a bool mask over the
+    vocabulary). Subclasses override ``allowed``; the helpers give the plain grammar.
 
     ``programs``: the instruments new notes may use (None: any); ``ts``: a metre every bar
     keeps (None: the model may change it at a bar line); ``freeze_onset``: no new note at or
@@ -377,12 +378,12 @@ class Policy:
 
 
 class GrammarConstraint(TokenSet):
-    """A ``Policy`` as the constraint of ``cadenza.sampling``'s decode loop: the tokens
+    """A ``GrammarPolicy`` as the constraint of ``cadenza.sampling``'s decode loop: the tokens
     allowed next are the policy's (a token it alone allows is forced), and every token taken
     moves ``state`` on. ``state`` may already have seen part of the context; ``start``
     feeds it the rest."""
 
-    def __init__(self, policy: Policy, state: RemiState):
+    def __init__(self, policy: GrammarPolicy, state: RemiState):
         self.policy = policy
         self.state = state
 

@@ -15,7 +15,7 @@ import torch
 
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy
-from cadenza.music.grammar import BAR, GrammarConstraint, Policy, RemiState
+from cadenza.music.grammar import BAR, GrammarConstraint, GrammarPolicy, RemiState
 from cadenza.music.studio_notes import MODEL, SNote
 from cadenza.sampling import Decoder
 
@@ -23,7 +23,7 @@ from cadenza.sampling import Decoder
 def region_policy(session, constraints, program: int):
     mid = session.codec.config.levels // 2
     mood = [session.codec.mood_id(mid, mid)]
-    p = Policy(session.remi, programs=[program], ts=session.ts, prefix=dict(zip(
+    p = GrammarPolicy(session.remi, programs=[program], ts=session.ts, prefix=dict(zip(
         ("style", "key", "tempo", "time_signature"), session.prefix[1:])), moods=lambda seg: mood)
     return ConstrainedPolicy(p, constraints) if not constraints.empty else p
 

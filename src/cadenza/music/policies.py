@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from cadenza.music.grammar import BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, Policy, RemiTables, RemiState
+from cadenza.music.grammar import BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, GrammarPolicy, RemiTables, RemiState
 
 
 # --------------------------------------------------------------------------- length
@@ -66,7 +66,7 @@ class LengthTarget:
         return max(0.0, self.remi.seconds(s.onset - self.origin, self.tempo(s)))
 
 
-class LengthPolicy(Policy):
+class LengthPolicy(GrammarPolicy):
     """The plain grammar with EOS allowed only once the target allows it."""
 
     def __init__(self, remi, target: LengthTarget, **kw):
@@ -148,7 +148,7 @@ class _MelodyBar:
         self.onsets: dict[int, list[tuple[int, int, int, int]]] = {}   # pos -> [(prog, pitch, vel_id, dur_id)]
 
 
-class HarmonyPolicy(Policy):
+class HarmonyPolicy(GrammarPolicy):
     """Constrained decoding for ``harmonize``: the melody is forced, the model adds voices below.
 
     Bar lines and metres are the melody's. At each melody onset the melody's notes must be

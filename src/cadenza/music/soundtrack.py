@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
 from cadenza.errors import ConfigError
-from cadenza.music.grammar import BAR, MOOD, Policy, RemiState
+from cadenza.music.grammar import BAR, MOOD, GrammarPolicy, RemiState
 
 CONTROL_FIELDS = ("style", "valence", "energy", "tempo", "key", "time_signature")
 PREFIX_FIELDS = ("style", "key", "tempo", "time_signature")
@@ -265,7 +265,7 @@ class Soundtrack:
         state = RemiState(self.remi, record=True).feed_all(context)
         self._bar_open = state.bars            # the kept bars are already complete
         moods = self._moods_callable()
-        policy = Policy(self.remi, prefix={s: prefix[s] for s in PREFIX_SLOTS}, moods=moods, keep_metre=True)
+        policy = GrammarPolicy(self.remi, prefix={s: prefix[s] for s in PREFIX_SLOTS}, moods=moods, keep_metre=True)
         grammar = GrammarConstraint(policy, state)
         if self.decoder is None:
             self.decoder = Decoder(self.mm.model, context, constraint=grammar, seed=self.seed,
