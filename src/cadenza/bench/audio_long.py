@@ -37,7 +37,7 @@ from cadenza.data.samples import write_sample_audio
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
 from cadenza.train.metrics import read_log
-from cadenza.bench.paths import ROOT, RESULTS
+from cadenza.bench.results import ROOT, RESULTS
 
 CONFIG = ROOT / "benchmarks" / "configs" / "audio_65k.json"
 

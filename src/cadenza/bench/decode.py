@@ -23,20 +23,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 
 import torch
 
-from cadenza import __version__
-from cadenza.io import save_figure, write_text_atomic
+from cadenza.io import save_figure
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS, run_header, write_json_and_plot
 
 FULL_CONTEXTS = [1024, 4096, 16384, 65536]
 QUICK_CONTEXTS = [1024, 4096]
@@ -244,12 +239,7 @@ def main(argv=None) -> int:
     if args.decode_weights != "float32":
         stem += f"_{args.decode_weights}"
     payload = {
-        "benchmark": "decode",
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "cadenza_version": __version__,
-        "torch": torch.__version__,
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
+        **run_header("decode"),
         "threads": args.threads,
         "decode_weights": args.decode_weights,
         "model": config.to_dict(),
@@ -259,11 +249,8 @@ def main(argv=None) -> int:
         "targets": [{"target": n, "value": v, "met": ok} for n, v, ok in checks],
         "prefill_check": prefill,
     }
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, f"{stem}.json")
-    png_path = os.path.join(args.out, f"{stem}.png")
-    write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
-    plot(rows, png_path, f"decode, d_model 256, 6 layers, 4 heads, batch {args.batch}, "
-                         f"{args.decode_weights} weights, {args.threads} thread(s), torch {torch.__version__}")
+    title = (f"decode, d_model 256, 6 layers, 4 heads, batch {args.batch}, "
+             f"{args.decode_weights} weights, {args.threads} thread(s), torch {torch.__version__}")
+    json_path, png_path = write_json_and_plot(args.out, stem, payload, lambda png: plot(rows, png, title))
     print(f"\nwrote {json_path} and {png_path}")
     return 0

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 
 

@@ -50,7 +50,7 @@ from cadenza.data.samples import write_sample_audio, write_sample_images
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
 from cadenza.train.metrics import read_log
-from cadenza.bench.paths import ROOT, RESULTS
+from cadenza.bench.results import ROOT, RESULTS
 
 KINDS = ("dense", "strided", "fixed")
 LN2 = math.log(2.0)

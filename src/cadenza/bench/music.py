@@ -41,7 +41,7 @@ import torch
 
 from cadenza import __version__
 from cadenza.io import atomic_path, write_text_atomic
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 TARGET_TOTAL_S = 2.0   # issue 10 (was 3 s in issue 6)
 TARGET_FIRST_BAR_S = 0.15   # issue 10 (was 0.5 s)

@@ -46,7 +46,7 @@ import torch
 from cadenza import __version__
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.io import save_figure, write_text_atomic
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 DEFAULT_OUT = RESULTS / "music_controls"
 

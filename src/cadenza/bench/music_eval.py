@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -48,7 +47,7 @@ from cadenza.music.eval.ngram import KneserNey, score_ngram
 from cadenza.music.eval.scoring import context_gain, load_pieces, score_decoding, score_model, select_pieces
 from cadenza.music.eval.report import LONG, markdown, model_metrics, read_result, write_eval_md, write_metrics
 from cadenza.bench.machine import machine
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS, finite
 
 
 
@@ -427,7 +426,7 @@ def run(args, argv) -> int:
     result["seconds"] = time.perf_counter() - t_start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(_finite(result), indent=1, default=_json_default))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(finite(result), indent=1, default=str))
     plot(result, out.with_suffix(".png"))
     print()
     print(markdown(result))
@@ -439,24 +438,3 @@ def run(args, argv) -> int:
         print(f"wrote {args.metrics_json}")
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
-
-
-def _finite(x):
-    """NaN and infinities as null, so the JSON file is standard JSON."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)

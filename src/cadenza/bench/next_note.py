@@ -51,7 +51,7 @@ from cadenza.io import save_figure, write_text_atomic
 from cadenza.music.eval import melody as me
 from cadenza.music.eval.scoring import load_pieces, select_pieces
 from cadenza.bench.machine import machine
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS, finite
 
 METHODS = ("LTM", "LTM+STM", "model")
 SETS = ("test", "test-nodup")
@@ -283,24 +283,9 @@ def run(args, argv) -> int:
     result["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out.with_suffix(".json"), json.dumps(_finite(result), indent=1) + "\n")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(finite(result), indent=1) + "\n")
     plot(result, out.with_suffix(".png"))
     print()
     print(table(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
-
-
-def _finite(x):
-    """NaN and infinities as null, so the JSON file is standard JSON."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return _finite(float(x))
-    return x

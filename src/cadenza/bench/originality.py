@@ -24,7 +24,7 @@ import torch
 
 from cadenza.errors import CadenzaError
 from cadenza.io import write_text_atomic
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 THRESHOLDS = (8, 12, 16)
 

@@ -42,7 +42,7 @@ from cadenza.data.text import build_text_dataset
 from cadenza.model import SparseTransformer
 from cadenza.train import TrainConfig, train
 from cadenza.train.metrics import read_log
-from cadenza.bench.paths import ROOT, RESULTS
+from cadenza.bench.results import ROOT, RESULTS
 
 KINDS = ("dense", "strided", "fixed")
 INSTALL_HELP = ("The King James Bible text comes from Debian's bible-kjv-text package (read with the bible "

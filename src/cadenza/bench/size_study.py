@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cadenza.io import write_text_atomic
 from cadenza.music.eval.curves import compare_runs, loss_at_time
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 
 

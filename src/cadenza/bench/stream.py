@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 TARGET_FIRST_S = 0.3
 TARGET_CONTROL_S = 2.0

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS
 
 TARGETS = {"predict_ms": 100.0, "continue_s": 1.0, "infill_s": 3.0}
 

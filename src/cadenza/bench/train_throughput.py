@@ -17,20 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 
 import torch
 
-from cadenza import __version__
-from cadenza.io import save_figure, write_text_atomic
+from cadenza.io import save_figure
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
-from cadenza.bench.paths import RESULTS
+from cadenza.bench.results import RESULTS, run_header, write_json_and_plot
 
 
 def make(attention: str, n: int, dtype: str, state=None):
@@ -152,12 +147,7 @@ def main(argv=None) -> int:
           f"(target at n = 8192: at least 3x; {verdict})")
     stem = "train_throughput_quick" if args.quick else "train_throughput"
     payload = {
-        "benchmark": "train_throughput",
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "cadenza_version": __version__,
-        "torch": torch.__version__,
-        "host": platform.node(),
-        "cpu_count": os.cpu_count(),
+        **run_header("train_throughput"),
         "threads": threads,
         "model": config.to_dict(),
         "seconds": round(time.time() - t0, 1),
@@ -165,11 +155,8 @@ def main(argv=None) -> int:
         "target": {"target": "sparse at least 3x dense tokens/s at n = 8192",
                    "value": round(row["speedup"], 2), "met": ok},
     }
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, f"{stem}.json")
-    png_path = os.path.join(args.out, f"{stem}.png")
-    write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
-    plot(row, png_path, f"train step, n={n}, d_model 256, 6 layers, 4 heads, {args.dtype}, "
-                        f"{threads} thread(s): {row['speedup']:.2f}x")
+    title = (f"train step, n={n}, d_model 256, 6 layers, 4 heads, {args.dtype}, "
+             f"{threads} thread(s): {row['speedup']:.2f}x")
+    json_path, png_path = write_json_and_plot(args.out, stem, payload, lambda png: plot(row, png, title))
     print(f"\nwrote {json_path} and {png_path}")
     return 0
