@@ -67,7 +67,7 @@ def serving(app):
 def shipped_model():
     import torch
 
-    from cadenza.music.models import load_model
+    from cadenza.music.load import load_model
 
     torch.set_num_threads(1)
     return load_model(None)  # the shipped default model

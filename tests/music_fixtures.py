@@ -68,7 +68,7 @@ def tiny_model_dir() -> Path:
 
 
 def tiny_model():
-    from cadenza.music.models import load_model
+    from cadenza.music.load import load_model
 
     return load_model(tiny_model_dir())
 

@@ -168,15 +168,11 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys, corpus, monkeypatc
 
 
 def test_originality_benchmark_script_runs_and_the_guard_holds(corpus, tmp_path, monkeypatch):
-    import importlib.util
     import json as _json
-    from pathlib import Path
+
+    from cadenza.bench import originality as mod
 
     monkeypatch.setenv("CADENZA_CACHE", str(tmp_path / "cache"))
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("originality_script", root / "benchmarks" / "originality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     out = tmp_path / "res" / "orig"
     assert mod.main(["--model", str(mf.tiny_model_dir()), "--corpus", str(corpus[0]), "--pieces", "3",
                      "--bars", "4", "--max-copy", "6", "--out", str(out)]) == 0

@@ -10,7 +10,8 @@ symusic = require("symusic")
 import music_fixtures as mf  # noqa: E402
 
 from cadenza.errors import CadenzaError  # noqa: E402
-from cadenza.music import control_checks as cc  # noqa: E402
+from cadenza.music.eval import control_measures as cm  # noqa: E402
+from cadenza.music.eval import controls as cc  # noqa: E402
 
 TPQ = 480
 BAR = 4 * TPQ
@@ -37,81 +38,81 @@ C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 
 def test_key_share_of_scales():
     c = score([(i, 1, p) for i, p in enumerate(C_MAJOR)])
-    assert cc.key_share(c, "C") == 1.0
-    assert cc.key_share(c, "Am") == 1.0            # the relative minor's natural scale
-    assert cc.key_share(c, "F#") == pytest.approx(2 / 8)   # F# major holds F (E#) and B
+    assert cm.key_share(c, "C") == 1.0
+    assert cm.key_share(c, "Am") == 1.0            # the relative minor's natural scale
+    assert cm.key_share(c, "F#") == pytest.approx(2 / 8)   # F# major holds F (E#) and B
     harmonic_a = score([(i, 1, p) for i, p in enumerate([57, 59, 60, 62, 64, 65, 68, 69])])
-    assert cc.key_share(harmonic_a, "Am") == 1.0   # G# is the raised seventh
-    assert cc.key_share(harmonic_a, "C") == pytest.approx(7 / 8)
+    assert cm.key_share(harmonic_a, "Am") == 1.0   # G# is the raised seventh
+    assert cm.key_share(harmonic_a, "C") == pytest.approx(7 / 8)
     # drums are not notes of the key
-    assert cc.key_share(score([(0, 1, 60)], drums=[(0, 1, 37), (1, 1, 39)]), "C") == 1.0
-    assert cc.key_share(score([]), "C") is None
+    assert cm.key_share(score([(0, 1, 60)], drums=[(0, 1, 37), (1, 1, 39)]), "C") == 1.0
+    assert cm.key_share(score([]), "C") is None
 
 
 def test_scale_pitch_classes():
-    assert cc.scale_pitch_classes("G") == {7, 9, 11, 0, 2, 4, 6}
-    assert cc.scale_pitch_classes("Dm") == {2, 4, 5, 7, 9, 10, 0, 1}
+    assert cm.scale_pitch_classes("G") == {7, 9, 11, 0, 2, 4, 6}
+    assert cm.scale_pitch_classes("Dm") == {2, 4, 5, 7, 9, 10, 0, 1}
     with pytest.raises(CadenzaError):
-        cc.scale_pitch_classes("H#q")
+        cm.scale_pitch_classes("H#q")
 
 
 def test_notes_per_bar_ratio_and_segments():
     dense = score([(b * 4 + k * 0.5, 0.5, 60 + k) for b in range(4) for k in range(8)])
     sparse = score([(b * 4 + k * 2, 2, 60) for b in range(4) for k in range(2)])
-    assert cc.notes_per_bar(dense) == 8.0
-    assert cc.notes_per_bar(sparse) == 2.0
-    assert cc.notes_per_bar(dense) / cc.notes_per_bar(sparse) == 4.0
+    assert cm.notes_per_bar(dense) == 8.0
+    assert cm.notes_per_bar(sparse) == 2.0
+    assert cm.notes_per_bar(dense) / cm.notes_per_bar(sparse) == 4.0
     # 8 bars: dense then sparse; bars by onset, segments of 4 bars
     mixed = score([(b * 4 + k * 0.5, 0.5, 60) for b in range(4) for k in range(8)]
                   + [(16 + b * 4 + k * 2, 2, 60) for b in range(4) for k in range(2)])
-    assert cc.bar_counts(mixed).tolist() == [8] * 4 + [2] * 4
-    assert cc.segment_notes_per_bar(mixed, 4) == [8.0, 2.0]
-    assert cc.notes_per_bar(mixed, (1, 4)) == 8.0 and cc.notes_per_bar(mixed, (5, 8)) == 2.0
+    assert cm.bar_counts(mixed).tolist() == [8] * 4 + [2] * 4
+    assert cm.segment_notes_per_bar(mixed, 4) == [8.0, 2.0]
+    assert cm.notes_per_bar(mixed, (1, 4)) == 8.0 and cm.notes_per_bar(mixed, (5, 8)) == 2.0
     # empty trailing bars count when the piece says it has them
-    assert cc.notes_per_bar(cc.notes_of(sparse, n_bars=8)) == 1.0
+    assert cm.notes_per_bar(cm.notes_of(sparse, n_bars=8)) == 1.0
 
 
 def test_bars_follow_the_time_signature():
     s = score([(0, 1, 60), (3, 1, 60), (6, 1, 60)], ts=(3, 4))
-    assert cc.bar_counts(s).tolist() == [1, 1, 1]
+    assert cm.bar_counts(s).tolist() == [1, 1, 1]
     s.time_signatures.append(symusic.TimeSignature(6 * TPQ, 2, 4))
     s.tracks[0].notes.append(symusic.Note(8 * TPQ, TPQ, 60, 80))
-    assert cc.bar_counts(s).tolist() == [1, 1, 1, 1]
+    assert cm.bar_counts(s).tolist() == [1, 1, 1, 1]
 
 
 def test_major_vs_minor_triads():
     major = score([(0, 2, 60), (0, 2, 64), (0, 2, 67)])
     minor = score([(0, 2, 60), (0, 2, 63), (0, 2, 67)])
-    assert cc.major_third_share(major) == 1.0
-    assert cc.major_third_share(minor) == 0.0
+    assert cm.major_third_share(major) == 1.0
+    assert cm.major_third_share(minor) == 0.0
     # inversions count above the bass: first-inversion C major (E-G-C) has a minor third
     # above the bass (E-G), a second-inversion one (G-C-E) a major sixth and a fourth
-    assert cc.major_third_share(score([(0, 2, 64), (0, 2, 67), (0, 2, 72)])) == 0.0
-    assert cc.major_third_share(score([(0, 2, 60), (0, 2, 67)])) is None
+    assert cm.major_third_share(score([(0, 2, 64), (0, 2, 67), (0, 2, 72)])) == 0.0
+    assert cm.major_third_share(score([(0, 2, 60), (0, 2, 67)])) is None
     # held notes sound at later onsets: a C held under E then Eb gives one of each
     held = score([(0, 4, 48), (0, 2, 64), (2, 2, 63)])
-    assert cc.third_counts(held)["harmonic_major"] == 1 and cc.third_counts(held)["harmonic_minor"] == 1
+    assert cm.third_counts(held)["harmonic_major"] == 1 and cm.third_counts(held)["harmonic_minor"] == 1
 
 
 def test_melodic_thirds():
     up_major = score([(0, 1, 60), (1, 1, 64), (2, 1, 60)])      # C E C: two major thirds
     minor_tenth = score([(0, 1, 60), (1, 1, 75)])                # 15 semitones = 3 mod 12
-    assert cc.third_counts(up_major) == {"harmonic_minor": 0, "harmonic_major": 0,
+    assert cm.third_counts(up_major) == {"harmonic_minor": 0, "harmonic_major": 0,
                                          "melodic_minor": 0, "melodic_major": 2}
-    assert cc.major_third_share(up_major) == 1.0
-    assert cc.major_third_share(minor_tenth) == 0.0
+    assert cm.major_third_share(up_major) == 1.0
+    assert cm.major_third_share(minor_tenth) == 0.0
     # the melody line is the top note at each onset
     chords = score([(0, 1, 48), (0, 1, 72), (1, 1, 50), (1, 1, 76)])
-    assert cc.third_counts(chords)["melodic_major"] == 1
+    assert cm.third_counts(chords)["melodic_major"] == 1
 
 
 def test_measures_over_bar_ranges():
     s = score([(0, 1, 60), (1, 1, 64), (16, 1, 60), (17, 1, 63)])
-    assert cc.major_third_share(s, (1, 4)) == 1.0
-    assert cc.major_third_share(s, (5, 8)) == 0.0
-    assert cc.key_share(s, "C", (5, 8)) == 0.5
+    assert cm.major_third_share(s, (1, 4)) == 1.0
+    assert cm.major_third_share(s, (5, 8)) == 0.0
+    assert cm.key_share(s, "C", (5, 8)) == 0.5
     with pytest.raises(CadenzaError):
-        cc.notes_per_bar(s, (3, 2))
+        cm.notes_per_bar(s, (3, 2))
 
 
 def test_switch_bar():
@@ -133,7 +134,7 @@ def test_expected_moods_follow_the_plan():
 def test_corpus_reference_measures_real_segments_by_level():
     c = mf.codec()
     pieces = [c.encode(s, style="bach") for s in mf.corpus_scores()[:2]]
-    ref = cc.corpus_reference(c, pieces)
+    ref = cm.corpus_reference(c, pieces)
     moods = sum(1 for ids in pieces for i in ids if c.token(int(i)).startswith("Mood_"))
     assert ref["segments"] == moods > 0
     assert sum(ref["energy_segments"].values()) == moods
@@ -203,14 +204,9 @@ def test_run_checks_rejects_short_pieces():
 
 
 def _bench():
-    import importlib.util
-    from pathlib import Path
+    from cadenza.bench import music_controls
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "music_controls.py"
-    spec = importlib.util.spec_from_file_location("music_controls_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return music_controls
 
 
 def test_benchmark_writes_table_json_and_plot(tmp_path, capsys):

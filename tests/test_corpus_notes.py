@@ -125,7 +125,7 @@ def test_check_without_corpus_uses_the_models_notes_file(corpus, tmp_path, capsy
 
 def test_the_shipped_model_ships_its_notes_file(monkeypatch):
     """Without data/music21 on disk, the shipped model's check falls back to its notes file."""
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
 
     monkeypatch.delenv("CADENZA_MODEL", raising=False)
     monkeypatch.delenv("CADENZA_MODELS", raising=False)

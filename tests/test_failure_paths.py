@@ -280,7 +280,7 @@ def _train_read_only_out(c: Ctx):
 
 
 def _shipped_truncated_weights(c: Ctx):
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
 
     shipped = default_model_dir()          # the shipped model must be there: no skip
     d = c.root / "shipped-copy"
@@ -294,7 +294,7 @@ def _shipped_truncated_weights(c: Ctx):
 
 def _shipped_wrong_tokenizer(c: Ctx):
     """The shipped weights with another vocabulary's tokenizer (weights linked, not copied)."""
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
 
     shipped = default_model_dir()
     d = c.root / "shipped-mixed"

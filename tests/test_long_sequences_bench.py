@@ -1,22 +1,17 @@
-"""benchmarks/long_sequences.py: the search for the longest trainable n, and its step timing."""
+"""cadenza.bench.long_sequences (benchmarks/long_sequences.py): the search for the longest trainable n, and its step timing."""
 
 from __future__ import annotations
 
-import importlib.util
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "long_sequences.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("long_sequences_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from cadenza.bench import long_sequences
+
+    return long_sequences
 
 
 @pytest.mark.parametrize("limit", [5000, 20480, 70000, 10 ** 7])

@@ -1,14 +1,12 @@
-"""cadenza.music.melody_eval and benchmarks/next_note.py: melody lines and their contexts,
+"""cadenza.music.eval.melody and benchmarks/next_note.py: melody lines and their contexts,
 test-nodup, the interval n-gram baseline (LTM, STM, combined) and next-pitch scores."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +19,11 @@ torch = require("torch")
 import music_fixtures as mf  # noqa: E402
 
 from cadenza.errors import ConfigError  # noqa: E402
-from cadenza.music import melody_eval as me  # noqa: E402
+from cadenza.music.eval import melody as me  # noqa: E402
 from cadenza.music.generate import remi_for  # noqa: E402
 from cadenza.music.predict import pitch_distribution_after  # noqa: E402
 from cadenza.music.grammar import DUR, PITCH, POS, RemiState  # noqa: E402
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "next_note.py"
 TPQ = 480
 # (onset in quarters, duration in quarters, pitch): six bars of 4/4 with rests, a leap, a
 # repeated note and notes on off-beats, so some next notes are in the same bar and some
@@ -257,9 +254,8 @@ def test_benchmark_runs_end_to_end(tmp_path, capsys):
     run.mkdir(parents=True)
     for name in ("model.safetensors", "config.json"):
         shutil.copy2(mf.tiny_model_dir() / name, run / name)
-    spec = importlib.util.spec_from_file_location("next_note_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from cadenza.bench import next_note as bench
+
     out = tmp_path / "res" / "nn"
     rc = bench.main(["--data", str(data), "--model", str(tmp_path / "run"), "--pieces", "5", "--max-notes", "12",
                      "--threads", "1", "--out", str(out)])

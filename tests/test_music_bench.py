@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 from conftest import require
@@ -17,13 +15,11 @@ torch = require("torch")
 import music_fixtures as mf  # noqa: E402
 
 torch.set_num_threads(1)
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "music.py"
 
 
 def test_music_benchmark_writes_results(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("music_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from cadenza.bench import music as bench
+
     rc = bench.main(["--model", str(mf.tiny_model_dir()), "--seconds", "4", "--runs", "2", "--cases", "any style",
                      "--out", str(tmp_path)])
     assert rc == 0

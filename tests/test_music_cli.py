@@ -269,7 +269,7 @@ def test_help_texts_explain(capsys):
 def test_the_shipped_default_model_end_to_end(tmp_path, capsys, monkeypatch):
     """With the model in the repository's models/ folder: compose, continue, predict, harmonize.
     Always runs: the repository ships this model, so its absence is a failure, not a skip."""
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
 
     monkeypatch.delenv("CADENZA_MODEL", raising=False)
     monkeypatch.delenv("CADENZA_MODELS", raising=False)
@@ -281,7 +281,7 @@ def test_the_shipped_default_model_end_to_end(tmp_path, capsys, monkeypatch):
     assert f"model {default.resolve().name}@" in marker
     more = tmp_path / "more.mid"
     assert main(["continue", str(out), "--bars", "2", "--seed", "2", "--no-audio", "-o", str(more)]) == 0
-    from cadenza.music.models import load_model
+    from cadenza.music.load import load_model
 
     kept = note_tuples(load_model(default).codec.quantize(symusic.Score(str(out))))
     assert [n for n in note_tuples(symusic.Score(str(more))) if n[0] <= max(n[0] for n in kept)] == kept
@@ -295,8 +295,8 @@ def test_personal_model_fine_tunes_the_shipped_model_on_a_few_midi_files(tmp_pat
     """cadenza data midi DIR --tokenizer MODEL_DIR + cadenza train --init MODEL_DIR, then compose."""
     import json as _json
 
-    from cadenza.music.models import default_model_dir
-    from cadenza.music.models import load_model as _load
+    from cadenza.music.registry import default_model_dir
+    from cadenza.music.load import load_model as _load
 
     base = default_model_dir()
     src = tmp_path / "mine"

@@ -3,10 +3,8 @@ training-run comparison and the benchmark script end to end (tiny models, second
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -20,10 +18,9 @@ import torch.nn.functional as F
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError
 from cadenza.model import SparseTransformer
-from cadenza.music import evaluate as ev
+from cadenza.music.eval import curves, musical, ngram, scoring
 from cadenza.presets import get_preset
 
-ROOT = Path(__file__).resolve().parent.parent
 V = 20
 PITCHES = list(range(10, 20))   # ids 10..19 play the Pitch tokens in the synthetic vocabulary
 BOS, EOS = 1, 2
@@ -74,7 +71,7 @@ def test_target_stats_on_hand_built_distributions():
         [0.04, 0.0, 0.01, 0.2, 0.3, 0.45],  # target 2: the least likely pitch
     ])
     lp = probs.log()
-    bits, is_note, hits = ev.target_stats(lp, torch.tensor([3, 2, 0, 4, 2]), pitch_ids=[2, 3, 4, 5], ks=(1, 2, 5))
+    bits, is_note, hits = scoring.target_stats(lp, torch.tensor([3, 2, 0, 4, 2]), pitch_ids=[2, 3, 4, 5], ks=(1, 2, 5))
     np.testing.assert_allclose(bits, [-math.log2(0.2), -math.log2(0.4), 1.0, 2.0, -math.log2(0.01)], rtol=1e-6)
     assert is_note.tolist() == [True, True, False, True, True]
     np.testing.assert_allclose(hits[1], [0, 1, np.nan, 0.25, 0], equal_nan=True)
@@ -83,7 +80,7 @@ def test_target_stats_on_hand_built_distributions():
 
 
 def test_summary_counts_bits_per_note_over_all_tokens():
-    s = ev.TokenScores(piece=np.array([0, 0, 0, 1]), position=np.array([1, 2, 3, 1]), context=np.array([1, 2, 3, 1]),
+    s = scoring.TokenScores(piece=np.array([0, 0, 0, 1]), position=np.array([1, 2, 3, 1]), context=np.array([1, 2, 3, 1]),
                        bits=np.array([1.0, 2.0, 3.0, 6.0]), is_note=np.array([False, True, False, True]),
                        top1=np.array([np.nan, 1.0, np.nan, 0.0]), top5=np.array([np.nan, 1.0, np.nan, 1.0]))
     out = s.summary()
@@ -102,7 +99,7 @@ def test_context_windows_score_every_target_once_with_enough_context(context, st
     step = context // 2 if stride is None else stride
     for n in range(0, 70):
         seen = Counter()
-        for start, end, first in ev.context_windows(n, context, stride):
+        for start, end, first in scoring.context_windows(n, context, stride):
             assert 0 <= start < first <= end - 0 and end - start <= context and end <= n
             for j in range(first, end):
                 seen[j] += 1
@@ -116,16 +113,16 @@ def test_context_windows_score_every_target_once_with_enough_context(context, st
 
 def test_context_windows_refuse_bad_sizes():
     with pytest.raises(ConfigError):
-        ev.context_windows(10, 1)
+        scoring.context_windows(10, 1)
     with pytest.raises(ConfigError):
-        ev.context_windows(10, 8, stride=8)
+        scoring.context_windows(10, 8, stride=8)
 
 
 # --------------------------------------------------------------------------- scoring a model
 @pytest.mark.parametrize("context", [None, 64, 16, 5])
 def test_oracle_model_scores_zero_bits_and_perfect_accuracy(context):
     model = _Fake(max_len=64, oracle=True)
-    s = ev.score_model(model, PIECES, PITCHES, context=context, batch_tokens=256)
+    s = scoring.score_model(model, PIECES, PITCHES, context=context, batch_tokens=256)
     out = s.summary()
     assert out["tokens"] == sum(len(p) - 1 for p in PIECES)       # each target exactly once
     assert out["bits_per_token"] < 1e-6
@@ -136,7 +133,7 @@ def test_oracle_model_scores_zero_bits_and_perfect_accuracy(context):
 
 
 def test_uniform_model_scores_log2_vocab():
-    s = ev.score_model(_Fake(max_len=32, oracle=False), PIECES, PITCHES).summary()
+    s = scoring.score_model(_Fake(max_len=32, oracle=False), PIECES, PITCHES).summary()
     assert s["bits_per_token"] == pytest.approx(math.log2(V), rel=1e-6)
     assert s["bits_per_note"] == pytest.approx(math.log2(V) * s["tokens"] / s["notes"], rel=1e-6)
     assert s["top1"] == pytest.approx(1 / len(PITCHES))
@@ -146,7 +143,7 @@ def test_uniform_model_scores_log2_vocab():
 def _reference_bits(model, piece, context):
     """Straightforward per-window scoring: one forward pass per window, no batching."""
     out = {}
-    for start, end, first in ev.context_windows(len(piece), context, None):
+    for start, end, first in scoring.context_windows(len(piece), context, None):
         x = torch.as_tensor(piece[start:end])[None]
         with torch.no_grad():
             lp = F.log_softmax(model(x)[0], -1)
@@ -163,14 +160,14 @@ def test_batched_padded_scoring_equals_one_window_at_a_time():
     for context in (48, 20):
         want = np.concatenate([_reference_bits(model, p, context) for p in pieces])
         for batch_tokens in (48, 4096):
-            got = ev.score_model(model, pieces, PITCHES, context=context, batch_tokens=batch_tokens)
+            got = scoring.score_model(model, pieces, PITCHES, context=context, batch_tokens=batch_tokens)
             np.testing.assert_allclose(got.bits, want, rtol=1e-4, atol=1e-4)
             assert got.piece.tolist() == [i for i, p in enumerate(pieces) for _ in range(len(p) - 1)]
 
 
 def test_score_model_refuses_context_beyond_max_len():
     with pytest.raises(ConfigError):
-        ev.score_model(_Fake(max_len=16, oracle=False), PIECES, PITCHES, context=32)
+        scoring.score_model(_Fake(max_len=16, oracle=False), PIECES, PITCHES, context=32)
 
 
 @pytest.fixture(scope="module")
@@ -191,18 +188,18 @@ def trained_tiny():
 
 def test_a_trained_tiny_model_beats_uniform_by_far(trained_tiny):
     test = [_piece(s, 33) for s in range(3, V)]
-    out = ev.score_model(trained_tiny, test, PITCHES).summary()
+    out = scoring.score_model(trained_tiny, test, PITCHES).summary()
     assert out["bits_per_token"] < 0.25 * math.log2(V)
     assert out["top1"] > 0.8
 
 
 def test_decoding_scores_equal_full_forward_scores_and_int8_stays_close(trained_tiny):
     test = [_piece(s, 33) for s in range(3, V)]
-    full = ev.score_model(trained_tiny, test, PITCHES)
-    exact = ev.score_decoding(trained_tiny, test, PITCHES, weights="float32")
+    full = scoring.score_model(trained_tiny, test, PITCHES)
+    exact = scoring.score_decoding(trained_tiny, test, PITCHES, weights="float32")
     assert np.array_equal(exact.piece, full.piece) and np.array_equal(exact.position, full.position)
     assert np.allclose(exact.bits, full.bits, atol=1e-4)
-    approx = ev.score_decoding(trained_tiny, test, PITCHES, weights="int8")
+    approx = scoring.score_decoding(trained_tiny, test, PITCHES, weights="int8")
     assert trained_tiny.decode_weights == "float32"   # the model's own setting is put back
     assert not np.array_equal(approx.bits, exact.bits)
     a, b = exact.summary(), approx.summary()
@@ -275,7 +272,7 @@ def _random_pieces(n, seed, vocab=12):
 def test_kneser_ney_matches_a_reference_written_from_the_definitions(order, hashing):
     vocab = 12
     train = _random_pieces(150, 0, vocab)
-    lm = ev.KneserNey(vocab, order, hashing=hashing).fit(train)
+    lm = ngram.KneserNey(vocab, order, hashing=hashing).fit(train)
     ref = _reference_kn(train, order, vocab, lm.start)
     test = _random_pieces(6, 1, vocab) + [np.array([BOS, 11, 11, 11, 0, 5])]   # includes unseen contexts
     hist = np.concatenate([lm.histories(p) for p in test])
@@ -289,17 +286,17 @@ def test_kneser_ney_matches_a_reference_written_from_the_definitions(order, hash
 
 def test_ngram_on_repeated_data_beats_uniform_and_scores_like_a_model():
     train = [_piece(s, 40) for s in range(3, V)] * 3
-    lm = ev.KneserNey(V, 3).fit(train)
-    s = ev.score_ngram(lm, [_piece(s, 40) for s in range(3, V)], PITCHES).summary()
+    lm = ngram.KneserNey(V, 3).fit(train)
+    s = ngram.score_ngram(lm, [_piece(s, 40) for s in range(3, V)], PITCHES).summary()
     assert s["tokens"] == (V - 3) * 39
     assert s["bits_per_token"] < 0.3 * math.log2(V)
     assert s["top1"] > 0.9
-    unigram = ev.score_ngram(ev.KneserNey(V, 1).fit(train), [_piece(3, 40)], PITCHES).summary()
+    unigram = ngram.score_ngram(ngram.KneserNey(V, 1).fit(train), [_piece(3, 40)], PITCHES).summary()
     assert s["bits_per_token"] < unigram["bits_per_token"] < math.log2(V) + 0.1
 
 
 def test_ngram_sampling_follows_the_data_and_stops_at_eos():
-    lm = ev.KneserNey(V, 3).fit([_piece(s, 40) for s in range(3, V)] * 3)
+    lm = ngram.KneserNey(V, 3).fit([_piece(s, 40) for s in range(3, V)] * 3)
     out = lm.sample([[BOS, 5, _next(5)], [BOS, 7, _next(7)]], 20, seed=0, stop_tokens=[EOS])
     assert len(out) == 2 and all(1 <= len(o) <= 20 for o in out)
     follows = sum(b == _next(a) for o, p in zip(out, ([5, _next(5)], [7, _next(7)]))
@@ -310,11 +307,11 @@ def test_ngram_sampling_follows_the_data_and_stops_at_eos():
 
 def test_kneser_ney_refuses_bad_settings():
     with pytest.raises(ConfigError):
-        ev.KneserNey(604, 33)
-    big = ev.KneserNey(604, 9)        # contexts beyond 5 tokens are hashed
+        ngram.KneserNey(604, 33)
+    big = ngram.KneserNey(604, 9)        # contexts beyond 5 tokens are hashed
     assert big.exact[:7] == [True] * 7 and not any(big.exact[7:])
     with pytest.raises(ConfigError):
-        ev.KneserNey(10, 2).probs(np.zeros((1, 1), dtype=np.int64))   # not fitted
+        ngram.KneserNey(10, 2).probs(np.zeros((1, 1), dtype=np.int64))   # not fitted
 
 
 # --------------------------------------------------------------------------- MusPy metrics
@@ -334,29 +331,29 @@ def _score(notes, tpq=4, ts=(4, 4)):
 def test_muspy_metrics_on_hand_built_scores():
     require("muspy")
     scale = _score([(4 * i, 4, p) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
-    m = ev.muspy_metrics(scale)
+    m = musical.muspy_metrics(scale)
     assert m["pitch_class_entropy"] == pytest.approx(2.75)        # C twice, six others once, of 8
     assert m["scale_consistency"] == pytest.approx(1.0)
     assert m["polyphony"] == pytest.approx(1.0)
     assert m["empty_beat_rate"] == pytest.approx(0.0)
     # Two identical bars of quarters; MusPy counts length // bar + 1 = 3 bars, the third empty.
     assert m["groove_consistency"] == pytest.approx(1 - 4 / 32)
-    chord = ev.muspy_metrics(_score([(0, 4, 60), (0, 4, 64), (0, 4, 67), (16, 4, 60)]))
+    chord = musical.muspy_metrics(_score([(0, 4, 60), (0, 4, 64), (0, 4, 67), (16, 4, 60)]))
     assert chord["polyphony"] == pytest.approx((3 * 4 + 4) / 8)     # 3 pitches for 4 steps, 1 for 4
     assert chord["empty_beat_rate"] == pytest.approx(1 - 4 / 6)     # MusPy counts a note's end beat too
     assert chord["groove_consistency"] == pytest.approx(1.0)        # both bars: one onset on beat 1
-    off = ev.muspy_metrics(_score([(0, 1, 60), (4, 1, 61), (8, 1, 62), (12, 1, 63), (16, 1, 64)]))
+    off = musical.muspy_metrics(_score([(0, 1, 60), (4, 1, 61), (8, 1, 62), (12, 1, 63), (16, 1, 64)]))
     assert off["groove_consistency"] == pytest.approx(1 - 3 / 16)  # bar 2 keeps 1 of 4 onsets
     assert off["scale_consistency"] == pytest.approx(3 / 5)        # no major/minor scale holds 4 of C..E
-    assert ev.measure_ticks(_score([(0, 1, 60)], tpq=8, ts=(6, 8))) == 24
-    empty = ev.muspy_metrics(symusic.Score(4))
+    assert musical.measure_ticks(_score([(0, 1, 60)], tpq=8, ts=(6, 8))) == 24
+    empty = musical.muspy_metrics(symusic.Score(4))
     assert all(math.isnan(v) for v in empty.values())
 
 
 def test_metric_stats_leave_out_nans():
-    rows = [{m: 1.0 for m in ev.MUSPY_METRICS}, {m: 3.0 for m in ev.MUSPY_METRICS}]
+    rows = [{m: 1.0 for m in musical.MUSPY_METRICS}, {m: 3.0 for m in musical.MUSPY_METRICS}]
     rows.append({**rows[0], "groove_consistency": math.nan})
-    st = ev.metric_stats(rows)
+    st = musical.metric_stats(rows)
     assert st["groove_consistency"] == {"mean": 2.0, "std": 1.0, "n": 2}
     assert st["polyphony"]["n"] == 3
 
@@ -374,35 +371,34 @@ def _write_run(d: Path, evals, last_time):
 def test_compare_runs_at_equal_training_time(tmp_path):
     a = _write_run(tmp_path / "a", [(50, 100.0, 3.0), (100, 200.0, 2.5), (150, 300.0, 2.0)], 310.0)
     b = _write_run(tmp_path / "b", [(10, 120.0, 3.5), (20, 240.0, 3.0)], 250.0)
-    out = ev.compare_runs({"a": a, "b": b})
+    out = curves.compare_runs({"a": a, "b": b})
     assert out["common_time_s"] == 250.0
     assert out["runs"]["a"]["at_common_time"]["step"] == 100
     assert out["runs"]["b"]["at_common_time"]["step"] == 20
     assert out["runs"]["a"]["final"]["loss"] == 2.0
-    assert ev.model_run_dir(a / "model") == a and ev.model_run_dir(tmp_path) is None
+    assert curves.model_run_dir(a / "model") == a and curves.model_run_dir(tmp_path) is None
 
 
 def test_split_pieces():
     stream = np.array([1, 5, 6, 2, 1, 7, 2, 1, 8, 9])
-    assert [p.tolist() for p in ev.split_pieces(stream)] == [[1, 5, 6, 2], [1, 7, 2], [1, 8, 9]]
-    assert ev.select_pieces(10, 3, seed=1) == ev.select_pieces(10, 3, seed=1)
-    assert ev.select_pieces(5, None) == list(range(5))
+    assert [p.tolist() for p in scoring.split_pieces(stream)] == [[1, 5, 6, 2], [1, 7, 2], [1, 8, 9]]
+    assert scoring.select_pieces(10, 3, seed=1) == scoring.select_pieces(10, 3, seed=1)
+    assert scoring.select_pieces(5, None) == list(range(5))
 
 
 def test_sample_transformer_batches_prompts_and_stops_at_eos(trained_tiny):
     prompts = [[BOS, 5], [BOS, 9], [BOS, 4, _next(4)]]
-    out = ev.sample_transformer(trained_tiny, prompts, 12, eos_id=EOS, seed=0, temperature=0.5)
+    out = musical.sample_transformer(trained_tiny, prompts, 12, eos_id=EOS, seed=0, temperature=0.5)
     assert len(out) == 3 and all(1 <= len(o) <= 12 for o in out)
     assert all(EOS not in o[:-1] for o in out)
-    assert out == ev.sample_transformer(trained_tiny, prompts, 12, eos_id=EOS, seed=0, temperature=0.5)
+    assert out == musical.sample_transformer(trained_tiny, prompts, 12, eos_id=EOS, seed=0, temperature=0.5)
 
 
 # --------------------------------------------------------------------------- the script
 def _load_script():
-    spec = importlib.util.spec_from_file_location("music_eval_script", ROOT / "benchmarks" / "music_eval.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from cadenza.bench import music_eval
+
+    return music_eval
 
 
 def test_music_eval_script_end_to_end(tmp_path):
@@ -439,7 +435,7 @@ def test_music_eval_script_end_to_end(tmp_path):
     assert nd["split_pieces"] == 4 and 0 <= nd["pieces"] <= 3 and set(nd["models"]) == {"tiny"}
     gain = result["models"]["tiny"]["context_gain"]
     assert gain["pieces"] >= 1 and gain["bits_whole"] > 0 and gain["bits_recent"] > 0
-    from cadenza.music.models import weights_digest
+    from cadenza.music.registry import weights_digest
 
     assert result["models"]["tiny"]["weights_sha256_12"] == weights_digest(run / "model")
     full = result["models"]["tiny"]["full"]["all"]
@@ -475,21 +471,20 @@ def test_recent_context_scores_match_full_scores_when_the_window_holds_everythin
     mm = mf.tiny_model()
     pieces = [np.asarray(mm.codec.encode(s, style="bach"))[:200] for s in mf.corpus_scores()[:2]]
     pitch_ids = list(mm.codec.pitch_ids())
-    full = ev.score_model(mm.model, pieces, pitch_ids)
-    recent = ev.score_recent(mm.model, pieces, pitch_ids, window=256, stride=40)
+    full = scoring.score_model(mm.model, pieces, pitch_ids)
+    recent = scoring.score_recent(mm.model, pieces, pitch_ids, window=256, stride=40)
     keep = full.position >= 6
     assert np.allclose(full.select(keep).bits, recent.bits, atol=1e-3)
-    short = ev.score_recent(mm.model, pieces, pitch_ids, window=64, stride=16, min_pos=100)
+    short = scoring.score_recent(mm.model, pieces, pitch_ids, window=64, stride=16, min_pos=100)
     assert short.position.min() == 100 and short.context.max() <= 64 and short.context.min() >= 64 - 16
     assert not np.allclose(short.bits, full.select(full.position >= 100).bits, atol=1e-3)
-    gain = ev.context_gain(mm.model, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
+    gain = scoring.context_gain(mm.model, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
     assert gain["pieces"] == 2 and gain["gain_ci95"][0] <= gain["gain"] <= gain["gain_ci95"][1]
 
 
 def test_size_study_script_compares_at_equal_time(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("size_study_script", ROOT / "benchmarks" / "size_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from cadenza.bench import size_study as mod
+
     a = _write_run(tmp_path / "a", [(50, 100.0, 3.0), (100, 200.0, 2.5), (150, 300.0, 2.0)], 310.0)
     b = _write_run(tmp_path / "b", [(10, 120.0, 3.5), (20, 240.0, 2.4)], 250.0)
     out = tmp_path / "res" / "study"

@@ -17,7 +17,9 @@ import music_fixtures as mf  # noqa: E402
 
 from cadenza.cli import main  # noqa: E402
 from cadenza.errors import ModelFileError  # noqa: E402
-from cadenza.music import models as M  # noqa: E402
+from cadenza.music import load as L  # noqa: E402
+from cadenza.music import registry as M  # noqa: E402
+from cadenza.music.eval import report  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -28,24 +30,24 @@ def model_dir():
 
 
 def test_load_model_gives_model_codec_and_identity(model_dir):
-    mm = M.load_model(model_dir)
+    mm = L.load_model(model_dir)
     assert mm.codec.vocab_size == mm.model.config.vocab_size
     assert mm.name == "tiny-chorales" and len(mm.digest) == 12
     assert mm.digest == M.weights_digest(model_dir)
     assert mm.metrics["held_out"]["bits_per_token"] > 0
-    assert M.load_model(model_dir) is mm                 # cached per process
+    assert L.load_model(model_dir) is mm                 # cached per process
     assert not mm.model.training
 
 
 def test_changed_files_are_reloaded(model_dir, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(model_dir, d)
-    a = M.load_model(d)
+    a = L.load_model(d)
     model = a.model
     with torch.no_grad():
         model.head.weight.add_(0.01)
     model.save(d)
-    b = M.load_model(d)
+    b = L.load_model(d)
     assert b is not a and b.digest != a.digest
 
 
@@ -54,24 +56,24 @@ def test_load_errors_name_the_problem(model_dir, tmp_path):
     from cadenza.presets import get_preset
 
     with pytest.raises(ModelFileError, match="does not exist"):
-        M.load_model(tmp_path / "nowhere")
+        L.load_model(tmp_path / "nowhere")
     d = tmp_path / "m"
     shutil.copytree(model_dir, d)
     (d / "tokenizer.json").unlink()
     with pytest.raises(ModelFileError, match="no tokenizer.json"):
-        M.load_model(d)
+        L.load_model(d)
     (d / "tokenizer.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="not valid JSON"):
-        M.load_model(d)
+        L.load_model(d)
     # a tokenizer that belongs to another model
     other = tmp_path / "other"
     SparseTransformer(get_preset("tiny", vocab_size=700)).save(other)
     shutil.copy(model_dir / "tokenizer.json", other / "tokenizer.json")
     with pytest.raises(ModelFileError, match=r"tokenizer.json has a vocabulary of \d+ tokens but .*config.json says the model was built for 700"):
-        M.load_model(other)
+        L.load_model(other)
     (other / "config.json").write_text("[]")
     with pytest.raises(ModelFileError, match="config"):
-        M.load_model(other)
+        L.load_model(other)
 
 
 def _install(root: Path, name: str, source: Path) -> Path:
@@ -100,7 +102,7 @@ def test_default_model_and_listing(model_dir, tmp_path, monkeypatch):
     assert infos["b-model"].is_default and not infos["a-model"].is_default
     assert infos["a-model"].metrics == {"bits_per_note": 3.25}          # from config.json
     assert "bits_per_token" in infos["b-model"].metrics["held_out"]      # from metrics.json
-    mm = M.load_model(b)
+    mm = L.load_model(b)
     assert infos["b-model"].parameters == mm.model.num_params()
     assert infos["b-model"].title == "Tiny chorale model (test fixture)"
     monkeypatch.setenv("CADENZA_MODEL", str(a))
@@ -150,6 +152,6 @@ def test_metrics_from_the_model_card_when_there_is_no_json(model_dir, tmp_path):
         "# Carded model\n\n## Data\n\n| pieces | 120 |\n\n## Held-out evaluation\n\n| metric | value |\n|---|---|\n"
         "| bits per token | 1.87 |\n| top-5 pitch accuracy | 64.5% |\n| notes | see below |\n\n"
         "- bits per note: 6.1 bits\n\n## Known limits\n\n- context: 4096\n")
-    assert M.read_metrics(d) == {"bits per token": "1.87", "top-5 pitch accuracy": "64.5%", "bits per note": "6.1 bits"}
+    assert report.read_metrics(d) == {"bits per token": "1.87", "top-5 pitch accuracy": "64.5%", "bits per note": "6.1 bits"}
     (d / "MODEL_CARD.md").write_text("# No numbers here\n")
-    assert M.read_metrics(d) == {}
+    assert report.read_metrics(d) == {}

@@ -20,7 +20,7 @@ require("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from cadenza.music.models import load_model  # noqa: E402
+from cadenza.music.load import load_model  # noqa: E402
 from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 

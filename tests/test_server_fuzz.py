@@ -17,7 +17,7 @@ from conftest import require
 schemathesis = require("schemathesis")
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 
-from cadenza.music.models import load_model  # noqa: E402
+from cadenza.music.load import load_model  # noqa: E402
 from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 

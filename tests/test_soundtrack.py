@@ -9,7 +9,7 @@ require("miditok")
 
 from cadenza.errors import ConfigError  # noqa: E402
 from cadenza.music.grammar import PITCH  # noqa: E402
-from cadenza.music.models import load_model  # noqa: E402
+from cadenza.music.load import load_model  # noqa: E402
 from cadenza.music.soundtrack import Controls, Soundtrack  # noqa: E402
 
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from cadenza.errors import ConfigError  # noqa: E402
 from cadenza.music.constraints import Constraints, check  # noqa: E402
-from cadenza.music.models import load_model  # noqa: E402
 from cadenza.music.infill import open_bar, prime, right_bits  # noqa: E402
+from cadenza.music.load import load_model  # noqa: E402
 from cadenza.music.studio import StudioSession  # noqa: E402
 
 MELODY = [60, 62, 64, 65, 67, 65, 64, 62, 60, 64, 67, 72, 71, 67, 64, 60]

@@ -1,7 +1,7 @@
 """The model's files: ``model.safetensors`` (the weights) and ``config.json`` (format version,
 Cadenza version, the model config), each written atomically, read back with one-sentence
 ``ModelFileError``s for every way a folder can be wrong. The file names are importable
-without torch (``cadenza.music.models`` lists model folders with them)."""
+without torch (``cadenza.music.registry`` lists model folders with them)."""
 
 from __future__ import annotations
 

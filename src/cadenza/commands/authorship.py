@@ -98,7 +98,7 @@ def _export(args) -> None:
     from pathlib import Path
 
     from cadenza.music.corpus_notes import export_notes
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
     from cadenza.music.originality import IndexError_, _resolve, model_corpus
 
     m = Path(args.model) if args.model else default_model_dir()

@@ -56,7 +56,7 @@ def _command(name: str, pairs: list, positional: list = ()) -> str:
 
 def _load(args):
     """The model; int8 decoding weights unless --exact (predict_next itself always decodes exactly)."""
-    from cadenza.music.models import load_model
+    from cadenza.music.load import load_model
 
     return load_model(args.model, decode_weights="float32" if getattr(args, "exact", False) else "int8")
 
@@ -229,7 +229,7 @@ def _predict(args) -> int:
 def _models(args) -> int:
     import json
 
-    from cadenza.music.models import list_models, models_root
+    from cadenza.music.registry import list_models, models_root
 
     root = Path(args.dir) if args.dir else models_root()
     infos = list_models(root)

@@ -1,6 +1,7 @@
 """Music on top of the model: compose, continue, predict, harmonize, render, provenance.
 
-- ``models``: find, load and list music model directories (weights + tokenizer + card).
+- ``registry``: find and list music model directories (weights + tokenizer + card);
+  ``load``: load one (``load_model``, ``MusicModel``) or write one (``save_model``).
 - ``generate``: ``compose``, ``continue_piece``, ``predict_next``, ``harmonize`` (sampling under
   the REMI grammar of ``grammar``).
 - ``output``: ``write_piece`` writes MIDI (+ WAV, PNG, JSON sidecar) with provenance.
@@ -15,8 +16,8 @@ The names below are importable from ``cadenza.music`` directly (loaded on first 
 _EXPORTS = {
     "compose": "generate", "continue_piece": "generate", "harmonize": "generate", "predict_next": "generate",
     "Piece": "generate", "Prediction": "generate", "NextNote": "generate",
-    "load_model": "models", "list_models": "models", "default_model_dir": "models", "MusicModel": "models",
-    "save_model": "models", "write_piece": "output",
+    "load_model": "load", "list_models": "registry", "default_model_dir": "registry", "MusicModel": "load",
+    "save_model": "load", "write_piece": "output",
 }
 
 

@@ -96,7 +96,7 @@ def _resolve(data_dir: str) -> Path:
     p = Path(data_dir)
     if p.is_absolute():
         return p
-    from cadenza.music.models import models_root
+    from cadenza.music.registry import models_root
 
     return models_root().parent / p
 
@@ -121,7 +121,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
     checked against its sha256). Where there is
     neither: IndexError_ saying how to get one, or None if not ``required``."""
     from cadenza.music.corpus_notes import shipped_notes
-    from cadenza.music.models import default_model_dir
+    from cadenza.music.registry import default_model_dir
 
     try:
         m = Path(model_path) if model_path else default_model_dir()

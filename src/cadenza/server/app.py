@@ -178,7 +178,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
     """The application. ``token``: every request must carry it (``Authorization: Bearer``,
     ``?token=`` or the cookie a page visit with ``?token=`` sets); None: no token asked.
     ``mm``: an already loaded ``MusicModel`` (else ``model_dir`` or the default is loaded)."""
-    from cadenza.music.models import load_model
+    from cadenza.music.load import load_model
 
     limits = limits or Limits()
     if mm is None:
@@ -272,7 +272,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     @app.get("/api/models", response_model=list[S.ModelOut])
     async def models():
-        from cadenza.music.models import list_models
+        from cadenza.music.registry import list_models
 
         infos = await asyncio.to_thread(list_models)
         loaded = Path(mm.path).resolve() if getattr(mm, "path", None) else None

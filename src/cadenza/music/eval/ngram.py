@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from cadenza.errors import ConfigError, DataError
-from cadenza.music.eval_scoring import TokenScores, _scores_from
+from cadenza.music.eval.scoring import TokenScores, _scores_from
 
 # --------------------------------------------------------------------------- n-gram baseline
 class KneserNey:

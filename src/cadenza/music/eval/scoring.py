@@ -1,5 +1,5 @@
 """Scoring music models on held-out pieces: per-token bits and top-k pitch hits, sliding
-context windows, and what long context buys (see ``cadenza.music.evaluate`` for the definitions)."""
+context windows, and what long context buys (see ``cadenza.music.eval`` for the definitions)."""
 
 from __future__ import annotations
 

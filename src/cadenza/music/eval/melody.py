@@ -18,7 +18,7 @@ interval sequence occurs in one. Windows are compared by 64-bit hashes (with ~10
 ~2 x 10^6 train windows, the chance of even one false match is about 10^-8).
 
 Baseline (after IDyOM, Pearce 2005). ``IntervalModel``: interpolated modified Kneser-Ney
-(``cadenza.music.evaluate.KneserNey``) over melodic intervals clipped to +-``max_interval``
+(``cadenza.music.eval.ngram.KneserNey``) over melodic intervals clipped to +-``max_interval``
 semitones, larger leaps sharing one escape symbol, each melody opened by a begin symbol.
 P(next pitch = p | previous pitch q) = P(interval p - q); an escape's probability is spread
 evenly over the pitches more than ``max_interval`` away, and the distribution is
@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cadenza.errors import ConfigError, DataError
-from cadenza.music.evaluate import KneserNey
+from cadenza.music.eval.ngram import KneserNey
 from cadenza.music.grammar import BAR, DRUM, DUR, PITCH, POS, PROG
 
 FLOOR = 1e-12
@@ -264,7 +264,7 @@ def model_dists(mm, ids, ends, max_onsets: int = 4, onset_mass: float = 0.9, pit
     """(len(ends), P): the model's next-pitch distribution after each ``ids[:end]``, exactly
     as ``cadenza predict`` defines the next note (``pitch_distribution_after``, float32 weights).
 
-    ``mm`` is a loaded music model (``cadenza.music.models.load_model``); ``pitches``
+    ``mm`` is a loaded music model (``cadenza.music.load.load_model``); ``pitches``
     defaults to the model's pitch range.
     """
     import torch

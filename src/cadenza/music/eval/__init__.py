@@ -39,21 +39,15 @@ Training curves (``eval_curve``, ``compare_runs``): the held-out loss that the t
 loop logs in ``metrics.jsonl`` (bits/token on fixed windows of the validation split) against
 training time, to compare runs at equal wall-clock time.
 
-Modules: ``eval_scoring`` (pieces, per-token scores, context windows, what context buys),
-``eval_ngram`` (Kneser-Ney), ``eval_musical`` (sampling and MusPy), ``eval_curves``
-(training runs). Every name is importable from here.
+Modules (import them directly; this package imports nothing, so reading a model's
+``metrics.json`` through ``report`` stays free of torch):
+
+- ``scoring``: pieces, per-token scores, context windows, what context buys;
+- ``ngram``: the Kneser-Ney baseline;
+- ``musical``: sampling and MusPy;
+- ``curves``: training runs against time;
+- ``report``: the ``metrics.json`` of a model folder (reading and writing) and ``EVAL.md``;
+- ``melody``: next-pitch evaluation on melody lines against an IDyOM-style baseline;
+- ``control_measures`` and ``controls``: does a model follow its controls (key, energy,
+  valence), measured on composed pieces and on the corpus.
 """
-
-from __future__ import annotations
-
-from cadenza.music.eval_scoring import LN2, TOP_K, TokenScores, _batches, _scores_from, _sorted, context_gain, context_windows, load_pieces, pitch_mask, score_decoding, score_model, score_recent, select_pieces, split_pieces, target_stats  # noqa: F401
-from cadenza.music.eval_ngram import KneserNey, score_ngram  # noqa: F401
-from cadenza.music.eval_musical import MUSPY_METRICS, measure_ticks, metric_stats, muspy_metrics, sample_transformer, to_muspy  # noqa: F401
-from cadenza.music.eval_curves import compare_runs, eval_curve, loss_at_time, model_run_dir, train_time  # noqa: F401
-
-__all__ = [
-    "split_pieces", "load_pieces", "select_pieces", "TokenScores", "target_stats", "context_windows",
-    "score_model", "KneserNey", "score_ngram", "sample_transformer", "to_muspy", "muspy_metrics",
-    "metric_stats", "eval_curve", "train_time", "loss_at_time", "compare_runs", "model_run_dir",
-    "MUSPY_METRICS", "context_gain", "score_recent",
-]
