@@ -250,3 +250,11 @@ def test_fork_and_restart_read_like_a_fresh_decoder(model):
     dec.restart([7, 8])
     assert torch.allclose(dec.probs(), Decoder(model, [7, 8], seed=0).probs(), atol=1e-5)
     assert dec.cached == 2 and dec.new == 0
+
+
+def test_a_subnormal_temperature_is_greedy(model):
+    """Found by the API fuzz test: 2.2e-313 is 0 in float32, and dividing by it made NaNs."""
+    prompt = [1, 2, 3]
+    assert generate(model, prompt, 10, temperature=2.2250738585e-313) == greedy_reference(model, prompt, 10)
+    everything = type("All", (TokenSet,), {"allowed": lambda self: torch.arange(V)})()
+    assert generate(model, prompt, 10, temperature=1e-300, constraint=everything) == greedy_reference(model, prompt, 10)

@@ -108,9 +108,12 @@ def _apply_constraint(constraint, logits, context, step):
     return out
 
 
+GREEDY_BELOW = 1e-30   # a temperature under this is greedy (in float32 it would round to 0)
+
+
 def _sample(logits, temperature, top_k, top_p, generator):
     """One token per row of (batch, vocab) logits."""
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return torch.argmax(logits, dim=-1)
     logits = filter_logits(logits / temperature, top_k, top_p)
     probs = torch.softmax(logits, dim=-1)
@@ -119,7 +122,7 @@ def _sample(logits, temperature, top_k, top_p, generator):
 
 def _sample_among(logits, allowed, temperature, top_k, top_p, generator) -> int:
     """One token of ``allowed`` (ids) from one row of logits."""
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return int(allowed[int(torch.argmax(logits.index_select(0, allowed)))])
     sub = logits.index_select(0, allowed).float()
     sub = (sub - sub.max()) / temperature    # <= 0: a tiny temperature cannot overflow to inf - inf
