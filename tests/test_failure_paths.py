@@ -70,7 +70,7 @@ def inputs(tmp_path_factory) -> dict:
     one_track("low", ((i * 480, 480, p) for i, p in enumerate((2, 5, 9, 12, 9, 5, 2, 0))), 100)
     # a note after 3,700 s at 120 bpm
     one_track("long", ((0, 480, 60), (480 * 2 * 3700, 480, 64)), 120)
-    from cadenza.music.render import default_soundfont
+    from cadenza.render import default_soundfont
 
     files["soundfont"] = default_soundfont()
     return files

@@ -331,7 +331,7 @@ def test_generate_audio_continues_the_prime(audio_model, tmp_path, capsys):
     model_dir, prime = audio_model
     clip = tmp_path / "clip.wav"
     x, _ = read_wav(prime)
-    write_wav(x[:400], clip, 8000)
+    write_wav(clip, x[:400], 8000)
     out = tmp_path / "out.wav"
     assert main(["generate", "--model", str(model_dir), "--prime", str(clip), "--seconds", "0.05",
                  "-o", str(out)]) == 0

@@ -13,7 +13,7 @@ require("tinysoundfont")
 
 from cadenza.cli import main
 from cadenza.errors import DataError
-from cadenza.music.render import default_soundfont, render_piano_roll, render_wav, synthesize
+from cadenza.render import default_soundfont, render_piano_roll, render_wav, synthesize
 
 SR = 22050
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import DataError
+from cadenza.io import atomic_path
 
 CODEC_NAME = "audio"
 CODEC_VERSION = 1
@@ -129,14 +130,17 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(np.asarray(samples, dtype=np.float64), frac.numerator, frac.denominator).astype(np.float32)
 
 
-def write_wav(samples, path, sample_rate: int) -> None:
-    """Write float mono samples as 16-bit PCM WAV at ``path`` (not atomic: give a temporary path)."""
-    pcm = (np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0) * 32767.0).round().astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(sample_rate))
-        w.writeframes(pcm.tobytes())
+def write_wav(path, audio, sample_rate: int) -> Path:
+    """Write float audio, mono (samples,) or (samples, channels), as 16-bit PCM WAV, atomically."""
+    path = Path(path)
+    pcm = (np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(pcm.shape[1] if pcm.ndim == 2 else 1)
+            w.setsampwidth(2)
+            w.setframerate(int(sample_rate))
+            w.writeframes(pcm.tobytes())
+    return path
 
 
 def load_codec_file(path) -> AudioCodec:

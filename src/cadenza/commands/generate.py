@@ -50,7 +50,7 @@ def _run(args) -> int:
     prime = read_prime(mm, args.prime) if args.prime is not None else None
     audio = continue_audio(mm, prime, args.seconds, args.seed, args.temperature, args.top_p)
     with FileTransaction() as txn:
-        txn.write(out, lambda tmp: write_wav(audio, tmp, mm.codec.sample_rate))
+        txn.write(out, lambda tmp: write_wav(tmp, audio, mm.codec.sample_rate))
     kept = 0 if prime is None else len(prime) / mm.codec.sample_rate
     print(f"wrote {out}: {kept:.2f} s of prime + {args.seconds:g} s generated at {mm.codec.sample_rate} Hz")
     return 0

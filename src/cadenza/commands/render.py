@@ -11,7 +11,8 @@ from cadenza.music.preflight import MAX_INPUT_NOTES
 def _render(args) -> int:
     from cadenza.io import FileTransaction
     from cadenza.music.preflight import check_outputs, read_input, score_seconds
-    from cadenza.music.render import render_piano_roll, synthesize, write_wav
+    from cadenza.codecs.audio import write_wav
+    from cadenza.render import render_piano_roll, synthesize
 
     outputs = list(args.output or [])
     if args.png:

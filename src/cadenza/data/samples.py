@@ -64,7 +64,7 @@ def write_sample_audio(folder, count: int = 8, sample_rate: int = 8000, composer
     from music21 import converter, corpus
 
     from cadenza.codecs.audio import write_wav
-    from cadenza.music.render import synthesize
+    from cadenza.render import synthesize
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def write_sample_audio(folder, count: int = 8, sample_rate: int = 8000, composer
             if max_seconds:
                 audio = audio[:int(max_seconds * sample_rate)]
             path = folder / f"{Path(p).stem}.wav"
-            write_wav(audio, path, sample_rate)
+            write_wav(path, audio, sample_rate)
             out.append(path)
     if not out:
         raise DataError(f"no score of {composer!r} in music21's corpus could be rendered")

@@ -153,7 +153,8 @@ def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | N
     from cadenza.codecs.music import write_midi
     from cadenza.io import FileTransaction
     from cadenza.music.preflight import SPARE_BYTES, check_free_space, check_output_folder
-    from cadenza.music.render import SAMPLE_RATE, render_piano_roll, synthesize, wav_bytes, write_wav
+    from cadenza.codecs.audio import write_wav
+    from cadenza.render import SAMPLE_RATE, render_piano_roll, synthesize, wav_bytes
 
     out = check_output(out)
     paths = sibling_paths(out)
@@ -168,7 +169,7 @@ def write_piece(piece, out, audio: bool = True, soundfont=None, command: str | N
         txn.write(paths["midi"], lambda tmp: write_midi(score, tmp), check=_check_midi(int(score.note_num())))
         written["midi"] = paths["midi"]
         if with_audio:
-            txn.write(paths["wav"], lambda tmp: write_wav(tmp, sound), check=_check_wav(len(sound)))
+            txn.write(paths["wav"], lambda tmp: write_wav(tmp, sound, SAMPLE_RATE), check=_check_wav(len(sound)))
             written["wav"] = paths["wav"]
             label = title or f"Cadenza {piece.kind}: {piece.model.get('name')}, seed {piece.seed}"
             txn.write(paths["png"], lambda tmp: render_piano_roll(score, tmp, title=label), check=_check_png)

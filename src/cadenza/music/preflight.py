@@ -9,7 +9,7 @@ option costs no time and writes nothing:
 - outputs: the output folder exists and a file can really be created in it (permission
   bits alone do not tell: root, read-only mounts), and no output name is a folder;
 - audio: the SoundFont is readable and really a SoundFont, the requested length fits the
-  render limit (``cadenza.music.render.MAX_SECONDS``) and the disk has room for the WAV.
+  render limit (``cadenza.render.MAX_SECONDS``) and the disk has room for the WAV.
 
 The writes themselves go through :class:`cadenza.io.FileTransaction` (all files or none).
 """
@@ -190,7 +190,7 @@ def check_outputs(paths, audio_seconds: float | None = None, soundfont=None, aud
     """Every output can be written: none is a folder, their folders take new files; with
     ``audio``, the SoundFont is good, ``audio_seconds`` (if known) fits the render limit and
     the disk has room for the WAV."""
-    from cadenza.music.render import MAX_SECONDS, TAIL_SECONDS, check_soundfont, wav_bytes
+    from cadenza.render import MAX_SECONDS, TAIL_SECONDS, check_soundfont, wav_bytes
 
     paths = [Path(p) for p in paths]
     for p in paths:

@@ -282,7 +282,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     @app.get("/api/soundfont", include_in_schema=False)
     async def soundfont():
-        from cadenza.music.render import check_soundfont
+        from cadenza.render import check_soundfont
 
         try:
             return FileResponse(check_soundfont(), media_type="application/octet-stream")

@@ -269,11 +269,12 @@ def router(hub) -> APIRouter:
                 from pathlib import Path
 
                 from cadenza.codecs.music import score_from_bytes
-                from cadenza.music.render import synthesize, write_wav
+                from cadenza.codecs.audio import write_wav
+                from cadenza.render import SAMPLE_RATE, synthesize
 
                 audio = synthesize(score_from_bytes(data))
                 with tempfile.TemporaryDirectory() as d:
-                    return write_wav(Path(d) / "studio.wav", audio).read_bytes()
+                    return write_wav(Path(d) / "studio.wav", audio, SAMPLE_RATE).read_bytes()
 
             wav = await hub.run(render)
             return Response(wav, media_type="audio/wav",

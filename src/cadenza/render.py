@@ -11,11 +11,11 @@ Every file is written atomically; bad input raises ``DataError`` with one senten
 from __future__ import annotations
 
 import os
-import wave
 from pathlib import Path
 
 import numpy as np
 
+from cadenza.codecs.audio import write_wav
 from cadenza.codecs.music.midi import _as_tick, load_midi
 from cadenza.errors import ConfigError, DataError
 from cadenza.io import atomic_path
@@ -180,19 +180,6 @@ def synthesize(midi, soundfont=None, sample_rate: int = SAMPLE_RATE, tail: float
     if peak > 0:
         audio *= 0.89 / peak  # about -1 dBFS
     return audio
-
-
-def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Write float audio (samples, channels) as 16-bit PCM WAV, atomically."""
-    path = Path(path)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    with atomic_path(path) as tmp:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(pcm.shape[1] if pcm.ndim == 2 else 1)
-            w.setsampwidth(2)
-            w.setframerate(int(sample_rate))
-            w.writeframes(pcm.tobytes())
-    return path
 
 
 def render_wav(midi, out_path, soundfont=None, sample_rate: int = SAMPLE_RATE) -> Path:
