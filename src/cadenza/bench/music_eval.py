@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cadenza.codecs.music import MusicCodec
-from cadenza.errors import CadenzaError, ConfigError
+from cadenza.errors import ConfigError
 from cadenza.io import write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.music.eval.curves import compare_runs, model_run_dir
@@ -47,7 +47,7 @@ from cadenza.music.eval.ngram import KneserNey, score_ngram
 from cadenza.music.eval.scoring import context_gain, load_pieces, score_decoding, score_model, select_pieces
 from cadenza.music.eval.report import LONG, markdown, model_metrics, read_result, write_eval_md, write_metrics
 from cadenza.bench.machine import machine
-from cadenza.bench.results import RESULTS, finite
+from cadenza.bench.results import RESULTS, exit_code, finite
 
 
 
@@ -351,11 +351,7 @@ def main(argv=None) -> int:
             write_eval_md(args.markdown, read_result(args.replot))
         print(f"redrew {args.replot.with_suffix('.png')}" + (f" and {args.markdown}" if args.markdown else ""))
         return 0
-    try:
-        return run(args, argv)
-    except CadenzaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_code(run, args, argv)
 
 
 def run(args, argv) -> int:

@@ -46,12 +46,12 @@ import numpy as np
 import torch
 
 from cadenza.codecs.music import MusicCodec
-from cadenza.errors import CadenzaError, ConfigError
+from cadenza.errors import ConfigError
 from cadenza.io import save_figure, write_text_atomic
 from cadenza.music.eval import melody as me
 from cadenza.music.eval.scoring import load_pieces, select_pieces
 from cadenza.bench.machine import machine
-from cadenza.bench.results import RESULTS, finite
+from cadenza.bench.results import RESULTS, exit_code, finite
 
 METHODS = ("LTM", "LTM+STM", "model")
 SETS = ("test", "test-nodup")
@@ -209,11 +209,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "next_note",
                    help="writes OUT.json and OUT.png")
     args = p.parse_args(argv)
-    try:
-        return run(args, argv)
-    except CadenzaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_code(run, args, argv)
 
 
 def run(args, argv) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from cadenza.checkout import checkout_root
@@ -63,3 +64,14 @@ def write_json_and_plot(out, stem: str, payload: dict, draw) -> tuple[str, str]:
     write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
     draw(png_path)
     return json_path, png_path
+
+
+def exit_code(run, *args) -> int:
+    """``run(*args)``; a ``CadenzaError`` becomes one line on stderr and exit code 2, as in the CLI."""
+    from cadenza.errors import CadenzaError
+
+    try:
+        return run(*args)
+    except CadenzaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
