@@ -10,7 +10,6 @@ WAV files (mono or several channels, mixed to mono) and resamples them to the co
 
 from __future__ import annotations
 
-import json
 import math
 import wave
 from dataclasses import dataclass
@@ -141,10 +140,3 @@ def write_wav(path, audio, sample_rate: int) -> Path:
             w.setframerate(int(sample_rate))
             w.writeframes(pcm.tobytes())
     return path
-
-
-def load_codec_file(path) -> AudioCodec:
-    try:
-        return AudioCodec.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable audio codec ({exc})") from None

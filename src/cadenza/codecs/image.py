@@ -15,7 +15,6 @@ JPEG (any mode), crops the centre square and resizes it to ``size`` x ``size``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +170,3 @@ def tile(images, columns: int | None = None, gap: int = 2, scale: int = 1) -> np
         y, x = gap + r * (H + gap), gap + q * (W + gap)
         grid[y:y + H, x:x + W] = big
     return grid
-
-
-def load_codec_file(path) -> ImageCodec:
-    try:
-        return ImageCodec.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable image codec ({exc})") from None

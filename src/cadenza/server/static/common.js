@@ -26,3 +26,16 @@ export async function openSynth(ctx) {
   await s.isReady;
   return s;
 }
+
+// Open the synth for a page: `state.synth` goes "loading" -> "ready" or "failed: <why>"; `use(synth)`
+// gets it before it says "ready"; without sound, `problem` is told why and that `still` works.
+export async function startSynth(ctx, state, problem, still, use) {
+  state.synth = "loading";
+  try {
+    use(await openSynth(ctx));
+    state.synth = "ready";
+  } catch (e) {
+    state.synth = `failed: ${e.message || e}`;
+    problem(`no sound: ${e.message || e} (${still})`);
+  }
+}

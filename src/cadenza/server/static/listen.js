@@ -10,7 +10,7 @@
 // Testing hook: window.cadenzaState (read-only by convention).
 
 import { Midi } from "/static/vendor/cadenza-vendor.js";
-import { openSynth, withToken } from "/static/common.js";
+import { startSynth, withToken } from "/static/common.js";
 
 const LOOKAHEAD = 0.2;        // seconds of notes handed to the synthesizer ahead of time (under the
                               // server's 0.5 s cut margin, so a cut finds them not yet handed over)
@@ -257,17 +257,7 @@ function send(m) {
 
 // ---- audio -------------------------------------------------------------------------------
 function loadSynth() {
-  if (synthLoading) return synthLoading;
-  state.synth = "loading";
-  synthLoading = (async () => {
-    try {
-      synth = await openSynth(ctx);
-      state.synth = "ready";
-    } catch (e) {
-      state.synth = `failed: ${e.message || e}`;
-      problem(`no sound: ${e.message || e} (the roll still runs)`);
-    }
-  })();
+  synthLoading ??= startSynth(ctx, state, problem, "the roll still runs", (s) => { synth = s; });
   return synthLoading;
 }
 

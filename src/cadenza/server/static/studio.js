@@ -12,7 +12,7 @@
 //
 // Testing hook: window.studioState (read-only by convention).
 
-import { openSynth, withToken } from "/static/common.js";
+import { startSynth, withToken } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -188,16 +188,7 @@ function audio() {
 }
 
 function loadSynth() {
-  state.synth = "loading";
-  synthLoading = (async () => {
-    try {
-      synth = await openSynth(ctx);
-      state.synth = "ready";
-    } catch (e) {
-      state.synth = `failed: ${e.message || e}`;
-      problem(`no sound: ${e.message || e} (everything else works)`);
-    }
-  })();
+  synthLoading ??= startSynth(ctx, state, problem, "everything else works", (s) => { synth = s; });
   return synthLoading;
 }
 
