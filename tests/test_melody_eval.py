@@ -142,7 +142,7 @@ def test_the_context_of_a_note_is_what_predict_needs_to_find_it():
         ctx = [int(i) for i in ids[:m.ends[k]]]
         dist = pitch_distribution_after(oracle, remi, ctx, RemiState(remi).feed_all(ctx), 4, 0.9)
         assert max(dist, key=dist.get) == m.pitches[k] and dist[m.pitches[k]] > 0.99, k
-    mm = type("MM", (), {"codec": codec, "model": oracle})()
+    mm = type("MM", (), {"codec": codec, "network": oracle})()
     pitches = sorted(remi.pitch_ids)
     d = me.model_dists(mm, ids, m.ends[1:], pitches=pitches)
     assert np.allclose(d.sum(1), 1) and (np.asarray(pitches)[d.argmax(1)] == m.pitches[1:]).all()

@@ -314,9 +314,9 @@ def test_personal_model_fine_tunes_the_shipped_model_on_a_few_midi_files(tmp_pat
                  "--save-every", "0", "--no-progress", "--no-tensorboard", "--lr", "1e-4"]) == 0
     tuned = _load(run / "model")
     before = _load(base)
-    diff = sum(float((a - b).abs().sum()) for a, b in zip(tuned.model.parameters(), before.model.parameters()))
+    diff = sum(float((a - b).abs().sum()) for a, b in zip(tuned.network.parameters(), before.network.parameters()))
     assert 0 < diff                                   # started from the shipped weights and moved
-    assert tuned.model.num_params() == before.model.num_params()
+    assert tuned.network.num_params() == before.network.num_params()
     out = tmp_path / "out.mid"
     assert main(["compose", "--model", str(run / "model"), "--bars", "2", "--seed", "1", "--no-audio",
                  "-o", str(out)]) == 0

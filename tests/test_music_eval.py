@@ -471,14 +471,14 @@ def test_recent_context_scores_match_full_scores_when_the_window_holds_everythin
     mm = mf.tiny_model()
     pieces = [np.asarray(mm.codec.encode(s, style="bach"))[:200] for s in mf.corpus_scores()[:2]]
     pitch_ids = list(mm.codec.pitch_ids())
-    full = scoring.score_model(mm.model, pieces, pitch_ids)
-    recent = scoring.score_recent(mm.model, pieces, pitch_ids, window=256, stride=40)
+    full = scoring.score_model(mm.network, pieces, pitch_ids)
+    recent = scoring.score_recent(mm.network, pieces, pitch_ids, window=256, stride=40)
     keep = full.position >= 6
     assert np.allclose(full.select(keep).bits, recent.bits, atol=1e-3)
-    short = scoring.score_recent(mm.model, pieces, pitch_ids, window=64, stride=16, min_pos=100)
+    short = scoring.score_recent(mm.network, pieces, pitch_ids, window=64, stride=16, min_pos=100)
     assert short.position.min() == 100 and short.context.max() <= 64 and short.context.min() >= 64 - 16
     assert not np.allclose(short.bits, full.select(full.position >= 100).bits, atol=1e-3)
-    gain = scoring.context_gain(mm.model, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
+    gain = scoring.context_gain(mm.network, pieces, pitch_ids, window=64, min_pos=100, stride=16, n_boot=50)
     assert gain["pieces"] == 2 and gain["gain_ci95"][0] <= gain["gain"] <= gain["gain_ci95"][1]
 
 

@@ -148,7 +148,7 @@ def test_continue_keeps_the_metre_and_slides_past_the_context(mm, tmp_path):
     s.time_signatures.clear()
     s.time_signatures.append(symusic.TimeSignature(0, 3, 4))
     ids = mm.codec.encode(s)
-    assert len(ids) > mm.model.config.max_len
+    assert len(ids) > mm.network.config.max_len
     p = continue_piece(mm, s, bars=2, seed=2)
     remi = remi_for(mm.codec)
     assert p.ids[2:p.input_ids] == [int(i) for i in ids[2:-1]]     # all but the style, which is inferred
@@ -201,7 +201,7 @@ def test_harmonize_is_reproducible_and_validates(mm, melody_file):
 # --------------------------------------------------------------------------- predict
 def test_predict_probabilities_are_the_models_own(mm, melody_file):
     """The table's numbers equal a brute-force computation with full forward passes (no cache)."""
-    codec, model = mm.codec, mm.model
+    codec, model = mm.codec, mm.network
     remi = remi_for(codec)
     pred = predict_next(mm, melody_file, top=128)
     probs = [n.probability for n in pred.notes]

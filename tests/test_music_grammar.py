@@ -151,7 +151,7 @@ def test_grammar_constraint_works_with_sampling_stream(remi):
     mm = mf.tiny_model()
     policy = GrammarPolicy(remi, allow_eos=True)
     st = RemiState(remi)
-    out = generate(mm.model, [remi.bos], 120, seed=3, constraint=GrammarConstraint(policy, st),
+    out = generate(mm.network, [remi.bos], 120, seed=3, constraint=GrammarConstraint(policy, st),
                    stop_tokens=[remi.eos])
     ids = [remi.bos] + out
     check = RemiState(remi)

@@ -31,19 +31,19 @@ def model_dir():
 
 def test_load_model_gives_model_codec_and_identity(model_dir):
     mm = L.load_model(model_dir)
-    assert mm.codec.vocab_size == mm.model.config.vocab_size
+    assert mm.codec.vocab_size == mm.network.config.vocab_size
     assert mm.name == "tiny-chorales" and len(mm.digest) == 12
     assert mm.digest == M.weights_digest(model_dir)
     assert mm.metrics["held_out"]["bits_per_token"] > 0
     assert L.load_model(model_dir) is mm                 # cached per process
-    assert not mm.model.training
+    assert not mm.network.training
 
 
 def test_changed_files_are_reloaded(model_dir, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(model_dir, d)
     a = L.load_model(d)
-    model = a.model
+    model = a.network
     with torch.no_grad():
         model.head.weight.add_(0.01)
     model.save(d)
@@ -103,7 +103,7 @@ def test_default_model_and_listing(model_dir, tmp_path, monkeypatch):
     assert infos["a-model"].metrics == {"bits_per_note": 3.25}          # from config.json
     assert "bits_per_token" in infos["b-model"].metrics["held_out"]      # from metrics.json
     mm = L.load_model(b)
-    assert infos["b-model"].parameters == mm.model.num_params()
+    assert infos["b-model"].parameters == mm.network.num_params()
     assert infos["b-model"].title == "Tiny chorale model (test fixture)"
     monkeypatch.setenv("CADENZA_MODEL", str(a))
     assert M.default_model_dir() == a

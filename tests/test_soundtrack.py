@@ -32,7 +32,7 @@ def _check_timeline(bars):
 
 def test_endless_across_reprimes_keeps_the_timeline(mm):
     # a large headroom makes the stream re-prime every ~150 tokens instead of every ~1,400
-    st = Soundtrack(mm, Controls(style="folk"), seed=5, headroom=mm.model.config.max_len - 160)
+    st = Soundtrack(mm, Controls(style="folk"), seed=5, headroom=mm.network.config.max_len - 160)
     bars = [st.next_bar() for _ in range(40)]
     _check_timeline(bars)
     reprimes = [s for s in st.sections[1:]]
@@ -42,7 +42,7 @@ def test_endless_across_reprimes_keeps_the_timeline(mm):
         after = [b for b in bars if s["bar"] <= b.bar < s["bar"] + 4]
         assert after and after[0].segment is not None              # a section opens a segment
         assert sum(len(b.notes) for b in after) > 0                # notes keep coming
-    assert st.decoder.cached < mm.model.config.max_len
+    assert st.decoder.cached < mm.network.config.max_len
 
 
 def test_control_change_takes_effect_at_the_restart_bar(mm):

@@ -27,7 +27,7 @@ TOKENIZER_FILE = "tokenizer.json"
 
 @dataclass
 class MediaModel:
-    model: object          # SparseTransformer
+    network: object        # SparseTransformer
     codec: object          # ImageCodec | AudioCodec
     kind: str              # "image" | "audio"
 
@@ -83,7 +83,7 @@ def sample_images(mm: MediaModel, n: int, seed: int = 0, temperature: float = 1.
     codec = mm.codec
     k = 0 if prompt_rows is None else prompt_rows.shape[1]
     prompt = [[START] + ([] if prompt_rows is None else [int(t) for t in prompt_rows[i]]) for i in range(n)]
-    new = generate(mm.model, prompt, codec.n_tokens - k, temperature=temperature, top_p=top_p, seed=seed,
+    new = generate(mm.network, prompt, codec.n_tokens - k, temperature=temperature, top_p=top_p, seed=seed,
                    constraint=_no_start)
     return [codec.decode(prompt[i][1:] + new[i]) for i in range(n)]
 
@@ -109,7 +109,7 @@ def continue_audio(mm: MediaModel, prime: np.ndarray | None, seconds: float, see
     check_settings(temperature, None, top_p, max_temperature=10)
     codec = mm.codec
     codes = [codec.silence()] if prime is None or len(prime) == 0 else codec.encode(prime).tolist()
-    new = generate(mm.model, codes, int(round(seconds * codec.sample_rate)), temperature=temperature,
+    new = generate(mm.network, codes, int(round(seconds * codec.sample_rate)), temperature=temperature,
                    top_p=top_p, seed=seed)
     return codec.decode(codes + new)
 
@@ -118,5 +118,5 @@ def read_prime(mm: MediaModel, path, max_seconds: float = 60.0) -> np.ndarray:
     samples = mm.codec.load_file(path)
     if len(samples) > max_seconds * mm.codec.sample_rate:
         raise DataError(f"{path} lasts {len(samples) / mm.codec.sample_rate:.0f} s; give a prime of at most "
-                        f"{max_seconds:.0f} s (the model sees only its last {mm.model.config.max_len} samples)")
+                        f"{max_seconds:.0f} s (the model sees only its last {mm.network.config.max_len} samples)")
     return samples

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         print("benchmarks/decode_fused.py: error: the C++ kernel did not build", file=sys.stderr)
         return 2
     mm = load_model(cache=False)
-    model = mm.model
+    model = mm.network
     g = torch.Generator().manual_seed(0)
     rows = []
     for kind in ("float32", "int8"):

@@ -78,7 +78,7 @@ def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path, weight
     from cadenza.music.generate import compose
     from cadenza.music.output import write_piece
 
-    mm.model.set_decode_weights(weights)
+    mm.network.set_decode_weights(weights)
     bars = []
     t0 = time.perf_counter()
     piece = compose(mm, seconds=seconds, seed=seed, on_bar=lambda n, t: bars.append(t), **settings)
@@ -98,9 +98,9 @@ def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path, weight
 def baseline_run(mm, tokens: int, seed: int) -> dict:
     from cadenza.sampling import generate
 
-    mm.model.set_decode_weights("float32")
+    mm.network.set_decode_weights("float32")
     t0 = time.perf_counter()
-    out = generate(mm.model, [mm.codec.bos_id], tokens, temperature=1.0, top_p=0.95, seed=seed)
+    out = generate(mm.network, [mm.codec.bos_id], tokens, temperature=1.0, top_p=0.95, seed=seed)
     dt = time.perf_counter() - t0
     return {"seed": seed, "tokens": len(out), "total_s": dt, "ms_per_token": 1e3 * dt / max(1, len(out))}
 
@@ -217,15 +217,15 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         mm = load_model(model_dir)
         load_s = time.perf_counter() - t0
-        cfg = mm.model.config
-        print(f"music benchmark: model {mm.name}@{mm.digest} ({mm.model.num_params() / 1e6:.2f}M parameters, "
+        cfg = mm.network.config
+        print(f"music benchmark: model {mm.name}@{mm.digest} ({mm.network.num_params() / 1e6:.2f}M parameters, "
               f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.attention}, context {cfg.max_len}); loaded in "
               f"{load_s:.2f} s; {seconds:g} s of music at {args.tempo:g} bpm, {runs} seeds per case, "
               f"{args.threads} thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
         from cadenza.music.generate import compose
 
         for weights in ("float32", "int8"):   # warm-up, not counted
-            mm.model.set_decode_weights(weights)
+            mm.network.set_decode_weights(weights)
             compose(mm, seconds=4, seed=12345, tempo=args.tempo)
         results = {}
         for case in cases:
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
             "cadenza_version": __version__, "torch": torch.__version__, "host": platform.node(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "load_average": os.getloadavg(), "threads": args.threads,
-            "model": {"name": mm.name, "digest": mm.digest, "path": str(model_dir), "parameters": mm.model.num_params(),
+            "model": {"name": mm.name, "digest": mm.digest, "path": str(model_dir), "parameters": mm.network.num_params(),
                       "config": cfg.to_dict()},
             "load_s": load_s, "seconds_of_music": seconds, "tempo": args.tempo, "runs": runs,
             "results": results,
@@ -284,7 +284,7 @@ def main(argv=None) -> int:
         write_text_atomic(json_path, json.dumps(payload, indent=2, default=str) + "\n")
         plot(results, seconds, png_path,
              f"compose {seconds:g} s of music at {args.tempo:g} bpm + MIDI; model {mm.name} "
-             f"({mm.model.num_params() / 1e6:.1f}M params), {args.threads} thread(s), torch {torch.__version__}")
+             f"({mm.network.num_params() / 1e6:.1f}M params), {args.threads} thread(s), torch {torch.__version__}")
         print(f"\nwrote {json_path} and {png_path}")
         return 0
     finally:

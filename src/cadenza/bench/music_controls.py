@@ -292,9 +292,9 @@ def run(args, argv, work: Path) -> int:
 
     model_dir = model_folder(args.model)
     mm = load_model(with_tokenizer(model_dir, args.tokenizer, work))
-    cfg = mm.model.config
-    print(f"control checks: model {model_dir} ({mm.digest}, {mm.model.num_params() / 1e6:.2f}M parameters, "
-          f"context {cfg.max_len}), {mm.model.decode_weights} decoding; {args.seeds} seeds x 9 pieces of "
+    cfg = mm.network.config
+    print(f"control checks: model {model_dir} ({mm.digest}, {mm.network.num_params() / 1e6:.2f}M parameters, "
+          f"context {cfg.max_len}), {mm.network.decode_weights} decoding; {args.seeds} seeds x 9 pieces of "
           f"{args.bars} bars; {args.threads} thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
     ref = corpus(args)
     t0 = time.perf_counter()
@@ -321,13 +321,13 @@ def run(args, argv, work: Path) -> int:
         "threads": args.threads, "elapsed_s": round(elapsed, 1),
         "model": {"path": str(model_dir), "tokenizer": args.tokenizer, "name": model_dir.resolve().name
                   if model_dir.name != "model" else model_dir.resolve().parent.name,
-                  "digest": mm.digest, "parameters": mm.model.num_params(), "config": cfg.to_dict()},
+                  "digest": mm.digest, "parameters": mm.network.num_params(), "config": cfg.to_dict()},
         **res,
     }
     out = Path(args.out)
     json_path, png_path = out.with_name(out.name + ".json"), out.with_name(out.name + ".png")
     write_text_atomic(json_path, json.dumps(payload, indent=2, default=str) + "\n")
     plot(res, png_path, f"controls followed: {payload['model']['name']}@{mm.digest}, {args.seeds} seeds, "
-                        f"{args.bars} bars, {mm.model.decode_weights} decoding\n{command}")
+                        f"{args.bars} bars, {mm.network.decode_weights} decoding\n{command}")
     print(f"\nwrote {json_path} and {png_path} ({elapsed:.0f} s)")
     return 0

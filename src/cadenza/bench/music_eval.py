@@ -187,7 +187,7 @@ def _compose_sampler(codec, d, model, max_new, seed, top_p):
     from cadenza.music.load import MusicModel
     from cadenza.music.registry import weights_digest
 
-    mm = MusicModel(model=model, codec=codec, path=Path(d), name=Path(d).name, digest=weights_digest(d))
+    mm = MusicModel(network=model, codec=codec, path=Path(d), name=Path(d).name, digest=weights_digest(d))
     model.set_decode_weights("int8")
 
     def sample(prompts, held):

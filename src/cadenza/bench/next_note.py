@@ -234,7 +234,7 @@ def run(args, argv) -> int:
         name = mm.name if folder.resolve() != Path(tmp).resolve() else Path(args.model).resolve().name
         model_info = {"dir": str(args.model), "name": name, "weights_sha256_12": mm.digest,
                       "weights_sha256": sha256(folder / "model.safetensors"),
-                      "parameters": sum(q.numel() for q in mm.model.parameters())}
+                      "parameters": sum(q.numel() for q in mm.network.parameters())}
     pitches = sorted(remi_for(codec).pitch_ids)
 
     train = [me.melody_of(codec, x) for x in load_pieces(args.data, args.train_split)]

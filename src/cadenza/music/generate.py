@@ -165,7 +165,7 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     policy = LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
     state = RemiState(remi)
     prompt = [codec.bos_id]
-    new, stats = _sample(mm.model, prompt, policy, state, target, seed=seed, temperature=temperature,
+    new, stats = _sample(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
                          guard=guard)
     ids = _finish_ids(codec, prompt, new)
@@ -222,7 +222,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
 
         policy = ConstrainedPolicy(policy, constraints)
     state = RemiState(remi)
-    new, stats = _sample(mm.model, ids, policy, state, target, seed=seed, temperature=temperature,
+    new, stats = _sample(mm.network, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
                          guard=guard)
     out = _finish_ids(codec, ids, new)

@@ -45,7 +45,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     program = max(set(programs), key=programs.count)
     policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
     state = RemiState(remi, record=True)
-    new, stats = _sample(mm.model, prefix, policy, state, None, seed=seed, temperature=temperature,
+    new, stats = _sample(mm.network, prefix, policy, state, None, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="harmonize", total_bars=len(bars),
                          guard=guard)
     if stats["stopped"] != "eos":

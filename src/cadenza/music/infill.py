@@ -50,7 +50,7 @@ def infill(session, from_bar, to_bar, constraints, k, seed):
         before = len(state.notes)
         grammar = GrammarConstraint(policy, state)
         dec = (primed.fork(grammar, seed=seed + j) if primed is not None else
-               Decoder(session.mm.model, ctx, constraint=grammar, seed=seed + j, desc="infill"))
+               Decoder(session.mm.network, ctx, constraint=grammar, seed=seed + j, desc="infill"))
 
         def opens_to_bar(tok, state=state):       # the bar line that would open bar to_bar
             return session.remi.kind[tok] == BAR and state.bars >= to_bar
@@ -97,9 +97,9 @@ def split_at_bar(session, ids, bar: int) -> int:
 def prime(session, ctx):
     """A decoder that has read ``ctx`` once (the infill candidates fork it), or None when
     it is too long to keep."""
-    if len(ctx) >= session.mm.model.config.max_len - 8:
+    if len(ctx) >= session.mm.network.config.max_len - 8:
         return None
-    return Decoder(session.mm.model, ctx, seed=0, desc="infill")
+    return Decoder(session.mm.network, ctx, seed=0, desc="infill")
 
 
 def right_bits(session, left, cand, right, to_bar, primed=None) -> float:
@@ -112,7 +112,7 @@ def right_bits(session, left, cand, right, to_bar, primed=None) -> float:
 def right_score(session, left, cand, right, to_bar, primed=None) -> tuple[float, int]:
     """(``right_bits``, the number of tokens from bar ``to_bar`` on)."""
     ids = session.tokens(left + cand + right, bars=to_bar + 1)
-    model = session.mm.model
+    model = session.mm.network
     cut = split_at_bar(session, ids, to_bar)
     right_tokens = len(ids) - cut
     if len(ids) - cut < 2 or not right:

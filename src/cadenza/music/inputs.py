@@ -142,12 +142,12 @@ def _best_style(mm, ids: list[int], start: int, max_tokens: int = 512) -> str:
     x = ids[:max_tokens]
     rows = torch.tensor([[x[0], codec.style_id(st), *x[2:]] for st in offered], dtype=torch.long)
     with torch.inference_mode():
-        was = mm.model.training
-        mm.model.eval()
+        was = mm.network.training
+        mm.network.eval()
         try:
-            logp = torch.log_softmax(mm.model(rows[:, :-1]).float(), dim=-1)
+            logp = torch.log_softmax(mm.network(rows[:, :-1]).float(), dim=-1)
         finally:
-            mm.model.train(was)
+            mm.network.train(was)
     tgt = rows[:, 1:]
     ll = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)[:, start - 1:].sum(dim=1)
     return offered[int(torch.argmax(ll))]

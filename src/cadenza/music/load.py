@@ -25,7 +25,7 @@ if TYPE_CHECKING:   # typing only: importing them pulls in torch and MidiTok
 class MusicModel:
     """A loaded music model: the network, its tokenizer and where they came from."""
 
-    model: "SparseTransformer"   # the network (eval mode)
+    network: "SparseTransformer"   # the network (eval mode)
     codec: "MusicCodec"
     path: Path
     name: str
@@ -42,8 +42,8 @@ class MusicModel:
     def provenance(self) -> dict:
         return {"name": self.name, "path": str(self.path), "weights_sha256_12": self.digest,
                 "cadenza_version": self.meta.get("cadenza_version"),
-                "parameters": self.model.num_params(), "max_len": self.model.config.max_len,
-                "decode_weights": self.model.decode_weights}
+                "parameters": self.network.num_params(), "max_len": self.network.config.max_len,
+                "decode_weights": self.network.decode_weights}
 
 
 _CACHE: dict = {}
@@ -86,7 +86,7 @@ def load_model(path=None, cache: bool = True, decode_weights: str = "int8") -> M
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
         if hit is not None:
-            hit.model.set_decode_weights(decode_weights)
+            hit.network.set_decode_weights(decode_weights)
             return hit
     if not (d / TOKENIZER_FILE).is_file() and (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file():
         raise ModelFileError(f"model directory {d} has no {TOKENIZER_FILE}; a music model needs the tokenizer "
@@ -110,7 +110,7 @@ def load_model(path=None, cache: bool = True, decode_weights: str = "int8") -> M
         digest = weights_digest(d)
     except OSError as exc:
         raise ModelFileError(_os_sentence(d / WEIGHTS_FILE, exc)) from None
-    mm = MusicModel(model=model, codec=codec, path=d, name=name, digest=digest, meta=meta,
+    mm = MusicModel(network=model, codec=codec, path=d, name=name, digest=digest, meta=meta,
                     metrics=read_metrics(d))
     if cache:
         with _CACHE_LOCK:

@@ -149,8 +149,8 @@ def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0
     score = _load_score(midi)
     ids, _, _ = _styled_input(mm, score, None, "input")
     state = RemiState(remi).feed_all(ids)
-    with torch.inference_mode(), mm.model.decoding_with("float32"):
-        return pitch_distribution_after(mm.model, remi, ids, state, max_onsets, onset_mass)
+    with torch.inference_mode(), mm.network.decoding_with("float32"):
+        return pitch_distribution_after(mm.network, remi, ids, state, max_onsets, onset_mass)
 
 
 def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
@@ -180,7 +180,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     ``next_pitch_distribution`` gives the whole distribution of step 4.
     """
     codec = mm.codec
-    model = mm.model
+    model = mm.network
     remi = remi_for(codec)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
         raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")

@@ -140,7 +140,7 @@ class Soundtrack:
         self.rng = random.Random(self.seed)
         self.temperature, self.top_p = temperature, top_p
         self.keep_bars, self.keep_tokens = keep_bars, keep_tokens
-        self.headroom = min(headroom, mm.model.config.max_len - 128)
+        self.headroom = min(headroom, mm.network.config.max_len - 128)
         self.section_bars = section_bars
         self.chooser = chooser
         self._lock = threading.Lock()
@@ -268,7 +268,7 @@ class Soundtrack:
         policy = GrammarPolicy(self.remi, prefix={s: prefix[s] for s in PREFIX_SLOTS}, moods=moods, keep_metre=True)
         grammar = GrammarConstraint(policy, state)
         if self.decoder is None:
-            self.decoder = Decoder(self.mm.model, context, constraint=grammar, seed=self.seed,
+            self.decoder = Decoder(self.mm.network, context, constraint=grammar, seed=self.seed,
                                    temperature=self.temperature, top_p=self.top_p, desc="stream")
         else:
             self.decoder.restart(context, grammar)

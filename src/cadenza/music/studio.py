@@ -77,7 +77,7 @@ class StudioSession:
         offered = list(self.codec.offered_styles())
         ids = [self.codec.style_id(s) for s in offered]
         with torch.inference_mode():
-            logits = self.mm.model(torch.tensor([[self.codec.bos_id]]))[0, -1]
+            logits = self.mm.network(torch.tensor([[self.codec.bos_id]]))[0, -1]
         return offered[int(torch.argmax(logits[ids]))]
 
     # ---- the piece as tokens --------------------------------------------------------------
@@ -106,7 +106,7 @@ class StudioSession:
         """Make the kept decoder hold ``ids``: the new tokens only, when they extend what it read."""
         from cadenza.sampling import Decoder
 
-        dec, room = self._dec, self.mm.model.config.max_len - 8
+        dec, room = self._dec, self.mm.network.config.max_len - 8
         if dec is not None and ids == dec.context:
             return
         n = len(dec.context) if dec is not None else 0
@@ -116,7 +116,7 @@ class StudioSession:
             self.steps_read += len(ids) - n
         else:
             keep = ids[-room:]
-            self._dec = Decoder(self.mm.model, keep, seed=0)
+            self._dec = Decoder(self.mm.network, keep, seed=0)
             self.steps_read += len(keep)
 
     def predictions(self, top: int = 5) -> list[dict]:

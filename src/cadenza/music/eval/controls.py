@@ -152,7 +152,7 @@ def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, tem
     summary, targets = summarize(pieces)
     return {"settings": {"seeds": seeds, "bars": bars, "style": style, "switch_bar": switch, "low": LOW,
                          "high": HIGH, "keys": list(KEYS), "temperature": temperature, "top_p": top_p,
-                         "segment_bars": S, "decode_weights": mm.model.decode_weights},
+                         "segment_bars": S, "decode_weights": mm.network.decode_weights},
             "pieces": pieces, "summary": summary, "targets": targets,
             "moods_follow": all(r["moods_follow"] for rows in pieces.values() for r in rows)}
 

@@ -278,10 +278,10 @@ def model_dists(mm, ids, ends, max_onsets: int = 4, onset_mass: float = 0.9, pit
     col = {p: j for j, p in enumerate(pitches)}
     ids = [int(i) for i in np.asarray(ids).tolist()]
     out = np.zeros((len(ends), len(pitches)))
-    with torch.inference_mode(), mm.model.decoding_with("float32"):
+    with torch.inference_mode(), mm.network.decoding_with("float32"):
         for r, end in enumerate(ends):
             ctx = ids[:end]
-            dist = pitch_distribution_after(mm.model, remi, ctx, RemiState(remi).feed_all(ctx), max_onsets, onset_mass)
+            dist = pitch_distribution_after(mm.network, remi, ctx, RemiState(remi).feed_all(ctx), max_onsets, onset_mass)
             for p, x in dist.items():
                 if p in col:
                     out[r, col[p]] = x
