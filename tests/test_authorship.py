@@ -50,7 +50,7 @@ def test_one_changed_note_is_still_a_near_copy(index, corpus):
     piece = c.decode(list(corpus[1][0]))
     ids = list(corpus[1][0])
     # change the pitch of one note in the middle of the stream
-    from cadenza.music.generate import remi_for
+    from cadenza.music.inputs import remi_for
     from cadenza.music.grammar import PITCH
 
     remi = remi_for(c)

@@ -20,7 +20,7 @@ import music_fixtures as mf  # noqa: E402
 
 from cadenza.errors import ConfigError  # noqa: E402
 from cadenza.music.eval import melody as me  # noqa: E402
-from cadenza.music.generate import remi_for  # noqa: E402
+from cadenza.music.inputs import remi_for  # noqa: E402
 from cadenza.music.predict import pitch_distribution_after  # noqa: E402
 from cadenza.music.grammar import DUR, PITCH, POS, RemiState  # noqa: E402
 

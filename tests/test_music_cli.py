@@ -108,9 +108,9 @@ def test_int8_decoding_by_default_and_exact_on_request(model_dir, tmp_path, caps
 
 @pytest.mark.parametrize("command", ["compose", "continue", "harmonize"])
 def test_long_work_shows_a_progress_bar_unless_asked_not_to(model_dir, melody, tmp_path, capsys, monkeypatch, command):
-    from cadenza.music import generate
+    from cadenza.music import decode
 
-    monkeypatch.setattr(generate, "PROGRESS_DELAY_S", 0.0)   # as if the work took longer than the delay
+    monkeypatch.setattr(decode, "PROGRESS_DELAY_S", 0.0)   # as if the work took longer than the delay
     argv = [command, "--model", model_dir, "--seed", "1", "--no-audio"]
     argv += [] if command == "compose" else [str(melody)]
     argv += ["--bars", "3"] if command != "harmonize" else []
@@ -154,7 +154,7 @@ def test_predict_cli_prints_a_table(model_dir, melody, capsys):
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 4
     mm = mf.tiny_model()
-    from cadenza.music.generate import predict_next
+    from cadenza.music.predict import predict_next
 
     pred = predict_next(mm, melody, top=4)
     for row, n in zip(rows, pred.notes):

@@ -17,8 +17,10 @@ import music_fixtures as mf  # noqa: E402
 
 from cadenza.codecs.music import MOODS, note_tuples  # noqa: E402
 from cadenza.errors import ConfigError, DataError  # noqa: E402
-from cadenza.music.generate import (compose, continue_piece, duration_name, harmonize, pitch_name,  # noqa: E402
-                                    predict_next, remi_for)
+from cadenza.music.generate import compose, continue_piece  # noqa: E402
+from cadenza.music.harmony import harmonize  # noqa: E402
+from cadenza.music.inputs import duration_name, pitch_name, remi_for  # noqa: E402
+from cadenza.music.predict import predict_next  # noqa: E402
 from cadenza.music.grammar import DUR, TS, RemiState  # noqa: E402
 
 torch.set_num_threads(1)
@@ -210,7 +212,7 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)          # over every pitch: a distribution
     assert 0 < pred.coverage <= 1 and 0 <= pred.p_end <= 1 and 0 <= pred.p_same_onset <= 1
 
-    from cadenza.music.generate import infer_style
+    from cadenza.music.inputs import infer_style
 
     style = infer_style(mm, symusic.Score(str(melody_file)))
     ids = [int(i) for i in codec.encode(symusic.Score(str(melody_file)), style=style)][:-1]
@@ -249,7 +251,7 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     assert n.duration_quarters == remi.duration_quarters(d, st.ts[1])
     assert n.duration_probability == pytest.approx(float(pd[d]) / sum(float(pd[i]) for i in dur_ids), rel=1e-3)
     # the public distribution is the same numbers, over every pitch
-    from cadenza.music.generate import next_pitch_distribution
+    from cadenza.music.predict import next_pitch_distribution
 
     dist = next_pitch_distribution(mm, melody_file)
     assert set(dist) == set(remi.pitch_ids) and sum(dist.values()) == pytest.approx(1.0, abs=1e-6)

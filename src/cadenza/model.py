@@ -29,8 +29,6 @@ from cadenza.cache import KVCache
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ShapeError
 
-from cadenza.model_files import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE  # noqa: F401,E402
-
 
 def full_attention(q, k, v, pattern: Pattern, scale: float | None = None) -> torch.Tensor:
     """Causal attention of a whole sequence under ``pattern`` (dense: PyTorch's fused SDPA)."""

@@ -215,7 +215,7 @@ def main(argv=None) -> int:
 def run(args, argv) -> int:
     from tqdm import tqdm
 
-    from cadenza.music.generate import remi_for
+    from cadenza.music.inputs import remi_for
     from cadenza.music.load import load_model
 
     if args.max_notes < 2:

@@ -173,7 +173,7 @@ def _continue(args) -> int:
 
 # --------------------------------------------------------------------------- harmonize
 def _harmonize(args) -> int:
-    from cadenza.music.generate import harmonize
+    from cadenza.music.harmony import harmonize
     from cadenza.music.preflight import score_seconds
 
     return _generate(args, "harmonize", lambda mm: harmonize(
@@ -183,7 +183,7 @@ def _harmonize(args) -> int:
 
 # --------------------------------------------------------------------------- predict
 def _predict(args) -> int:
-    from cadenza.music.generate import predict_next
+    from cadenza.music.predict import predict_next
 
     from cadenza.music.preflight import check_pitch_range, read_input
 

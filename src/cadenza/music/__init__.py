@@ -2,10 +2,10 @@
 
 - ``registry``: find and list music model directories (weights + tokenizer + card);
   ``load``: load one (``load_model``, ``MusicModel``) or write one (``save_model``).
-- ``generate``: ``compose``, ``continue_piece``, ``predict_next``, ``harmonize`` (sampling under
-  the REMI grammar of ``grammar``).
+- ``generate``: ``compose``, ``continue_piece``; ``harmony``: ``harmonize``; ``predict``:
+  ``predict_next`` (all decode under the REMI grammar of ``grammar``, through
+  ``cadenza.sampling.Decoder``).
 - ``output``: ``write_piece`` writes MIDI (+ WAV, PNG, JSON sidecar) with provenance.
-- ``render``: MIDI -> WAV through a SoundFont, MIDI -> piano-roll PNG.
 - ``preflight``: what is checked before any work (inputs, output folders, SoundFont, length
   against the render limit, free space).
 
@@ -14,8 +14,8 @@ The names below are importable from ``cadenza.music`` directly (loaded on first 
 """
 
 _EXPORTS = {
-    "compose": "generate", "continue_piece": "generate", "harmonize": "generate", "predict_next": "generate",
-    "Piece": "generate", "Prediction": "generate", "NextNote": "generate",
+    "compose": "generate", "continue_piece": "generate", "harmonize": "harmony", "predict_next": "predict",
+    "Piece": "piece", "Prediction": "predict", "NextNote": "predict",
     "load_model": "load", "list_models": "registry", "default_model_dir": "registry", "MusicModel": "load",
     "save_model": "load", "write_piece": "output",
 }

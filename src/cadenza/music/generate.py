@@ -22,111 +22,30 @@ steers the model:
 
 The same seed gives the same piece: the only randomness is the seeded generator.
 
-This module holds the loop runner (``_sample``), ``compose`` and ``continue_piece``; the rest
+This module holds ``compose`` and ``continue_piece`` (both run ``decode.decode_to_target``); the rest
 lives by job: ``inputs`` (checks, input pieces, styles), ``piece`` (``Piece``), ``policies``
 (length target, copy guard, ``HarmonyPolicy``), ``harmony`` (``harmonize``) and ``predict``.
-Every name is importable from here too.
+The public API (``harmonize``, ``predict_next``, ``next_pitch_distribution``, ``Piece``,
+``NextNote``, ``Prediction``) is importable from here too.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.music.controls import MoodPlan
-from cadenza.music.grammar import BAR, PROG, RemiState
-# the parts by job; every name is importable from here as before
-from cadenza.music.inputs import (  # noqa: F401
-    DEFAULT_BARS, MAX_BARS, MAX_NEW_TOKENS, MAX_SECONDS, PROGRESS_DELAY_S, _DURATION_NAMES, _REMI_CACHE,
-    _best_style, _check_length, _check_sampling, _check_seed, _check_style, _encode_input, _input_name,
-    _kept_notes, _load_score, _plain, _styled_input, duration_name, infer_style, pitch_name, remi_for)
-from cadenza.music.piece import Piece, _finish_ids, _readable_prefix  # noqa: F401
-from cadenza.music.policies import (  # noqa: F401
-    HarmonyPolicy, _GuardedPolicy, _MelodyBar, _NoMoreInBar, LengthTarget, LengthPolicy, _parse_melody)
-from cadenza.music.harmony import harmonize  # noqa: F401
-from cadenza.music.predict import (  # noqa: F401
-    NextNote, Prediction, _beat_label, _next_note_core, next_pitch_distribution, pitch_distribution_after, predict_next)
+from cadenza.music.decode import decode_to_target
+from cadenza.music.grammar import PROG, RemiState
+from cadenza.music.harmony import harmonize
+from cadenza.music.inputs import (_check_length, _check_sampling, _check_seed, _check_style, _input_name, _kept_notes,
+                                  _load_score, _plain, _styled_input, remi_for)
+from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
+from cadenza.music.policies import LengthPolicy, LengthTarget, _NoMoreInBar
+from cadenza.music.predict import NextNote, Prediction, next_pitch_distribution, predict_next
 
-
-def _sample(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k, top_p,
-            progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
-            total_bars: int | None = None, guard=None):
-    """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
-
-    The loop is ``cadenza.sampling.Decoder``'s with the grammar as its constraint; this adds
-    the length target (a token past it ends the piece and is not taken), the progress bar
-    and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.originality.CopyGuard``) takes
-    away every pitch that would repeat more than ``guard.max_copy`` consecutive notes of a
-    training piece.
-    """
-    from tqdm import tqdm
-
-    from cadenza.music.grammar import GrammarConstraint
-    from cadenza.sampling import Decoder
-
-    if guard is not None:
-        policy = _GuardedPolicy(policy, guard, prompt)
-    remi = policy.remi
-    state.feed_all(prompt)
-    if target is not None:
-        target.bars0 = state.bars
-    bars0 = state.bars
-    new: list[int] = []
-    stats = {"first_bar_s": None, "stopped": "tokens"}
-    if target is not None and target.bars is not None:
-        total, unit = target.bars, "bar"
-    elif target is not None and target.seconds is not None:
-        total, unit = round(float(target.seconds), 1), "s"
-    else:   # no length target (harmonize: the melody sets the length): count finished bars
-        total, unit = total_bars, "bar"
-    bar = tqdm(total=total, desc=desc, unit=unit, delay=PROGRESS_DELAY_S, disable=not progress, leave=False,
-               dynamic_ncols=True, bar_format=None if total else "{desc}: {n:.0f} {unit} [{elapsed}]")
-    shown = 0
-    done_bars = 0
-    t0 = time.perf_counter()
-
-    def past_target(tok: int) -> bool:
-        """True for a token past the length target (not taken); else the bar bookkeeping."""
-        nonlocal done_bars
-        if target is not None and target.stops_before(tok, state):
-            stats["stopped"] = "length"
-            return True
-        if remi.kind[tok] == BAR and state.in_body and state.bars >= 1:   # a bar line ends the bar before it
-            now = time.perf_counter() - t0
-            done_bars += 1
-            if stats["first_bar_s"] is None:
-                stats["first_bar_s"] = now
-            if on_bar is not None:
-                on_bar(done_bars, now)
-            if progress and target is None:
-                bar.update(1)
-        return False
-
-    try:
-        with Decoder(model, prompt, constraint=GrammarConstraint(policy, state), seed=seed,
-                     temperature=temperature, top_k=top_k, top_p=top_p, desc=desc) as dec:
-            while len(new) < max_new_tokens and stats["stopped"] == "tokens":
-                taken = dec.step(stop=past_target, limit=max_new_tokens - len(new), until=(remi.eos,))
-                new += taken or []
-                if taken and taken[-1] == remi.eos:
-                    stats["stopped"] = "eos"
-                if progress and target is not None and taken:
-                    p = target.progress(state)
-                    p = int(p) if unit == "bar" else round(p, 1)
-                    if total:
-                        p = min(p, total)
-                    if p > shown:
-                        bar.update(p - shown)
-                        shown = p
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - t0
-    if stats["first_bar_s"] is None:
-        stats["first_bar_s"] = elapsed
-    stats["elapsed_s"] = elapsed
-    stats["bars_done"] = state.bars - bars0
-    return new, stats
+__all__ = ["compose", "continue_piece", "harmonize", "predict_next", "next_pitch_distribution", "Piece",
+           "NextNote", "Prediction"]
 
 
 # --------------------------------------------------------------------------- compose
@@ -165,7 +84,7 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     policy = LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
     state = RemiState(remi)
     prompt = [codec.bos_id]
-    new, stats = _sample(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
+    new, stats = decode_to_target(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
                          guard=guard)
     ids = _finish_ids(codec, prompt, new)
@@ -222,7 +141,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
 
         policy = ConstrainedPolicy(policy, constraints)
     state = RemiState(remi)
-    new, stats = _sample(mm.network, ids, policy, state, target, seed=seed, temperature=temperature,
+    new, stats = decode_to_target(mm.network, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
                          guard=guard)
     out = _finish_ids(codec, ids, new)

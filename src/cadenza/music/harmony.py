@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 from cadenza.errors import ConfigError, DataError
+from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import RemiState
 from cadenza.music.inputs import (_check_sampling, _check_seed, _input_name, _kept_notes, _load_score, _styled_input,
                                   remi_for)
@@ -25,7 +26,6 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     most ``voices`` sounding, a full chord under every melody note). Every quantized melody
     note appears in the output unchanged; the new notes are on their own track.
     """
-    from cadenza.music.generate import _sample   # the loop runner (generate re-exports this module)
 
     codec = mm.codec
     remi = remi_for(codec)
@@ -45,7 +45,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     program = max(set(programs), key=programs.count)
     policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
     state = RemiState(remi, record=True)
-    new, stats = _sample(mm.network, prefix, policy, state, None, seed=seed, temperature=temperature,
+    new, stats = decode_to_target(mm.network, prefix, policy, state, None, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="harmonize", total_bars=len(bars),
                          guard=guard)
     if stats["stopped"] != "eos":

@@ -13,7 +13,7 @@ class _Tables:
 
     def __init__(self, codec):
         from cadenza.music.grammar import DUR, POS, PITCH, DRUM, TS
-        from cadenza.music.generate import remi_for
+        from cadenza.music.inputs import remi_for
 
         r = remi_for(codec)
         V = r.vocab_size

@@ -97,9 +97,9 @@ def _parse_ts(text):
 # --------------------------------------------------------------------------- lengths
 def _limits() -> tuple:
     """The generator's own length limits (bars, seconds)."""
-    from cadenza.music import generate
+    from cadenza.music.inputs import MAX_BARS, MAX_SECONDS
 
-    return getattr(generate, "MAX_BARS", 2000), getattr(generate, "MAX_SECONDS", 3600.0)
+    return MAX_BARS, MAX_SECONDS
 
 
 def _valid_length(bars, seconds, max_bars: int, max_seconds: float) -> bool:

@@ -130,7 +130,7 @@ class Soundtrack:
     def __init__(self, mm, controls: Controls | None = None, seed: int | None = None, chooser=None,
                  temperature: float = 1.0, top_p: float | None = 0.95, keep_bars: int = 8,
                  keep_tokens: int = 512, headroom: int = 640, section_bars: int = 16, retain_bars: int = 64):
-        from cadenza.music.generate import _check_sampling, _check_seed, remi_for
+        from cadenza.music.inputs import _check_sampling, _check_seed, remi_for
 
         self.mm, self.codec = mm, mm.codec
         self.remi = remi_for(self.codec)

@@ -44,7 +44,7 @@ MAX_NOTES = 4096
 class StudioSession:
     def __init__(self, mm, tempo: float = 100.0, time_signature: str = "4/4", key: str | None = "C",
                  style: str | None = "folk", seed: int = 0):
-        from cadenza.music.generate import _check_style, remi_for
+        from cadenza.music.inputs import _check_style, remi_for
 
         self.mm, self.codec = mm, mm.codec
         self.remi = remi_for(self.codec)
@@ -121,7 +121,7 @@ class StudioSession:
 
     def predictions(self, top: int = 5) -> list[dict]:
         """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it."""
-        from cadenza.music.generate import pitch_name
+        from cadenza.music.inputs import pitch_name
         from cadenza.music.predict import _next_note_core
 
         self._read(self.tokens())
@@ -246,7 +246,8 @@ class StudioSession:
         return out
 
     def _extend(self, kind, bars, voices, constraints, seed):
-        from cadenza.music.generate import continue_piece, harmonize
+        from cadenza.music.generate import continue_piece
+        from cadenza.music.harmony import harmonize
 
         score = self._score(list(self.notes.values()))
         end = max(n.start + n.duration for n in self.notes.values())

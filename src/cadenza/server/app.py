@@ -313,7 +313,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     @app.post("/api/harmonize", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
     async def harmonize(req: S.HarmonizeRequest):
-        from cadenza.music.generate import harmonize as run
+        from cadenza.music.harmony import harmonize as run
 
         score = score_of(req, limits)
         bars_in = score.end() / max(1, score.ticks_per_quarter * 4)
@@ -325,7 +325,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     @app.post("/api/predict", response_model=S.PredictResponse)
     async def predict(req: S.PredictRequest):
-        from cadenza.music.generate import predict_next
+        from cadenza.music.predict import predict_next
 
         score = score_of(req, limits)
         p = await generate(lambda: predict_next(mm, score, top=req.top))

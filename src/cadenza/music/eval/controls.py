@@ -25,7 +25,7 @@ SWITCH_ENERGY_TARGET = 1.5   # notes per bar after / before a switch (before / a
 # --------------------------------------------------------------------------- composing and checking
 def piece_moods(mm, piece) -> list[tuple[int, int, int]]:
     """The Mood tokens a piece holds: [(0-based bar, valence level, energy level)]."""
-    from cadenza.music.generate import remi_for
+    from cadenza.music.inputs import remi_for
     from cadenza.music.grammar import RemiState
 
     return list(RemiState(remi_for(mm.codec), record=True).feed_all(piece.ids).moods)

@@ -60,7 +60,7 @@ class Melody(NamedTuple):
 
 def melody_of(codec, ids) -> Melody:
     """The melody line of a token sequence (see the module docstring)."""
-    from cadenza.music.generate import remi_for
+    from cadenza.music.inputs import remi_for
 
     remi = remi_for(codec)
     kind, value = remi.kind, remi.value
@@ -269,7 +269,7 @@ def model_dists(mm, ids, ends, max_onsets: int = 4, onset_mass: float = 0.9, pit
     """
     import torch
 
-    from cadenza.music.generate import remi_for
+    from cadenza.music.inputs import remi_for
     from cadenza.music.predict import pitch_distribution_after
     from cadenza.music.grammar import RemiState
 
