@@ -527,7 +527,7 @@ def test_the_readme_counts_the_cases():
 
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     """Not every exception becomes one line: a real bug keeps its traceback."""
-    import cadenza.commands.music as music_cmd
+    import cadenza.commands.models as music_cmd
 
     def broken(args):
         raise ZeroDivisionError("a bug")
@@ -545,7 +545,7 @@ def test_any_os_error_from_a_command_is_one_line_naming_the_path(errno_name, wor
     """OSErrors the library does not wrap still reach the user as one sentence."""
     import errno
 
-    import cadenza.commands.music as music_cmd
+    import cadenza.commands.models as music_cmd
 
     code = getattr(errno, errno_name)
 

@@ -24,6 +24,7 @@ import traceback
 from cadenza._version import __version__
 from cadenza.errors import CadenzaError
 
+FIRST = ("write", "predict", "models")   # the music commands lead `cadenza --help`; the rest by name
 REPORT_HINT = ("cadenza: this is a bug in Cadenza {version}, not something you did; please report it with the "
                "command you ran and the traceback above")
 
@@ -37,11 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cadenza {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=_help_order):
         register = getattr(importlib.import_module(f"cadenza.commands.{info.name}"), "register", None)
         if register is not None:
             register(sub)
     return parser
+
+
+def _help_order(module) -> tuple:
+    return (FIRST.index(module.name) if module.name in FIRST else len(FIRST), module.name)
 
 
 def _ignore_file_size_signal() -> None:
