@@ -12,8 +12,8 @@ from conftest import require
 
 require("symusic")
 from cadenza.cli import main  # noqa: E402
-from cadenza.music import originality as orig  # noqa: E402
-from cadenza.music import provenance as prov  # noqa: E402
+from cadenza.music.authorship import originality as orig  # noqa: E402
+from cadenza.music.authorship import provenance as prov  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from conftest import require
 
 require("symusic")
 from cadenza.cli import main  # noqa: E402
-from cadenza.music import corpus_notes as cn  # noqa: E402
-from cadenza.music import originality as orig  # noqa: E402
+from cadenza.music.authorship import corpus_notes as cn  # noqa: E402
+from cadenza.music.authorship import originality as orig  # noqa: E402
 
 ARRAYS = ("seq_p", "sa_p", "seq_r", "sa_r", "uniq_p", "uniq_r", "pitch", "piece", "bar")
 

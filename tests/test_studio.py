@@ -107,7 +107,7 @@ def test_undo_redo_and_suggestions_go_stale(mm):
 def test_export_names_tracks_by_author_and_keeps_the_persons_notes_exactly(mm, tmp_path):
     import symusic
 
-    from cadenza.music.provenance import verify
+    from cadenza.music.authorship.provenance import verify
 
     s = session(mm, 8)
     s.accept(s.suggest("continue", bars=2, seed=1).id)

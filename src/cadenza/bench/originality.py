@@ -33,7 +33,7 @@ def run(mm, idx, seeds, bars: int, guard) -> list[int]:
     from tqdm import tqdm
 
     from cadenza.music.generate import compose
-    from cadenza.music.originality import check_score
+    from cadenza.music.authorship.originality import check_score
 
     longest = []
     for seed in tqdm(seeds, desc="with --max-copy" if guard else "unguarded", unit="piece", leave=False):
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         from cadenza.music.load import load_model
-        from cadenza.music.originality import CopyGuard, default_corpus, index_for
+        from cadenza.music.authorship.originality import CopyGuard, default_corpus, index_for
 
         mm = load_model(args.model)
         idx = index_for(args.corpus or default_corpus(mm.path), progress=True)

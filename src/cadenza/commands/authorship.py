@@ -1,7 +1,7 @@
 """`cadenza provenance FILE.mid` and `cadenza check FILE.mid`: who wrote a piece, and is it original?
 
-Thin over ``cadenza.music.provenance`` (the notes' hash, the sidecar record, per-note credit)
-and ``cadenza.music.originality`` (the longest run shared with the training corpus).
+Thin over ``cadenza.music.authorship.provenance`` (the notes' hash, the sidecar record, per-note credit)
+and ``cadenza.music.authorship.originality`` (the longest run shared with the training corpus).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from cadenza.errors import ConfigError
 
 
 def _provenance(args) -> int:
-    from cadenza.music.provenance import describe_note, verify
+    from cadenza.music.authorship.provenance import describe_note, verify
 
     v = verify(args.input)
     if args.json:
@@ -58,7 +58,7 @@ def _provenance(args) -> int:
 
 def _check(args) -> int:
     from cadenza.codecs.music import load_midi
-    from cadenza.music.originality import check_score, default_corpus, index_for
+    from cadenza.music.authorship.originality import check_score, default_corpus, index_for
 
     if args.flag_run < 2:
         raise ConfigError(f"--flag-run must be a whole number of at least 2 notes, not {args.flag_run}")
@@ -97,9 +97,9 @@ def _export(args) -> None:
     """--export-index: the model's notes file from its training corpus (or --corpus)."""
     from pathlib import Path
 
-    from cadenza.music.corpus_notes import export_notes
+    from cadenza.music.authorship.corpus_notes import export_notes
     from cadenza.music.registry import default_model_dir
-    from cadenza.music.originality import IndexError_, _resolve, model_corpus
+    from cadenza.music.authorship.originality import IndexError_, _resolve, model_corpus
 
     m = Path(args.model) if args.model else default_model_dir()
     info = model_corpus(m) or {}
@@ -130,7 +130,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-notes", type=int, default=8, metavar="N", help="edited notes to list (default 8)")
     p.set_defaults(func=_provenance)
 
-    from cadenza.music.originality import FLAG_RUN
+    from cadenza.music.authorship.originality import FLAG_RUN
 
     p = subparsers.add_parser(
         "check", help="check a MIDI file against the training corpus for copying",

@@ -99,7 +99,7 @@ def _copy_guard(args, mm):
     with (--corpus, or the model's training corpus or shipped notes file, as for the shipped
     model), else off without a word (a model that names no corpus). 0: off. The guard only
     takes pitches away, so the same seed, model and N give the same piece everywhere."""
-    from cadenza.music.originality import DEFAULT_MAX_COPY, CopyGuard, default_corpus, index_for
+    from cadenza.music.authorship.originality import DEFAULT_MAX_COPY, CopyGuard, default_corpus, index_for
 
     n = getattr(args, "max_copy", None)
     corpus = getattr(args, "corpus", None)

@@ -19,7 +19,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
 
     The loop is ``cadenza.sampling.Decoder``'s with the grammar as its constraint; this adds
     the length target (a token past it ends the piece and is not taken), the progress bar
-    and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.originality.CopyGuard``) takes
+    and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.authorship.originality.CopyGuard``) takes
     away every pitch that would repeat more than ``guard.max_copy`` consecutive notes of a
     training piece.
     """

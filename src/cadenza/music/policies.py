@@ -103,7 +103,7 @@ class _GuardedPolicy:
     ``CopyLimitError`` and others let the note through (counted in ``guard.unavoidable``)."""
 
     def __init__(self, inner, guard, prompt):
-        from cadenza.music.note_symbols import _Tables, notes_of_tokens
+        from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens
 
         self.inner, self.guard, self.remi = inner, guard, inner.remi
         self.pitches = [int(p) for p in notes_of_tokens(list(prompt), _Tables(inner.remi.codec))["pitch"]]
@@ -112,7 +112,7 @@ class _GuardedPolicy:
         self.m_pitch = self.remi.masks[PITCH]
 
     def allowed(self, s: RemiState) -> torch.Tensor:
-        from cadenza.music.copy_guard import CopyLimitError
+        from cadenza.music.authorship.copy_guard import CopyLimitError
 
         if not self._primed:             # the prompt's last note is already in self.pitches
             self._primed, self._last = True, s.last_note

@@ -275,7 +275,7 @@ class StudioSession:
 
         from cadenza._version import __version__
         from cadenza.music.output import midi_bytes, provenance_line
-        from cadenza.music.provenance import credit_summary, note_credit, notes_sha256
+        from cadenza.music.authorship.provenance import credit_summary, note_credit, notes_sha256
 
         s = symusic.Score(TPQ)
         s.tempos.append(symusic.Tempo(0, qpm=self.tempo))

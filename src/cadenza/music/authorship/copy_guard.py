@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cadenza.errors import CadenzaError, ConfigError
-from cadenza.music.corpus_index import Index
-from cadenza.music.note_symbols import _SEP_BASE
+from cadenza.music.authorship.corpus_index import Index
+from cadenza.music.authorship.note_symbols import _SEP_BASE
 
 DEFAULT_MAX_COPY = 16
 

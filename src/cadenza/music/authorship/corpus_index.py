@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import CadenzaError, DataError
-from cadenza.music.note_symbols import _symbols
+from cadenza.music.authorship.note_symbols import _symbols
 
 INDEX_VERSION = 1
 MAX_COMPARE = 4096      # notes compared at once in the suffix array search
@@ -202,7 +202,7 @@ class Index:
 
 def build_index(data_dir, progress: bool = False) -> Index:
     """Build the originality index of a music corpus directory (its train split)."""
-    from cadenza.music.corpus_notes import corpus_notes
+    from cadenza.music.authorship.corpus_notes import corpus_notes
 
     t0 = time.perf_counter()
     idx = index_from_notes(corpus_notes(data_dir))
@@ -211,7 +211,7 @@ def build_index(data_dir, progress: bool = False) -> Index:
 
 
 def index_from_notes(cn) -> Index:
-    """The index of a ``cadenza.music.corpus_notes.CorpusNotes`` (a corpus folder's notes or
+    """The index of a ``cadenza.music.authorship.corpus_notes.CorpusNotes`` (a corpus folder's notes or
     a shipped notes file: the same notes give the same index)."""
     from cadenza.codecs.music import MusicCodec
 
@@ -277,9 +277,9 @@ def load_index(folder) -> Index:
 
 
 def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
-    """The index of a corpus folder or of a notes file (``cadenza.music.corpus_notes``): from
+    """The index of a corpus folder or of a notes file (``cadenza.music.authorship.corpus_notes``): from
     the cache (keyed by the corpus's content hash, the same for both), else built and cached."""
-    from cadenza.music import corpus_notes as cnotes
+    from cadenza.music.authorship import corpus_notes as cnotes
 
     d = Path(data_dir)
     if d.is_file():

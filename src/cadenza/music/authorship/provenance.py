@@ -7,7 +7,7 @@ full record (:data:`SCHEMA`, built by :func:`record_for`):
 - ``schema``: ``"cadenza.provenance/1"``; ``generator``, ``cadenza_version``, ``kind``;
 - ``model``: name, path, weights SHA-256 (first 12 hex digits), parameters, decode weights,
   and ``training_data``: the training corpus's manifest and content hashes when the model
-  folder names its corpus (``corpus.json``, see ``cadenza.music.originality``);
+  folder names its corpus (``corpus.json``, see ``cadenza.music.authorship.originality``);
 - ``input``: path and SHA-256 of the input / primer file (continue, harmonize);
 - ``seed``, ``settings`` (sampling and conditioning), ``command``, ``created`` (UTC);
 - ``notes_sha256``; ``ticks_per_quarter``; ``notes``: every note as

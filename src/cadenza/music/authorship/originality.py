@@ -20,7 +20,7 @@ run (intervals) of at least ``SCORE_RUN`` notes shared with a training piece.
 The index is built once per corpus (its content hash: meta, tokenizer and train split)
 into the user's cache folder (``$CADENZA_CACHE`` or ``$XDG_CACHE_HOME/cadenza`` or
 ``~/.cache/cadenza``), in seconds for the music21 corpus: from the corpus folder, or where
-that is not on the disk from the notes file the model ships (``cadenza.music.corpus_notes``;
+that is not on the disk from the notes file the model ships (``cadenza.music.authorship.corpus_notes``;
 the same notes, the same key, the same index).
 
 ``CopyGuard`` uses the same index while sampling (``--max-copy N``, 16 by default where an
@@ -28,9 +28,9 @@ index is available): a pitch that would make the last N + 1 notes (in the order 
 generated) a run of a training piece (intervals) is not allowed, so the output never repeats
 more than N consecutive notes of a training piece in that order.
 
-The parts: ``cadenza.music.note_symbols`` (tokens -> notes -> symbols),
-``cadenza.music.corpus_index`` (the suffix arrays, the index's build and cache),
-``cadenza.music.copy_guard`` (``CopyGuard``); this module finds the corpus a model was trained
+The parts: ``cadenza.music.authorship.note_symbols`` (tokens -> notes -> symbols),
+``cadenza.music.authorship.corpus_index`` (the suffix arrays, the index's build and cache),
+``cadenza.music.authorship.copy_guard`` (``CopyGuard``); this module finds the corpus a model was trained
 on and checks a piece against it. Their public names are importable from here too.
 """
 
@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import CadenzaError, ConfigError, DataError
-from cadenza.music.copy_guard import DEFAULT_MAX_COPY, CopyGuard, CopyLimitError
-from cadenza.music.corpus_index import (INDEX_VERSION, Index, IndexError_, build_index, cache_root, corpus_hash,
+from cadenza.music.authorship.copy_guard import DEFAULT_MAX_COPY, CopyGuard, CopyLimitError
+from cadenza.music.authorship.corpus_index import (INDEX_VERSION, Index, IndexError_, build_index, cache_root, corpus_hash,
                                         index_for, index_from_notes, load_index, manifest_sha256, save_index,
                                         suffix_array)
-from cadenza.music.note_symbols import _Tables, notes_of_tokens, symbols
+from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens, symbols
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
     "DEFAULT_MAX_COPY", "FLAG_RUN", "INDEX_VERSION", "NEAR_TOLERANCE", "SCORE_RUN",
@@ -120,7 +120,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
     corpus), else the notes file the model ships (``corpus.json``'s ``originality_notes``,
     checked against its sha256). Where there is
     neither: IndexError_ saying how to get one, or None if not ``required``."""
-    from cadenza.music.corpus_notes import shipped_notes
+    from cadenza.music.authorship.corpus_notes import shipped_notes
     from cadenza.music.registry import default_model_dir
 
     try:

@@ -1,6 +1,6 @@
 """The notes file: a training corpus's notes, compact enough to ship next to a model.
 
-The originality index (``cadenza.music.originality``) is built from the training pieces'
+The originality index (``cadenza.music.authorship.originality``) is built from the training pieces'
 notes only: per note its pitch, the time since the note before, its duration and its bar,
 and where each piece starts. This module keeps exactly that (small integer dtypes) plus the
 pieces' manifest rows and the corpus's tokenizer in one zip of ``.npy`` members, e.g.
@@ -83,8 +83,8 @@ def corpus_notes(data_dir) -> CorpusNotes:
     """The notes of a music corpus folder's train split."""
     from cadenza.codecs.music import MusicCodec
     from cadenza.data.format import open_split, read_meta
-    from cadenza.music.corpus_index import _train_rows, corpus_hash
-    from cadenza.music.note_symbols import _Tables, notes_of_tokens
+    from cadenza.music.authorship.corpus_index import _train_rows, corpus_hash
+    from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens
 
     d = Path(data_dir)
     meta = read_meta(d)
@@ -112,7 +112,7 @@ def _json_bytes(obj) -> np.ndarray:
 
 def notes_bytes(cn: CorpusNotes, data_dir_name: str = "") -> bytes:
     """The notes file's bytes (a zip of .npy members, deflated, fixed timestamps)."""
-    from cadenza.music.corpus_index import INDEX_VERSION
+    from cadenza.music.authorship.corpus_index import INDEX_VERSION
 
     meta = {"version": NOTES_VERSION, "index_version": INDEX_VERSION, "key": cn.key,
             "corpus": data_dir_name or cn.corpus, "notes": int(cn.pitch.size), "pieces": int(cn.offsets.size - 1),
@@ -142,7 +142,7 @@ def save_notes(cn: CorpusNotes, path, data_dir_name: str = "") -> str:
 
 
 def _bad(path, why: str):
-    from cadenza.music.corpus_index import IndexError_
+    from cadenza.music.authorship.corpus_index import IndexError_
 
     return IndexError_(f"{path} is not a readable originality notes file ({why}); re-export it with "
                        f"`cadenza check --export-index`")
@@ -150,7 +150,7 @@ def _bad(path, why: str):
 
 def notes_meta(path) -> dict:
     """The notes file's small ``meta`` member (key, versions, counts, tokenizer)."""
-    from cadenza.music.corpus_index import INDEX_VERSION
+    from cadenza.music.authorship.corpus_index import INDEX_VERSION
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -188,7 +188,7 @@ def file_sha256(path) -> str:
 def shipped_notes(model_dir, info: dict | None) -> Path | None:
     """The notes file a model folder ships (named in its corpus.json), checked against the
     sha256 recorded there; None if it ships none."""
-    from cadenza.music.corpus_index import IndexError_
+    from cadenza.music.authorship.corpus_index import IndexError_
 
     entry = (info or {}).get("originality_notes")
     if not model_dir or not isinstance(entry, dict) or not entry.get("path"):
