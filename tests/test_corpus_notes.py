@@ -208,3 +208,43 @@ def test_export_and_check_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("cadenza: error:") and "\n" not in err
     assert not (model / cn.NOTES_FILE).exists() and not (model / "corpus.json").exists()
+
+
+def test_the_server_guards_like_the_cli(corpus, tmp_path, monkeypatch):
+    """POST /api/compose applies the same --max-copy default as `cadenza compose` (the model's
+    shipped notes), records it in the provenance, and `max_copy: 0` turns it off."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from cadenza.codecs.music import score_from_bytes
+    from cadenza.music import generate as gen
+    from cadenza.music.load import load_model
+    from cadenza.server.app import create_app
+
+    model, data = _model_with_notes(corpus, tmp_path)
+    shutil.rmtree(data)                                     # guard with the shipped notes file only
+    idx = orig.index_for(model / cn.NOTES_FILE)
+    app = TestClient(create_app(mm=load_model(model, cache=False), prefs_path=tmp_path / "prefs.sqlite3"))
+    body = {"style": "bach", "bars": 8, "temperature": 0.3, "seed": 3}
+
+    made = []                                               # the generated stream, in the guard's order
+    real = gen.compose
+    monkeypatch.setattr(gen, "compose", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+
+    def longest(r) -> int:
+        assert r.status_code == 200, r.text
+        assert score_from_bytes(base64.b64decode(r.json()["midi_base64"])).note_num() == len(r.json()["notes"])
+        return orig.check_tokens(idx, made[-1].ids).exact_intervals.notes
+
+    off = app.post("/api/compose", json={**body, "max_copy": 0})
+    n = max(2, longest(off) - 1)
+    assert longest(off) > n and off.json()["provenance"]["settings"]["max_copy"] == 0
+    monkeypatch.setattr(orig, "DEFAULT_MAX_COPY", n)        # a default small enough to bite
+    on = app.post("/api/compose", json=body)
+    assert longest(on) <= n
+    settings = on.json()["provenance"]["settings"]
+    assert settings["max_copy"] == n and settings["copy_guard"]["pitches_refused"] > 0
+    again = app.post("/api/compose", json=body)
+    assert again.json()["notes"] == on.json()["notes"] != off.json()["notes"]
+    assert app.post("/api/compose", json={**body, "max_copy": -1}).status_code == 422

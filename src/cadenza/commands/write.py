@@ -11,7 +11,6 @@ import argparse
 import shlex
 
 from cadenza.commands.music_options import load, options, progress, threads
-from cadenza.errors import ConfigError
 from cadenza.music.preflight import MAX_INPUT_NOTES
 
 _OUT_NOTE = ("Writes OUT.mid and, unless --no-audio, OUT.wav (rendered offline with a General MIDI "
@@ -55,6 +54,7 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     model, ``make(mm)`` the piece, write it with the command that reproduces it (``pairs``:
     the command's own options; the seed actually used, sampling, model and output are
     added), report."""
+    from cadenza.music.authorship.originality import guard_settings
     from cadenza.music.output import check_output, sibling_paths, write_piece
     from cadenza.music.preflight import COMPOSE_TOO_LONG_HINT, check_outputs, check_pitch_range, read_input
 
@@ -72,15 +72,10 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
         check_pitch_range(score, mm.codec, inputs[0], what=what)
     args._guard = _copy_guard(args, mm)
     piece = make(mm)
-    if args._guard is not None:
-        g = args._guard
-        piece.settings["max_copy"] = g.max_copy
-        piece.settings["copy_guard"] = {"corpus": g.idx.corpus, "index_key": g.idx.key[:24],
-                                        "pitches_refused": g.refused, "unavoidable": g.unavoidable}
-        pairs = [*pairs, ("--max-copy", g.max_copy), ("--corpus", getattr(args, "corpus", None))]
-    elif getattr(args, "max_copy", None) == 0:
-        piece.settings["max_copy"] = 0
-        pairs = [*pairs, ("--max-copy", 0)]
+    piece.settings.update(guard_settings(args._guard, getattr(args, "max_copy", None)))
+    if "max_copy" in piece.settings:
+        pairs = [*pairs, ("--max-copy", piece.settings["max_copy"]),
+                 ("--corpus", getattr(args, "corpus", None) if args._guard is not None else None)]
     cmd = _command(name, [*pairs, ("--seed", piece.seed), ("--temperature", args.temperature),
                           ("--top-p", args.top_p), ("--top-k", args.top_k), ("--exact", args.exact),
                           ("--model", args.model), ("--no-audio", args.no_audio), ("-o", out)], list(inputs))
@@ -95,27 +90,13 @@ def _sampling(args) -> dict:
 
 
 def _copy_guard(args, mm):
-    """--max-copy N. Not given: DEFAULT_MAX_COPY (16) when there is a corpus index to guard
-    with (--corpus, or the model's training corpus or shipped notes file, as for the shipped
-    model), else off without a word (a model that names no corpus). 0: off. The guard only
+    """--max-copy N (``cadenza.music.authorship.originality.guard_for``): not given, 16 where the
+    model has a corpus index to guard with, else off without a word; 0: off. The guard only
     takes pitches away, so the same seed, model and N give the same piece everywhere."""
-    from cadenza.music.authorship.originality import DEFAULT_MAX_COPY, CopyGuard, default_corpus, index_for
+    from cadenza.music.authorship.originality import guard_for
 
-    n = getattr(args, "max_copy", None)
-    corpus = getattr(args, "corpus", None)
-    if n is None:
-        if corpus is None:
-            corpus = default_corpus(mm.path, required=False)
-            if corpus is None:
-                return None
-        n = DEFAULT_MAX_COPY
-    if n == 0:
-        return None
-    if n < 0:
-        raise ConfigError(f"--max-copy must be 0 (off) or a whole number of notes, not {n}")
-    if corpus is None:
-        corpus = default_corpus(mm.path)
-    return CopyGuard(index_for(corpus, progress=progress(args)), n, strict=args.command != "harmonize")
+    return guard_for(mm.path, getattr(args, "max_copy", None), getattr(args, "corpus", None),
+                     progress=progress(args), strict=args.command != "harmonize")
 
 
 # --------------------------------------------------------------------------- compose

@@ -242,6 +242,18 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         finally:
             hub.end_generation()
 
+    def guarded(req, make, strict: bool = True):
+        """``make(guard)`` under the request's copy guard (as the CLI's --max-copy), recorded in
+        the piece's settings; the guard is built in the worker (its index loads once per process)."""
+        from cadenza.music.authorship.originality import guard_for, guard_settings
+
+        def run():
+            guard = guard_for(mm.path, req.max_copy, strict=strict)
+            piece = make(guard)
+            piece.settings.update(guard_settings(guard, req.max_copy))
+            return piece
+        return run
+
     def answer(piece, name, req):
         body, data = piece_response(piece, name, req)
         if req.format == "midi":
@@ -294,10 +306,10 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         from cadenza.music.generate import compose as run
 
         _check_length(req, limits)
-        piece = await generate(lambda: run(mm, style=req.style, mood=req.mood, valence=req.valence,
-                                           energy=req.energy, bars=req.bars, seconds=req.seconds, tempo=req.tempo,
-                                           key=req.key, time_signature=req.time_signature, seed=req.seed,
-                                           temperature=req.temperature, top_p=req.top_p))
+        piece = await generate(guarded(req, lambda guard: run(
+            mm, style=req.style, mood=req.mood, valence=req.valence, energy=req.energy, bars=req.bars,
+            seconds=req.seconds, tempo=req.tempo, key=req.key, time_signature=req.time_signature, seed=req.seed,
+            temperature=req.temperature, top_p=req.top_p, guard=guard)))
         return answer(piece, "/api/compose", req)
 
     @app.post("/api/continue", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
@@ -306,9 +318,10 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
         _check_length(req, limits)
         score = score_of(req, limits)
-        piece = await generate(lambda: continue_piece(mm, score, bars=req.bars, seconds=req.seconds, style=req.style,
-                                                      seed=req.seed, temperature=req.temperature, top_p=req.top_p,
-                                                      mood=req.mood, valence=req.valence, energy=req.energy))
+        piece = await generate(guarded(req, lambda guard: continue_piece(
+            mm, score, bars=req.bars, seconds=req.seconds, style=req.style, seed=req.seed,
+            temperature=req.temperature, top_p=req.top_p, mood=req.mood, valence=req.valence, energy=req.energy,
+            guard=guard)))
         return answer(piece, "/api/continue", req)
 
     @app.post("/api/harmonize", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
@@ -319,8 +332,9 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         bars_in = score.end() / max(1, score.ticks_per_quarter * 4)
         if bars_in > limits.bars:
             raise Refused(422, f"the melody is about {bars_in:.0f} bars; this server harmonizes at most {limits.bars}")
-        piece = await generate(lambda: run(mm, score, voices=req.voices, style=req.style, seed=req.seed,
-                                           temperature=req.temperature, top_p=req.top_p))
+        piece = await generate(guarded(req, lambda guard: run(
+            mm, score, voices=req.voices, style=req.style, seed=req.seed, temperature=req.temperature,
+            top_p=req.top_p, guard=guard), strict=False))
         return answer(piece, "/api/harmonize", req)
 
     @app.post("/api/predict", response_model=S.PredictResponse)

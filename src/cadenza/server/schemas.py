@@ -54,12 +54,18 @@ class Sampling(BaseModel):
     format: Literal["json", "midi"] = Field(default="json", description="json: notes + MIDI in base 64; midi: the file")
 
 
+class CopyLimit(BaseModel):
+    max_copy: int | None = Field(default=None, ge=0, le=10_000, description=(
+        "never repeat more than N consecutive notes (pitch intervals) of a training piece, as the CLI's "
+        "--max-copy: default 16 where the model has a corpus index, else off; 0: off"))
+
+
 class Length(BaseModel):
     bars: int | None = Field(default=None, ge=1, le=10_000, description="new bars (or seconds)")
     seconds: float | None = Field(default=None, gt=0, le=100_000)
 
 
-class ComposeRequest(Sampling, Length):
+class ComposeRequest(Sampling, Length, CopyLimit):
     style: str | None = None
     mood: str | None = Field(default=None, description="calm, happy, sad, tense or energetic")
     valence: float | None = Field(default=None, ge=0, le=1)
@@ -69,14 +75,14 @@ class ComposeRequest(Sampling, Length):
     time_signature: str | None = Field(default=None, pattern=r"^\d{1,2}/\d{1,2}$")
 
 
-class ContinueRequest(MusicInput, Sampling, Length):
+class ContinueRequest(MusicInput, Sampling, Length, CopyLimit):
     style: str | None = None
     mood: str | None = None
     valence: float | None = Field(default=None, ge=0, le=1)
     energy: float | None = Field(default=None, ge=0, le=1)
 
 
-class HarmonizeRequest(MusicInput, Sampling):
+class HarmonizeRequest(MusicInput, Sampling, CopyLimit):
     voices: int = Field(default=3, ge=1, le=6)
     style: str | None = "bach"
 

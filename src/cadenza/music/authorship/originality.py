@@ -53,7 +53,7 @@ from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens, symb
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
     "DEFAULT_MAX_COPY", "FLAG_RUN", "INDEX_VERSION", "NEAR_TOLERANCE", "SCORE_RUN",
-    "CopyGuard", "CopyLimitError", "Index", "IndexError_", "Originality", "Run",
+    "CopyGuard", "CopyLimitError", "Index", "IndexError_", "Originality", "Run", "guard_for", "guard_settings",
     "build_index", "cache_root", "check_notes", "check_score", "check_tokens", "corpus_hash", "default_corpus",
     "index_for", "index_from_notes", "load_index", "longest_copy", "manifest_sha256", "model_corpus",
     "notes_of_tokens", "query_notes", "save_index", "suffix_array", "symbols", "training_data_of",
@@ -289,6 +289,38 @@ def check_notes(idx: Index, qn: dict, flag_run: int = FLAG_RUN, score_run: int =
                        score=round(1.0 - share, 4), flagged=near.notes >= flag_run, flag_run=flag_run,
                        score_run=score_run, corpus=idx.corpus, index_notes=idx.notes,
                        seconds=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- the guard's policy
+def guard_for(model_path, max_copy: int | None = None, corpus=None, progress: bool = False,
+              strict: bool = True) -> CopyGuard | None:
+    """The copy guard a generation runs under (``--max-copy``; the CLI and the server both ask
+    here). ``max_copy`` None: ``DEFAULT_MAX_COPY`` where there is a corpus index to guard with
+    (``corpus``, else the model's training corpus or the notes file it ships), else no guard
+    without a word (a model that names no corpus). 0: no guard. ``strict``: a copy the
+    grammar forces (nothing can be taken away) raises ``CopyLimitError``."""
+    if max_copy is None:
+        if corpus is None:
+            corpus = default_corpus(model_path, required=False)
+            if corpus is None:
+                return None
+        max_copy = DEFAULT_MAX_COPY
+    if isinstance(max_copy, bool) or not isinstance(max_copy, int) or max_copy < 0:
+        raise ConfigError(f"--max-copy must be 0 (off) or a whole number of notes, not {max_copy}")
+    if max_copy == 0:
+        return None
+    if corpus is None:
+        corpus = default_corpus(model_path)
+    return CopyGuard(index_for(corpus, progress=progress), max_copy, strict=strict)
+
+
+def guard_settings(guard: CopyGuard | None, max_copy: int | None) -> dict:
+    """What a piece's provenance settings say about its guard (nothing when none was asked for)."""
+    if guard is not None:
+        return {"max_copy": guard.max_copy,
+                "copy_guard": {"corpus": guard.idx.corpus, "index_key": guard.idx.key[:24],
+                               "pitches_refused": guard.refused, "unavoidable": guard.unavoidable}}
+    return {"max_copy": 0} if max_copy == 0 else {}
 
 
 def longest_copy(idx: Index, score) -> int:
