@@ -258,3 +258,11 @@ def test_a_subnormal_temperature_is_greedy(model):
     assert generate(model, prompt, 10, temperature=2.2250738585e-313) == greedy_reference(model, prompt, 10)
     everything = type("All", (TokenSet,), {"allowed": lambda self: torch.arange(V)})()
     assert generate(model, prompt, 10, temperature=1e-300, constraint=everything) == greedy_reference(model, prompt, 10)
+
+
+def test_a_bad_prompt_leaves_the_model_in_its_mode(model):
+    model.train()
+    with pytest.raises(ShapeError):
+        Decoder(model, [1, V])
+    assert model.training
+    model.eval()

@@ -170,7 +170,11 @@ class Decoder:
         self.generator.manual_seed(int(seed))
         self._was_training = model.training
         model.eval()
-        self.restart(context, constraint, primed=primed)
+        try:
+            self.restart(context, constraint, primed=primed)
+        except BaseException:         # a bad prompt leaves the model as it was
+            model.train(self._was_training)
+            raise
 
     def restart(self, context, constraint=None, primed=None) -> None:
         """Forget the cache and go on from ``context`` under ``constraint``."""
@@ -186,7 +190,7 @@ class Decoder:
             self._allowed = constraint.allowed()
         self._buffer, self._buffer_n = None, 0   # the context as a tensor, for callable constraints
         self._pending = 0             # tokens taken that the model has not read yet
-        self.new = 0                  # tokens taken (per sequence) since the start
+        self.new = 0                  # tokens taken (per sequence) since the last (re)start
         if primed is not None:
             self.cache, logits = primed
             self.logits = logits.reshape(self.rows, -1)
