@@ -282,3 +282,12 @@ def test_continue_for_seconds(mm, tmp_path):
     limit = last + Fraction(3 * p.tempo / 60).limit_denominator(1000)     # 3 s at the input's tempo, in quarters
     new = [n for n in note_tuples(p.score()) if n[0] > last]
     assert new and all(n[0] < limit for n in new)
+
+
+def test_predict_leaves_torchs_global_generator_alone(mm, melody_file):
+    """Predicting only reads: a caller's torch.manual_seed still decides what comes after it."""
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    predict_next(mm, melody_file, top=3)
+    assert torch.equal(torch.rand(3), expected)

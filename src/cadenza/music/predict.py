@@ -127,17 +127,18 @@ def _next_note_core(remi: RemiTables, dec: Decoder, state: RemiState, max_onsets
                      len(dec.context))
 
 
-def _input_decoder(model, ids: list[int]) -> Decoder:
-    """A decoder that has read ``ids`` (the last ``max_len - 8`` of them: room for the branches)."""
+def input_decoder(model, ids: list[int]) -> Decoder:
+    """A decoder that has read ``ids`` (the last ``max_len - 8`` of them: room for the branches).
+    It only reads, so its seed is fixed: torch's global generator is left as it was."""
     room = model.config.max_len - 8
-    return Decoder(model, ids[-room:] if len(ids) > room else ids)
+    return Decoder(model, ids[-room:] if len(ids) > room else ids, seed=0)
 
 
 def pitch_distribution_after(model, remi: RemiTables, ids: list[int], state: RemiState, max_onsets: int = 4,
                              onset_mass: float = 0.9) -> dict[int, float]:
     """P(the next note has pitch p) after the tokens ``ids`` (which ``state`` has seen), as
     ``predict_next`` defines the next note. A dict {MIDI pitch: probability}."""
-    return _next_note_core(remi, _input_decoder(model, ids), state, max_onsets, onset_mass).pitches
+    return _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass).pitches
 
 
 def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9) -> dict[int, float]:
@@ -190,7 +191,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     ts = state.ts
     # exact float32 weights: these probabilities are printed, and speed does not matter here
     with torch.inference_mode(), model.decoding_with("float32"):
-        found = _next_note_core(remi, _input_decoder(model, ids), state, max_onsets, onset_mass)
+        found = _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass)
         prog = found.program
         pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
         ranked = sorted(found.pitches.items(), key=lambda kv: -kv[1])[:top]

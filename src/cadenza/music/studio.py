@@ -104,20 +104,19 @@ class StudioSession:
 
     def _read(self, ids: list[int]) -> None:
         """Make the kept decoder hold ``ids``: the new tokens only, when they extend what it read."""
-        from cadenza.sampling import Decoder
+        from cadenza.music.predict import input_decoder
 
-        dec, room = self._dec, self.mm.network.config.max_len - 8
+        dec = self._dec
         if dec is not None and ids == dec.context:
             return
         n = len(dec.context) if dec is not None else 0
-        if dec is not None and ids[:n] == dec.context and len(ids) <= room:
+        if dec is not None and ids[:n] == dec.context and len(ids) <= self.mm.network.config.max_len - 8:
             for t in ids[n:]:
                 dec.take(t)
             self.steps_read += len(ids) - n
         else:
-            keep = ids[-room:]
-            self._dec = Decoder(self.mm.network, keep, seed=0)
-            self.steps_read += len(keep)
+            self._dec = input_decoder(self.mm.network, ids)
+            self.steps_read += len(self._dec.context)
 
     def predictions(self, top: int = 5) -> list[dict]:
         """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it."""
