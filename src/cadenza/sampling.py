@@ -286,6 +286,14 @@ class Decoder:
         ``stop(tok)``: a token for which it is true is not taken and ends the step (None
         when it is the chosen token itself). ``limit``: take at most this many. ``until``:
         tokens that end the step once taken."""
+        taken = self._steps(stop, limit, until)
+        if taken is None:
+            return None
+        rows = [list(col) for col in zip(*taken)]
+        return rows[0] if self.single else rows
+
+    def _steps(self, stop, limit, until) -> list[list[int]] | None:
+        """``step``'s tokens in the order taken, each a list with one token per sequence."""
         toks = self.choose()
         if stop is not None and stop(toks[0]):
             return None
@@ -298,8 +306,7 @@ class Decoder:
             toks = [tok]
             self.take(toks)
             taken.append(toks)
-        rows = [list(col) for col in zip(*taken)]
-        return rows[0] if self.single else rows
+        return taken
 
     def probs(self) -> torch.Tensor:
         """P(next token) for the first sequence after everything taken (float32, before any
@@ -343,9 +350,8 @@ def _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, seed, cons
         active = [True] * dec.rows
         made = 0
         while made < max_new_tokens:
-            taken = dec.step(limit=max_new_tokens - made, until=stops)
-            for toks in zip(*([taken] if dec.single else taken)):
-                yield list(toks), list(active)
+            for toks in dec._steps(None, max_new_tokens - made, stops):
+                yield toks, list(active)
                 made += 1
                 active = [a and t not in stops for a, t in zip(active, toks)]
             if not any(active):
