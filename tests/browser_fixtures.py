@@ -64,6 +64,17 @@ def serving(app):
         sock.close()
 
 
+@contextlib.contextmanager
+def page_server(model, folder: Path):
+    """``cadenza serve``'s app over ``model`` with its preferences in ``folder``, running;
+    yields {"url", "prefs"}."""
+    from cadenza.server.app import create_app
+
+    prefs = folder / "prefs.sqlite3"
+    with serving(create_app(prefs_path=prefs, mm=model)) as url:
+        yield {"url": url, "prefs": prefs}
+
+
 def shipped_model():
     import torch
 

@@ -23,7 +23,7 @@ import sqlite3
 
 import pytest
 
-from browser_fixtures import ROOT, chromium_browser, open_page, require_chromium, serving, shipped_model
+from browser_fixtures import ROOT, chromium_browser, open_page, page_server, require_chromium, serving, shipped_model
 from browser_fixtures import state as _state
 from browser_fixtures import sync_api
 from conftest import require
@@ -59,11 +59,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    from cadenza.server.app import create_app
-
-    prefs = tmp_path_factory.mktemp("listen") / "prefs.sqlite3"
-    with serving(create_app(prefs_path=prefs, mm=model)) as url:
-        yield {"url": url, "prefs": prefs}
+    with page_server(model, tmp_path_factory.mktemp("listen")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

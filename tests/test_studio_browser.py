@@ -24,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from browser_fixtures import ROOT, chromium_browser, require_chromium, serving, shipped_model
+from browser_fixtures import ROOT, chromium_browser, page_server, require_chromium, serving, shipped_model
 from browser_fixtures import open_page as _open_page
 from browser_fixtures import state as _state
 from browser_fixtures import sync_api
@@ -85,11 +85,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    from cadenza.server.app import create_app
-
-    prefs = tmp_path_factory.mktemp("studio") / "prefs.sqlite3"
-    with serving(create_app(prefs_path=prefs, mm=model)) as url:
-        yield {"url": url}
+    with page_server(model, tmp_path_factory.mktemp("studio")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
