@@ -32,6 +32,7 @@ same way before the first step.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Container, Iterable, Iterator
 
 import torch
@@ -179,8 +180,12 @@ class Decoder:
     def restart(self, context, constraint=None, primed=None) -> None:
         """Forget the cache and go on from ``context`` under ``constraint``."""
         tokens, self.single = as_batch(context, self.model.config.vocab_size, self.model.device)
-        self.rows = tokens.shape[0]
-        self.ids: list[list[int]] = tokens.tolist()
+        self._begin(tokens.tolist(), constraint, primed)
+
+    def _begin(self, ids: list[list[int]], constraint, primed) -> None:
+        """``restart`` from checked ``ids`` (one list per sequence)."""
+        self.rows = len(ids)
+        self.ids = ids
         self.constraint = constraint
         self._set = isinstance(constraint, TokenSet)
         if self._set:
@@ -317,13 +322,15 @@ class Decoder:
     def fork(self, constraint=None, seed: int | None = None) -> "Decoder":
         """A branch that has read the same context (``KVCache.fork``) and decodes on by itself
         under ``constraint``, with its own generator (``seed``; None: a copy of this one's)."""
+        _check_constraint(constraint)
         self._catch_up()
-        branch = Decoder(self.model, self.context, constraint=constraint, seed=0 if seed is None else seed,
-                         temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                         primed=(self.cache.fork(), self.logits), desc=self.desc)
+        branch = copy.copy(self)          # the settings, the model and its mode to restore
+        branch.generator = torch.Generator(device=self.model.device)
         if seed is None:
             branch.generator.set_state(self.generator.get_state())
-        branch._was_training = self._was_training
+        else:
+            branch.generator.manual_seed(int(seed))
+        branch._begin([list(row) for row in self.ids], constraint, (self.cache.fork(), self.logits))
         return branch
 
     def close(self) -> None:
