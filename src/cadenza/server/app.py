@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -242,13 +243,20 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         finally:
             hub.end_generation()
 
+    @functools.cache
+    def guard_index():
+        """The model's corpus index, found and loaded once (the first generation that asks)."""
+        from cadenza.music.authorship.originality import model_index
+
+        return model_index(mm.path)
+
     def guarded(req, make, strict: bool = True):
         """``make(guard)`` under the request's copy guard (as the CLI's --max-copy), recorded in
-        the piece's settings; the guard is built in the worker (its index loads once per process)."""
+        the piece's settings; the guard is built in the worker."""
         from cadenza.music.authorship.originality import guard_for, guard_settings
 
         def run():
-            guard = guard_for(mm.path, req.max_copy, strict=strict)
+            guard = guard_for(mm.path, req.max_copy, strict=strict, index=guard_index())
             piece = make(guard)
             piece.settings.update(guard_settings(guard, req.max_copy))
             return piece

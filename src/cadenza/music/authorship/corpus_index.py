@@ -276,9 +276,6 @@ def load_index(folder) -> Index:
                  build_seconds=float(info.get("build_seconds", 0.0)), **arrays)
 
 
-_LOADED: dict = {}   # (cache folder, corpus) -> the Index loaded from it in this process
-
-
 def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
     """The index of a corpus folder or of a notes file (``cadenza.music.authorship.corpus_notes``): from
     the cache (keyed by the corpus's content hash, the same for both), else built and cached."""
@@ -295,14 +292,10 @@ def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
         raise IndexError_(f"{d} is not a corpus folder (no meta.json) or notes file; build one with "
                           f"`cadenza data music21 --out {d}` or pass another --corpus")
     folder = cache_root() / "originality" / key[:24]
-    held = (str(folder), str(d))
-    if not rebuild and held in _LOADED:      # read-only once loaded: a server's requests share it
-        return _LOADED[held]
     if not rebuild and (folder / "index.json").is_file():
         try:
             idx = load_index(folder)
             idx.corpus = str(d)
-            _LOADED[held] = idx
             return idx
         except IndexError_:
             pass
@@ -316,5 +309,4 @@ def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
         save_index(idx, folder)
     except (OSError, CadenzaError):
         pass   # a read-only cache only costs the next check a rebuild
-    _LOADED[held] = idx
     return idx

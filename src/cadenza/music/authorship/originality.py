@@ -53,7 +53,7 @@ from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens, symb
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
     "DEFAULT_MAX_COPY", "FLAG_RUN", "INDEX_VERSION", "NEAR_TOLERANCE", "SCORE_RUN",
-    "CopyGuard", "CopyLimitError", "Index", "IndexError_", "Originality", "Run", "guard_for", "guard_settings",
+    "CopyGuard", "CopyLimitError", "Index", "IndexError_", "Originality", "Run", "guard_for", "guard_settings", "model_index",
     "build_index", "cache_root", "check_notes", "check_score", "check_tokens", "corpus_hash", "default_corpus",
     "index_for", "index_from_notes", "load_index", "longest_copy", "manifest_sha256", "model_corpus",
     "notes_of_tokens", "query_notes", "save_index", "suffix_array", "symbols", "training_data_of",
@@ -293,14 +293,15 @@ def check_notes(idx: Index, qn: dict, flag_run: int = FLAG_RUN, score_run: int =
 
 # --------------------------------------------------------------------------- the guard's policy
 def guard_for(model_path, max_copy: int | None = None, corpus=None, progress: bool = False,
-              strict: bool = True) -> CopyGuard | None:
+              strict: bool = True, index: Index | None = None) -> CopyGuard | None:
     """The copy guard a generation runs under (``--max-copy``; the CLI and the server both ask
     here). ``max_copy`` None: ``DEFAULT_MAX_COPY`` where there is a corpus index to guard with
-    (``corpus``, else the model's training corpus or the notes file it ships), else no guard
-    without a word (a model that names no corpus). 0: no guard. ``strict``: a copy the
-    grammar forces (nothing can be taken away) raises ``CopyLimitError``."""
+    (``index`` or ``corpus``, else the model's training corpus or the notes file it ships),
+    else no guard without a word (a model that names no corpus). 0: no guard. ``strict``: a
+    copy the grammar forces (nothing can be taken away) raises ``CopyLimitError``. ``index``:
+    the model's index, already loaded (a server finds it once, not on every request)."""
     if max_copy is None:
-        if corpus is None:
+        if index is None and corpus is None:
             corpus = default_corpus(model_path, required=False)
             if corpus is None:
                 return None
@@ -309,9 +310,15 @@ def guard_for(model_path, max_copy: int | None = None, corpus=None, progress: bo
         raise ConfigError(f"--max-copy must be 0 (off) or a whole number of notes, not {max_copy}")
     if max_copy == 0:
         return None
-    if corpus is None:
-        corpus = default_corpus(model_path)
-    return CopyGuard(index_for(corpus, progress=progress), max_copy, strict=strict)
+    if index is None:
+        index = index_for(corpus if corpus is not None else default_corpus(model_path), progress=progress)
+    return CopyGuard(index, max_copy, strict=strict)
+
+
+def model_index(model_path) -> Index | None:
+    """The index of the corpus ``guard_for`` would guard a model with by default, or None."""
+    corpus = default_corpus(model_path, required=False)
+    return index_for(corpus) if corpus is not None else None
 
 
 def guard_settings(guard: CopyGuard | None, max_copy: int | None) -> dict:
