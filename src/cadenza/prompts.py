@@ -10,6 +10,8 @@ import torch
 
 from cadenza.errors import ConfigError, ShapeError
 
+MAX_TEMPERATURE = 10   # the highest temperature the commands, the music API and the server take
+
 
 def as_batch(prompt, vocab_size: int, device) -> tuple[torch.Tensor, bool]:
     """(batch, n) LongTensor and whether the caller passed a single sequence."""

@@ -14,14 +14,13 @@ import torch
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
-from cadenza.prompts import check_settings
+from cadenza.prompts import MAX_TEMPERATURE, check_settings
 
 
 MAX_BARS = 2000
 MAX_SECONDS = 3600.0
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
-MAX_TEMPERATURE = 10
 PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
 _REMI_CACHE: dict = {}
 

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cadenza.prompts import MAX_TEMPERATURE
+
 Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
 
 
@@ -49,7 +51,7 @@ class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    temperature: float = Field(default=1.0, ge=0, le=10)
+    temperature: float = Field(default=1.0, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=0.95, gt=0, le=1)
     format: Literal["json", "midi"] = Field(default="json", description="json: notes + MIDI in base 64; midi: the file")
 
