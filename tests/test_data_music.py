@@ -235,3 +235,29 @@ def test_commercial_ok_leaves_out_non_commercial_encodings(tmp_path):
     from cadenza.data.music import use_of
 
     assert use_of("unknown (your own files)") == "unknown" and use_of("") == "unknown"
+
+
+ABC_WITH_REPEATS = """X: 1
+T: Repeats
+M: 4/4
+L: 1/4
+K: G
+|: G A B c | d2 B2 |1 A B c d :|2 G4 |]
+"""
+
+
+def test_repeats_are_played_and_as_written_keeps_them(tmp_path):
+    from cadenza.codecs.music import MusicCodec
+    from cadenza.data.music import pool
+
+    path = tmp_path / "tune.abc"
+    path.write_text(ABC_WITH_REPEATS)
+    job = ("oneills1850", str(path), "tune.abc", None, 60, str(tmp_path / "cache.pkl"))
+    pool._init_worker(MusicCodec().to_dict())
+    (_, [(played, ids)]) = pool._process_music21_file(("t", job + (False,)))
+    (_, [(written, wids)]) = pool._process_music21_file(("t", job + (True,)))  # from the parse cache
+    # |: 6 notes + first ending (4) :| then the 6 again + second ending (1): 17 notes, 11 as written
+    assert played["repeats"] == "expanded" and played["notes"] == 17
+    assert played["written_notes"] == 11 and played["written_tokens"] == len(wids) < len(ids)
+    assert written["notes"] == 11 and "as written" in written["repeats"]
+    assert played["melody"] == written["melody"]   # the split sees the tune as notated either way

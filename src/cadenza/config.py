@@ -21,7 +21,7 @@ from cadenza.errors import ConfigError
 
 ATTENTION_KINDS = ("strided", "fixed", "dense")
 INTEGRATIONS = ("interleaved", "merged", "split")
-POSITION_KINDS = ("learned", "factorized")
+POSITION_KINDS = ("learned", "factorized", "rope")
 # Training settings a config.json held before training owned them (``activation_checkpointing``
 # and ``precision`` of cadenza.train.config.TrainConfig): read and ignored here.
 TRAINING_FIELDS = ("checkpointing", "dtype")
@@ -38,7 +38,9 @@ class ModelConfig:
     ``stride`` (l) defaults to about sqrt(max_len); ``summary`` (c, fixed pattern only) defaults
     to min(8, stride). ``position_shape`` (e.g. (rows, cols, channels) for images) is required
     for factorized positions: position p is split into mixed-radix coordinates and gets the sum
-    of one learned embedding per axis. The model's shape only: how it is run (precision,
+    of one learned embedding per axis. ``positions="rope"`` rotates queries and keys instead
+    (``cadenza.rotary``; ``rope_base`` sets the angles), so attention sees relative positions
+    and the model has no position table. The model's shape only: how it is run (precision,
     activation checkpointing) is the training run's (``cadenza.train.config.TrainConfig``).
     """
 
@@ -53,6 +55,7 @@ class ModelConfig:
     integration: str = "merged"
     positions: str = "learned"
     position_shape: tuple[int, ...] | None = None
+    rope_base: float = 10000.0
     mlp_ratio: int = 4
     dropout: float = 0.0
 
@@ -100,11 +103,18 @@ class ModelConfig:
                 raise ConfigError(
                     f"position_shape {self.position_shape} covers {math.prod(self.position_shape)} "
                     f"positions, fewer than max_len ({self.max_len}).")
+        elif self.positions == "rope" and self.head_dim % 2:
+            raise ConfigError(f"rotary positions need an even head_dim, got {self.head_dim} "
+                              f"(d_model {self.d_model} / n_heads {self.n_heads}).")
         elif self.position_shape is not None:
             if not isinstance(self.position_shape, (tuple, list)):
                 raise ConfigError(
                     f"position_shape must be a tuple of integers, got {self.position_shape!r}.")
             self.position_shape = tuple(self.position_shape)
+        if (isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float))
+                or not self.rope_base > 1.0):
+            raise ConfigError(f"rope_base must be a number above 1, got {self.rope_base!r}.")
+        self.rope_base = float(self.rope_base)
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
                 or not 0.0 <= self.dropout < 1.0):
             raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}.")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from cadenza import quant
 from cadenza.cache import KVCache
 from cadenza.errors import ConfigError
+from cadenza.rotary import rotate
 
 DECODE_WEIGHTS = ("float32", "int8")
 
@@ -62,11 +63,14 @@ def decode_one(model, idx, cache: KVCache) -> torch.Tensor:
     if fused is not None:
         return fused(idx, start)
     B, d, H, hd = idx.shape[0], model.config.d_model, model.config.n_heads, model.config.head_dim
-    x = F.embedding(idx[:, 0], model.tok_emb.weight) + model.pos_emb.at(start)
+    x = model.embed_one(idx[:, 0], start)
+    rope = model.rotary.tables(start, 1) if model.rotary is not None else None
     for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out), layer, scale \
             in zip(fast["blocks"], cache.layers, fast["scales"]):
         h = F.layer_norm(x, (d,), w1, b1, eps1)
         qkv_out = _linear(h, qkv).view(B, 3, H, 1, hd)
+        if rope is not None:  # the new token's q and k turned at its position (keys are cached turned)
+            qkv_out[:, :2] = rotate(qkv_out[:, :2], rope)
         q, k, v = qkv_out.unbind(1)
         if len(layer) == 1:
             y = layer[0][2].step(q, k, v, scale, kv=qkv_out[:, 1:])
@@ -105,13 +109,16 @@ def fused_step(model, fast: dict, cache: KVCache):
     groups = [layer[0][2] for layer in cache.layers]
     H, hd = model.config.n_heads, model.config.head_dim
 
+    no_rope = torch.empty(0)
+
     def step(idx, start):
         B = idx.shape[0]
-        x = F.embedding(idx[:, 0], model.tok_emb.weight) + model.pos_emb.at(start)
+        x = model.embed_one(idx[:, 0], start)
+        rope = model.rotary.at(start) if model.rotary is not None else no_rope
         for g in groups:
             g.reserve(B, H, hd, x)
         logits = ext.decode_step(x, weights, [g.ring_kv for g in groups], [g.res_kv for g in groups], start,
-                                 H, eps, scales, int8, width, stride)
+                                 H, eps, scales, int8, width, stride, rope)
         for g in groups:
             g.advance_one()
         cache.length += 1

@@ -28,6 +28,7 @@ from cadenza.attention import Dense, Pattern, sparse_attention
 from cadenza.cache import KVCache
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ShapeError
+from cadenza.rotary import Rotary, rotate
 
 
 def full_attention(q, k, v, pattern: Pattern, scale: float | None = None) -> torch.Tensor:
@@ -49,9 +50,11 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, start: int = 0):
+    def forward(self, x, cache: KVCache | None = None, start: int = 0, rope: torch.Tensor | None = None):
         B, n, d = x.shape
         q, k, v = self.qkv(x).view(B, n, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is not None:  # rotary positions: q and k turned before any kernel or cache sees them
+            q, k = rotate(q, rope), rotate(k, rope)
         layer_cache = None if cache is None else cache.layers[self.layer_idx]
         outs = []
         for g, (h0, h1, pattern) in enumerate(self.groups):
@@ -92,8 +95,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache: KVCache | None = None, start: int = 0):
-        x = x + self.attn(self.ln1(x), cache, start)
+    def forward(self, x, cache: KVCache | None = None, start: int = 0, rope: torch.Tensor | None = None):
+        x = x + self.attn(self.ln1(x), cache, start, rope)
         return x + self.mlp(self.ln2(x))
 
 
@@ -143,7 +146,9 @@ class SparseTransformer(nn.Module):
                 f"SparseTransformer needs a ModelConfig, got {type(config).__name__}.")
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
-        self.pos_emb = PositionEmbedding(config)
+        # absolute positions added to the tokens, or rotary ones applied to q and k in every layer
+        self.pos_emb = PositionEmbedding(config) if config.positions != "rope" else None
+        self.rotary = Rotary(config.head_dim, config.rope_base) if config.positions == "rope" else None
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -164,6 +169,12 @@ class SparseTransformer(nn.Module):
         for block in self.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=scaled)
             nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=scaled)
+
+    def embed_one(self, idx: torch.Tensor, p: int) -> torch.Tensor:
+        """The block input of one token per row at position p (B,) -> (B, d_model): its embedding,
+        plus the position's where positions are absolute (rotary ones act inside attention)."""
+        x = F.embedding(idx, self.tok_emb.weight)
+        return x if self.pos_emb is None else x + self.pos_emb.at(p)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -222,15 +233,19 @@ class SparseTransformer(nn.Module):
 
     def _run(self, idx, cache, start):
         n = idx.shape[1]
-        pos = torch.arange(start, start + n, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)
+        x = self.tok_emb(idx)
+        rope = None
+        if self.rotary is not None:
+            rope = self.rotary.tables(start, n)
+        else:
+            x = x + self.pos_emb(torch.arange(start, start + n, device=idx.device))
         use_ckpt = (self.activation_checkpointing and self.training and cache is None
                     and torch.is_grad_enabled())
         for block in self.blocks:
             if use_ckpt:
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, None, 0, rope, use_reentrant=False)
             else:
-                x = block(x, cache, start)
+                x = block(x, cache, start, rope)
         logits = self.head(self.ln_f(x))
         return logits.float()
 

@@ -23,28 +23,36 @@ def _print(summary) -> int:
     return 0
 
 
+def _tokenizer(args):
+    """The codec of ``--tokenizer MODEL_DIR`` (a model folder or its tokenizer.json), or None."""
+    if not args.tokenizer:
+        return None
+    from cadenza.codecs.music import MusicCodec
+    from cadenza.errors import DataError
+
+    path = Path(args.tokenizer)
+    if path.is_dir() and not (path / "tokenizer.json").is_file():
+        raise DataError(f"{path} has no tokenizer.json; give a music model folder or its tokenizer.json")
+    return MusicCodec.load(path)
+
+
 def _music21(args) -> int:
     from cadenza.data.music import build_music21
 
     cols = [c for part in (args.collections or []) for c in part.split(",") if c]
+    codec = _tokenizer(args)
     return _print(build_music21(args.out, collections=cols or None, limit=args.limit, workers=args.workers,
                                 val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                                 progress=not args.no_progress, use_cache=not args.no_cache,
-                                commercial_ok=args.commercial_ok, allow_unknown_licence=args.allow_unknown_licence))
+                                codec=codec, fixed_tokenizer=codec is not None,
+                                commercial_ok=args.commercial_ok, allow_unknown_licence=args.allow_unknown_licence,
+                                as_written=args.as_written))
 
 
 def _midi(args) -> int:
     from cadenza.data.music import build_midi
 
-    codec = None
-    if args.tokenizer:
-        from cadenza.codecs.music import MusicCodec
-        from cadenza.errors import DataError
-
-        path = Path(args.tokenizer)
-        if path.is_dir() and not (path / "tokenizer.json").is_file():
-            raise DataError(f"{path} has no tokenizer.json; give a music model folder or its tokenizer.json")
-        codec = MusicCodec.load(path)
+    codec = _tokenizer(args)
     return _print(build_midi(args.source, args.out, style=args.style, licence=args.licence,
                              composer=args.composer, workers=args.workers, val_fraction=args.val_fraction,
                              test_fraction=args.test_fraction, progress=not args.no_progress,
@@ -65,6 +73,9 @@ def _common(p) -> None:
                         "unknown, so a model trained on the result may be used commercially")
     p.add_argument("--allow-unknown-licence", action="store_true",
                    help="with --commercial-ok, keep pieces whose licence is unknown")
+    p.add_argument("--tokenizer", metavar="MODEL_DIR",
+                   help="use this model's tokenizer exactly (its folder or tokenizer.json), so that "
+                        "`cadenza train --init MODEL_DIR` can fine-tune the model on these pieces")
 
 
 def register_music21(sub) -> None:
@@ -80,6 +91,10 @@ def register_music21(sub) -> None:
                    help="collections to include (default: all of them): " + ", ".join(sorted(COLLECTIONS)))
     p.add_argument("--limit", type=int, metavar="N",
                    help="at most N pieces per collection (the first ones in file order), for quick builds")
+    p.add_argument("--as-written", action="store_true",
+                   help="keep repeat signs as notated instead of playing them (by default a tune is "
+                        "written out as played: |: :|, first and second endings and D.C. expanded, so "
+                        "the model sees its AABB form); the split is the same either way")
     _common(p)
     p.set_defaults(func=_music21)
 
@@ -98,7 +113,4 @@ def register_midi(sub) -> None:
                    help="licence recorded for every piece in the manifest")
     p.add_argument("--composer", default="unknown", help="composer recorded for every piece in the manifest")
     _common(p)
-    p.add_argument("--tokenizer", metavar="MODEL_DIR",
-                   help="use this model's tokenizer exactly (its folder or tokenizer.json), so that "
-                        "`cadenza train --init MODEL_DIR` can fine-tune the model on these pieces")
     p.set_defaults(func=_midi)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from cadenza._version import __version__
 from cadenza.data.dataset import IGNORE, PieceSampler, RecordSampler, WindowSampler, load_splits, piece_eval_spans
 from cadenza.config import ModelConfig
-from cadenza.errors import CadenzaError
+from cadenza.errors import CadenzaError, ConfigError
 from cadenza.io import write_text_atomic
 from cadenza.model import SparseTransformer
 from cadenza.train import checkpoint as ckpt_io
@@ -128,6 +128,25 @@ def _sampler(cfg: TrainConfig, meta: dict, train_tokens, val_tokens, d):
                          world_size=d.world_size, grad_accum=cfg.grad_accum), None
 
 
+def init_weights(model, source) -> str:
+    """Copy ``source``'s weights into ``model`` (a fine-tune's start). Where the two differ only in
+    how they encode positions (``--init`` with ``--set positions=rope``), the position table is
+    left out and every other weight is copied; returns what was left out, for the log."""
+    theirs = source.state_dict()
+    mine = model.state_dict()
+    dropped = sorted(k for k in theirs if k not in mine)
+    missing = sorted(k for k in mine if k not in theirs)
+    reshaped = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
+    if reshaped or any(not k.startswith("pos_emb.") for k in dropped + missing):
+        raise ConfigError(f"the model to start from has other weights than this one ({', '.join((dropped + missing)[:4])}); "
+                          "--init changes only how positions are encoded (--set positions=...), not the shape")
+    model.load_state_dict({k: v for k, v in theirs.items() if k in mine}, strict=not missing)
+    if not dropped and not missing:
+        return ""
+    return f" (positions now {model.config.positions}: " + (
+        f"its {', '.join(dropped)} left out)" if dropped else f"{', '.join(missing)} start fresh)")
+
+
 def _param_groups(model, weight_decay: float):
     decay, no_decay = [], []
     for _, p in model.named_parameters():
@@ -200,8 +219,7 @@ def _train(plan: Plan, state: dict | None, d) -> TrainResult:
     model = SparseTransformer(mc)
     model.activation_checkpointing = cfg.activation_checkpointing
     if info is None and cfg.init:
-        model.load_state_dict(SparseTransformer.load(cfg.init).state_dict())
-        say(d, f"starting from the weights of {cfg.init}")
+        say(d, f"starting from the weights of {cfg.init}" + init_weights(model, SparseTransformer.load(cfg.init)))
     model = model.to(d.device)
     model = dist_util.wrap(model, d, cfg.fsdp)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,

@@ -516,7 +516,9 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 // per layer. Linear layers come in threes: (weight, bias, undefined) for float32, or (int8
 // weight, per-row scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the
 // bias's dtype is the output's, so the MLP's hidden layer and GELU run in bfloat16 as in the
-// Python path). The caller has made room in the stores for position ``i``.
+// Python path). ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the
+// new token's q and k are turned (rotary positions; the stores hold keys already turned). The
+// caller has made room in the stores for position ``i``.
 static at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
                        bool int8) {
   if (!int8) return at::linear(x, a, b);
@@ -526,7 +528,7 @@ static at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tenso
 
 at::Tensor decode_step(at::Tensor x, std::vector<at::Tensor> w, std::vector<at::Tensor> rings,
                        std::vector<at::Tensor> stores, int64_t i, int64_t n_heads, std::vector<double> eps,
-                       std::vector<double> scales, bool int8, int64_t width, int64_t stride) {
+                       std::vector<double> scales, bool int8, int64_t width, int64_t stride, at::Tensor rope) {
   at::NoGradGuard no_grad;
   const int64_t B = x.size(0), d = x.size(1), hd = d / n_heads;
   const int64_t L = (int64_t)rings.size();
@@ -540,6 +542,14 @@ at::Tensor decode_step(at::Tensor x, std::vector<at::Tensor> w, std::vector<at::
     const at::Tensor &ln1w = w[k], &ln1b = w[k + 1];
     at::Tensor h = at::layer_norm(x, {d}, ln1w, ln1b, eps[2 * layer]);
     at::Tensor qkv = lin3(h, w[k + 2], w[k + 3], w[k + 4], int8).view({B, 3, n_heads, 1, hd});
+    if (rope.numel() > 0) {
+      const int64_t half = hd / 2;
+      at::Tensor qk = qkv.narrow(1, 0, 2), x1 = qk.narrow(4, 0, half), x2 = qk.narrow(4, half, half);
+      at::Tensor c = rope.select(0, 0), s = rope.select(0, 1);
+      at::Tensor r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+      x1.copy_(r1);
+      x2.copy_(r2);
+    }
     at::Tensor kv = qkv.narrow(1, 1, 2);
     rings[layer].narrow(3, slot, 1).copy_(kv);
     at::Tensor cls = stores[layer].select(0, r);            // (B, 2, H, cap, hd)

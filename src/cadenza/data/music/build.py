@@ -22,8 +22,14 @@ def _check_fractions(val_fraction, test_fraction):
 def build_music21(out_dir, collections=None, limit: int | None = None, workers: int = 2,
                   codec=None, val_fraction: float = 0.05, test_fraction: float = 0.05,
                   progress: bool = True, use_cache: bool = True, timeout: int = 300,
-                  commercial_ok: bool = False, allow_unknown_licence: bool = False) -> BuildSummary:
+                  commercial_ok: bool = False, allow_unknown_licence: bool = False,
+                  as_written: bool = False, fixed_tokenizer: bool = False) -> BuildSummary:
     """Build a token dataset from the music21 corpus bundled with the music21 package.
+
+    Pieces are written out as played (repeats expanded, ``pool._as_played``) unless
+    ``as_written``; the manifest's ``repeats`` column says what expansion did to each piece.
+    ``codec`` with ``fixed_tokenizer=True`` keeps that tokenizer exactly (its mood level edges
+    too), so a model trained with it can be fine-tuned on the result (``--tokenizer MODEL_DIR``).
 
     ``limit`` keeps at most that many pieces per collection (the first ones in file order).
     ``commercial_ok`` leaves out pieces whose licence is for non-commercial use (the Essen
@@ -53,16 +59,19 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
         raw = f"{CONVERTER_VERSION}|{music21.__version__}|{rel}|{st.st_size}|{int(st.st_mtime)}|{take}"
         return str(out / ".cache" / "scores" / (hashlib.sha1(raw.encode()).hexdigest() + ".pkl"))
 
-    tasks = [(rel, p, f"take={take}", (coll, str(p), rel, take, timeout, convert_cache(p, rel, take)))
+    extra = "|as-written" if as_written else ""
+    tasks = [(rel, p, f"take={take}{extra}", (coll, str(p), rel, take, timeout, convert_cache(p, rel, take),
+                                              as_written))
              for coll, p, rel, take in sources]
     results = _run_tasks(tasks, _process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
     all_results = [r for _, _, rel, _ in sources for r in results[rel]]
     info = {"source": "music21 corpus", "music21_version": str(music21.__version__),
-            "limit_per_collection": limit}
+            "limit_per_collection": limit, "repeats": "as written" if as_written else "expanded"}
     split_by = {c: COLLECTIONS[c].split_by for c in COLLECTIONS}
     info["commercial_ok"] = bool(commercial_ok)
     return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress,
-                   commercial_ok=commercial_ok, allow_unknown_licence=allow_unknown_licence)
+                   fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
+                   allow_unknown_licence=allow_unknown_licence)
 
 
 def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (your own files)",

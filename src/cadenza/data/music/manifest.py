@@ -18,7 +18,7 @@ from cadenza.data.music.splits import split_groups, split_of
 MANIFEST_FIELDS = ["id", "source", "number", "collection", "composer", "title", "licence", "use", "style",
                    "split", "status", "reason", "notes", "tokens", "key", "tempo", "tempo_source",
                    "time_signature", "valence", "energy", "seconds",
-                   "split_key"]
+                   "split_key", "repeats", "written_notes", "written_tokens"]
 
 
 @dataclass
@@ -32,14 +32,21 @@ class BuildSummary:
     seconds: float
     vocab_size: int
     tokens_per_note: float = 0.0
+    repeats: dict | None = None   # what playing the repeats did: pieces changed, tokens added
 
     def lines(self) -> list[str]:
         tok = ", ".join(f"{k} {v:,}" for k, v in self.tokens.items())
         per = ", ".join(f"{k} {v}" for k, v in self.pieces_per_split.items())
-        return [f"wrote {self.out_dir}: {self.pieces_ok} pieces ({per}), {self.pieces_skipped} skipped, "
-                f"{self.pieces_duplicate} duplicates dropped",
-                f"tokens: {tok}; {self.tokens_per_note:.2f} tokens per note; vocabulary {self.vocab_size}; "
-                f"{self.seconds:.1f} s"]
+        out = [f"wrote {self.out_dir}: {self.pieces_ok} pieces ({per}), {self.pieces_skipped} skipped, "
+               f"{self.pieces_duplicate} duplicates dropped",
+               f"tokens: {tok}; {self.tokens_per_note:.2f} tokens per note; vocabulary {self.vocab_size}; "
+               f"{self.seconds:.1f} s"]
+        if self.repeats:
+            r = self.repeats
+            out.append(f"repeats played: {r['expanded']:,} pieces written out as played (+{r['tokens_added']:,} "
+                       f"tokens, {r['tokens_written']:,} -> {r['tokens_played']:,} in those pieces), "
+                       f"{r['failed']} kept as written where music21 could not expand them")
+        return out
 
 
 def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
@@ -122,9 +129,15 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
         w.writerow({k: r.get(k, "") for k in MANIFEST_FIELDS})
     write_text_atomic(out_dir / "manifest.csv", buf.getvalue())
     codec.save(out_dir / "tokenizer.json")
+    played = [r for r in ok if r.get("written_tokens")]
+    repeats = {"expanded": len(played), "failed": sum(1 for r in ok if str(r.get("repeats", "")).startswith("failed")),
+               "tokens_written": sum(int(r["written_tokens"]) for r in played),
+               "tokens_played": sum(int(r["tokens"]) for r in played)}
+    repeats["tokens_added"] = repeats["tokens_played"] - repeats["tokens_written"]
     summary = BuildSummary(out_dir, len(ok), len(skipped), len(dups), {k: int(v.size) for k, v in arrays.items()},
                            pieces_per_split, seconds, codec.vocab_size,
-                           round(tokens_total / max(notes_total, 1), 3))
+                           round(tokens_total / max(notes_total, 1), 3),
+                           repeats if any(r.get("repeats") for r in ok) else None)
     log = [f"{r['id']}: {r['status']}: {r['reason']}" for r in skipped + dups] + summary.lines()
     write_text_atomic(out_dir / "build.log", "\n".join(log) + "\n")
     write_dataset(out_dir, arrays, codec.vocab_size, modality="music",
@@ -139,5 +152,5 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
                           "excluded": sum(1 for r in records if r["status"] == "excluded"), **{
                       f"{k}": v for k, v in pieces_per_split.items()}},
                   collections=per_coll, split_fractions={"val": val_fraction, "test": test_fraction},
-                  build_seconds=round(seconds, 1), **source_info)
+                  build_seconds=round(seconds, 1), repeats_played=summary.repeats, **source_info)
     return summary

@@ -22,7 +22,7 @@ def m21_to_score(m21, default_tempo: float = 100.0):
     Every part becomes a track with its instrument's MIDI program (0 when it names none).
     Ties are merged, grace notes and chord symbols skipped, a pickup bar is shifted so bar
     lines fall on whole bars, dynamics set velocities (music21's default 90 without any).
-    Repeats are not expanded. Returns (score, tempo_source) where tempo_source is
+    Repeats are not expanded here (the corpus build plays them: pool._as_played). Returns (score, tempo_source) where tempo_source is
     "marked" (from the score) or "default" (the collection's typical tempo).
     """
     import symusic

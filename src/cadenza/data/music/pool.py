@@ -18,7 +18,7 @@ from cadenza.data.music.music21 import (_Timeout, _alarm, _cancel_alarm, _clean_
                                         _split_abc, m21_to_score)
 from cadenza.data.music.splits import melody_signature
 
-CONVERTER_VERSION = 1  # bump when the conversion changes: invalidates the per-file cache
+CONVERTER_VERSION = 2  # bump when the conversion changes: invalidates the per-file cache (2: repeats expanded)
 
 
 # --------------------------------------------------------------------------- workers
@@ -37,8 +37,13 @@ def _init_worker(codec_dict):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
 
 
-def _piece(codec, score, base: dict, style: str, tempo_source: str):
-    """Encode one score; returns (record, ids or None)."""
+def _piece(codec, score, base: dict, style: str, tempo_source: str, written=None):
+    """Encode one score; returns (record, ids or None).
+
+    ``written`` is the score as notated (repeats not expanded) where expanding them changed
+    it: the split's melody signatures come from it, so a tune groups with its other
+    versions whether or not they notate their repeats, and the record counts what the
+    expansion added (``written_notes``, ``written_tokens``)."""
     rec = dict(base)
     n = score.note_num()
     if n == 0:
@@ -47,7 +52,11 @@ def _piece(codec, score, base: dict, style: str, tempo_source: str):
     feats = codec.describe(score)
     ids, where, raw = codec.encode_parts(score, style=style, features=feats)
     cond, _ = codec.parse_prefix(ids)
-    rec.update(status="ok", notes=int(n), melody=melody_signature(score), melody16=melody_signature(score, 16),
+    notated = score if written is None else written
+    if written is not None:
+        rec.update(written_notes=int(written.note_num()),
+                   written_tokens=int(len(codec.encode_parts(written, style=style)[0])))
+    rec.update(status="ok", notes=int(n), melody=melody_signature(notated), melody16=melody_signature(notated, 16),
                _controls=where, _raw=raw, tokens=int(len(ids)), key=cond.get("key", ""),
                tempo=round(feats.tempo, 1), tempo_source=tempo_source,
                time_signature="/".join(map(str, cond.get("time_signature", ("", "")))),
@@ -99,8 +108,12 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
                 if not rec["title"]:
                     rec["title"] = _one_line(md.title or md.movementName or "")
             score, tempo_source = m21_to_score(m21, coll.tempo)
+            played, rec["repeats"] = _as_played(m21, coll.tempo, score)
             rec["tempo_source"] = tempo_source
-            out.append((rec, pickle.dumps(score, protocol=pickle.HIGHEST_PROTOCOL)))
+            written = None
+            if played is not None:
+                written, score = score, played
+            out.append((rec, pickle.dumps((score, written), protocol=pickle.HIGHEST_PROTOCOL)))
         except Exception as exc:  # a bad piece is skipped and listed, never fatal
             out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
         except _Timeout as exc:
@@ -110,12 +123,26 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
     return out
 
 
+def _as_played(m21, tempo: float, written):
+    """The score as played: repeats (``|: :|``, first and second endings, D.C./D.S.) expanded
+    with music21's ``expandRepeats``. Returns (symusic score or None when nothing changed,
+    what happened: "expanded", "none" or "failed: reason" where music21 could not expand)."""
+    try:
+        expanded = m21.expandRepeats()
+        played, _ = m21_to_score(expanded, tempo)
+    except Exception as exc:  # a malformed repeat structure: keep the piece as written
+        return None, f"failed: {_clean_reason(exc)}"[:120]
+    if played.note_num() <= written.note_num():
+        return None, "none"
+    return played, "expanded"
+
+
 def _process_music21_file(job):
     """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...]).
 
     The music21 parse (the slow part) is cached on its own, so a changed tokenizer or
     feature formula re-tokenizes from the cached scores without parsing again."""
-    task_id, (coll_name, path, rel, max_pieces, timeout, convert_cache) = job
+    task_id, (coll_name, path, rel, max_pieces, timeout, convert_cache, as_written) = job
     converted = None
     if convert_cache and Path(convert_cache).exists():
         try:
@@ -134,7 +161,10 @@ def _process_music21_file(job):
             out.append((rec, None))
             continue
         try:
-            out.append(_piece(_CODEC, pickle.loads(blob), rec, style, rec.get("tempo_source", "")))
+            score, written = pickle.loads(blob)
+            if as_written and written is not None:
+                score, written, rec = written, None, dict(rec, repeats="kept as written (--as-written)")
+            out.append(_piece(_CODEC, score, rec, style, rec.get("tempo_source", ""), written))
         except Exception as exc:
             out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
     return task_id, out
