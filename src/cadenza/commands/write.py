@@ -107,10 +107,10 @@ def _compose(args) -> int:
     return _generate(args, "compose", lambda mm: compose(
         mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy, bars=args.bars,
         seconds=args.seconds, tempo=args.tempo, key=args.key, time_signature=args.time_signature,
-        **_sampling(args)),
+        ending=not args.no_ending, **_sampling(args)),
         [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence), ("--energy", args.energy),
          ("--bars", args.bars), ("--seconds", args.seconds), ("--tempo", args.tempo), ("--key", args.key),
-         ("--time-signature", args.time_signature)],
+         ("--time-signature", args.time_signature), ("--no-ending", args.no_ending)],
         seconds=lambda _: compose_seconds(args.bars, args.seconds, tempo=args.tempo,
                                           time_signature=args.time_signature))
 
@@ -122,9 +122,10 @@ def _continue(args) -> int:
 
     return _generate(args, "continue", lambda mm: continue_piece(
         mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, mood=args.mood,
-        valence=args.valence, energy=args.energy, **_sampling(args)),
+        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args)),
         [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style), ("--mood", args.mood),
-         ("--valence", args.valence), ("--energy", args.energy)], inputs=(args.input,),
+         ("--valence", args.valence), ("--energy", args.energy), ("--no-ending", args.no_ending)],
+        inputs=(args.input,),
         seconds=lambda score: continue_seconds(score, args.bars, args.seconds))
 
 
@@ -153,9 +154,18 @@ def _moods(p, which: str = "segments") -> None:
 
 
 def _length(p, bars_default_text: str) -> None:
-    p.add_argument("--bars", type=int, metavar="N", help=f"length in bars ({bars_default_text})")
+    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+
+    p.add_argument("--bars", type=int, metavar="N",
+                   help=f"length in bars ({bars_default_text}); the piece ends rather than stops: from bar "
+                        f"N-{CLOSE_EARLY} the model may end it right after a note on the tonic of its key, and it is "
+                        f"cut after bar N+{CLOSE_LATE} if it has not ended by then (--no-ending: exactly N bars)")
     p.add_argument("--seconds", type=float, metavar="S",
-                   help="length in seconds of music instead of bars (at most 3600)")
+                   help="length in seconds of music instead of bars (at most 3600; the piece may end on its "
+                        "tonic after 90%% of them)")
+    p.add_argument("--no-ending", action="store_true",
+                   help="cut the piece at exactly the requested length instead of letting it end on its tonic "
+                        "(for loops and sections that go on elsewhere)")
 
 
 def register(subparsers) -> None:
@@ -165,8 +175,8 @@ def register(subparsers) -> None:
                     "prefix every training piece starts with (style, key, tempo, time signature) and the mood "
                     "token (valence and energy) that opens every segment of 4 bars: what you give is forced, "
                     "what you leave out the model chooses itself. Moods may change during the piece. "
-                    "Generation stops at the requested length (the model may end the piece itself in the last "
-                    "bar). " + _OUT_NOTE,
+                    "The piece ends near the requested length: the model may close it on the tonic from the bar "
+                    "before it, and it is cut two bars after it at the latest (see --bars). " + _OUT_NOTE,
         epilog="Examples: cadenza compose --style bach --mood calm --bars 16 --seed 1 -o chorale.mid\n"
                "  cadenza compose --style folk --energy 0.1,0.9@9 --bars 16 -o build-up.mid   (quiet, then busy "
                "from bar 9)\n  cadenza compose --mood calm,energetic@9 -o two-moods.mid",

@@ -12,6 +12,9 @@ from cadenza.music.policies import LengthTarget, _GuardedPolicy
 from cadenza.sampling import Decoder
 
 
+ENDING_TRIES = 8   # fresh draws of a closing piece's last bars when it was cut, not ended
+
+
 def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k,
                      top_p, progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
                      total_bars: int | None = None, guard=None):
@@ -22,18 +25,25 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.authorship.originality.CopyGuard``) takes
     away every pitch that would repeat more than ``guard.max_copy`` consecutive notes of a
     training piece.
+
+    A target that closes the piece (``LengthTarget.close`` with bars) and was cut rather than
+    ended by the model is given up to ``ENDING_TRIES`` fresh draws of its closing bars (from
+    the bar where an ending is first allowed, each with its own seed derived from ``seed``);
+    the first that the model ends on the tonic is kept, else the first draw. ``stats``
+    says how the piece stopped ("eos", "length", "tokens") and ``ending_tries`` how many
+    draws the ending took.
     """
     from tqdm import tqdm
 
+    inner = policy
     if guard is not None:
-        policy = _GuardedPolicy(policy, guard, prompt)
+        policy = _GuardedPolicy(inner, guard, prompt)
     remi = policy.remi
     state.feed_all(prompt)
     if target is not None:
         target.bars0 = state.bars
     bars0 = state.bars
-    new: list[int] = []
-    stats = {"first_bar_s": None, "stopped": "tokens"}
+    stats = {"first_bar_s": None, "stopped": "tokens", "ending_tries": 0}
     if target is not None and target.bars is not None:
         total, unit = target.bars, "bar"
     elif target is not None and target.seconds is not None:
@@ -46,39 +56,62 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     done_bars = 0
     t0 = time.perf_counter()
 
-    def past_target(tok: int) -> bool:
-        """True for a token past the length target (not taken); else the bar bookkeeping."""
-        nonlocal done_bars
-        if target is not None and target.stops_before(tok, state):
-            stats["stopped"] = "length"
-            return True
-        if remi.kind[tok] == BAR and state.in_body and state.bars >= 1:   # a bar line ends the bar before it
-            now = time.perf_counter() - t0
-            done_bars += 1
-            if stats["first_bar_s"] is None:
-                stats["first_bar_s"] = now
-            if on_bar is not None:
-                on_bar(done_bars, now)
-            if progress and target is None:
-                bar.update(1)
-        return False
+    def run(context, st, pol, run_seed, limit, report=True):
+        """One decode from ``context`` with state ``st``: (tokens taken, how it stopped); ``report``:
+        count finished bars for ``on_bar`` and the progress bar (not for an ending drawn again)."""
+        nonlocal done_bars, shown
+        taken_all: list[int] = []
+        stopped = "tokens"
 
-    try:
-        with Decoder(model, prompt, constraint=GrammarConstraint(policy, state), seed=seed,
+        def past_target(tok: int) -> bool:
+            """True for a token past the length target (not taken); else the bar bookkeeping."""
+            nonlocal done_bars, stopped
+            if target is not None and target.stops_before(tok, st):
+                stopped = "length"
+                return True
+            if report and remi.kind[tok] == BAR and st.in_body and st.bars >= 1:   # a bar line ends the bar before it
+                now = time.perf_counter() - t0
+                done_bars += 1
+                if stats["first_bar_s"] is None:
+                    stats["first_bar_s"] = now
+                if on_bar is not None:
+                    on_bar(done_bars, now)
+                if progress and target is None:
+                    bar.update(1)
+            return False
+
+        with Decoder(model, context, constraint=GrammarConstraint(pol, st), seed=run_seed,
                      temperature=temperature, top_k=top_k, top_p=top_p, desc=desc) as dec:
-            while len(new) < max_new_tokens and stats["stopped"] == "tokens":
-                taken = dec.step(stop=past_target, limit=max_new_tokens - len(new), until=(remi.eos,))
-                new += taken or []
+            while len(taken_all) < limit and stopped == "tokens":
+                taken = dec.step(stop=past_target, limit=limit - len(taken_all), until=(remi.eos,))
+                taken_all += taken or []
                 if taken and taken[-1] == remi.eos:
-                    stats["stopped"] = "eos"
-                if progress and target is not None and taken:
-                    p = target.progress(state)
+                    stopped = "eos"
+                if report and progress and target is not None and taken:
+                    p = target.progress(st)
                     p = int(p) if unit == "bar" else round(p, 1)
                     if total:
                         p = min(p, total)
                     if p > shown:
                         bar.update(p - shown)
                         shown = p
+        return taken_all, stopped
+
+    try:
+        new, stats["stopped"] = run(list(prompt), state, policy, seed, max_new_tokens)
+        stats["ending_tries"] = 1 if target is not None and target.close else 0
+        cut = _closing_start(new, remi, target, bars0) if stats["stopped"] == "length" else None
+        for k in range(1, ENDING_TRIES if cut is not None else 0):
+            context = list(prompt) + new[:cut]
+            st = type(state)(state.remi, record=state.record)
+            pol = _GuardedPolicy(inner, guard, context) if guard is not None else policy
+            tail, how = run(context, st, pol, _derived_seed(seed, k), max_new_tokens - cut, report=False)
+            stats["ending_tries"] = k + 1
+            if how == "eos":
+                new = new[:cut] + tail
+                stats["stopped"] = how
+                state.__dict__.update(st.__dict__)
+                break
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -87,3 +120,27 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     stats["elapsed_s"] = elapsed
     stats["bars_done"] = state.bars - bars0
     return new, stats
+
+
+def _closing_start(new: list[int], remi, target: LengthTarget | None, bars0: int) -> int | None:
+    """Index in ``new`` of the Bar token that opens the first bar where a closing piece may end
+    (bar N - CLOSE_EARLY), or None when there is nothing to draw again."""
+    from cadenza.music.inputs import CLOSE_EARLY
+
+    if target is None or not target.close or target.bars is None:
+        return None
+    want = max(1, target.bars - CLOSE_EARLY)     # new bars counted as the state counts them
+    seen = bars0
+    for i, tok in enumerate(new):
+        if remi.kind[tok] == BAR:
+            seen += 1
+            if seen - bars0 == want:
+                return i
+    return None
+
+
+def _derived_seed(seed, k: int) -> int:
+    """The seed of the k-th fresh draw of an ending: a fixed function of the piece's seed."""
+    return (int(seed) * 1_000_003 + 7919 * k) % (2 ** 62) if seed is not None else None
+
+

@@ -37,6 +37,7 @@ from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.music.controls import MoodPlan
 from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import PROG, RemiState
+from cadenza.music.modes import ModePolicy, draw_key, segment_modes
 from cadenza.music.harmony import harmonize
 from cadenza.music.inputs import (_check_length, _check_sampling, _check_seed, _check_style, _input_name, _kept_notes,
                                   _load_score, _plain, _styled_input, remi_for)
@@ -51,7 +52,8 @@ __all__ = ["compose", "continue_piece", "harmonize", "predict_next", "next_pitch
 # --------------------------------------------------------------------------- compose
 def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, seconds=None, tempo=None,
             key=None, time_signature=None, seed=None, temperature: float = 1.0, top_k=None,
-            top_p: float | None = 0.95, progress: bool = False, on_bar=None, guard=None) -> Piece:
+            top_p: float | None = 0.95, progress: bool = False, on_bar=None, guard=None,
+            ending: bool = True) -> Piece:
     """Compose a new piece with a loaded music model (``cadenza.music.load_model``).
 
     Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``tempo`` (beats per
@@ -65,7 +67,10 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     of (from_bar, value) pairs or text like "0.2,0.8@9" (see ``cadenza.music.controls``).
     A control not given is chosen by the model at every segment.
 
-    Length: ``bars`` or ``seconds`` (default 16 bars). ``seed``: the same seed gives the same
+    Length: ``bars`` or ``seconds`` (default 16 bars). With ``ending`` (the default) the piece
+    ends rather than being cut: from bar N - 1 the model may end it right after a note on the
+    tonic, and it is cut after bar N + 2 at the latest (``policies.LengthTarget``); without,
+    it has exactly N bars. ``seed``: the same seed gives the same
     piece (None draws one, recorded in the result). ``on_bar(n, seconds_since_start)`` is
     called as each bar is finished. Returns a :class:`Piece`.
     """
@@ -74,14 +79,20 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     bars, seconds = _check_length(bars, seconds)
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
+    plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
+    key_from_mood = None
+    if key is None and mm.mood_keys is not None:     # the mood chooses the mode (cadenza.music.modes)
+        level = plan.levels_at(codec, 1)[0]
+        if level is not None:
+            key = key_from_mood = draw_key(mm.mood_keys, level, seed)
     slots = codec.conditioning(style=_check_style(codec, style), key=key, tempo=tempo,
                                time_signature=time_signature)
-    plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
     if tempo is not None:
         tempo = float(tempo)
     forced = dict(zip(PREFIX_SLOTS, slots))
-    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=tempo)
-    policy = LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
+    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=tempo, close=ending)
+    policy = _with_modes(LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec),
+                                      keep_metre=True), mm, plan, target)
     state = RemiState(remi)
     prompt = [codec.bos_id]
     new, stats = decode_to_target(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
@@ -90,12 +101,27 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     ids = _finish_ids(codec, prompt, new)
     qpm = target.tempo(state)
     settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
-                "bars": bars, "seconds": seconds, "tempo": tempo, "key": key, "time_signature": time_signature,
-                "temperature": temperature, "top_k": top_k, "top_p": top_p}
+                "bars": bars, "seconds": seconds, "tempo": tempo, "key": None if key_from_mood else key,
+                "key_from_mood": key_from_mood, "time_signature": time_signature,
+                "temperature": temperature, "top_k": top_k, "top_p": top_p, "ending": ending}
     return Piece(kind="compose", ids=ids, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, ids), settings=settings, model=mm.provenance(),
                  generated_tokens=len(new), elapsed_s=stats["elapsed_s"], first_bar_s=stats["first_bar_s"],
                  bars=state.bars, stopped=stats["stopped"])
+
+
+def _with_modes(policy, mm, plan: MoodPlan, target: LengthTarget, bars0: int = 0, changes_only: bool = True):
+    """``policy`` with the segments whose mood asks for the other mode than the key's kept to the
+    parallel key's scale (``modes.ModePolicy``). ``changes_only`` (compose, where the first
+    segment's mood chose the key, or the user did): only segments whose mode differs from the
+    first planned segment's; else (continue, in the input's key) every planned segment."""
+    S = mm.codec.config.segment_bars
+    most = target.most_bars if target.bars is not None else 64
+    modes = segment_modes(plan, mm.codec, mm.mood_keys, (bars0 + most) // S + 2)
+    if modes and changes_only:
+        first = modes[min(modes)]
+        modes = {seg: m for seg, m in modes.items() if m != first}
+    return ModePolicy(policy, modes) if modes else policy
 
 
 # --------------------------------------------------------------------------- continue
@@ -104,7 +130,7 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
 def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
                    top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None,
                    mood=None, valence=None, energy=None, guard=None, constraints=None,
-                   from_next_bar: bool = False) -> Piece:
+                   from_next_bar: bool = False, ending: bool = True) -> Piece:
     """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
 
     The input is encoded with its own conditioning prefix (key, tempo, metre; ``style``, or
@@ -117,7 +143,9 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     bar) force the moods of the new segments; not given, the model chooses them.
     ``constraints`` (``cadenza.music.constraints.Constraints``): scale, role, density of the
     new notes. ``from_next_bar``: the new notes start at the next bar line (an answer to a
-    phrase), not right after the input's last onset.
+    phrase), not right after the input's last onset. ``ending``: the continuation ends the piece
+    near its length, on the tonic, as in ``compose`` (the studio, which suggests passages mid-piece,
+    turns it off).
     """
     codec = mm.codec
     remi = remi_for(codec)
@@ -130,10 +158,11 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     qpm = float(codec.describe(score).tempo)
     state = RemiState(remi).feed_all(ids)
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
-    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset)
+    target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset, close=ending)
     freeze = state.next_bar_start() - 1 if from_next_bar else state.onset
-    policy = LengthPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
-                           moods=plan.moods(codec))
+    policy = _with_modes(LengthPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
+                                      moods=plan.moods(codec)), mm, plan, target, bars0=state.bars,
+                         changes_only=False)
     if from_next_bar:     # nothing more in the input's last bar: its next token is the bar line
         policy = _NoMoreInBar(policy)
     if constraints is not None and not constraints.empty:
@@ -148,7 +177,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     name = _input_name(midi)
     settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
                 "top_k": top_k, "top_p": top_p, "mood": _plain(mood), "valence": _plain(valence),
-                "energy": _plain(energy)}
+                "energy": _plain(energy), "ending": ending}
     return Piece(kind="continue", ids=out, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=_kept_notes(codec, ids, qpm),

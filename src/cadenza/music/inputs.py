@@ -19,6 +19,8 @@ from cadenza.prompts import MAX_TEMPERATURE, check_settings
 
 MAX_BARS = 2000
 MAX_SECONDS = 3600.0
+CLOSE_EARLY = 1   # a piece given an ending may end from this many bars before its --bars ...
+CLOSE_LATE = 2    # ... and runs at most this many bars past it (policies.LengthTarget)
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
 PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this

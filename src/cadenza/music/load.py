@@ -32,6 +32,7 @@ class MusicModel:
     digest: str              # weights_digest: changes whenever the weights change
     meta: dict = field(default_factory=dict)   # config.json contents
     metrics: dict = field(default_factory=dict)
+    mood_keys: dict | None = None   # keys per valence level from the corpus (cadenza.music.modes)
 
     @property
     def version(self) -> str:
@@ -110,8 +111,10 @@ def load_model(path=None, cache: bool = True, decode_weights: str = "int8") -> M
         digest = weights_digest(d)
     except OSError as exc:
         raise ModelFileError(_os_sentence(d / WEIGHTS_FILE, exc)) from None
+    from cadenza.music.modes import read_table
+
     mm = MusicModel(network=model, codec=codec, path=d, name=name, digest=digest, meta=meta,
-                    metrics=read_metrics(d))
+                    metrics=read_metrics(d), mood_keys=read_table(d))
     if cache:
         with _CACHE_LOCK:
             _CACHE.clear()  # keep one model per process: they can be large

@@ -8,19 +8,31 @@ import math
 
 import torch
 
+from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
 from cadenza.music.grammar import BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, GrammarPolicy, RemiTables, RemiState
 
 
 # --------------------------------------------------------------------------- length
 class LengthTarget:
-    """When to stop: after ``bars`` new bars or at ``seconds`` of new music (from ``origin``)."""
+    """When to stop: after ``bars`` new bars or at ``seconds`` of new music (from ``origin``).
 
-    def __init__(self, remi: RemiTables, bars=None, seconds=None, qpm=None, origin_ticks=0, bars0=0):
+    ``close``: the piece is given the chance to end rather than being cut. With ``bars`` = N,
+    the model may write the end-of-piece token from bar N - 1 on, but only right after a note
+    on the tonic of the piece's key (the last note written, the top of its chord), and the
+    piece is cut at the bar line after bar N + 2 if the model has not ended it by then. With
+    ``seconds``, the end is allowed past 90% of the time, on the tonic, up to the limit.
+    Without ``close``: exactly N bars (EOS allowed in the last one), or up to ``seconds``.
+    """
+
+    def __init__(self, remi: RemiTables, bars=None, seconds=None, qpm=None, origin_ticks=0, bars0=0,
+                 close: bool = False):
         self.remi, self.bars, self.seconds = remi, bars, seconds
         self.qpm = qpm                      # None: the prefix's tempo, once it is known
         self.origin = origin_ticks
         self.bars0 = bars0
+        self.close = close
         self.limit = None                   # seconds -> ticks, once the tempo is known
+        self._tonic = False                 # the key's tonic pitch class, once the key is known
 
     def tempo(self, s: RemiState) -> float:
         if self.qpm is None:
@@ -35,21 +47,46 @@ class LengthTarget:
             self.limit = self.origin + int(math.ceil(self.seconds * self.tempo(s) / 60.0 * self.remi.tpq - 1e-9))
         return self.limit
 
+    def tonic(self, s: RemiState) -> int | None:
+        """Pitch class of the tonic of the piece's key (None where the prefix names none)."""
+        if self._tonic is False:
+            from cadenza.codecs.music.features import parse_key
+
+            i = s.prefix.get("key")
+            self._tonic = parse_key(self.remi.value[i])[0] if i is not None and self.remi.value[i] else None
+        return self._tonic
+
+    def on_tonic(self, s: RemiState) -> bool:
+        """The last note written is a pitched note on the tonic (True where the key is unknown)."""
+        tonic = self.tonic(s)
+        note = s.last_note
+        if tonic is None:
+            return True
+        return note is not None and note[3] != -1 and note[2] % 12 == tonic
+
     def eos_ok(self, s: RemiState) -> bool:
         if not s.in_body:
             return False
         if self.bars is not None:
-            return s.bars - self.bars0 >= self.bars
+            done = s.bars - self.bars0
+            if not self.close:
+                return done >= self.bars
+            return done >= self.bars - CLOSE_EARLY and self.on_tonic(s)
         if self.seconds is not None:
             lim = self.limit_ticks(s)
-            return s.onset >= self.origin + 0.9 * (lim - self.origin)
+            return s.onset >= self.origin + 0.9 * (lim - self.origin) and (not self.close or self.on_tonic(s))
         return True
+
+    @property
+    def most_bars(self) -> int | None:
+        """The most new bars a piece may have (N, or N + CLOSE_LATE when closing)."""
+        return None if self.bars is None else self.bars + (CLOSE_LATE if self.close else 0)
 
     def stops_before(self, tok: int, s: RemiState) -> bool:
         """Would ``tok`` (not yet fed to ``s``) go past the target?"""
         kind = self.remi.kind[tok]
         if kind == BAR and s.in_body:
-            if self.bars is not None and s.bars + 1 - self.bars0 > self.bars:
+            if self.bars is not None and s.bars + 1 - self.bars0 > self.most_bars:
                 return True
             lim = self.limit_ticks(s)
             return lim is not None and s.next_bar_start() >= lim

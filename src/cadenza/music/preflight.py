@@ -128,7 +128,9 @@ def compose_seconds(bars, seconds, tempo=None, time_signature=None, default_bars
     qpb = _parse_ts(time_signature) if time_signature else 4.0
     if qpb is None:
         return None
-    return (bars or default_bars) * qpb * 60.0 / float(tempo or slowest_tempo)
+    from cadenza.music.inputs import CLOSE_LATE
+
+    return ((bars or default_bars) + CLOSE_LATE) * qpb * 60.0 / float(tempo or slowest_tempo)
 
 
 def continue_seconds(score, bars, seconds, default_bars: int = 8) -> float | None:
@@ -139,8 +141,10 @@ def continue_seconds(score, bars, seconds, default_bars: int = 8) -> float | Non
     start = score_seconds(score)
     if seconds is not None:
         return start + float(seconds)
+    from cadenza.music.inputs import CLOSE_LATE
+
     bar_s = _last_bar_quarters(score) * 60.0 / _last_tempo(score)
-    return start + ((bars or default_bars) + 1) * bar_s
+    return start + ((bars or default_bars) + 1 + CLOSE_LATE) * bar_s
 
 
 # --------------------------------------------------------------------------- outputs

@@ -260,7 +260,7 @@ class StudioSession:
             lo, hi = min(n.start for n in person), max(n.start + n.duration for n in person)
             return new, [], (lo, hi), {}
         piece = continue_piece(self.mm, score, bars=bars, style=self.style, seed=seed,
-                               constraints=constraints, from_next_bar=(kind == "answer"))
+                               constraints=constraints, from_next_bar=(kind == "answer"), ending=False)
         new = [n for n in self._piece_notes(piece) if n.start >= min(n2.start for n2 in self.notes.values())]
         start = (math.floor(end / self.bar_beats + 1e-9) + (1 if kind == "answer" else 0)) * self.bar_beats
         return new, [], (min([n.start for n in new], default=start), max([n.start + n.duration for n in new],

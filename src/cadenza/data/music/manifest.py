@@ -110,6 +110,10 @@ def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: fl
             splits[rec["split"]].append(np.asarray(ids, dtype=np.int64))
         records.append(rec)
     arrays = {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in splits.items()}
+    if codec.config.tokenization == "REMI" and splits["train"]:   # the keys each mood opens in (music.modes)
+        from cadenza.codecs.music.key_table import key_table, write_table
+
+        write_table(key_table(splits["train"], codec), out_dir)
 
     ok = [r for r in records if r["status"] == "ok"]
     skipped = [r for r in records if r["status"] == "skipped"]

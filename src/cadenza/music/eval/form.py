@@ -11,7 +11,7 @@ non-drum track), bar by bar, the bars cut by the piece's own time signatures:
 - ``phrase_repeats``: the share of 2-bar phrases (bars b, b+1, starting on any bar line, both
   with notes) that repeat an earlier phrase ending before b: both bars' patterns and the step
   between their first notes match, at any transposition;
-- ``tonic_ending``: the last top-line note's pitch class is the tonic of the piece's key;
+- ``tonic_ending``: the last top-line note of the whole piece is on the tonic of its key;
 - ``patterns_per_bar``: distinct patterns over bars with a note (1.0: nothing repeats).
 
 ``similarity`` gives the bar-by-bar matrix (1 where two bars share a pattern) for a picture.
@@ -25,17 +25,15 @@ import numpy as np
 
 from cadenza.music.eval.control_measures import notes_of
 
-TONICS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6, "G": 7,
-          "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11}
+def tonic_of(key: str | None) -> int | None:
+    """Pitch class of a key's tonic ("G", "F#m", "Bb minor" -> 7, 6, 10); None if not a key."""
+    from cadenza.codecs.music.features import parse_key
+    from cadenza.errors import ConfigError
 
-
-def tonic_of(key: str) -> int | None:
-    """Pitch class of a key's tonic: "G", "F#m", "Bb minor", "Eb major" -> 7, 6, 10, 3."""
-    name = str(key or "").strip().split(" ")[0].split("_")[-1]
-    for length in (2, 1):
-        if name[:length] in TONICS and (length == 2 or name[1:2] not in ("#", "b")):
-            return TONICS[name[:length]]
-    return None
+    try:
+        return parse_key(key)[0] if key else None
+    except ConfigError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,10 @@ class Form:
 
 
 def form_of(x, key: str | None, n_bars: int | None = None) -> Form:
-    """The form measures of a piece (score or Piece) in ``key`` over its first ``n_bars`` bars."""
+    """The form measures of a piece (score or Piece) in ``key``: repeats over its first ``n_bars``
+    bars (all where None), the ending where the whole piece ends."""
     line = top_line(x, n_bars)
+    whole = line if n_bars is None else top_line(x)
     pats = bar_patterns(line)
     seen: set = set()
     filled = repeats = 0
@@ -124,7 +124,7 @@ def form_of(x, key: str | None, n_bars: int | None = None) -> Form:
         first = earlier.setdefault(phrase, b)
         phrase_rep += first + 2 <= b
     tonic = tonic_of(key) if key else None
-    ending = None if tonic is None or not len(line.pitch) else int(line.pitch[-1]) % 12 == tonic
+    ending = None if tonic is None or not len(whole.pitch) else int(whole.pitch[-1]) % 12 == tonic
     return Form(bars=filled, bar_repeats=repeats / filled if filled else 0.0, phrases=phrases,
                 phrase_repeats=phrase_rep / phrases if phrases else 0.0,
                 patterns_per_bar=len(seen) / filled if filled else 0.0, tonic_ending=ending)
