@@ -27,6 +27,7 @@ class NextNote:
     duration_quarters: Fraction
     duration: str               # its most likely duration, named
     duration_probability: float
+    network_probability: float = 0.0   # the network's own probability (``probability`` may add the piece memory)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Prediction:
     last_note: str
     program: int
     context_tokens: int
+    memory: bool = False        # probabilities mix the network with the piece memory (cadenza.music.memory)
 
 
 def _beat_label(remi: RemiTables, bar: int, pos: int, ts) -> str:
@@ -141,20 +143,34 @@ def pitch_distribution_after(model, remi: RemiTables, ids: list[int], state: Rem
     return _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass).pitches
 
 
-def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9) -> dict[int, float]:
+def with_memory(remi: RemiTables, pitches: dict[int, float], state: RemiState) -> dict[int, float]:
+    """The network's next-pitch distribution mixed with the piece memory of the melody so far
+    (``state`` must have recorded its notes); drums are left as they are."""
+    from cadenza.music.memory import PieceMemory, melody_before
+
+    if state.program == -1:
+        return dict(pitches)
+    return PieceMemory(sorted(remi.pitch_ids)).mix(pitches, melody_before(state.notes, state.program))
+
+
+def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0.9,
+                            memory: bool = True) -> dict[int, float]:
     """P(the next note has pitch p) for every pitch p of the vocabulary, as ``predict_next``
     defines the next note (the first note after the input's last onset, marginalised over
-    its likeliest onsets). A dict {MIDI pitch: probability} summing to 1."""
+    its likeliest onsets). A dict {MIDI pitch: probability} summing to 1. ``memory``: mixed
+    with the piece memory (``cadenza.music.memory``); False gives the network alone."""
     codec = mm.codec
     remi = remi_for(codec)
     score = _load_score(midi)
     ids, _, _ = _styled_input(mm, score, None, "input")
-    state = RemiState(remi).feed_all(ids)
+    state = RemiState(remi, record=memory).feed_all(ids)
     with torch.inference_mode(), mm.network.decoding_with("float32"):
-        return pitch_distribution_after(mm.network, remi, ids, state, max_onsets, onset_mass)
+        dist = pitch_distribution_after(mm.network, remi, ids, state, max_onsets, onset_mass)
+    return with_memory(remi, dist, state) if memory else dist
 
 
-def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9) -> Prediction:
+def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float = 0.9,
+                 memory: bool = True) -> Prediction:
     """The model as a next-note predictor: the ``top`` most likely pitches of the next note.
 
     The stream writes a note as Position (when), an optional Program (a change of
@@ -178,6 +194,10 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     5. For each listed pitch, its most likely onset is shown, and its most likely duration
        with P(duration | onset, pitch) over the duration tokens.
 
+    6. With ``memory`` (the default) the pitch probabilities of step 4 are mixed with the piece
+       memory, a short-term model of the melody so far (``cadenza.music.memory``), and ranked by
+       the mix; ``network_probability`` keeps the network's own figure for every note.
+
     ``next_pitch_distribution`` gives the whole distribution of step 4.
     """
     codec = mm.codec
@@ -194,7 +214,8 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
         found = _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass)
         prog = found.program
         pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
-        ranked = sorted(found.pitches.items(), key=lambda kv: -kv[1])[:top]
+        mixed = with_memory(remi, found.pitches, state) if memory else found.pitches
+        ranked = sorted(mixed.items(), key=lambda kv: -kv[1])[:top]
         notes = []
         dur_ids = [i for i in range(remi.vocab_size) if remi.kind[i] == DUR]
         last_onset = state.onset
@@ -210,9 +231,10 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
                 pitch=p, name=pitch_name(p) if prog != -1 else f"drum {p}", probability=pj,
                 onset=_beat_label(remi, o.bar, o.pos, ts),
                 after_quarters=Fraction(o.tick - last_onset, remi.tpq), onset_probability=o.p,
-                duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd))
+                duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd,
+                network_probability=found.pitches.get(p, 0.0)))
     ln = state.last_note
     last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
     return Prediction(notes=notes, p_end=found.p_end, p_same_onset=found.p_same_onset, coverage=found.coverage,
                       onsets=[(_beat_label(remi, o.bar, o.pos, ts), o.p) for o in found.onsets], last_note=last,
-                      program=prog, context_tokens=found.context_tokens)
+                      program=prog, context_tokens=found.context_tokens, memory=memory)

@@ -119,14 +119,15 @@ class StudioSession:
             self.steps_read += len(self._dec.context)
 
     def predictions(self, top: int = 5) -> list[dict]:
-        """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it."""
+        """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it (with the
+        piece memory)."""
         from cadenza.music.inputs import pitch_name
-        from cadenza.music.predict import _next_note_core
+        from cadenza.music.predict import _next_note_core, with_memory
 
         self._read(self.tokens())
-        state = RemiState(self.remi, record=False).feed_all(self._dec.context)
+        state = RemiState(self.remi, record=True).feed_all(self._dec.context)
         with torch.inference_mode():
-            joint = _next_note_core(self.remi, self._dec, state, 4, 0.9).pitches
+            joint = with_memory(self.remi, _next_note_core(self.remi, self._dec, state, 4, 0.9).pitches, state)
         ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
         return [{"pitch": int(p), "name": pitch_name(p), "probability": float(q)} for p, q in ranked]
 

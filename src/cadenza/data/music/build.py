@@ -11,7 +11,7 @@ from cadenza.errors import ConfigError, DataError
 from cadenza.data.music.collections import COLLECTIONS
 from cadenza.data.music.manifest import BuildSummary, _finish
 from cadenza.data.music.music21 import music21_sources
-from cadenza.data.music.pool import CONVERTER_VERSION, _process_midi_file, _process_music21_file, _run_tasks
+from cadenza.data.music.pool import converter_version, _process_midi_file, _process_music21_file, _run_tasks
 
 
 def _check_fractions(val_fraction, test_fraction):
@@ -56,7 +56,7 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
         if not use_cache:
             return None
         st = p.stat()
-        raw = f"{CONVERTER_VERSION}|{music21.__version__}|{rel}|{st.st_size}|{int(st.st_mtime)}|{take}"
+        raw = f"{converter_version(p)}|{music21.__version__}|{rel}|{st.st_size}|{int(st.st_mtime)}|{take}"
         return str(out / ".cache" / "scores" / (hashlib.sha1(raw.encode()).hexdigest() + ".pkl"))
 
     extra = "|as-written" if as_written else ""

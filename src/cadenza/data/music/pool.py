@@ -18,7 +18,16 @@ from cadenza.data.music.music21 import (_Timeout, _alarm, _cancel_alarm, _clean_
                                         _split_abc, m21_to_score)
 from cadenza.data.music.splits import melody_signature
 
-CONVERTER_VERSION = 2  # bump when the conversion changes: invalidates the per-file cache (2: repeats expanded)
+CONVERTER_VERSION = 3  # bump when the conversion changes: invalidates the per-file caches (2: repeats expanded,
+#                        3: a section's end repeat without a start repeats that section, implausible expansions kept as written)
+ABC_CONVERTER_VERSION = 3   # the parse cache of ABC files (where the section rule applies)
+OTHER_CONVERTER_VERSION = 2  # ... and of other files: their parses did not change
+MAX_PLAYED_RATIO = 2.5      # an expansion to more than this many times the written notes is a misread repeat
+
+
+def converter_version(path) -> int:
+    """The parse cache's version for one source file."""
+    return ABC_CONVERTER_VERSION if str(path).lower().endswith(".abc") else OTHER_CONVERTER_VERSION
 
 
 # --------------------------------------------------------------------------- workers
@@ -123,17 +132,55 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
     return out
 
 
+def _section_starts(m21) -> int:
+    """Add the start repeat a section leaves implicit: folk notation writes ``A :| B :|``, where
+    the second end repeat repeats B (it follows the previous end repeat and any second-ending
+    bars after it), but music21 repeats an end without a start from the top (A A A B A B).
+    Returns how many starts were added."""
+    from music21 import bar, spanner, stream
+
+    added = 0
+    for part in (m21.parts if hasattr(m21, "parts") and len(m21.parts) else [m21]):
+        measures = list(part.getElementsByClass(stream.Measure))
+        in_bracket = {id(m) for b in part.spannerBundle.getByClass(spanner.RepeatBracket)
+                      for m in b.getSpannedElements()}
+
+        def is_end(m):
+            return isinstance(m.rightBarline, bar.Repeat) and m.rightBarline.direction == "end"
+
+        def is_start(m):
+            return isinstance(m.leftBarline, bar.Repeat) and m.leftBarline.direction == "start"
+
+        for i, m in enumerate(measures):
+            if not is_end(m):
+                continue
+            k = i + 1
+            while k < len(measures) and id(measures[k]) in in_bracket and not is_start(measures[k]):
+                k += 1
+            if k >= len(measures) or is_start(measures[k]):
+                continue
+            later = next((j for j in range(k, len(measures)) if is_end(measures[j]) or is_start(measures[j])), None)
+            if later is not None and is_end(measures[later]) and not is_start(measures[later]):
+                measures[k].leftBarline = bar.Repeat(direction="start")
+                added += 1
+    return added
+
+
 def _as_played(m21, tempo: float, written):
     """The score as played: repeats (``|: :|``, first and second endings, D.C./D.S.) expanded
-    with music21's ``expandRepeats``. Returns (symusic score or None when nothing changed,
-    what happened: "expanded", "none" or "failed: reason" where music21 could not expand)."""
+    with music21's ``expandRepeats``, a section's implicit start added first (``_section_starts``).
+    Returns (symusic score or None when nothing changed, what happened: "expanded", "none" or
+    "failed: reason" where music21 could not expand or the expansion is implausible)."""
     try:
+        _section_starts(m21)
         expanded = m21.expandRepeats()
         played, _ = m21_to_score(expanded, tempo)
     except Exception as exc:  # a malformed repeat structure: keep the piece as written
         return None, f"failed: {_clean_reason(exc)}"[:120]
     if played.note_num() <= written.note_num():
         return None, "none"
+    if played.note_num() > MAX_PLAYED_RATIO * written.note_num():
+        return None, f"failed: implausible expansion ({played.note_num() / written.note_num():.1f}x the notes)"
     return played, "expanded"
 
 
@@ -162,6 +209,10 @@ def _process_music21_file(job):
             continue
         try:
             score, written = pickle.loads(blob)
+            if written is not None and score.note_num() > MAX_PLAYED_RATIO * written.note_num():
+                rec = dict(rec, repeats=f"failed: implausible expansion "
+                                        f"({score.note_num() / written.note_num():.1f}x the notes)")
+                score, written = written, None
             if as_written and written is not None:
                 score, written, rec = written, None, dict(rec, repeats="kept as written (--as-written)")
             out.append(_piece(_CODEC, score, rec, style, rec.get("tempo_source", ""), written))
