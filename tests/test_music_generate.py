@@ -89,13 +89,19 @@ def test_controls_change_mid_piece_from_the_next_segment(mm):
 
 
 @pytest.mark.parametrize("bars", [1, 3])
-def test_length_in_bars(mm, bars):
-    p = compose(mm, bars=bars, seed=bars, time_signature="4/4", tempo=120)
+@pytest.mark.parametrize("ending", [False, True])
+def test_length_in_bars(mm, bars, ending):
+    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+
+    p = compose(mm, bars=bars, seed=bars, time_signature="4/4", tempo=120, ending=ending)
     remi = remi_for(mm.codec)
-    assert sum(1 for i in p.ids if i == remi.bar) == p.bars <= bars
+    most = bars + (CLOSE_LATE if ending else 0)
+    assert sum(1 for i in p.ids if i == remi.bar) == p.bars <= most
     if p.stopped == "length":
-        assert p.bars == bars
-    end = Fraction(4 * bars)
+        assert p.bars == most
+    else:
+        assert p.bars >= (max(1, bars - CLOSE_EARLY) if ending else bars)
+    end = Fraction(4 * most)
     assert all(n[0] < end for n in _quarters(p))              # nothing starts after the last bar
 
 
@@ -130,7 +136,7 @@ def test_continue_keeps_the_input_exactly_and_adds_after_it(mm, tmp_path):
     codec = mm.codec
     src = mf.write_midi_file(mf.excerpt_score(3), tmp_path / "in.mid")
     kept = note_tuples(codec.quantize(symusic.Score(str(src))))
-    p = continue_piece(mm, src, bars=2, seed=1)
+    p = continue_piece(mm, src, bars=2, seed=1, ending=False)
     out = note_tuples(p.score())
     last = max(n[0] for n in kept)
     assert [n for n in out if n[0] <= last] == kept           # the first part is the input, unchanged
@@ -205,7 +211,12 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     """The table's numbers equal a brute-force computation with full forward passes (no cache)."""
     codec, model = mm.codec, mm.network
     remi = remi_for(codec)
-    pred = predict_next(mm, melody_file, top=128)
+    pred = predict_next(mm, melody_file, top=128, memory=False)
+    mixed = predict_next(mm, melody_file, top=128)             # with the piece memory: still a distribution,
+    assert sum(n.probability for n in mixed.notes) == pytest.approx(1.0, abs=1e-4)   # and the network's own kept
+    assert {n.pitch: n.network_probability for n in mixed.notes} == pytest.approx(
+        {n.pitch: n.probability for n in pred.notes})
+    assert [n.pitch for n in mixed.notes] != [n.pitch for n in pred.notes]   # the memory changes the ranking
     probs = [n.probability for n in pred.notes]
     assert probs == sorted(probs, reverse=True)
     assert len(probs) == len(remi.pitch_ids)
@@ -238,7 +249,7 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     prefix = [remi.pos_ids[best[1]]] if best[0] == "same" else after_bar + [remi.pos_ids[best[1]]]
     pp = full(ids + prefix)                                    # the instrument in force needs no Program
     zp = sum(float(pp[i]) for i in remi.pitch_ids.values())
-    one = predict_next(mm, melody_file, top=3, max_onsets=1)   # then a probability is P(pitch | that onset)
+    one = predict_next(mm, melody_file, top=3, max_onsets=1, memory=False)   # then a probability is P(pitch | that onset)
     assert one.coverage == pytest.approx(timing[best] / total, rel=1e-3)
     for n in one.notes:
         assert n.probability == pytest.approx(float(pp[remi.pitch_ids[n.pitch]]) / zp, rel=1e-3)
@@ -253,9 +264,11 @@ def test_predict_probabilities_are_the_models_own(mm, melody_file):
     # the public distribution is the same numbers, over every pitch
     from cadenza.music.predict import next_pitch_distribution
 
-    dist = next_pitch_distribution(mm, melody_file)
+    dist = next_pitch_distribution(mm, melody_file, memory=False)
     assert set(dist) == set(remi.pitch_ids) and sum(dist.values()) == pytest.approx(1.0, abs=1e-6)
     assert [dist[n.pitch] for n in pred.notes[:5]] == pytest.approx([n.probability for n in pred.notes[:5]])
+    both = next_pitch_distribution(mm, melody_file)
+    assert [both[n.pitch] for n in mixed.notes[:5]] == pytest.approx([n.probability for n in mixed.notes[:5]])
 
 
 def test_predict_reads_the_context(mm, tmp_path):
