@@ -491,6 +491,13 @@ def test_real_server_process_http_and_websocket(tmp_path):
             while (m := json.loads(ws.recv(timeout=5)))["type"] != "notes":
                 pass
             assert m["bar"] == 8                       # one bar heard: one more bar made
+        # uvicorn itself: a foreign Host gets the 400, a foreign Origin the close 4403 with its reason
+        r = httpx.get(f"http://127.0.0.1:{port}/api/health", headers={"Host": f"evil.example:{port}"}, timeout=5)
+        assert r.status_code == 400 and "--allow-host evil.example" in r.json()["detail"]
+        with websockets.connect(f"ws://127.0.0.1:{port}/api/stream", origin=EVIL) as ws:
+            with pytest.raises(require("websockets.exceptions").ConnectionClosed) as e:
+                ws.recv(timeout=5)
+        assert e.value.rcvd.code == 4403 and f"--allow-origin {EVIL}" in e.value.rcvd.reason
     finally:
         proc.terminate()
         proc.wait(10)
