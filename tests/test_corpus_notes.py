@@ -225,7 +225,8 @@ def test_the_server_guards_like_the_cli(corpus, tmp_path, monkeypatch):
     model, data = _model_with_notes(corpus, tmp_path)
     shutil.rmtree(data)                                     # guard with the shipped notes file only
     idx = orig.index_for(model / cn.NOTES_FILE)
-    app = TestClient(create_app(mm=load_model(model, cache=False), prefs_path=tmp_path / "prefs.sqlite3"))
+    app = TestClient(create_app(mm=load_model(model, cache=False), prefs_path=tmp_path / "prefs.sqlite3"),
+                     base_url="http://127.0.0.1")
     body = {"style": "bach", "bars": 8, "temperature": 0.3, "seed": 3}
 
     made = []                                               # the generated stream, in the guard's order

@@ -6,7 +6,8 @@ page is opened for the module and the tests walk through a listening session in 
 start and hear notes (synthesizer loaded, AudioContext running with --disable-audio-output,
 the roll drawn), the pad steering later segments, like (stored in SQLite), skip (a cut, then
 new music), the MIDI download (read back with pretty_midi) and a screenshot. Every request
-the page makes must go to the server's own origin.
+the page makes must go to the server's own origin. A page served from another local origin
+can neither stream nor like, unless the server allows that origin.
 
 ``CADENZA_SCREENSHOTS=1`` rewrites docs/listen.png (the README's screenshot); otherwise the
 screenshot goes to a temporary folder, so a normal run leaves the tree clean.
@@ -284,3 +285,64 @@ def test_preferences_off_the_page_says_so_and_plays(model, chromium, tmp_path):
         finally:
             context.close()
     assert broken.read_bytes() == before
+
+
+FOREIGN_PAGE = """<!doctype html><title>another site</title><script>
+const target = new URLSearchParams(location.search).get("target");
+window.result = {messages: [], closed: null};
+const ws = new WebSocket(`ws://${target}/api/stream?listener=victim`);
+ws.onopen = () => ws.send(JSON.stringify({type: "start", seed: 1}));
+ws.onmessage = (m) => {
+  const type = JSON.parse(m.data).type;
+  if (type === "notes" && !result.messages.includes("notes")) ws.send(JSON.stringify({type: "like"}));
+  result.messages.push(type);
+  if (type === "liked") ws.close(1000);
+};
+ws.onclose = (e) => { result.closed = {code: e.code, reason: e.reason}; };
+// a POST with no body needs no CORS preflight: the browser sends it (the page never sees the answer)
+fetch(`http://${target}/api/studio/sessions`, {method: "POST", mode: "no-cors"}).then(() => {}, () => {});
+</script>"""
+
+
+def test_a_page_from_another_origin_can_neither_stream_nor_like(model, server, chromium, tmp_path):
+    """A page served from a second local origin (another port) opens the stream and likes,
+    and creates a studio session: refused (close 4403, 403), nothing stored. The same page
+    from an origin the server allows with --allow-origin does all three."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from cadenza.server.access import Access
+    from cadenza.server.app import create_app
+
+    site = Starlette(routes=[Route("/", lambda request: HTMLResponse(FOREIGN_PAGE))])
+
+    def visit(site_url: str, target: str) -> tuple[dict, list]:
+        context = chromium.new_context()
+        pg = context.new_page()
+        posts = []
+        pg.on("response", lambda r: posts.append(r.status) if r.request.method == "POST" else None)
+        try:
+            pg.goto(f"{site_url}/?target={target.split('//')[1]}")
+            wait_for(pg, "window.result.closed !== null", 30, "the stream to close")
+            pg.wait_for_timeout(200)
+            return state(pg, "window.result"), posts
+        finally:
+            context.close()
+
+    with serving(site) as site_url:
+        result, posts = visit(site_url, server["url"])
+        assert result["messages"] == [] and result["closed"]["code"] == 4403, result
+        assert result["closed"]["reason"] == (f"streams from pages at {site_url} are refused: start the server "
+                                              f"with --allow-origin {site_url}")
+        assert posts == [403], posts
+        with sqlite3.connect(server["prefs"]) as db:
+            assert db.execute("SELECT COUNT(*) FROM events WHERE listener = 'victim'").fetchone() == (0,)
+        prefs = tmp_path / "prefs.sqlite3"
+        with serving(create_app(prefs_path=prefs, mm=model, access=Access.serving("127.0.0.1", (), [site_url]))) \
+                as allowing:
+            result, posts = visit(site_url, allowing)
+        assert result["messages"][0] == "ready" and "liked" in result["messages"], result
+        assert result["closed"]["code"] == 1000 and posts == [201], (result, posts)
+        with sqlite3.connect(prefs) as db:
+            assert db.execute("SELECT kind FROM events WHERE listener = 'victim'").fetchall() == [("like",)]

@@ -1,5 +1,6 @@
-"""`cadenza serve`: every HTTP endpoint, every limit, bad input, the token, and the stream
-protocol over FastAPI's TestClient; one test runs the real uvicorn server in a process."""
+"""`cadenza serve`: every HTTP endpoint, every limit, bad input, the token, the Host and
+Origin checks, and the stream protocol over FastAPI's TestClient; one test runs the real
+uvicorn server in a process."""
 
 import base64
 import json
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from cadenza.music.load import load_model  # noqa: E402
+from cadenza.server.access import Access  # noqa: E402
 from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 
@@ -33,9 +35,14 @@ def mm():
     return load_model()
 
 
-def client(mm, tmp_path, **kw):
+AS_TESTSERVER = Access.serving("127.0.0.1", ["testserver"])   # TestClient's Host (and its WebSockets')
+
+
+def client(mm, tmp_path, base_url="http://testserver", **kw):
     limits = kw.pop("limits", Limits())
-    return TestClient(create_app(mm=mm, limits=limits, prefs_path=tmp_path / "prefs.sqlite3", **kw))
+    kw.setdefault("access", AS_TESTSERVER)
+    return TestClient(create_app(mm=mm, limits=limits, prefs_path=tmp_path / "prefs.sqlite3", **kw),
+                      base_url=base_url)
 
 
 def recv(ws):
@@ -191,6 +198,136 @@ def test_serve_refuses_a_public_host_without_token_and_a_busy_port(capsys):
         assert "cannot listen" in capsys.readouterr().err
 
 
+# --------------------------------------------------------------------------- Host and Origin
+EVIL = "http://evil.example"
+
+
+def closed(ws) -> WebSocketDisconnect:
+    with pytest.raises(WebSocketDisconnect) as e:
+        for _ in range(100):
+            ws.receive_text()
+    return e.value
+
+
+def test_a_foreign_host_gets_400_before_any_route(mm, tmp_path):
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host."""
+    from starlette.testclient import WebSocketDenialResponse
+
+    with client(mm, tmp_path, base_url="http://127.0.0.1:8000", access=None) as c:   # create_app's default
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST", "127.0.0.1"):
+            assert c.get("/api/health", headers={"Host": host}).status_code == 200, host
+        for path in ("/api/listener/victim", "/", "/static/style.css", "/no/such/route"):
+            r = c.get(path, headers={"Host": "evil.example:8000"})
+            assert r.status_code == 400, (path, r.status_code)
+            assert r.json()["detail"] == ("this server answers only requests addressed to 127.0.0.1, localhost, "
+                                          "[::1], not to evil.example: if you reach it by that name, start it with "
+                                          "--allow-host evil.example")
+        assert c.post("/api/compose", json={"bars": 1}, headers={"Host": "evil.example"}).status_code == 400
+        for bad in ("127.0.0.1.evil.example", "localhost:80x", "[::1", "", "127.0.0.2:8000"):
+            assert c.get("/api/health", headers={"Host": bad}).status_code == 400, bad
+        with pytest.raises(WebSocketDenialResponse) as e:               # the stream: 400 before the handshake
+            with c.websocket_connect("ws://evil.example:8000/api/stream?listener=victim"):
+                pass
+        assert e.value.status_code == 400 and "--allow-host evil.example" in e.value.json()["detail"]
+        assert c.app.state.hub.streams == 0
+    with client(mm, tmp_path, base_url="http://127.0.0.1", access=None, token="s3cret-token") as c:
+        r = c.get("/api/health?token=s3cret-token", headers={"Host": "evil.example"})
+        assert r.status_code == 400                                     # checked before the token too
+
+
+def test_allowed_hosts_and_binds():
+    lan = Access.serving("127.0.0.1", ["studio.lan", "*.example.org", "[fe80::1]"])
+    for host in ("studio.lan:8000", "a.example.org", "b.a.example.org:1", "[fe80::1]:8000", "localhost:9"):
+        assert lan.host_problem(host) is None, host
+    for host in ("example.org", "evil.example", "studio.lan.evil.example", None):
+        assert "--allow-host" in lan.host_problem(host) or "no usable Host" in lan.host_problem(host), host
+    assert Access.serving("127.0.0.2").host_problem("127.0.0.2:8000") is None        # the address it binds
+    assert Access.serving("0.0.0.0").hosts is None                     # elsewhere the token guards it ...
+    public = Access.serving("0.0.0.0", ["studio.lan"])                 # ... unless --allow-host is given
+    assert public.host_problem("studio.lan") is None and public.host_problem("localhost") is None
+    assert public.host_problem("evil.example") is not None and public.host_problem("0.0.0.0") is not None
+    assert Access.serving("10.0.0.5", ["studio.lan"]).host_problem("10.0.0.5:8000") is None
+    assert Access.serving("127.0.0.1", ["*"]).hosts is None
+    for bad in ("studio.lan:8000", "http://studio.lan", "a b", "*studio"):
+        with pytest.raises(ValueError, match="--allow-host"):
+            Access(hosts=(bad,))
+    for bad in ("localhost:3000", "http://localhost:3000/game", "null", ""):
+        with pytest.raises(ValueError, match="--allow-origin"):
+            Access(origins=(bad,))
+    assert Access(origins=("HTTP://LocalHost:3000/",)).origins == ("http://localhost:3000",)
+
+
+def test_a_foreign_origin_cannot_open_the_stream_or_post(mm, tmp_path):
+    """Cross-site WebSocket hijacking and cross-site POSTs: refused with one sentence."""
+    with client(mm, tmp_path) as c:
+        for origin in (EVIL, "http://testserver.evil.example", "http://127.0.0.1:8000", "null"):
+            with c.websocket_connect("/api/stream?listener=victim", headers={"Origin": origin}) as ws:
+                e = closed(ws)                                          # no ready message: closed at once
+                assert e.code == 4403, origin
+        assert e.reason == ("streams from pages at null are refused: serve the page from a web server and pass its "
+                            "origin to --allow-origin")
+        with c.websocket_connect("/api/stream?listener=victim", headers={"Origin": EVIL}) as ws:
+            ws.send_text(json.dumps({"type": "like"}))
+            e = closed(ws)
+        assert e.reason == ("streams from pages at http://evil.example are refused: start the server with "
+                            "--allow-origin http://evil.example")
+        assert c.app.state.hub.streams == 0 and c.app.state.hub.prefs.learned("victim")["likes"] == 0
+        long = "http://" + "x" * 100 + ".example"
+        with c.websocket_connect("/api/stream", headers={"Origin": long}) as ws:
+            e = closed(ws)
+        assert e.code == 4403 and len(e.reason.encode()) <= 123 and "--allow-origin" in e.reason
+        r = c.post("/api/studio/sessions", headers={"Origin": EVIL})
+        assert r.status_code == 403 and r.json()["detail"] == (
+            "this server takes no POST requests from pages at http://evil.example: to allow them, start the "
+            "server with --allow-origin http://evil.example")
+        assert c.post("/api/compose", json={"bars": 1}, headers={"Origin": EVIL}).status_code == 403
+        assert c.delete("/api/studio/sessions/x", headers={"Origin": EVIL}).status_code == 403   # not 405
+        assert c.get("/api/health", headers={"Origin": EVIL}).status_code == 200     # reads: no CORS, no answer
+
+
+def test_the_same_origin_and_no_origin_are_served(mm, tmp_path):
+    with client(mm, tmp_path) as c:
+        for headers in ({"Origin": "http://testserver"}, {"Origin": "https://TestServer"}, {}):
+            with c.websocket_connect("/api/stream", headers=dict(headers)) as ws:
+                assert recv(ws)["type"] == "ready", headers
+            assert c.post("/api/studio/sessions", headers=headers).status_code == 201, headers
+    with client(mm, tmp_path, base_url="http://127.0.0.1:8000", access=None) as c:
+        r = c.post("/api/studio/sessions", headers={"Origin": "http://127.0.0.1:8000"})
+        assert r.status_code == 201
+        assert c.post("/api/studio/sessions", headers={"Origin": "http://127.0.0.1:9000"}).status_code == 403
+
+
+def test_an_allowed_origin_may_stream_like_and_post(mm, tmp_path):
+    game = "http://localhost:3000"
+    with client(mm, tmp_path, access=Access.serving("127.0.0.1", ["testserver"], [game + "/"])) as c:
+        with c.websocket_connect("/api/stream?listener=gamer", headers={"Origin": game}) as ws:
+            assert recv(ws)["type"] == "ready"
+            ws.send_text(json.dumps({"type": "start", "seed": 1}))
+            until(ws, "notes")
+            ws.send_text(json.dumps({"type": "like"}))
+            assert until(ws, "liked")["saved"] is True
+        assert c.post("/api/studio/sessions", headers={"Origin": game}).status_code == 201
+        assert c.post("/api/studio/sessions", headers={"Origin": "http://localhost:3001"}).status_code == 403
+    with client(mm, tmp_path, access=Access.serving("127.0.0.1", ["testserver"], ["*"])) as c:
+        with c.websocket_connect("/api/stream", headers={"Origin": EVIL}) as ws:
+            assert recv(ws)["type"] == "ready"
+
+
+def test_serve_options_for_hosts_and_origins(capsys, monkeypatch):
+    from cadenza.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--allow-host NAME" in text and "CADENZA_ALLOWED_HOSTS" in text
+    assert "--allow-origin ORIGIN" in text and "CADENZA_ALLOWED_ORIGINS" in text
+    assert main(["serve", "--allow-origin", "localhost:3000"]) == 2     # refused before the port is taken
+    assert "--allow-origin takes an origin" in capsys.readouterr().err
+    monkeypatch.setenv("CADENZA_ALLOWED_HOSTS", "studio.lan, studio.lan:8000")
+    assert main(["serve"]) == 2
+    assert "--allow-host takes a host name without a port" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- the stream
 def test_stream_protocol_segments_notes_and_controls(mm, tmp_path):
     with client(mm, tmp_path) as c, c.websocket_connect("/api/stream?listener=ann") as ws:
@@ -294,7 +431,7 @@ def test_preferences_survive_a_restart_and_a_corrupt_database_turns_them_off(mm,
     bad.parent.mkdir()
     bad.write_bytes(b"this is not a database" * 100)
     before = bad.read_bytes()
-    app = create_app(mm=mm, prefs_path=bad)
+    app = create_app(mm=mm, prefs_path=bad, access=AS_TESTSERVER)
     with TestClient(app) as c:
         h = c.get("/api/health").json()
         assert h["preferences"].startswith("off:") and "cannot be used" in h["preferences"]
@@ -354,6 +491,13 @@ def test_real_server_process_http_and_websocket(tmp_path):
             while (m := json.loads(ws.recv(timeout=5)))["type"] != "notes":
                 pass
             assert m["bar"] == 8                       # one bar heard: one more bar made
+        # uvicorn itself: a foreign Host gets the 400, a foreign Origin the close 4403 with its reason
+        r = httpx.get(f"http://127.0.0.1:{port}/api/health", headers={"Host": f"evil.example:{port}"}, timeout=5)
+        assert r.status_code == 400 and "--allow-host evil.example" in r.json()["detail"]
+        with websockets.connect(f"ws://127.0.0.1:{port}/api/stream", origin=EVIL) as ws:
+            with pytest.raises(require("websockets.exceptions").ConnectionClosed) as e:
+                ws.recv(timeout=5)
+        assert e.value.rcvd.code == 4403 and f"--allow-origin {EVIL}" in e.value.rcvd.reason
     finally:
         proc.terminate()
         proc.wait(10)

@@ -18,6 +18,7 @@ schemathesis = require("schemathesis")
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 
 from cadenza.music.load import load_model  # noqa: E402
+from cadenza.server.access import Access  # noqa: E402
 from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 
@@ -35,7 +36,8 @@ def api_schema(tmp_path_factory):
     import cadenza.server.studio as studio
 
     app = create_app(mm=load_model(), limits=Limits(bars=2, seconds=2.0, notes=64),
-                     prefs_path=tmp_path_factory.mktemp("fuzz") / "prefs.sqlite3")
+                     prefs_path=tmp_path_factory.mktemp("fuzz") / "prefs.sqlite3",
+                     access=Access.serving("127.0.0.1", ["testserver"]))     # schemathesis's Host
     # Fuzzing POST /api/studio/sessions opens more sessions than the 32 a server keeps open;
     # the 33rd gets the designed 503 (tested in test_studio.py), which is not a server fault.
     with pytest.MonkeyPatch.context() as mp:

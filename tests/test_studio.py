@@ -140,7 +140,7 @@ def test_bad_notes_are_refused_and_change_nothing(mm, bad):
 def client(mm, tmp_path):
     from cadenza.server.app import create_app
 
-    with TestClient(create_app(mm=mm, prefs_path=tmp_path / "p.sqlite3")) as c:
+    with TestClient(create_app(mm=mm, prefs_path=tmp_path / "p.sqlite3"), base_url="http://127.0.0.1") as c:
         yield c
 
 

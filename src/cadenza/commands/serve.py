@@ -1,26 +1,26 @@
 """`cadenza serve`: the web server (HTTP API, endless soundtrack stream, listening page).
 
 Thin over ``cadenza.server.app.create_app``; uvicorn runs it in this one process (stream
-sessions live in it). Loopback by default; any other address needs an access token.
+sessions live in it). Loopback by default; any other address needs an access token. The
+configuration is read here: the options and their environment variables.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import re
 
 from cadenza.errors import ConfigError
+from cadenza.server.access import Access, is_loopback
 
 TOKEN_ENV = "CADENZA_TOKEN"
+HOSTS_ENV = "CADENZA_ALLOWED_HOSTS"
+ORIGINS_ENV = "CADENZA_ALLOWED_ORIGINS"
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _listed(given, env: str) -> list[str]:
+    """The values of a repeatable option, then those in ``$env`` (separated by commas or spaces)."""
+    return list(given or ()) + [v for v in re.split(r"[,\s]+", os.environ.get(env, "")) if v]
 
 
 def _serve(args) -> int:
@@ -32,6 +32,7 @@ def _serve(args) -> int:
     if not is_loopback(args.host) and token is None:
         raise ConfigError(f"serving on {args.host} (not loopback) needs an access token: pass --token TOKEN or set "
                           f"{TOKEN_ENV}; every request and stream must then carry it")
+    access = Access.serving(args.host, _listed(args.allow_host, HOSTS_ENV), _listed(args.allow_origin, ORIGINS_ENV))
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be from 1 to 65535, not {args.port}")
     with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as s:   # a clear error, early
@@ -50,7 +51,7 @@ def _serve(args) -> int:
     torch.set_num_threads(1)     # each worker thread runs one generation; two threads each would fight
     limits = Limits(streams=args.max_streams, workers=args.workers)
     app = create_app(args.model, token=token, limits=limits, prefs_path=args.prefs,
-                     preferences=not args.no_preferences)
+                     preferences=not args.no_preferences, access=access)
     hub = app.state.hub
     shown = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     q = "/?token=" + token if token is not None and is_loopback(args.host) else "/"
@@ -58,6 +59,8 @@ def _serve(args) -> int:
     print(f"preferences: {hub.preferences}" + (f" ({hub.prefs.path})" if hub.prefs is not None else ""))
     for line in limits.lines():
         print(f"limits: {line}")
+    for line in access.lines():
+        print(line)
     if token is not None:
         print("access token required on every request (?token=, cookie, or 'Authorization: Bearer')")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=limits.message_bytes)
@@ -70,12 +73,24 @@ def register(sub) -> None:
                                    "/api/continue, /api/harmonize, /api/predict, an endless soundtrack that follows "
                                    "the listener's mood and likes on WS /api/stream, and the listening page at "
                                    "/listen. Loopback by default; another --host needs --token (or $CADENZA_TOKEN). "
-                                   "API reference at /docs once it runs.")
+                                   "Only pages from the server itself may open streams or send POST/DELETE, and on "
+                                   "loopback only requests addressed to 127.0.0.1, localhost or [::1] are answered "
+                                   "(against other sites' pages and DNS rebinding): --allow-origin and --allow-host "
+                                   "add more. API reference at /docs once it runs.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", default=None, help="music model folder (default: the shipped model)")
     p.add_argument("--token", default=None, help=f"access token every request must carry (or ${TOKEN_ENV}); "
                                                  "required off loopback")
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help=f"also answer requests addressed to NAME (a host name without port, like studio.lan; "
+                        f"*.example.org for its subdomains; * for any); repeatable, or ${HOSTS_ENV} (comma-separated). "
+                        f"On loopback only 127.0.0.1, localhost and [::1] are answered without it; elsewhere any "
+                        f"name is, unless it is given")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help=f"also let web pages at ORIGIN (scheme://host[:port], like http://localhost:3000; * for any) "
+                        f"open streams and send POST/DELETE, to embed the stream in your own app or game; "
+                        f"repeatable, or ${ORIGINS_ENV} (comma-separated). Pages from the server itself always may")
     p.add_argument("--prefs", default=None, help="listener preferences database (default: prefs.sqlite3 in the "
                                                  "user data folder)")
     p.add_argument("--no-preferences", action="store_true", help="do not keep likes and skips")

@@ -2,9 +2,11 @@
 
 Routes stay thin over ``cadenza.music``: each converts the typed request (``schemas``) to
 the library's arguments, runs the work on the shared worker pool, and converts the answer.
-Failures a caller can cause come back as 4xx with one sentence in ``detail``: 401 (token),
+Failures a caller can cause come back as 4xx with one sentence in ``detail``: 400 (a Host
+the server does not answer to), 403 (a POST or DELETE from another site's page), 401 (token),
 413 (body size), 422 (bad values, bad MIDI, too many notes, too long), 503 (busy, with
-Retry-After). The stream is ``WS /api/stream`` (``cadenza.server.stream``).
+Retry-After). The stream is ``WS /api/stream`` (``cadenza.server.stream``). The Host and
+Origin checks (``cadenza.server.access``) run before everything else.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from cadenza._version import __version__
 from cadenza.errors import CadenzaError
 from cadenza.server import schemas as S
+from cadenza.server.access import Access, AccessGuard
 from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError, check_listener
 
@@ -175,10 +178,13 @@ def _check_length(req, limits: Limits) -> None:
 
 # --------------------------------------------------------------------------- the app
 def create_app(model_dir=None, token: str | None = None, limits: Limits | None = None, prefs_path=None,
-               preferences: bool = True, mm=None) -> FastAPI:
+               preferences: bool = True, mm=None, access: Access | None = None) -> FastAPI:
     """The application. ``token``: every request must carry it (``Authorization: Bearer``,
     ``?token=`` or the cookie a page visit with ``?token=`` sets); None: no token asked.
-    ``mm``: an already loaded ``MusicModel`` (else ``model_dir`` or the default is loaded)."""
+    ``mm``: an already loaded ``MusicModel`` (else ``model_dir`` or the default is loaded).
+    ``access``: the Host names answered and the Origins allowed (default: a loopback
+    server's, ``Access()``; ``cadenza serve`` builds it from --host, --allow-host and
+    --allow-origin)."""
     from cadenza.music.load import load_model
 
     limits = limits or Limits()
@@ -219,6 +225,8 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         if token is not None and request.query_params.get("token") and request.method == "GET":
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
+
+    app.add_middleware(AccessGuard, access=access or Access())     # added last: runs first, before any route
 
     @app.exception_handler(Refused)
     async def refused(request, exc: Refused):

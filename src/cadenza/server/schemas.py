@@ -162,6 +162,8 @@ class Problem(BaseModel):
 
 
 PROBLEMS = {code: {"model": Problem, "description": what} for code, what in (
-    (401, "the access token is missing or wrong"), (404, "no such thing (or it expired)"),
+    (400, "addressed to a host name this server does not answer to (see --allow-host)"),
+    (401, "the access token is missing or wrong"),
+    (403, "sent by a web page from another origin (see --allow-origin)"), (404, "no such thing (or it expired)"),
     (409, "not possible in the current state"), (413, "the request body is too big"),
     (422, "bad values, bad MIDI, or over a limit"), (503, "busy or unavailable: try again later"))}
