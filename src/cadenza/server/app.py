@@ -24,7 +24,6 @@ from pathlib import Path
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 from cadenza._version import __version__
 from cadenza.errors import CadenzaError
@@ -32,7 +31,6 @@ from cadenza.server import schemas as S
 from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError, check_listener
 
-STATIC = Path(__file__).with_name("static")
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PIECE_RESPONSES = {200: {"content": {"audio/midi": BINARY},
                          "description": 'the piece: JSON, or with "format": "midi" the MIDI file'}}
@@ -193,6 +191,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         hub.close()
 
     app = FastAPI(title="Cadenza", version=__version__, lifespan=lifespan, responses=S.PROBLEMS,
+                  docs_url=None, redoc_url=None,   # served from vendored files by cadenza.server.pages
                   description="Compose, continue, harmonize and predict music, and stream an endless "
                               "soundtrack that follows the listener (WS /api/stream; see docs/server.md).")
     app.state.hub = hub
@@ -270,19 +269,9 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         return body
 
     # ---- pages --------------------------------------------------------------------------
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    from cadenza.server.pages import add_pages
 
-    @app.get("/", include_in_schema=False)
-    async def index():
-        return FileResponse(STATIC / "index.html")
-
-    def page_route(path: str, name: str) -> None:
-        @app.get(path, include_in_schema=False, name=name)
-        async def page():
-            return FileResponse(STATIC / f"{name}.html")
-
-    page_route("/listen", "listen")
-    page_route("/studio", "studio")
+    add_pages(app)
 
     # ---- API ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=S.Health)
