@@ -387,6 +387,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         try:
             await ws.send_text(json.dumps({"type": "ready", "styles": mm.codec.offered_styles(),
                                            "moods": list(_moods()), "limits": limits.to_dict(),
+                                           "bounds": {"tempo": S.bound_of(S.ComposeRequest, "tempo")},
                                            "preferences": hub.preferences}))
             code, reason = await session.run()
         except Exception as exc:   # the client went away mid-send, or a bug: never leave the slot taken
