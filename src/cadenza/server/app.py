@@ -388,6 +388,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
             await ws.send_text(json.dumps({"type": "ready", "styles": mm.codec.offered_styles(),
                                            "moods": list(_moods()), "limits": limits.to_dict(),
                                            "bounds": {"tempo": S.bound_of(S.ComposeRequest, "tempo")},
+                                           "pad": _mood_pad(mm.codec),
                                            "preferences": hub.preferences}))
             code, reason = await session.run()
         except Exception as exc:   # the client went away mid-send, or a bug: never leave the slot taken
@@ -409,3 +410,14 @@ def _moods():
     from cadenza.codecs.music import MOODS
 
     return MOODS
+
+
+def _mood_pad(codec) -> dict:
+    """The mood pad as the stream reads it: levels per axis (a pad position x in 0..1 is level
+    floor(x * levels)), the mood the status names for every cell (``grid[valence][energy]``,
+    by ``soundtrack.mood_name``) and each named mood's own cell."""
+    from cadenza.music.soundtrack import mood_name
+
+    n = codec.config.levels
+    return {"levels": n, "grid": [[mood_name((v, e)) for e in range(n)] for v in range(n)],
+            "moods": {m: list(ve) for m, ve in _moods().items()}}

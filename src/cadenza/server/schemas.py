@@ -152,6 +152,7 @@ class Listener(BaseModel):
     more: list[str]
     less: list[str]
     summary: str
+    steers: list[str] = Field(description="the controls the likes choose where the listener leaves them free")
     scores: dict
 
 
