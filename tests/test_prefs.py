@@ -101,6 +101,7 @@ def test_what_the_likes_choose_is_what_the_preferences_list(tmp_path):
     assert got["more"] == ["moderate", "warm", "fiddle", "90-110 bpm"]
     draws = _draws(p, "bob", 2000)
     assert all(set(d) == set(got["steers"]) for d in draws)
-    assert all(d["style"] == "fiddle" and d["tempo"] == 108 for d in draws[:4])   # the liked tempo, not its band's middle
+    # the liked style and the liked tempo itself (not its band's middle)
+    assert all(d["style"] == "fiddle" and d["tempo"] == 108 for d in draws[:4])
     assert sum(d["style"] == "fiddle" for d in draws) / len(draws) > 0.8          # every fifth choice explores
     assert {d["style"] for d in draws[4::5]} == set(STYLES) and all(30 <= d["tempo"] <= 240 for d in draws)
