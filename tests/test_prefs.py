@@ -82,3 +82,26 @@ def test_bad_listener_ids_are_refused(tmp_path):
     for bad in ("", "a b", "x" * 65, "../etc"):
         with pytest.raises(ValueError):
             p.record(bad, "like", {})
+
+
+def test_what_the_likes_choose_is_what_the_preferences_list(tmp_path):
+    """One taste for both: a like and a skip of the same music cancel out, so the likes
+    choose nothing and the preferences list nothing (the stream once credited 'your likes'
+    with a style drawn at random here); one like steers its controls to the liked regions."""
+    p = Preferences(tmp_path / "p.sqlite3")
+    heard = {"style": "fiddle", "valence": 0.7, "energy": 0.5, "tempo": 108}
+    p.record("ann", "like", heard)
+    p.record("ann", "skip", heard)
+    got = p.learned("ann")
+    assert got["steers"] == [] and got["more"] == got["less"] == [] and got["summary"] == "nothing yet"
+    assert _draws(p, "ann", 50) == [{}] * 50
+    p.record("bob", "like", heard)
+    got = p.learned("bob")
+    assert got["steers"] == ["style", "valence", "energy", "tempo"]
+    assert got["more"] == ["moderate", "warm", "fiddle", "90-110 bpm"]
+    draws = _draws(p, "bob", 2000)
+    assert all(set(d) == set(got["steers"]) for d in draws)
+    # the liked style and the liked tempo itself (not its band's middle)
+    assert all(d["style"] == "fiddle" and d["tempo"] == 108 for d in draws[:4])
+    assert sum(d["style"] == "fiddle" for d in draws) / len(draws) > 0.8          # every fifth choice explores
+    assert {d["style"] for d in draws[4::5]} == set(STYLES) and all(30 <= d["tempo"] <= 240 for d in draws)

@@ -72,6 +72,23 @@ def test_health_models_soundfont_and_pages(mm, tmp_path):
         assert {"/api/compose", "/api/continue", "/api/harmonize", "/api/predict"} <= set(spec["paths"])
 
 
+def test_docs_and_redoc_load_only_this_servers_files(mm, tmp_path):
+    import re
+
+    with client(mm, tmp_path) as c:
+        for path, needs in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+            html = c.get(path).text
+            refs = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+            assert refs and all(r.startswith("/") for r in refs), (path, refs)
+            assert "fonts.googleapis" not in html and "jsdelivr" not in html and "tiangolo" not in html
+            for r in refs:
+                got = c.get(r)
+                assert got.status_code == 200 and got.content, (path, r)
+            assert all(any(n in r for r in refs) for n in needs), (path, refs)
+            assert "/static/favicon.svg" in refs
+        assert c.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
+
+
 def test_compose_json_and_midi(mm, tmp_path):
     import symusic
 

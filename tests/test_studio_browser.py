@@ -156,7 +156,8 @@ def test_page_loads_with_a_session_a_piano_and_midi(page):
     assert key(page, 72).locator(".kb").inner_text().lower() == "a" and key(page, 60).locator(".kb").inner_text() == ""
     page.keyboard.press("z")
     assert key(page, 60).locator(".kb").inner_text().lower() == "a"
-    assert state(page, "window.studioState.notes") == [] and state(page, "window.studioState.requests") == 1
+    # two requests so far: the number boxes' bounds and the session
+    assert state(page, "window.studioState.notes") == [] and state(page, "window.studioState.requests") == 2
     # the fake Web MIDI was asked for without sysex, and its ports are listed
     assert page.evaluate("window.__fakeMidi.asked") == [{"sysex": False}]
     assert s["midi"]["available"] and s["midi"]["inputs"] == ["Fake keyboard"] and s["midi"]["outputs"] == ["Fake synth"]

@@ -26,7 +26,6 @@ from pathlib import Path
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 from cadenza._version import __version__
 from cadenza.errors import CadenzaError
@@ -35,7 +34,6 @@ from cadenza.server.access import Access, AccessGuard
 from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError, check_listener
 
-STATIC = Path(__file__).with_name("static")
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PIECE_RESPONSES = {200: {"content": {"audio/midi": BINARY},
                          "description": 'the piece: JSON, or with "format": "midi" the MIDI file'}}
@@ -199,6 +197,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         hub.close()
 
     app = FastAPI(title="Cadenza", version=__version__, lifespan=lifespan, responses=S.PROBLEMS,
+                  docs_url=None, redoc_url=None,   # served from vendored files by cadenza.server.pages
                   description="Compose, continue, harmonize and predict music, and stream an endless "
                               "soundtrack that follows the listener (WS /api/stream; see docs/server.md).")
     app.state.hub = hub
@@ -278,19 +277,9 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         return body
 
     # ---- pages --------------------------------------------------------------------------
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    from cadenza.server.pages import add_pages
 
-    @app.get("/", include_in_schema=False)
-    async def index():
-        return FileResponse(STATIC / "index.html")
-
-    def page_route(path: str, name: str) -> None:
-        @app.get(path, include_in_schema=False, name=name)
-        async def page():
-            return FileResponse(STATIC / f"{name}.html")
-
-    page_route("/listen", "listen")
-    page_route("/studio", "studio")
+    add_pages(app)
 
     # ---- API ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=S.Health)
@@ -406,6 +395,8 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
         try:
             await ws.send_text(json.dumps({"type": "ready", "styles": mm.codec.offered_styles(),
                                            "moods": list(_moods()), "limits": limits.to_dict(),
+                                           "bounds": {"tempo": S.bound_of(S.ComposeRequest, "tempo")},
+                                           "pad": _mood_pad(mm.codec),
                                            "preferences": hub.preferences}))
             code, reason = await session.run()
         except Exception as exc:   # the client went away mid-send, or a bug: never leave the slot taken
@@ -427,3 +418,14 @@ def _moods():
     from cadenza.codecs.music import MOODS
 
     return MOODS
+
+
+def _mood_pad(codec) -> dict:
+    """The mood pad as the stream reads it: levels per axis (a pad position x in 0..1 is level
+    floor(x * levels)), the mood the status names for every cell (``grid[valence][energy]``,
+    by ``soundtrack.mood_name``) and each named mood's own cell."""
+    from cadenza.music.soundtrack import mood_name
+
+    n = codec.config.levels
+    return {"levels": n, "grid": [[mood_name((v, e)) for e in range(n)] for v in range(n)],
+            "moods": {m: list(ve) for m, ve in _moods().items()}}

@@ -4,10 +4,14 @@ The database (``prefs.sqlite3`` in the user's data directory, from platformdirs;
 ``meta.schema_version``) holds one row per like or skip with the controls in force where it
 happened (style, valence, energy, tempo, key). ``learned(listener)`` sums them per region:
 each style, each of the five valence and energy levels, tempo in 20-bpm bands. A region's
-score is likes minus skips; ``choose`` draws the controls a listener has not set with
-weights ``exp(score / 2)`` over the regions of each control that has any feedback (a
-control without feedback stays with the model), so liked regions come more often and
-skipped ones less, and nothing is ever ruled out.
+score is likes minus skips. ``taste`` keeps the regions whose score is not zero: they are
+what the page's preferences line lists ("more", "less"), and the controls among them
+(``steers``) are the only ones the likes choose. ``choose`` sets those controls when the
+listener has not: a liked region (weights ``exp(score / 2)``; a liked tempo band gives the
+mean of the liked tempos in it), except that every ``EXPLORE_EVERY``-th choice of a control
+in a stream draws over all its regions (the same weights), so liked regions come most
+often, skipped ones least, and nothing is ever ruled out. A control whose likes and skips
+cancel out stays with the model.
 
 A database that cannot be opened or used (corrupt, locked, unwritable) raises
 ``PrefsError`` with one sentence; the server then runs with preferences off and says so.
@@ -23,12 +27,14 @@ import time
 from pathlib import Path
 
 from cadenza.errors import CadenzaError
+from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN
 
 SCHEMA_VERSION = 1
 LEVELS = 5
 VALENCE_WORDS = ("dark", "sad", "neutral", "warm", "bright")
 ENERGY_WORDS = ("calm", "gentle", "moderate", "lively", "energetic")
 TEMPO_BAND = 20
+EXPLORE_EVERY = 5   # every fifth choice of a control draws over all its regions, not only the liked ones
 LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -55,6 +61,9 @@ def level(x: float) -> int:
 def tempo_band(bpm: float) -> int:
     """The lower edge of the 20-bpm band holding ``bpm`` (90 -> 90 for bands 90-110)."""
     return int((float(bpm) - 10) // TEMPO_BAND) * TEMPO_BAND + 10
+
+
+TEMPO_BANDS = range(tempo_band(TEMPO_MIN), tempo_band(TEMPO_MAX) + 1, TEMPO_BAND)   # the bands a tempo is chosen from
 
 
 class Preferences:
@@ -115,11 +124,11 @@ class Preferences:
         except sqlite3.Error as exc:
             raise PrefsError(f"the preferences database {self.path} failed ({exc})") from None
 
-    def learned(self, listener: str) -> dict:
-        """Scores per region, and the regions in words ("more": liked, "less": skipped)."""
-        check_listener(listener)
+    def _tally(self, listener: str) -> tuple[dict, int, int, dict]:
+        """(scores per control and region, likes, skips, mean liked tempo per tempo band)."""
         scores: dict[str, dict] = {"style": {}, "valence": {}, "energy": {}, "tempo": {}}
         likes = skips = 0
+        liked_tempos: dict[str, list] = {}
         for kind, style, valence, energy, tempo in self._rows(listener):
             d = 1 if kind == "like" else -1
             likes += d > 0
@@ -128,39 +137,74 @@ class Preferences:
                                 ("energy", None if energy is None else level(energy)),
                                 ("tempo", None if tempo is None else tempo_band(tempo))):
                 if value is not None:
-                    scores[name][value] = scores[name].get(value, 0) + d
+                    scores[name][str(value)] = scores[name].get(str(value), 0) + d
+            if d > 0 and tempo is not None:
+                liked_tempos.setdefault(str(tempo_band(tempo)), []).append(float(tempo))
+        return scores, likes, skips, {b: sum(t) / len(t) for b, t in liked_tempos.items()}
+
+    def learned(self, listener: str) -> dict:
+        """Scores per region, the regions in words ("more": liked, "less": skipped) and the
+        controls the likes choose (``steers``): all from ``taste``, as the chooser."""
+        check_listener(listener)
+        scores, likes, skips, _ = self._tally(listener)
+        t = taste(scores)
         more, less = [], []
         for name in ("energy", "valence", "style", "tempo"):
-            for region, s in sorted(scores[name].items(), key=lambda kv: -abs(kv[1])):
-                if s:
-                    (more if s > 0 else less).append(_words(name, region))
+            for region, s in sorted(t.get(name, {}).items(), key=lambda kv: -abs(kv[1])):
+                (more if s > 0 else less).append(_words(name, region))
         summary = "; ".join(p for p in (f"more: {', '.join(more)}" if more else "",
                                         f"less: {', '.join(less)}" if less else "") if p) or "nothing yet"
         return {"listener": listener, "likes": likes, "skips": skips, "more": more, "less": less,
-                "summary": summary, "scores": {k: {str(r): s for r, s in v.items()} for k, v in scores.items()}}
+                "summary": summary, "steers": [k for k in ("style", "valence", "energy", "tempo") if k in t],
+                "scores": scores}
 
     def chooser(self, listener: str, styles: list[str]):
         """``choose(rng, controls) -> dict`` for ``Soundtrack``: values for the controls the
-        listener has not set, drawn from the learned weights."""
+        likes steer (``taste``); the stream keeps only those the listener has not set.
+        One chooser per stream: it counts each control's choices for ``EXPLORE_EVERY``."""
+        picks = {"style": 0, "valence": 0, "energy": 0, "tempo": 0}
+
+        def pick(rng, name: str, scores: dict):
+            picks[name] += 1
+            return _pick(rng, scores, explore=picks[name] % EXPLORE_EVERY == 0)
 
         def choose(rng, controls) -> dict:
             try:
-                scores = self.learned(listener)["scores"]
+                scores, _, _, liked_tempo = self._tally(listener)
             except PrefsError:
                 return {}
+            t = taste(scores)
             out = {}
-            if scores["style"]:
-                out["style"] = _draw(rng, {s: scores["style"].get(s, 0) for s in styles})
+            if "style" in t:
+                out["style"] = pick(rng, "style", {s: scores["style"].get(s, 0) for s in styles})
             for name in ("valence", "energy"):
-                if scores[name]:
-                    lv = _draw(rng, {str(i): scores[name].get(str(i), 0) for i in range(LEVELS)})
+                if name in t:
+                    lv = pick(rng, name, {str(i): scores[name].get(str(i), 0) for i in range(LEVELS)})
                     out[name] = (int(lv) + 0.5) / LEVELS
-            if scores["tempo"]:
-                bands = {str(b): scores["tempo"].get(str(b), 0) for b in range(50, 211, TEMPO_BAND)}
-                out["tempo"] = float(int(_draw(rng, bands)) + TEMPO_BAND // 2)
+            if "tempo" in t:
+                band = pick(rng, "tempo", {str(b): scores["tempo"].get(str(b), 0) for b in TEMPO_BANDS})
+                centre = min(TEMPO_MAX, max(TEMPO_MIN, int(band) + TEMPO_BAND / 2))
+                out["tempo"] = round(liked_tempo.get(band, centre), 1)
             return out
 
         return choose
+
+
+def taste(scores: dict) -> dict:
+    """Per control, the regions whose score (likes minus skips) is not zero; a control with
+    none is left out. The one place the preferences line and the chooser both read."""
+    out = {}
+    for name, regions in scores.items():
+        kept = {r: s for r, s in regions.items() if s}
+        if kept:
+            out[name] = kept
+    return out
+
+
+def _pick(rng, scores: dict, explore: bool):
+    """A liked region, or (``explore``, or none is liked) any region."""
+    liked = {k: s for k, s in scores.items() if s > 0}
+    return _draw(rng, liked if liked and not explore else scores)
 
 
 def _draw(rng, scores: dict):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cadenza.prompts import MAX_TEMPERATURE
 
 Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
+TEMPO_MIN, TEMPO_MAX = 30, 240   # quarter notes per minute, for every tempo the API and the pages take
 
 
 class Note(BaseModel):
@@ -43,7 +44,7 @@ class MusicInput(BaseModel):
 
     notes: list[Note] | None = Field(default=None, description="the piece's notes (or give midi_base64)")
     midi_base64: str | None = Field(default=None, description="a MIDI file, base 64 (or give notes)")
-    tempo: float = Field(default=120, ge=30, le=240, description="quarter notes per minute, for notes")
+    tempo: float = Field(default=120, ge=TEMPO_MIN, le=TEMPO_MAX, description="quarter notes per minute, for notes")
     time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
 
 
@@ -72,7 +73,7 @@ class ComposeRequest(Sampling, Length, CopyLimit):
     mood: str | None = Field(default=None, description="calm, happy, sad, tense or energetic")
     valence: float | None = Field(default=None, ge=0, le=1)
     energy: float | None = Field(default=None, ge=0, le=1)
-    tempo: float | None = Field(default=None, ge=30, le=240)
+    tempo: float | None = Field(default=None, ge=TEMPO_MIN, le=TEMPO_MAX)
     key: str | None = Field(default=None, max_length=12, description='"C", "F#m", "Bb minor"')
     time_signature: str | None = Field(default=None, pattern=r"^\d{1,2}/\d{1,2}$")
 
@@ -151,7 +152,24 @@ class Listener(BaseModel):
     more: list[str]
     less: list[str]
     summary: str
+    steers: list[str] = Field(description="the controls the likes choose where the listener leaves them free")
     scores: dict
+
+
+class Bound(BaseModel):
+    min: float
+    max: float
+    integer: bool = Field(description="whole numbers only")
+
+
+def bound_of(model: type[BaseModel], name: str) -> dict:
+    """A field's inclusive bounds (its ``ge`` and ``le``) as the schema declares them: what the
+    pages give their number boxes, so a page and the server never disagree on a limit."""
+    field = model.model_fields[name]
+    lo = next(m.ge for m in field.metadata if hasattr(m, "ge"))
+    hi = next(m.le for m in field.metadata if hasattr(m, "le"))
+    kinds = getattr(field.annotation, "__args__", None) or (field.annotation,)
+    return {"min": lo, "max": hi, "integer": int in kinds}
 
 
 class Problem(BaseModel):

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cadenza.errors import CadenzaError
-from cadenza.server.schemas import Note
+from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN, Bound, Note, bound_of
 
 SESSION_IDLE_S = 1800.0
 MAX_SESSIONS = 32
@@ -28,7 +28,7 @@ MAX_SESSIONS = 32
 class StudioOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tempo: float = Field(default=100, ge=30, le=240)
+    tempo: float = Field(default=100, ge=TEMPO_MIN, le=TEMPO_MAX)
     time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
     key: str = Field(default="C", max_length=12)
     style: str | None = "folk"
@@ -111,6 +111,12 @@ class SessionState(BaseModel):
     elapsed_ms: float | None = None
 
 
+def bounds() -> dict:
+    """The studio page's number inputs and the request fields that bound them."""
+    return {"tempo": bound_of(StudioOptions, "tempo"), "bars": bound_of(SuggestRequest, "bars"),
+            "voices": bound_of(SuggestRequest, "voices"), "k": bound_of(SuggestRequest, "k")}
+
+
 class Exported(BaseModel):
     midi_base64: str
     provenance: dict
@@ -167,6 +173,12 @@ def router(hub) -> APIRouter:
             raise Refused(404, str(exc.args[0])) from None
         except CadenzaError as exc:
             raise Refused(422, " ".join(str(exc).split())) from None
+
+    @r.get("/bounds", response_model=dict[str, Bound])
+    async def input_bounds():
+        """The bounds of the studio's numbers (tempo; bars, voices and k of a suggestion), read
+        from the request schemas: the page gives its inputs these as min and max."""
+        return bounds()
 
     @r.post("/sessions", response_model=SessionState, status_code=201)
     async def new_session(opts: StudioOptions = StudioOptions()):

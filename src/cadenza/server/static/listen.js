@@ -7,6 +7,12 @@
 // still drop what was not yet handed over. The playhead (in beats) goes back to the server
 // every 250 ms, which keeps its lead between its low and high marks.
 //
+// The status names what plays and who chose each control (you, your likes, the model); bars
+// are counted from 1 on the page (the protocol's `bar` counts from 0). The mood pad is the
+// stream's own grid of valence and energy levels, each cell named as the status names it (the
+// ready message's `pad`). With the tempo on auto, the slider's handle follows the tempo playing.
+// `?seed=N` in the address seeds the stream (the same seed, the same choices).
+//
 // Testing hook: window.cadenzaState (read-only by convention).
 
 import { Midi } from "/static/vendor/cadenza-vendor.js";
@@ -37,6 +43,8 @@ function listenerId() {
 }
 
 const LISTENER = listenerId();
+const SEED = (() => { const v = new URLSearchParams(location.search).get("seed"); return v && /^\d{1,15}$/.test(v) ? Number(v) : null; })();
+const CHOOSER_WORDS = { listener: "you", preferences: "your likes", model: "the model" };
 
 // ---- state -------------------------------------------------------------------------------
 const state = {
@@ -62,6 +70,8 @@ const state = {
   notesPastCut: 0,      // notes from a cut's beat on that had already gone to the synthesizer
   lastCut: null,        // {beat, seqBefore}: the last cut and the highest note seq received before it
   pad: null,            // the mood pad: {valence, energy, touched}
+  tempoAuto: true,      // the tempo is left to the likes or the model (the handle follows it)
+  statusChoosers: null, // who chose what the status shows: {control: "you" | "your likes" | "the model"}
 };
 window.cadenzaState = state;
 window.cadenzaNotes = () => bars.flatMap((b) => b.notes);   // the timeline as it stands (after cuts)
@@ -79,7 +89,6 @@ let heard = [];           // notes handed to the synthesizer
 let tempoChanges = [];    // {beat, tempo} of heard bars, for the MIDI file
 let timers = [];
 const pad = { valence: 0.5, energy: 0.5, touched: false };
-let tempoTouched = false;
 let prefsOff = null;      // why the server keeps no preferences, from its ready message
 let maxSeq = -1;          // the highest note sequence number received
 
@@ -218,6 +227,13 @@ function onReady(m) {
   const chosen = sel.value;
   sel.length = 1;
   for (const s of m.styles || []) sel.add(new Option(s, s, false, s === chosen));
+  const t = m.bounds && m.bounds.tempo;
+  if (t) { $("tempo").min = String(t.min); $("tempo").max = String(t.max); }
+  if (m.pad) {
+    const where = Object.entries(m.pad.moods).map(([name, [v, e]]) => `${name} at valence ${v + 1} and energy ${e + 1} of ${m.pad.levels}`);
+    $("pad").setAttribute("aria-label", `mood pad, valence left to right and energy bottom to top: ${where.join("; ")}`);
+  }
+  drawPad();
   prefsOff = typeof m.preferences === "string" && m.preferences !== "on" ? m.preferences : null;
   if (prefsOff) $("prefs").textContent = `Preferences are ${prefsOff.replace(/^off: /, "off (")}${prefsOff.startsWith("off: ") ? ")" : ""}; the music still plays.`;
 }
@@ -275,7 +291,8 @@ async function start() {
     const m = { type: "start" };
     if ($("style").value) m.style = $("style").value;
     if (pad.touched) { m.valence = round(pad.valence); m.energy = round(pad.energy); }
-    if (tempoTouched) m.tempo = Number($("tempo").value);
+    if (!state.tempoAuto) m.tempo = Number($("tempo").value);
+    if (SEED !== null) m.seed = SEED;
     state.playing = true;
     send(m);
     timers.push(setInterval(schedule, TICK_MS));
@@ -344,13 +361,16 @@ function setupControls() {
   $("like").addEventListener("click", () => send({ type: "like" }));
   $("skip").addEventListener("click", () => send({ type: "skip" }));
   $("download").addEventListener("click", downloadMidi);
-  $("style").addEventListener("change", () => {
-    const v = $("style").value;
-    if (v && state.playing) send({ type: "control", style: v });   // before Start: goes with start
+  $("style").addEventListener("change", () => {   // "any" frees the style again; before Start: goes with start
+    if (state.playing) send({ type: "control", style: $("style").value || null });
   });
   const tempo = $("tempo");
-  tempo.addEventListener("input", () => { tempoTouched = true; $("tempo-value").textContent = `${tempo.value} bpm`; });
+  tempo.addEventListener("input", () => { setTempoAuto(false); $("tempo-value").textContent = `${tempo.value} bpm`; });
   tempo.addEventListener("change", () => { if (state.playing) send({ type: "control", tempo: Number(tempo.value) }); });
+  $("tempo-auto").addEventListener("click", () => {
+    setTempoAuto(true);
+    if (state.playing) send({ type: "control", tempo: null });
+  });
   const c = $("pad");
   let dragging = false;
   c.addEventListener("pointerdown", (ev) => {
@@ -365,6 +385,8 @@ function setupControls() {
     const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[ev.key];
     if (!d) return;
     ev.preventDefault();
+    const seg = state.currentSegment && state.currentSegment.controls;
+    if (!pad.touched && seg && seg.valence != null) { pad.valence = seg.valence; pad.energy = seg.energy; }   // from where the music is
     pad.valence = Math.min(1, Math.max(0, pad.valence + d[0]));
     pad.energy = Math.min(1, Math.max(0, pad.energy + d[1]));
     padChanged();
@@ -380,20 +402,30 @@ function keyWords(k) {
   return m ? `${m[1]} ${m[2] ? "minor" : "major"}` : k;
 }
 
+function chooserOf(seg, ...controls) {
+  const by = seg.chosen_by || {};
+  const words = [...new Set(controls.map((k) => CHOOSER_WORDS[by[k]] || "the model"))];
+  return words.join(" and ");
+}
+
+// "bar 5 · fiddle (your likes) · happy (you) · 108 bpm (your likes) · D major (the model)"
 function segmentWords(seg, beat) {
   const c = seg.controls || {};
   const bar = currentBarNumber(beat);
-  const parts = [`bar ${bar ?? seg.bar}`];
-  if (c.style) parts.push(c.style);
-  if (c.mood) parts.push(c.mood);
-  if (c.tempo) parts.push(`${Math.round(c.tempo)} bpm`);
-  const k = keyWords(c.key);
-  if (k) parts.push(k);
-  if (c.time_signature && c.time_signature !== "4/4") parts.push(c.time_signature);
-  const fromPrefs = Object.entries(seg.chosen_by || {}).filter(([, v]) => v === "preferences").map(([k]) => k);
-  let s = parts.join(" · ");
-  if (fromPrefs.length) s += ` (from your likes: ${fromPrefs.join(", ")})`;
-  return s;
+  const parts = [`bar ${(bar ?? seg.bar) + 1}`];
+  const who = {};
+  const add = (text, name, ...controls) => {
+    if (!text) return;
+    who[name] = chooserOf(seg, ...controls);
+    parts.push(`${text} (${who[name]})`);
+  };
+  add(c.style, "style", "style");
+  add(c.mood, "mood", "valence", "energy");
+  add(c.tempo && `${Math.round(c.tempo)} bpm`, "tempo", "tempo");
+  add(keyWords(c.key), "key", "key");
+  if (c.time_signature && c.time_signature !== "4/4") add(c.time_signature, "metre", "time_signature");
+  state.statusChoosers = who;
+  return parts.join(" · ");
 }
 
 function currentBarNumber(beat) {
@@ -401,6 +433,23 @@ function currentBarNumber(beat) {
     if (bars[i].start <= beat + 1e-6) return bars[i].bar;
   }
   return null;
+}
+
+const listWords = (xs) => (xs.length > 1 ? `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}` : xs[0] || "");
+
+// The tempo on auto: the handle and the words follow the tempo playing.
+function showTempo(t) {
+  const out = $("tempo-value"), el = $("tempo");
+  const words = t ? `auto · ${Math.round(t)} bpm` : "auto";
+  if (out.textContent !== words) out.textContent = words;
+  if (t && Number(el.value) !== Math.round(t)) el.value = String(Math.round(t));
+}
+
+function setTempoAuto(auto) {
+  state.tempoAuto = auto;
+  $("tempo-auto").hidden = auto;
+  $("tempo").classList.toggle("auto", auto);
+  if (auto) showTempo(state.currentSegment && state.currentSegment.controls && Number(state.currentSegment.controls.tempo));
 }
 
 function setStatus(s) { const el = $("status"); if (el.textContent !== s) el.textContent = s; }
@@ -417,11 +466,7 @@ function updateStatus() {
     return;
   }
   state.currentSegment = seg;
-  if (!tempoTouched) {
-    const t = seg && seg.controls && Number(seg.controls.tempo);
-    const out = $("tempo-value"), words = t ? `auto · ${Math.round(t)}` : "auto";
-    if (out.textContent !== words) out.textContent = words;
-  }
+  if (state.tempoAuto) showTempo(seg && seg.controls && Number(seg.controls.tempo));
   if (seg) setStatus(segmentWords(seg, beat));
   else setStatus(state.synth === "loading" ? "Loading the SoundFont…" : "Waiting for the first notes…");
 }
@@ -439,8 +484,10 @@ async function refreshPreferences() {
       const bits = [];
       if (p.more && p.more.length) bits.push(`more: ${p.more.join(", ")}`);
       if (p.less && p.less.length) bits.push(`less: ${p.less.join(", ")}`);
+      const steers = [...new Set((p.steers || []).map((k) => (k === "valence" || k === "energy" ? "mood" : k)))];
       s = `What you like (${p.likes} like${p.likes === 1 ? "" : "s"}, ${p.skips} skip${p.skips === 1 ? "" : "s"}): ` +
-        (bits.join("; ") || p.summary || "no clear taste yet");
+        (bits.join("; ") || "no clear taste yet (likes and skips cancel out)") + ". " +
+        (steers.length ? `Your likes choose the ${listWords(steers)} you leave free.` : "Your likes choose nothing yet.");
     }
     $("prefs").textContent = s;
   } catch (e) { /* the page works without it */ }
@@ -449,23 +496,58 @@ async function refreshPreferences() {
 // ---- drawing -------------------------------------------------------------------------------
 const VOICE_COLORS = ["#7fb2ff", "#ffb35c", "#8ee08a", "#f27ea9", "#c9a0ff", "#5fd6d0"];
 
+const MOOD_COLORS = { sad: "#3b4a7a", tense: "#7a3f6a", calm: "#5f8fa8", happy: "#e0a84a", energetic: "#d0703a" };
+
+// The mood a pad position stands for: the name the status gives a segment at those levels.
+function padMood(valence, energy) {
+  const p = state.ready && state.ready.pad;
+  if (!p) return null;
+  const lv = (x) => Math.min(p.levels - 1, Math.max(0, Math.floor(x * p.levels)));
+  return p.grid[lv(valence)][lv(energy)];
+}
+
+// The stream's grid of valence (left to right) and energy (bottom to top) levels, each cell in
+// the colour of the mood the status would name, with each mood's name on its own cell. The ring
+// is where the music is; the dot is where you put the pad (shown once you touch it).
 function drawPad() {
   const c = $("pad"), g = c.getContext("2d"), w = c.width, h = c.height;
-  const grad = g.createLinearGradient(0, h, w, 0);
-  grad.addColorStop(0, "#3b4a7a"); grad.addColorStop(0.5, "#6a8fb0"); grad.addColorStop(1, "#f0b85a");
-  g.fillStyle = grad; g.fillRect(0, 0, w, h);
-  g.strokeStyle = "#ffffff40"; g.lineWidth = 1;
-  g.beginPath(); g.moveTo(w / 2, 0); g.lineTo(w / 2, h); g.moveTo(0, h / 2); g.lineTo(w, h / 2); g.stroke();
-  g.fillStyle = "#ffffffcc"; g.font = "12px system-ui, sans-serif";
-  g.fillText("energetic", w / 2 + 4, 14); g.fillText("calm", w / 2 + 4, h - 6);
-  g.fillText("sad", 4, h / 2 - 4); g.textAlign = "right"; g.fillText("happy", w - 4, h / 2 - 4); g.textAlign = "left";
+  const p = state.ready && state.ready.pad;
+  g.fillStyle = "#2a3047"; g.fillRect(0, 0, w, h);
+  state.padLabels = [];
+  if (p) {
+    const n = p.levels, cw = w / n, ch = h / n;
+    for (let v = 0; v < n; v++) {
+      for (let e = 0; e < n; e++) {
+        g.fillStyle = MOOD_COLORS[p.grid[v][e]] || "#6a8fb0";
+        g.fillRect(v * cw, h - (e + 1) * ch, cw, ch);
+      }
+    }
+    g.strokeStyle = "#ffffff30"; g.lineWidth = 1;
+    for (let v = 1; v < n; v++) {
+      for (let e = 0; e < n; e++) {   // a line only between cells of different moods
+        if (p.grid[v][e] !== p.grid[v - 1][e]) { g.beginPath(); g.moveTo(v * cw, h - e * ch); g.lineTo(v * cw, h - (e + 1) * ch); g.stroke(); }
+        if (p.grid[e][v] !== p.grid[e][v - 1]) { g.beginPath(); g.moveTo(e * cw, h - v * ch); g.lineTo((e + 1) * cw, h - v * ch); g.stroke(); }
+      }
+    }
+    g.font = "600 12px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
+    for (const [name, [v, e]] of Object.entries(p.moods)) {
+      const half = g.measureText(name).width / 2 + 3;   // the word stays inside the pad
+      const x = Math.min(w - half, Math.max(half, (v + 0.5) * cw)), y = h - (e + 0.5) * ch;
+      g.fillStyle = "#000000a0"; g.fillText(name, x + 1, y + 1);
+      g.fillStyle = "#ffffff"; g.fillText(name, x, y);
+      state.padLabels.push({ name, valence: (v + 0.5) / n, energy: (e + 0.5) / n });
+    }
+    g.textAlign = "left"; g.textBaseline = "alphabetic";
+  }
   const seg = state.currentSegment;
   if (seg && seg.controls && seg.controls.valence != null && seg.controls.energy != null) {
-    g.strokeStyle = "#ffffff"; g.lineWidth = 2;
+    g.strokeStyle = "#ffffff"; g.lineWidth = 2.5;
     g.beginPath(); g.arc(seg.controls.valence * w, (1 - seg.controls.energy) * h, 11, 0, 2 * Math.PI); g.stroke();
   }
-  g.fillStyle = pad.touched ? "#ffffff" : "#ffffff80";
-  g.beginPath(); g.arc(pad.valence * w, (1 - pad.energy) * h, 6, 0, 2 * Math.PI); g.fill();
+  if (pad.touched) {
+    g.fillStyle = "#ffffff"; g.strokeStyle = "#1d2230"; g.lineWidth = 1.5;
+    g.beginPath(); g.arc(pad.valence * w, (1 - pad.energy) * h, 6, 0, 2 * Math.PI); g.fill(); g.stroke();
+  }
 }
 
 function drawRoll() {

@@ -53,6 +53,7 @@ const state = {
   rollStats: { person: 0, model: 0, preview: 0, replaced: 0 },
   credit: null,
   errors: [],
+  bounds: null,           // {tempo, bars, voices, k: {min, max, integer}} from GET /api/studio/bounds
   ready: false,
 };
 window.studioState = state;
@@ -299,16 +300,52 @@ function constraints() {
   return c;
 }
 
-const clampInt = (v, lo, hi, d) => { const x = Math.round(Number(v)); return Number.isFinite(x) ? Math.min(hi, Math.max(lo, x)) : d; };
+// ---- number boxes: the server's bounds, and a refusal in words (never a quietly changed number)
+async function loadBounds() {
+  state.bounds = await api("GET", "/api/studio/bounds");
+  for (const el of document.querySelectorAll("input[data-bound]")) {
+    const b = state.bounds[el.dataset.bound];
+    el.min = String(b.min); el.max = String(b.max);
+    if (b.integer) el.step = "1";
+    el.title = `${el.dataset.label}: ${b.integer ? "a whole number" : "a number"} from ${b.min} to ${b.max}`;
+  }
+}
+
+// Why the box's value is refused, or null when the server takes it.
+function refusal(el) {
+  const b = state.bounds && state.bounds[el.dataset.bound];
+  if (!b) return null;
+  const raw = el.value.trim(), x = Number(raw);
+  const ok = raw !== "" && Number.isFinite(x) && (!b.integer || Number.isInteger(x)) && x >= b.min && x <= b.max;
+  return ok ? null : `${el.dataset.label} must be ${b.integer ? "a whole number" : "a number"} from ${b.min} to ` +
+    `${b.max}; ${raw === "" ? "the box is empty or not a number" : raw + " is not"}.`;
+}
+
+function checkBox(el) {
+  const why = refusal(el);
+  el.setAttribute("aria-invalid", why ? "true" : "false");
+  if (why) problem(why, el.id);
+  else if (problemFrom === el.id) clearProblem();
+  return why;
+}
+
+// The box's number for a request, or null after saying why it is refused.
+function boxValue(id) {
+  const el = $(id);
+  return checkBox(el) ? null : Number(el.value);
+}
 
 function ask(kind) {
   const body = { kind, constraints: constraints() };
-  if (kind === "continue" || kind === "answer") body.bars = clampInt($("bars").value, 1, 32, 2);
-  if (kind === "harmonize") body.voices = clampInt($("voices").value, 1, 6, 2);
+  const field = { continue: "bars", answer: "bars", harmonize: "voices", infill: "k" }[kind];
+  if (kind === "infill" && !state.selection) { problem("select bars first: drag across them in the roll"); return; }
+  const value = boxValue(field);
+  if (value === null) return;
+  body[field] = value;
+  let where = "";
   if (kind === "infill") {
-    if (!state.selection) { problem("select bars first: drag across them in the roll"); return; }
     body.from_bar = state.selection.from_bar; body.to_bar = state.selection.to_bar;
-    body.k = clampInt($("k").value, 1, 32, 8);
+    where = infillWords(state.selection);
   }
   clearProblem();
   setStatus(`Asking the model to ${kind}…`);
@@ -317,8 +354,25 @@ function ask(kind) {
     state.suggestion = g;
     render();
     setStatus(`${g.kind}: ${g.notes.length} notes in ${(g.elapsed_s * 1000).toFixed(0)} ms` +
-              (g.replaces.length ? `, replacing ${g.replaces.length}` : "") + ". Accept, reject or regenerate.");
+              (g.replaces.length ? `, replacing ${g.replaces.length}` : "") + (where ? ` (${where.replace(/\.$/, "")})` : "") +
+              ". Accept, reject or regenerate.");
   });
+}
+
+// What infill will do with the selected bars, in words.
+function barsWords(sel) {
+  return sel.to_bar - sel.from_bar > 1 ? `bars ${sel.from_bar + 1}–${sel.to_bar}` : `bar ${sel.from_bar + 1}`;
+}
+
+function infillWords(sel) {
+  const a = sel.from_bar * state.barBeats, b = sel.to_bar * state.barBeats;
+  const inside = state.notes.filter((n) => n.start >= a - 1e-9 && n.start < b - 1e-9);
+  const mine = inside.filter((n) => n.by === "person").length;
+  if (!state.notes.length) return `the piece has no notes yet: infill writes ${barsWords(sel)} from nothing.`;
+  if (!inside.length) return `${barsWords(sel)} ${sel.to_bar - sel.from_bar > 1 ? "are" : "is"} empty: infill writes ` +
+    `${sel.to_bar - sel.from_bar > 1 ? "them" : "it"} from nothing, to fit the notes around.`;
+  return `infill rewrites ${barsWords(sel)}: it would replace the ${inside.length} note${inside.length === 1 ? "" : "s"} ` +
+    `there${mine ? ` (${mine} of them yours)` : ""}; nothing outside changes.`;
 }
 
 function decide(action) {
@@ -645,8 +699,9 @@ function noteAt(ev) {
 
 // ---- words and buttons -----------------------------------------------------------------------
 function setStatus(s) { $("status").textContent = s; }
-function problem(s) { state.errors.push(s); const el = $("error"); el.textContent = s; el.hidden = false; }
-function clearProblem() { const el = $("error"); el.hidden = true; el.textContent = ""; }
+let problemFrom = null;   // the number box whose refusal the error line shows, if it is one
+function problem(s, from = null) { state.errors.push(s); problemFrom = from; const el = $("error"); el.textContent = s; el.hidden = false; }
+function clearProblem() { problemFrom = null; const el = $("error"); el.hidden = true; el.textContent = ""; }
 
 function render() {
   const n = state.notes.length;
@@ -658,6 +713,9 @@ function render() {
   $("download-midi").disabled = $("download-wav").disabled = !n;
   for (const id of ["continue", "answer", "harmonize"]) $(id).disabled = !n;
   $("infill").disabled = !state.selection;
+  const note = state.selection ? infillWords(state.selection) : "";
+  $("infill-note").hidden = !note;
+  $("infill-note").textContent = note ? note[0].toUpperCase() + note.slice(1) : "";
   $("infill").textContent = state.selection
     ? `Infill bar${state.selection.to_bar - state.selection.from_bar > 1 ? "s" : ""} ${state.selection.from_bar + 1}` +
       (state.selection.to_bar - state.selection.from_bar > 1 ? `–${state.selection.to_bar}` : "")
@@ -672,7 +730,8 @@ function render() {
     const r = g.request, where = g.kind !== "infill" ? "" :
       r.to_bar - r.from_bar > 1 ? ` in bars ${r.from_bar + 1}–${r.to_bar}` : ` in bar ${r.from_bar + 1}`;
     $("suggestion-text").textContent = `Suggestion (${g.kind}${where}): ${g.notes.length} new notes` +
-      (g.replaces.length ? `, replacing ${g.replaces.length}` : "") + " — shown dashed in the roll.";
+      (g.replaces.length ? `, replacing ${g.replaces.length}` : g.kind === "infill" ? ", written from nothing (the bars were empty)" : "") +
+      " — shown dashed in the roll.";
   }
   const tempoNote = state.tempo !== Math.round(state.sessionTempo) && n
     ? ` (the export keeps ${Math.round(state.sessionTempo)} bpm; New piece to change it)` : "";
@@ -690,6 +749,10 @@ function setupControls() {
   }
   keySel.addEventListener("change", () => { state.key = keySel.value; if (!state.notes.length) newSession().catch((e) => problem(e.message)); });
   $("new-piece").addEventListener("click", () => newSession().catch((e) => problem(e.message)));
+  for (const el of document.querySelectorAll("input[type=number][data-bound]")) {
+    el.addEventListener("input", () => checkBox(el));
+    el.addEventListener("change", () => checkBox(el));
+  }
   const tempo = $("tempo");
   tempo.addEventListener("input", () => { state.tempo = Number(tempo.value); render(); });
   tempo.addEventListener("change", () => {
@@ -740,4 +803,4 @@ render();
 requestAnimationFrame(frame);
 audio();
 setupMidi();
-newSession().catch((e) => problem(`cannot start a session: ${e.message || e}`));
+loadBounds().then(newSession).catch((e) => problem(`cannot start a session: ${e.message || e}`));
