@@ -205,10 +205,31 @@ class Soundtrack:
         ids = dict(zip(PREFIX_SLOTS, c.conditioning(style=values["style"], key=values["key"],
                                                     tempo=values["tempo"],
                                                     time_signature=values["time_signature"])))
+        if values["key"] is None:
+            ids["key"] = self._key_for_mood(values, previous)
         for slot in PREFIX_SLOTS:
             if ids[slot] is None and previous is not None:
                 ids[slot] = previous.get(slot)
         return ids
+
+    def _key_for_mood(self, values: dict, previous: dict | None) -> int | None:
+        """The key token of a section whose key nobody set, as the mood decides (``music.modes``):
+        the previous section's key where its mode fits the valence in force, its parallel key
+        (same tonic, other mode) where not, a key drawn for the valence at the first section;
+        None (the model chooses, or the previous key stays) without a valence or a key table."""
+        from cadenza.music.modes import draw_key, mode_of
+
+        table = getattr(self.mm, "mood_keys", None)
+        level = self.codec.control_levels(values["valence"], None, None)[0] if table else None
+        mode = mode_of(table, level)
+        if mode is None:
+            return None
+        prev = previous.get("key") if previous else None
+        if prev is not None:
+            tonic, prev_mode = parse_key(self.remi.value[prev])
+            return prev if prev_mode == mode else self.codec.key_id((tonic, mode))
+        key = draw_key(table, level, self.rng.randrange(2 ** 31))
+        return self.codec.key_id(key) if key else None
 
     def _context_for(self, prefix: dict, at_bar: int) -> tuple[list[int], int]:
         """(tokens, kept bars): the prefix, then the last whole 4-bar groups before ``at_bar``
