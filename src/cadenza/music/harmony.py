@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import torch
 
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.decode import decode_to_target
@@ -59,3 +61,67 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                  kept=_kept_notes(codec, ids, qpm), kept_label=f"melody: {Path(name).name}" if name else "melody",
                  input_ids=len(ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
                  first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+
+
+# --------------------------------------------------------------------------- scoring
+def _on_program(score, program: int):
+    """A copy of ``score`` with every pitched track on ``program`` (the codec merges them)."""
+    out = score.copy()
+    for t in out.tracks:
+        if not t.is_drum:
+            t.program = int(program)
+    return out
+
+
+def harmony_bits(mm, melody, full, voices: int = 3, style: str | None = "bach") -> dict:
+    """The model's bits on a harmonization of ``melody``, scored through the path ``harmonize``
+    samples it on: ``full`` (the melody with lower voices; every track is put on the melody's
+    instrument, as ``harmonize`` writes them) after the prefix ``harmonize`` builds from the
+    melody, one cached decoder step per token (the same weights), each token's probability
+    taken among the tokens ``HarmonyPolicy`` allows there (temperature 1, no top-p).
+
+    Returns ``bits`` (the total), ``notes`` (lower-voice notes), ``bits_per_note``,
+    ``plain_bits_per_note`` (the same tokens under the model's whole distribution, without
+    the policy; tokens the policy forces are left out of both, as they cost nothing in
+    ``harmonize``), ``tokens``, ``forced`` and ``outside`` (tokens the policy would not have
+    allowed, e.g. a voice crossing above the melody: scored among the allowed tokens and
+    that one).
+    """
+    from cadenza.sampling import Decoder
+
+    codec = mm.codec
+    remi = remi_for(codec)
+    score = _load_score(melody)
+    ids, start, _ = _styled_input(mm, score, style, "melody")
+    prefix, body = ids[:start], ids[start:]
+    mel_state = RemiState(remi, record=True).feed_all(ids)
+    bars = _parse_melody(remi, body, remi.value[mel_state.prefix["time_signature"]])
+    programs = [n[3] for n in mel_state.notes if n[3] != -1]
+    program = max(set(programs), key=programs.count)
+    policy = HarmonyPolicy(remi, bars, [n[:4] for n in mel_state.notes], voices, program)
+    whole = [int(i) for i in codec.encode(_on_program(_load_score(full), program), style=style or "other")]
+    _, fstart = codec.parse_prefix(whole)
+    target = whole[fstart:]
+    state = RemiState(remi, record=True).feed_all(prefix)
+    total = plain = 0.0
+    forced = outside = 0
+    with Decoder(mm.network, prefix, seed=0, desc="harmony bits") as dec:
+        for tok in target:
+            mask = policy.allowed(state)
+            if not bool(mask[tok]):
+                outside += 1
+                mask = mask.clone()
+                mask[tok] = True
+            if int(mask.sum()) == 1:
+                forced += 1
+            else:
+                p = dec.probs().double()
+                total -= math.log2(max(float(p[tok] / p[mask].sum()), 1e-300))
+                plain -= math.log2(max(float(p[tok]), 1e-300))
+            dec.take(tok)
+            state.feed(tok)
+    keys = policy.mel_keys
+    notes = sum(1 for n in state.notes if (n[0], n[2], n[3]) not in keys)
+    return {"bits": total, "notes": notes, "bits_per_note": total / notes if notes else None,
+            "plain_bits_per_note": plain / notes if notes else None, "tokens": len(target), "forced": forced,
+            "outside": outside}

@@ -1,0 +1,440 @@
+"""Harmony under a melody: do the added voices fit the melody, lead well and cadence?
+
+The measures read a ``Texture``: the melody (one line, the top voice) and the added lower
+voices, as note arrays in ticks (``texture_of`` takes them from a symusic score: the first
+track is the melody, the others are the added voices). The same code measures Bach's own
+lower voices under his soprano, ``cadenza harmonize``'s voices and a rule-based baseline, so
+the rows of ``benchmarks/harmony.py`` are comparable.
+
+- ``consonance``: each added note against the melody note sounding at its onset (the lowest
+  melody pitch sounding then; notes under a melody rest are left out). The interval mod 12
+  is consonant for a unison/octave (0), third (3, 4), perfect fifth (7) or sixth (8, 9); a
+  perfect fourth (5) is counted separately, since it is consonant between upper voices.
+  An added note above the melody counts in ``above`` (and its interval is measured upward).
+- ``chord_fit``: at every beat (the metre's denominator; bars from the time signatures,
+  from the first melody onset to the end of the last melody note) with at least two notes
+  sounding, do the sounding pitch classes form a chord: all of them in one triad (major,
+  minor, diminished, augmented), or, with three or more pitch classes, all in one seventh
+  chord (dominant, major, minor, half-diminished, diminished)? Two pitch classes count only
+  inside a triad, since every pair fits some seventh chord.
+- ``voices``: the added notes are followed as ``n`` voices (slot 0 the lowest): at each
+  onset, held notes keep their voice and the new notes, lowest first, take the free voices,
+  lowest first (more new notes than free voices: the extra ones are ``extra``). From them:
+  per voice its lowest, highest and median pitch; ``crossings``: new notes that land above
+  a sounding note of a higher voice (the melody included) or below one of a lower voice;
+  ``spacing``: onsets where adjacent upper voices (melody-top voice, and between the added
+  voices other than the lowest) are more than an octave apart.
+- ``parallels``: between any two voices (the melody and the added ones), both moving at the
+  same onset straight from their previous note (it ends where the new one starts) in the
+  same direction, from a perfect fifth to a perfect fifth or from an octave/unison to an
+  octave/unison (mod 12). Reported per 100 beats.
+- ``final_chord``: the notes sounding at the piece's last onset are a tonic triad of the key
+  (root, third of either size, so a Picardy third counts, fifth; at least the root) with
+  the root in the bass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Interval classes (semitones mod 12) of a lower voice against the melody.
+CONSONANT = frozenset({0, 3, 4, 7, 8, 9})
+FOURTH = 5
+TRIADS = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))
+SEVENTHS = ((0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 3, 6, 9))
+_TRIAD_SETS = [frozenset((r + i) % 12 for i in c) for r in range(12) for c in TRIADS]
+_SEVENTH_SETS = [frozenset((r + i) % 12 for i in c) for r in range(12) for c in SEVENTHS]
+# The usual ranges of chorale voices (MIDI pitches), lowest voice first: bass, tenor, alto.
+USUAL_RANGES = ((40, 62), (48, 69), (55, 76))
+
+
+@dataclass(frozen=True)
+class Line:
+    """Notes as arrays in ticks, sorted by onset then pitch."""
+
+    onset: np.ndarray
+    end: np.ndarray
+    pitch: np.ndarray
+
+    @staticmethod
+    def of(rows) -> "Line":
+        rows = sorted((int(a), int(b), int(p)) for a, b, p in rows)
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+        return Line(arr[:, 0], np.maximum(arr[:, 1], arr[:, 0] + 1), arr[:, 2])
+
+    def __len__(self) -> int:
+        return len(self.pitch)
+
+    def sounding(self, t: int) -> np.ndarray:
+        """Pitches sounding at tick t (onset <= t < end)."""
+        return self.pitch[(self.onset <= t) & (self.end > t)]
+
+
+@dataclass(frozen=True)
+class Texture:
+    """A melody and the voices added under it, in ticks (``tpq`` per quarter), with the
+    time signatures as (tick, numerator, denominator)."""
+
+    melody: Line
+    added: Line
+    tpq: int
+    sigs: tuple = ((0, 4, 4),)
+    key: tuple | None = None          # (tonic pitch class, "major" | "minor")
+
+    @property
+    def span(self) -> tuple[int, int]:
+        if not len(self.melody):
+            return 0, 0
+        return int(self.melody.onset.min()), int(self.melody.end.max())
+
+
+def texture_of(score, key=None, melody_track: int = 0) -> Texture:
+    """The ``Texture`` of a symusic score (tick time): track ``melody_track`` is the melody, the
+    other pitched tracks the added voices. ``key``: "G", "F#m" or (tonic, mode)."""
+    from cadenza.codecs.music.features import parse_key
+
+    if not str(getattr(score, "ttype", "tick")).lower().endswith("tick"):
+        score = score.to("tick")
+    tracks = [t for t in score.tracks if not t.is_drum]
+    mel, add = [], []
+    for i, t in enumerate(tracks):
+        rows = [(n.time, n.time + max(1, n.duration), n.pitch) for n in t.notes]
+        (mel if i == melody_track else add).extend(rows)
+    sigs = sorted((int(s.time), int(s.numerator), int(s.denominator)) for s in score.time_signatures)
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))
+    if isinstance(key, str):
+        key = parse_key(key)
+    return Texture(Line.of(mel), Line.of(add), int(score.ticks_per_quarter), tuple(sigs), key)
+
+
+# --------------------------------------------------------------------------- beats
+def beats(tex: Texture) -> np.ndarray:
+    """Beat ticks (the metre's denominator) from the first melody onset to the last melody end."""
+    lo, hi = tex.span
+    out = []
+    t, k = 0, 0
+    sigs = list(tex.sigs)
+    while t < hi:
+        while k + 1 < len(sigs) and sigs[k + 1][0] <= t:
+            k += 1
+        _, num, den = sigs[k]
+        step = max(1, tex.tpq * 4 // den)
+        for j in range(num):
+            b = t + j * step
+            if lo <= b < hi:
+                out.append(b)
+        t += num * step
+    return np.asarray(out, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- the measures
+def interval_class(lower: int, upper: int) -> int:
+    return abs(int(upper) - int(lower)) % 12
+
+
+def consonance(tex: Texture) -> dict:
+    """Counts of added notes by their interval with the melody at their onset."""
+    out = {"added": 0, "measured": 0, "consonant": 0, "fourth": 0, "above": 0, "under_rest": 0}
+    for t, p in zip(tex.added.onset, tex.added.pitch):
+        out["added"] += 1
+        mel = tex.melody.sounding(int(t))
+        if not len(mel):
+            out["under_rest"] += 1
+            continue
+        m = int(mel.min())
+        out["measured"] += 1
+        out["above"] += int(p) > m
+        ic = interval_class(int(p), m)
+        out["consonant"] += ic in CONSONANT
+        out["fourth"] += ic == FOURTH
+    return out
+
+
+def is_chord(pcs) -> bool:
+    """Pitch classes that form a triad or a seventh chord (or part of one; see the module doc)."""
+    s = frozenset(int(p) % 12 for p in pcs)
+    if len(s) <= 1:
+        return True
+    if any(s <= c for c in _TRIAD_SETS):
+        return True
+    return len(s) >= 3 and any(s <= c for c in _SEVENTH_SETS)
+
+
+def chord_fit(tex: Texture) -> dict:
+    """Beats with at least two notes sounding, and how many of them form a chord."""
+    counted = fit = 0
+    for b in beats(tex):
+        sounding = np.concatenate([tex.melody.sounding(int(b)), tex.added.sounding(int(b))])
+        if len(sounding) < 2:
+            continue
+        counted += 1
+        fit += is_chord(sounding)
+    return {"beats": counted, "fit": fit}
+
+
+@dataclass
+class Voices:
+    """The added notes followed as voices (see the module doc)."""
+
+    n: int
+    notes: list = field(default_factory=list)      # per voice: [(onset, end, pitch)]
+    extra: int = 0
+    crossings: int = 0
+    spacing: int = 0
+    onsets: int = 0
+
+
+def follow_voices(tex: Texture, n: int) -> Voices:
+    v = Voices(n, [[] for _ in range(n)])
+    current: list = [None] * n                  # the note each voice sounds (or last sounded)
+    order = np.lexsort((tex.added.pitch, tex.added.onset))
+    on, en, pi = tex.added.onset[order], tex.added.end[order], tex.added.pitch[order]
+    times = np.unique(np.concatenate([on, tex.melody.onset]))
+    j = 0
+    for t in times:
+        t = int(t)
+        new = []
+        while j < len(on) and on[j] == t:
+            new.append((t, int(en[j]), int(pi[j])))
+            j += 1
+        free = [k for k in range(n) if current[k] is None or current[k][1] <= t]
+        for note, k in zip(new, free):
+            current[k] = note
+            v.notes[k].append(note)
+        v.extra += max(0, len(new) - len(free))
+        sounding = [(k, c[2]) for k, c in enumerate(current) if c is not None and c[0] <= t < c[1]]
+        mel = tex.melody.sounding(t)
+        top = int(mel.min()) if len(mel) else None
+        for k, c in enumerate(current):
+            if c is None or c[0] != t:
+                continue
+            higher = [p for kk, p in sounding if kk > k] + ([top] if top is not None else [])
+            lower = [p for kk, p in sounding if kk < k]
+            v.crossings += any(c[2] > p for p in higher) or any(c[2] < p for p in lower)
+        if len(sounding) >= 2 or (sounding and top is not None):
+            v.onsets += 1
+            upper = [p for _, p in sorted(sounding)][1:]          # the added voices above the lowest
+            chain = upper + ([top] if top is not None else [])
+            v.spacing += any(b - a > 12 for a, b in zip(chain, chain[1:]))
+    return v
+
+
+def voice_ranges(v: Voices) -> list[dict]:
+    """Per voice (lowest first): notes, lowest, highest and median pitch, and the share of its
+    notes outside the usual chorale range (bass, tenor, alto; for three voices)."""
+    out = []
+    for k, notes in enumerate(v.notes):
+        p = np.asarray([x[2] for x in notes], dtype=np.int64)
+        row = {"notes": int(len(p)), "low": int(p.min()) if len(p) else None,
+               "high": int(p.max()) if len(p) else None, "median": float(np.median(p)) if len(p) else None}
+        if v.n == len(USUAL_RANGES) and len(p):
+            lo, hi = USUAL_RANGES[k]
+            row["outside_usual"] = float(((p < lo) | (p > hi)).mean())
+        out.append(row)
+    return out
+
+
+def parallels(tex: Texture, v: Voices) -> dict:
+    """Parallel fifths and octaves between any two voices (the melody's and the added ones)."""
+    lines = [list(zip(tex.melody.onset.tolist(), tex.melody.end.tolist(), tex.melody.pitch.tolist()))]
+    lines += [sorted(x) for x in v.notes]
+    moves = []      # per voice: {onset: (previous pitch, new pitch)} where it moves straight on
+    for line in lines:
+        m = {}
+        for a, b in zip(line, line[1:]):
+            if a[1] == b[0] and a[2] != b[2]:
+                m[b[0]] = (a[2], b[2])
+        moves.append(m)
+    fifths = octaves = 0
+    for i in range(len(moves)):
+        for j in range(i + 1, len(moves)):
+            for t in moves[i].keys() & moves[j].keys():
+                (a1, a2), (b1, b2) = moves[i][t], moves[j][t]
+                if (a2 - a1 > 0) != (b2 - b1 > 0):
+                    continue
+                c1, c2 = abs(a1 - b1) % 12, abs(a2 - b2) % 12
+                if c1 == c2 == 7:
+                    fifths += 1
+                elif c1 == c2 == 0:
+                    octaves += 1
+    return {"fifths": fifths, "octaves": octaves}
+
+
+def final_chord(tex: Texture) -> dict:
+    """The chord at the last onset: its pitches, whether it is the tonic triad with the root in
+    the bass (None without a key)."""
+    if not len(tex.melody) and not len(tex.added):
+        return {"pitches": [], "tonic": None}
+    last = int(max(tex.melody.onset.max(initial=0), tex.added.onset.max(initial=0)))
+    pitches = sorted(np.concatenate([tex.melody.sounding(last), tex.added.sounding(last)]).tolist())
+    if tex.key is None or not pitches:
+        return {"pitches": pitches, "tonic": None}
+    tonic = int(tex.key[0])
+    allowed = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
+    pcs = {p % 12 for p in pitches}
+    ok = pcs <= allowed and tonic in pcs and pitches[0] % 12 == tonic and not {(tonic + 3) % 12,
+                                                                               (tonic + 4) % 12} <= pcs
+    return {"pitches": pitches, "tonic": bool(ok)}
+
+
+@dataclass
+class HarmonyMeasures:
+    """Every measure of one harmonized melody (counts, so pieces pool by summing)."""
+
+    consonance: dict
+    chord_fit: dict
+    parallels: dict
+    beats: int
+    ranges: list
+    crossings: int
+    spacing: int
+    onsets: int
+    extra: int
+    final: dict
+
+    def to_dict(self) -> dict:
+        return {"consonance": self.consonance, "chord_fit": self.chord_fit, "parallels": self.parallels,
+                "beats": self.beats, "ranges": self.ranges, "crossings": self.crossings, "spacing": self.spacing,
+                "onsets": self.onsets, "extra": self.extra, "final": self.final}
+
+
+def measure(tex: Texture, voices: int = 3) -> HarmonyMeasures:
+    v = follow_voices(tex, voices)
+    return HarmonyMeasures(consonance=consonance(tex), chord_fit=chord_fit(tex), parallels=parallels(tex, v),
+                           beats=int(len(beats(tex))), ranges=voice_ranges(v), crossings=v.crossings,
+                           spacing=v.spacing, onsets=v.onsets, extra=v.extra, final=final_chord(tex))
+
+
+def summarize(rows: list[HarmonyMeasures]) -> dict:
+    """The measures pooled over pieces: shares of the summed counts."""
+    def total(get):
+        return sum(get(r) for r in rows)
+
+    measured = total(lambda r: r.consonance["measured"])
+    beats_ = total(lambda r: r.beats)
+    fit_beats = total(lambda r: r.chord_fit["beats"])
+    onsets = total(lambda r: r.onsets)
+    ends = [r.final["tonic"] for r in rows if r.final["tonic"] is not None]
+    added = total(lambda r: r.consonance["added"])
+    out = {
+        "pieces": len(rows), "added_notes": added, "beats": beats_,
+        "consonant": total(lambda r: r.consonance["consonant"]) / measured if measured else None,
+        "consonant_or_fourth": total(lambda r: r.consonance["consonant"] + r.consonance["fourth"]) / measured
+        if measured else None,
+        "above_melody": total(lambda r: r.consonance["above"]),
+        "chord_fit": total(lambda r: r.chord_fit["fit"]) / fit_beats if fit_beats else None,
+        "parallel_fifths_per_100_beats": 100 * total(lambda r: r.parallels["fifths"]) / beats_ if beats_ else None,
+        "parallel_octaves_per_100_beats": 100 * total(lambda r: r.parallels["octaves"]) / beats_ if beats_ else None,
+        "crossings_per_100_notes": 100 * total(lambda r: r.crossings) / added if added else None,
+        "spacing_share": total(lambda r: r.spacing) / onsets if onsets else None,
+        "tonic_endings": sum(ends) / len(ends) if ends else None,
+    }
+    out["parallels_per_100_beats"] = (None if beats_ == 0 else
+                                      out["parallel_fifths_per_100_beats"] + out["parallel_octaves_per_100_beats"])
+    n_voices = max((len(r.ranges) for r in rows), default=0)
+    out["ranges"] = []
+    for k in range(n_voices):
+        lows = [r.ranges[k]["low"] for r in rows if k < len(r.ranges) and r.ranges[k]["low"] is not None]
+        highs = [r.ranges[k]["high"] for r in rows if k < len(r.ranges) and r.ranges[k]["high"] is not None]
+        meds = [r.ranges[k]["median"] for r in rows if k < len(r.ranges) and r.ranges[k]["median"] is not None]
+        outs = [(r.ranges[k]["outside_usual"], r.ranges[k]["notes"]) for r in rows
+                if k < len(r.ranges) and "outside_usual" in r.ranges[k]]
+        n_out = sum(n for _, n in outs)
+        out["ranges"].append({"low": min(lows) if lows else None, "high": max(highs) if highs else None,
+                              "median": float(np.median(meds)) if meds else None,
+                              "outside_usual": sum(s * n for s, n in outs) / n_out if n_out else None})
+    return out
+
+
+# --------------------------------------------------------------------------- the rule-based baseline
+_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+_HARMONIC_MINOR = (0, 2, 3, 5, 7, 8, 11)
+_PREFERENCE = (0, 4, 3, 5, 1, 2, 6)          # I, V, IV, vi, ii, iii, vii
+_BASS = (40, 60)
+
+
+def strong_beats(tex: Texture) -> np.ndarray:
+    """The strong beats: every bar's downbeat, and the middle of bars of 4 beats (or every
+    third beat of compound metres with 6, 9 or 12)."""
+    lo, hi = tex.span
+    out = []
+    t, k = 0, 0
+    while t < hi:
+        while k + 1 < len(tex.sigs) and tex.sigs[k + 1][0] <= t:
+            k += 1
+        _, num, den = tex.sigs[k]
+        step = max(1, tex.tpq * 4 // den)
+        every = 3 if num in (6, 9, 12) else 2 if num == 4 else num
+        for j in range(0, num, every):
+            b = t + j * step
+            if lo <= b < hi:
+                out.append(b)
+        t += num * step
+    return np.asarray(out, dtype=np.int64)
+
+
+def _triads(key) -> list[tuple[int, frozenset]]:
+    tonic, mode = key if key is not None else (0, "major")
+    scale = [(int(tonic) + s) % 12 for s in (_MAJOR if mode == "major" else _HARMONIC_MINOR)]
+    return [(scale[d], frozenset({scale[d], scale[(d + 2) % 7], scale[(d + 4) % 7]})) for d in _PREFERENCE]
+
+
+def _voicing(chord: frozenset, root: int, top: int, n: int, prev: list | None) -> list[int]:
+    """``n`` pitches under ``top`` (lowest first): the root in the bass, the other voices on chord
+    tones, the chord as complete as it can be, moving as little as possible from ``prev``."""
+    from itertools import combinations
+
+    lo_b, hi_b = _BASS
+    basses = [p for p in range(lo_b, min(hi_b, top - 1) + 1) if p % 12 == root]
+    if not basses:
+        basses = [p for p in range(max(0, top - 24), top) if p % 12 == root][:1] or [top - 12]
+    bass = min(basses, key=lambda p: abs(p - (prev[0] if prev else 48)))
+    if n == 1:
+        return [bass]
+    cands = [p for p in range(bass + 1, top) if p % 12 in chord and top - p <= 24]
+    best, best_cost = None, None
+    for combo in combinations(cands, n - 1):
+        pcs = {bass % 12, top % 12, *(p % 12 for p in combo)}
+        cost = 12.0 * len(chord - pcs)
+        chain = list(combo) + [top]
+        cost += 6.0 * sum(b - a > 12 for a, b in zip(chain, chain[1:]))
+        if prev and len(prev) == n:
+            cost += sum(abs(a - b) for a, b in zip(combo, prev[1:]))
+        else:
+            cost += sum(abs(top - 4 * (i + 1) - p) for i, p in enumerate(reversed(combo))) * 0.25
+        if best_cost is None or cost < best_cost:
+            best, best_cost = list(combo), cost
+    if best is None:                      # no room under the melody: double the bass an octave up where it fits
+        best = [min(bass + 12 * (i + 1), top - 1) for i in range(n - 1)]
+    return [bass, *best]
+
+
+def triad_baseline(tex: Texture, voices: int = 3) -> Line:
+    """A rule-based harmonization of ``tex.melody``: on every strong beat a diatonic triad of the
+    key (harmonic minor in minor keys) that holds the melody's pitch class, taken in the order
+    I, V, IV, vi, ii, iii, vii (the last strong beat prefers I, the one before it V), voiced
+    with the root in the bass and ``voices - 1`` chord tones under the melody, moving as little
+    as possible; each chord lasts to the next strong beat (under a melody rest, the previous
+    chord goes on)."""
+    triads = _triads(tex.key)
+    sb = [int(b) for b in strong_beats(tex)]
+    _, hi = tex.span
+    rows, prev = [], None
+    for i, b in enumerate(sb):
+        mel = tex.melody.sounding(b)
+        if not len(mel):
+            continue
+        top = int(mel.min())
+        end = sb[i + 1] if i + 1 < len(sb) else hi
+        fits = [(r, c) for r, c in triads if top % 12 in c]
+        if i == len(sb) - 1 and any(r == triads[0][0] for r, _ in fits):
+            fits = [triads[0]]
+        elif i == len(sb) - 2 and any(r == triads[1][0] for r, _ in fits):
+            fits = [triads[1]]
+        root, chord = fits[0] if fits else triads[0]
+        prev = _voicing(chord, root, top, voices, prev)
+        rows.extend((b, end, p) for p in prev)
+    return Line.of(rows)
