@@ -72,7 +72,7 @@ def harmonize_timed(mm, melody, voices: int, style, seed: int, **kw):
     return piece, time.perf_counter() - t0
 
 
-def chorale_rows(mm, full, seeds, voices: int, style, bits: bool) -> dict:
+def chorale_rows(mm, full, seeds, voices: int, style, bits: bool, texture=None) -> dict:
     """The three rows' measures for one chorale (Cadenza: one per seed), its bits and times."""
     melody = melody_score(full)
     key = key_of(mm.codec, full)
@@ -82,7 +82,7 @@ def chorale_rows(mm, full, seeds, voices: int, style, bits: bool) -> dict:
     rules = hm.Texture(bach.melody, hm.triad_baseline(bach, voices), bach.tpq, bach.sigs, key)
     out["rules"] = [hm.measure(rules, voices)]
     for s in seeds:
-        piece, sec = harmonize_timed(mm, melody, voices, style, s)
+        piece, sec = harmonize_timed(mm, melody, voices, style, s, texture=texture)
         out["cadenza"].append(hm.measure(hm.texture_of(piece.score(), key), voices))
         out["seconds"].append(sec / max(1, piece.bars))
         out["bars"] = piece.bars
@@ -90,11 +90,11 @@ def chorale_rows(mm, full, seeds, voices: int, style, bits: bool) -> dict:
     if bits:
         from cadenza.music.harmony import harmony_bits
 
-        out["bits"] = harmony_bits(mm, melody, full, voices=3, style=style)
+        out["bits"] = harmony_bits(mm, melody, full, voices=3, style=style, texture=texture)
     return out
 
 
-def tune_rows(mm, voices: int, style, seeds=(1, 2, 3)) -> dict:
+def tune_rows(mm, voices: int, style, seeds=(1, 2, 3), texture=None) -> dict:
     """Consonance and notes above the melody on the three tunes, per tune and pooled."""
     from cadenza.bench.tunes import TUNES, tune_score
 
@@ -104,7 +104,7 @@ def tune_rows(mm, voices: int, style, seeds=(1, 2, 3)) -> dict:
         score = tune_score(name)
         rows = []
         for s in seeds:
-            piece, _ = harmonize_timed(mm, score, voices, style, s)
+            piece, _ = harmonize_timed(mm, score, voices, style, s, texture=texture)
             from cadenza.codecs.music.features import parse_key
 
             rows.append(hm.measure(hm.texture_of(piece.score(), parse_key(key)), voices))
@@ -252,7 +252,7 @@ def run(args) -> int:
     seconds, bits_rows, roll = [], [], None
     for ch in tqdm(chosen, desc="chorales", disable=args.no_progress, leave=False):
         full = load_chorale(ch)
-        r = chorale_rows(mm, full, seeds, args.voices, args.style, bits=not args.no_bits)
+        r = chorale_rows(mm, full, seeds, args.voices, args.style, bits=not args.no_bits, texture=args.texture)
         for n in ROWS:
             collected[n] += r[n]
         seconds.append(statistics.median(r["seconds"]))
@@ -276,10 +276,10 @@ def run(args) -> int:
     med = statistics.median(seconds) if seconds else None
     speed = {"median_s_per_bar": med, "s_per_16_bars": 16 * med if med is not None else None,
              "per_piece_s_per_bar": seconds}
-    tunes = None if args.no_tunes else tune_rows(mm, args.voices, args.style)
+    tunes = None if args.no_tunes else tune_rows(mm, args.voices, args.style, texture=args.texture)
     result = {**run_header("harmony"), "model": mm.provenance().get("name", str(args.model)),
               "model_path": str(mm.path), "decode_weights": "float32" if args.exact else "int8",
-              "voices": args.voices, "style": args.style, "seeds": seeds, "held_out_pool": len(pool),
+              "voices": args.voices, "style": args.style, "texture": args.texture or "the style's", "seeds": seeds, "held_out_pool": len(pool),
               "chorales": [c.id for c in chosen], "rows": rows, "bits": bits, "speed": speed, "tunes": tunes,
               "targets": targets(rows, speed["s_per_16_bars"], tunes), "seconds": round(time.time() - t0, 1),
               "pieces": per}
@@ -297,6 +297,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="draws the chorales")
     p.add_argument("--voices", type=int, default=3, help="voices to add (default 3: alto, tenor, bass)")
     p.add_argument("--style", default="bach", help="style harmonize conditions on (default bach)")
+    p.add_argument("--texture", choices=("chorale", "polyphony", "chords", "free"),
+                   help="harmonize's texture (default: the style's; free: the plain policy without rules, as "
+                        "before issue 28)")
     p.add_argument("--exact", action="store_true", help="float32 decoding instead of the CLI's int8 default")
     p.add_argument("--no-bits", action="store_true", help="skip the bits per note on Bach's voices")
     p.add_argument("--no-tunes", action="store_true", help="skip the three-tune check")

@@ -17,9 +17,11 @@ the rows of ``benchmarks/harmony.py`` are comparable.
   minor, diminished, augmented), or, with three or more pitch classes, all in one seventh
   chord (dominant, major, minor, half-diminished, diminished)? Two pitch classes count only
   inside a triad, since every pair fits some seventh chord.
-- ``voices``: the added notes are followed as ``n`` voices (slot 0 the lowest): at each
-  onset, held notes keep their voice and the new notes, lowest first, take the free voices,
-  lowest first (more new notes than free voices: the extra ones are ``extra``). From them:
+- ``voices``: the added notes are followed as ``n`` voices: at each onset, held notes keep
+  their voice; the free voices that have sounded continue, in pitch order, to the new notes
+  that move least from their last pitches (``chords.continue_voices``), and the other new
+  notes take the unused voices, lowest first (more new notes than free voices: the extra
+  ones are ``extra``). From them:
   per voice its lowest, highest and median pitch; ``crossings``: new notes that land above
   a sounding note of a higher voice (the melody included) or below one of a lower voice;
   ``spacing``: onsets where adjacent upper voices (melody-top voice, and between the added
@@ -39,13 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Interval classes (semitones mod 12) of a lower voice against the melody.
-CONSONANT = frozenset({0, 3, 4, 7, 8, 9})
-FOURTH = 5
-TRIADS = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8))
-SEVENTHS = ((0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 3, 6, 9))
-_TRIAD_SETS = [frozenset((r + i) % 12 for i in c) for r in range(12) for c in TRIADS]
-_SEVENTH_SETS = [frozenset((r + i) % 12 for i in c) for r in range(12) for c in SEVENTHS]
+from cadenza.music.chords import (CONSONANT, FOURTH, continue_voices, interval_class, is_chord, is_parallel,
+                                  tonic_triad)
+
 # The usual ranges of chorale voices (MIDI pitches), lowest voice first: bass, tenor, alto.
 USUAL_RANGES = ((40, 62), (48, 69), (55, 76))
 
@@ -131,10 +129,6 @@ def beats(tex: Texture) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the measures
-def interval_class(lower: int, upper: int) -> int:
-    return abs(int(upper) - int(lower)) % 12
-
-
 def consonance(tex: Texture) -> dict:
     """Counts of added notes by their interval with the melody at their onset."""
     out = {"added": 0, "measured": 0, "consonant": 0, "fourth": 0, "above": 0, "under_rest": 0}
@@ -151,16 +145,6 @@ def consonance(tex: Texture) -> dict:
         out["consonant"] += ic in CONSONANT
         out["fourth"] += ic == FOURTH
     return out
-
-
-def is_chord(pcs) -> bool:
-    """Pitch classes that form a triad or a seventh chord (or part of one; see the module doc)."""
-    s = frozenset(int(p) % 12 for p in pcs)
-    if len(s) <= 1:
-        return True
-    if any(s <= c for c in _TRIAD_SETS):
-        return True
-    return len(s) >= 3 and any(s <= c for c in _SEVENTH_SETS)
 
 
 def chord_fit(tex: Texture) -> dict:
@@ -187,6 +171,28 @@ class Voices:
     onsets: int = 0
 
 
+def _assign(free: list[int], current: list, new: list) -> list:
+    """The free voice each new note (sorted by pitch) goes to, or None: voices that have sounded
+    continue to the new notes that move least (``continue_voices``), the rest take the unused
+    voices lowest first."""
+    used = sorted((current[k][2], k) for k in free if current[k] is not None)
+    fresh = [k for k in free if current[k] is None]
+    by_prev: dict[int, list[int]] = {}
+    for p, k in used:
+        by_prev.setdefault(p, []).append(k)
+    out, left = [], []
+    for prev, q in continue_voices([p for p, _ in used], [x[2] for x in new]):
+        if prev is None:
+            out.append(None)
+            left.append(len(out) - 1)
+        else:
+            out.append(by_prev[prev].pop(0))
+    spare = fresh + [k for ks in by_prev.values() for k in ks]
+    for i, k in zip(left, sorted(spare)):
+        out[i] = k
+    return out
+
+
 def follow_voices(tex: Texture, n: int) -> Voices:
     v = Voices(n, [[] for _ in range(n)])
     current: list = [None] * n                  # the note each voice sounds (or last sounded)
@@ -201,10 +207,12 @@ def follow_voices(tex: Texture, n: int) -> Voices:
             new.append((t, int(en[j]), int(pi[j])))
             j += 1
         free = [k for k in range(n) if current[k] is None or current[k][1] <= t]
-        for note, k in zip(new, free):
+        for note, k in zip(new, _assign(free, current, new)):
+            if k is None:
+                v.extra += 1
+                continue
             current[k] = note
             v.notes[k].append(note)
-        v.extra += max(0, len(new) - len(free))
         sounding = [(k, c[2]) for k, c in enumerate(current) if c is not None and c[0] <= t < c[1]]
         mel = tex.melody.sounding(t)
         top = int(mel.min()) if len(mel) else None
@@ -253,13 +261,9 @@ def parallels(tex: Texture, v: Voices) -> dict:
         for j in range(i + 1, len(moves)):
             for t in moves[i].keys() & moves[j].keys():
                 (a1, a2), (b1, b2) = moves[i][t], moves[j][t]
-                if (a2 - a1 > 0) != (b2 - b1 > 0):
-                    continue
-                c1, c2 = abs(a1 - b1) % 12, abs(a2 - b2) % 12
-                if c1 == c2 == 7:
-                    fifths += 1
-                elif c1 == c2 == 0:
-                    octaves += 1
+                if is_parallel(a1, a2, b1, b2):
+                    fifths += interval_class(a2, b2) == 7
+                    octaves += interval_class(a2, b2) == 0
     return {"fifths": fifths, "octaves": octaves}
 
 
@@ -273,7 +277,7 @@ def final_chord(tex: Texture) -> dict:
     if tex.key is None or not pitches:
         return {"pitches": pitches, "tonic": None}
     tonic = int(tex.key[0])
-    allowed = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
+    allowed = tonic_triad(tonic)
     pcs = {p % 12 for p in pitches}
     ok = pcs <= allowed and tonic in pcs and pitches[0] % 12 == tonic and not {(tonic + 3) % 12,
                                                                                (tonic + 4) % 12} <= pcs
