@@ -84,9 +84,11 @@ class HarmonyPolicy(GrammarPolicy):
     melody onset or on a beat is consonant with the melody (a fourth only above another
     voice) and forms a triad or seventh chord with what sounds; off the beat it is consonant
     or a step from a voice that just ended (``passing``); no two voices move in parallel
-    fifths or octaves; from the melody's last onset on the voices hold the final tonic chord
-    (the key's tonic, or the melody's last note when that is not in the tonic triad) with
-    its root in the bass; a held note is not dissonant with a later melody note on a beat.
+    fifths or octaves; the cadence: from the melody's onset before its last the voices sound
+    the dominant (seventh) chord with its root in the bass, where the melody fits it, and
+    from the last onset on the final tonic chord (the key's tonic, or the melody's last note
+    when that is not in the tonic triad) with its root in the bass; a held note is not
+    dissonant with a later melody note on a beat.
     """
 
     def __init__(self, remi: RemiTables, bars: list, melody_notes: list, voices: int, program: int,
@@ -117,6 +119,7 @@ class HarmonyPolicy(GrammarPolicy):
             self.bar_starts.append(t)
             t += remi.bar_ticks(b.ts)
         self.final = None
+        self.penultimate = self.starts[-2] if len(self.starts) > 1 else self.last_onset
         if self.melody and tonic is not None:
             last = self.melody[-1][2] % 12
             self.final = int(tonic) % 12 if last in tonic_triad(tonic) else last
@@ -226,10 +229,10 @@ class HarmonyPolicy(GrammarPolicy):
             if not ended:
                 return True
             pairs = [(a, b) for a, b in continue_voices(ended, [*moved, p]) if a is not None and a != b]
-            if mel_moves and any(is_parallel(a, b, mel_prev, melody) for a, b in pairs if b == p):
-                return False
-            mine = [(a, b) for a, b in pairs if b == p]
-            return not any(is_parallel(a, b, c, d) for a, b in mine for c, d in pairs if d != p)
+            if mel_moves:
+                pairs.append((mel_prev, melody))
+            return not any(is_parallel(*pairs[i], *pairs[j]) for i in range(len(pairs))
+                           for j in range(i + 1, len(pairs)))
 
         held = [n[2] for n in recent if n[0] < t < n[0] + n[1]] + self._kept_sounding(t)
 
@@ -238,9 +241,10 @@ class HarmonyPolicy(GrammarPolicy):
             return a is None or all((a < h) == (p < h) for h in held if h != a)
 
         rules = []
-        if self.final is not None and t >= self.last_onset:
-            triad = tonic_triad(self.final)
-            rules.append(lambda p: p % 12 in triad and (p % 12 == self.final or (low is not None and low < p)))
+        cadence = self._cadence(t)
+        if cadence is not None:
+            root, tones = cadence
+            rules.append(lambda p: p % 12 in tones and (p % 12 == root or (low is not None and low < p)))
         if on_beat or not tex.passing:
             rules.append(fits_melody)
             rules.append(chord)
@@ -253,6 +257,20 @@ class HarmonyPolicy(GrammarPolicy):
             if kept:
                 pitches = kept
         return pitches
+
+    def _cadence(self, t: int) -> tuple[int, frozenset] | None:
+        """(root, pitch classes) of the chord the cadence wants at t: the tonic triad from the
+        melody's last onset on, the dominant (seventh) from the onset before it, where the
+        melody's notes fit them; None elsewhere."""
+        if self.final is None or t < self.penultimate:
+            return None
+        if t >= self.last_onset:
+            return self.final, tonic_triad(self.final)
+        dom = (self.final + 7) % 12
+        tones = frozenset({dom, (dom + 4) % 12, (dom + 7) % 12, (dom + 10) % 12})
+        if any(n[2] % 12 not in tones for n in self._melody_sounding(t)):
+            return None
+        return dom, tones
 
     def _melody_before(self, t: int) -> int | None:
         """The melody pitch that ends at t where a melody note starts at t (None otherwise)."""
