@@ -10,7 +10,7 @@ are measured the same way (``cadenza.music.eval.harmony``):
 - ``cadenza``: ``harmonize(mm, soprano, voices=3, style="bach", seed=S)``, the library call
   ``cadenza harmonize`` makes (int8 decode weights, top-p 0.95, temperature 1; the copy
   guard left out), seeds 1..``--seeds``;
-- ``rules``: diatonic triads on strong beats (``triad_baseline``).
+- ``rules``: diatonic triads on strong beats (``cadenza.music.eval.triads``).
 
 Measures: consonance with the melody at the added notes' onsets (with fourths separately),
 chord-tone fit per beat, parallel fifths and octaves per 100 beats, crossings, spacing and
@@ -38,6 +38,7 @@ import numpy as np
 from cadenza.bench.results import RESULTS, exit_code, finite, run_header, write_json_and_plot
 from cadenza.errors import ConfigError
 from cadenza.music.eval import harmony as hm
+from cadenza.music.eval.triads import triad_baseline
 
 ROWS = ("bach", "cadenza", "rules")
 TARGET_CONSONANCE = 0.75
@@ -79,7 +80,7 @@ def chorale_rows(mm, full, seeds, voices: int, style, bits: bool, texture=None) 
     bach = hm.texture_of(full, key)
     out = {"key": f"{key[0]} {key[1]}", "bars": None, "bach": [hm.measure(bach, 3)], "cadenza": [], "seconds": [],
            "pieces": []}
-    rules = hm.Texture(bach.melody, hm.triad_baseline(bach, voices), bach.tpq, bach.sigs, key)
+    rules = hm.Texture(bach.melody, triad_baseline(bach, voices), bach.tpq, bach.sigs, key)
     out["rules"] = [hm.measure(rules, voices)]
     for s in seeds:
         piece, sec = harmonize_timed(mm, melody, voices, style, s, texture=texture)

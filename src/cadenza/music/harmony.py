@@ -14,8 +14,7 @@ from cadenza.music.harmony_policy import TEXTURES, HarmonyPolicy, parse_melody, 
 from cadenza.music.inputs import (_check_sampling, _check_seed, _input_name, _kept_notes, _load_score, _styled_input,
                                   remi_for)
 from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
-
-MAX_VOICES = 4       # accompanying voices: the library, the CLI's help and the server's schemas read this
+from cadenza.music.preflight import MAX_VOICES
 
 
 def split_melody(score):
@@ -123,12 +122,13 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
         raise DataError("the melody is too long to harmonize in one go")
     out = _finish_ids(codec, prefix, new)
     name = _input_name(melody)
+    label = "melody and kept voices" if setup.policy.kept else "melody"
     settings = {"input": name, "voices": voices, "style": style, "texture": setup.texture.name, "keep": keep,
                 "dropped_notes": setup.dropped, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     return Piece(kind="harmonize", ids=out, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=_kept_notes(codec, setup.ids, qpm),
-                 kept_label=f"melody: {Path(name).name}" if name else "melody",
+                 kept_label=f"{label}: {Path(name).name}" if name else label,
                  input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
                  first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
 

@@ -118,6 +118,9 @@ class HarmonyPolicy(GrammarPolicy):
         for b in bars:
             self.bar_starts.append(t)
             t += remi.bar_ticks(b.ts)
+        self._recent_key = self._memo_key = (None, -1)       # per-state memos (a state and its token count)
+        self._recent: list = []
+        self._memo: list = []
         self.final = None
         self.penultimate = self.starts[-2] if len(self.starts) > 1 else self.last_onset
         if self.melody and tonic is not None:
@@ -162,8 +165,11 @@ class HarmonyPolicy(GrammarPolicy):
 
     def _acc_recent(self, s: RemiState) -> list[tuple]:
         """Generated accompaniment notes that started recently enough to be sounding now."""
+        if self._recent_key[0] is s and self._recent_key[1] == s.n:
+            return self._recent
         t = s.onset
         out = []
+        self._recent_key, self._recent = (s, s.n), out
         for n in reversed(s.notes[-256:]):
             if n[0] < t - self.max_dur:
                 break
@@ -196,9 +202,8 @@ class HarmonyPolicy(GrammarPolicy):
         taken = set(sounding)
         pitches = [p for p in range(lo, ceiling) if p not in taken and p in self.remi.pitch_ids]
         if self.texture.rules and pitches:
-            key = (s.n, t)
-            if getattr(self, "_memo_key", None) != key:
-                self._memo_key, self._memo = key, self._rule_pitches(s, pitches, sounding, ceiling)
+            if not (self._memo_key[0] is s and self._memo_key[1] == s.n):
+                self._memo_key, self._memo = (s, s.n), self._rule_pitches(s, pitches, sounding, ceiling)
             return self._memo
         return pitches
 
