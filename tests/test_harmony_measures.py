@@ -234,3 +234,12 @@ def test_the_cadence_ends_on_the_tonic_with_its_root_in_the_bass(setting):
     st = _state_after(setting, pol, _plan(remi, {0: [(60, T)], T: [(65, T)], 2 * T: [(55, T)]}, stop_at=3 * T))
     allowed = set(pol._acc_pitches(st))
     assert allowed and all(p % 12 == 0 for p in allowed)     # nothing sounds yet: the tonic C goes in the bass
+
+
+def test_final_root_follows_the_key_unless_the_melody_ends_outside_its_tonic_triad():
+    from cadenza.music.harmony_policy import final_root
+
+    assert final_root(0, False, 72) == 0 and final_root(0, False, 76) == 0 and final_root(0, False, 67) == 0
+    assert final_root(2, True, 67) == 7          # D minor estimated, the melody ends on G: G
+    assert final_root(4, True, 67) == 7          # E minor estimated, the melody ends on G: G major
+    assert final_root(4, False, 68) == 4         # E major ending on its third

@@ -329,7 +329,8 @@ def test_harmonize_chorale_rules_hold_on_the_melody_onsets(mm, melody_file):
     """The chorale texture (style bach): at every melody onset but the cadence's two, each new
     note is consonant with the melody (a fourth counts); the last chord has the tonic in the bass."""
     from cadenza.codecs.music.features import parse_key
-    from cadenza.music.chords import CONSONANT, interval_class, tonic_triad
+    from cadenza.music.chords import CONSONANT, interval_class
+    from cadenza.music.harmony_policy import final_root
 
     melody = note_tuples(mm.codec.quantize(symusic.Score(str(melody_file))))
     onsets = sorted({m[0] for m in melody})
@@ -346,9 +347,8 @@ def test_harmonize_chorale_rules_hold_on_the_melody_onsets(mm, melody_file):
                     total += 1
                     ok += interval_class(pitch, top) in CONSONANT | {5}
             if texture == "chorale":
-                tonic = parse_key(p.conditioning["key"])[0]
-                last = max(melody)[2] % 12
-                root = tonic if last in tonic_triad(tonic) else last
+                tonic, mode = parse_key(p.conditioning["key"])
+                root = final_root(tonic, mode == "minor", max(melody)[2])
                 end = max(a[0] for a in added)
                 bass = min(a[2] for a in added if a[0] <= end < a[0] + a[1])
                 assert bass % 12 == root

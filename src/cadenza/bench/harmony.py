@@ -99,17 +99,18 @@ def tune_rows(mm, voices: int, style, seeds=(1, 2, 3), texture=None) -> dict:
     """Consonance and notes above the melody on the three tunes, per tune and pooled."""
     from cadenza.bench.tunes import TUNES, tune_score
 
+    from cadenza.codecs.music.features import parse_key
+
     per = {}
     all_rows = []
     for name, (key, _, _) in TUNES.items():
         score = tune_score(name)
-        rows = []
+        rows, secs = [], []
         for s in seeds:
-            piece, _ = harmonize_timed(mm, score, voices, style, s, texture=texture)
-            from cadenza.codecs.music.features import parse_key
-
+            piece, sec = harmonize_timed(mm, score, voices, style, s, texture=texture)
             rows.append(hm.measure(hm.texture_of(piece.score(), parse_key(key)), voices))
-        per[name] = hm.summarize(rows)
+            secs.append(sec)
+        per[name] = {**hm.summarize(rows), "bars": piece.bars, "seconds": statistics.median(secs)}
         all_rows += rows
     return {"tunes": per, "all": hm.summarize(all_rows), "seeds": list(seeds)}
 
@@ -175,6 +176,8 @@ def table(result: dict) -> str:
         lines.append(f"three tunes (seeds {t['seeds']}): consonant {_pct(t['all']['consonant'])} "
                      f"(with fourths {_pct(t['all']['consonant_or_fourth'])}; {per}), "
                      f"{t['all']['above_melody']} notes above the melody, {t['all']['added_notes']} added notes")
+        times = ", ".join(f"{k} {v['bars']} bars {v['seconds']:.2f} s" for k, v in t["tunes"].items())
+        lines.append(f"three tunes, harmonize time (median over seeds): {times}")
     for t in result["targets"]:
         v = t["value"]
         shown = _pct(v) if t["figure"] in ("consonance with the melody", "tonic endings",

