@@ -8,7 +8,7 @@ in a build (default fractions: 5% val, 5% test). Only the ``bach`` collection is
 so a chorale whose opening matched a piece of another collection would be split on its own;
 ``shipped_train_ids`` (the training pieces a model's notes file lists) checks the result.
 The signatures are cached in ``$CADENZA_CACHE`` (or ``~/.cache/cadenza``) per music21
-version, so only the first call parses (a few minutes on two cores).
+version, so only the first call parses (about a minute on two cores).
 """
 
 from __future__ import annotations
