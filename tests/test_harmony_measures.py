@@ -137,8 +137,8 @@ def setting():
 
 
 def _policy(setting, texture):
-    from cadenza.music.grammar import RemiState
-    from cadenza.music.harmony_policy import TEXTURES, HarmonyPolicy, parse_melody
+    from cadenza.music.harmony_policy import HarmonyPolicy, parse_melody
+    from cadenza.music.textures import TEXTURES
 
     codec, remi, prefix, body, notes = setting
     bars = parse_melody(remi, body, (4, 4))

@@ -10,11 +10,12 @@ from cadenza.codecs.music.features import parse_key
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import RemiState
-from cadenza.music.harmony_policy import TEXTURES, HarmonyPolicy, parse_melody, texture_for
+from cadenza.music.harmony_policy import HarmonyPolicy, parse_melody
 from cadenza.music.inputs import (_check_sampling, _check_seed, _input_name, _kept_notes, _load_score, _styled_input,
                                   remi_for)
 from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
 from cadenza.music.preflight import MAX_VOICES
+from cadenza.music.textures import TEXTURES, texture_for
 
 
 def split_melody(score):

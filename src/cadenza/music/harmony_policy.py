@@ -1,5 +1,6 @@
 """The grammar policy of ``harmonize``: the melody forced, voices added below it under a
-texture's rules (``HarmonyPolicy``, ``TEXTURES``), and the melody's bars parsed from tokens.
+texture's rules (``HarmonyPolicy``; the textures are in ``textures``), and the melody's bars
+parsed from tokens.
 
 The rules only ever take pitches or durations away from what the model may write, and each
 is dropped where it would leave nothing (so a piece always decodes): the model still chooses
@@ -9,50 +10,13 @@ among what is left. Measured by ``benchmarks/harmony.py`` (``docs/music.md``).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-
 import torch
 
 from cadenza.music.chords import (CONSONANT, FOURTH, continue_voices, interval_class, is_chord, is_parallel,
                                   tonic_triad)
 from cadenza.music.grammar import (BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, GrammarPolicy, RemiState,
                                    RemiTables)
-
-
-@dataclass(frozen=True)
-class Texture:
-    """How the added voices move (``TEXTURES``; ``--style`` picks one).
-
-    ``complete``: where the voices must all sound under the melody: at every melody onset
-    ("melody") or only at melody onsets on strong beats and the first ("strong").
-    ``starts``: where a voice may start a note: anywhere the melody plays ("any") or only where
-    the chord must be complete ("complete": block chords). ``sevenths``: seventh chords
-    besides triads. ``passing``: off the beat, a voice may move by step to a note dissonant
-    with the melody. ``rules``: False turns every rule off (the plain grammar of voices below
-    the melody, as before issue 28).
-    """
-
-    name: str
-    complete: str = "melody"
-    starts: str = "any"
-    sevenths: bool = True
-    passing: bool = True
-    rules: bool = True
-
-
-TEXTURES = {
-    "chorale": Texture("chorale"),
-    "polyphony": Texture("polyphony", complete="strong", sevenths=False),
-    "chords": Texture("chords", complete="strong", starts="complete", sevenths=False, passing=False),
-    "free": Texture("free", rules=False),
-}
-STYLE_TEXTURES = {"bach": "chorale", "renaissance": "polyphony", "medieval": "polyphony", "folk": "chords",
-                  "fiddle": "chords"}
-
-
-def texture_for(style: str | None) -> Texture:
-    """The texture of a style: bach chorale, renaissance polyphony, folk block chords (others: chorale)."""
-    return TEXTURES[STYLE_TEXTURES.get(style or "", "chorale")]
+from cadenza.music.textures import TEXTURES, Texture
 
 
 class _MelodyBar:
