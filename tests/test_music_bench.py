@@ -34,3 +34,30 @@ def test_music_benchmark_writes_results(tmp_path, capsys):
         assert b["tokens"] == r["tokens"]          # the baseline samples as many tokens
     assert res["summary"]["total_s"] == pytest.approx(statistics.median(r["total_s"] for r in res["runs"]))
     assert (tmp_path / "music.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_harmony_benchmark_rows_table_and_plot(tmp_path):
+    """benchmarks/harmony.py's pieces on a tiny model and one chorale (the held-out pool itself
+    needs the whole bach collection parsed once, which is too slow for a test)."""
+    from cadenza.bench import harmony as hb
+    from cadenza.music.eval import harmony as hm
+
+    mm = mf.tiny_model()
+    full = mf.corpus_scores()[-1]
+    r = hb.chorale_rows(mm, full, [1, 2], 3, "bach", bits=True)
+    assert len(r["cadenza"]) == 2 and len(r["bach"]) == len(r["rules"]) == 1 and r["bits"]["notes"] > 0
+    bach = r["bach"][0]
+    assert bach.consonance["added"] == sum(len(t.notes) for t in full.tracks[1:])
+    rows = {n: hm.summarize(r[n]) for n in hb.ROWS}
+    assert rows["cadenza"]["above_melody"] == 0 and rows["cadenza"]["consonant"] > 0.75
+    tunes = hb.tune_rows(mm, 2, "bach", seeds=(1,))
+    assert set(tunes["tunes"]) == {"old-hundredth", "ode-to-joy", "greensleeves"}
+    assert tunes["tunes"]["ode-to-joy"]["bars"] == 16
+    result = {"rows": rows, "bits": r["bits"], "speed": {"median_s_per_bar": 0.01, "s_per_16_bars": 0.16},
+              "tunes": tunes, "model": "tiny", "targets": hb.targets(rows, 0.16, tunes)}
+    text = hb.table(result)
+    assert "target: consonance with the melody" in text and "three tunes" in text
+    roll = {"id": "bwv66.6", "textures": [("Bach", hm.texture_of(full)),
+                                          ("Cadenza", hm.texture_of(r["pieces"][0].score()))]}
+    hb.plot(result, roll, str(tmp_path / "h.png"))
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"

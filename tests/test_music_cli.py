@@ -148,6 +148,35 @@ def test_harmonize_cli(model_dir, melody, tmp_path, capsys):
     assert meta["kind"] == "harmonize" and meta["settings"]["voices"] == 2 and meta["input"]["sha256"]
 
 
+def test_harmonize_cli_keep_style_and_voices(model_dir, tmp_path, capsys):
+    src = mf.corpus_scores()[-1]
+    two = src.copy()
+    del two.tracks[1:3]                                   # soprano and bass
+    path = mf.write_midi_file(two, tmp_path / "sb.mid")
+    out = tmp_path / "satb.mid"
+    assert main(["harmonize", str(path), "--model", model_dir, "--keep", "--style", "folk", "--voices", "3",
+                 "--seed", "1", "--no-audio", "-o", str(out)]) == 0
+    mm = mf.tiny_model()
+    given = set(note_tuples(mm.codec.quantize(symusic.Score(str(path)))))
+    assert given < set(note_tuples(symusic.Score(str(out))))
+    (marker,) = _markers(out)
+    assert "--keep" in marker and "--style folk" in marker
+    assert main(["harmonize", str(path), "--model", model_dir, "--voices", "5", "-o", str(tmp_path / "x.mid")]) == 2
+    err = capsys.readouterr().err
+    assert "from 1 to 4" in err and not (tmp_path / "x.mid").exists()
+    assert "--keep" in _help(["harmonize", "--help"]) and "renaissance" in _help(["harmonize", "--help"])
+
+
+def _help(argv) -> str:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main(argv)
+    return buf.getvalue()
+
+
 def test_predict_cli_prints_a_table(model_dir, melody, capsys):
     assert main(["predict", str(melody), "--model", model_dir, "--top", "4"]) == 0
     out = capsys.readouterr().out

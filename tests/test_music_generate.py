@@ -304,3 +304,131 @@ def test_predict_leaves_torchs_global_generator_alone(mm, melody_file):
     torch.manual_seed(5)
     predict_next(mm, melody_file, top=3)
     assert torch.equal(torch.rand(3), expected)
+
+
+# --------------------------------------------------------------------------- harmonize: textures, --keep, bits
+def _two_voices(n_bars: int = 3):
+    """Soprano and bass of a chorale (two tracks), the first n_bars bars."""
+    s = mf.corpus_scores()[-1]
+    bar = 4 * s.ticks_per_quarter
+    out = symusic.Score(s.ticks_per_quarter)
+    for t in s.time_signatures:
+        out.time_signatures.append(t)
+    for t in s.tempos:
+        out.tempos.append(t)
+    for i, name in ((0, "soprano"), (3, "bass")):
+        tr = symusic.Track(name=name, program=0)
+        for n in s.tracks[i].notes:
+            if n.time < n_bars * bar:
+                tr.notes.append(n)
+        out.tracks.append(tr)
+    return out
+
+
+def test_harmonize_takes_one_to_four_voices(mm, melody_file):
+    from cadenza.music.preflight import MAX_VOICES
+
+    assert MAX_VOICES == 4
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(ConfigError, match="from 1 to 4"):
+            harmonize(mm, melody_file, voices=bad)
+    p = harmonize(mm, melody_file, voices=1, seed=3)
+    melody = note_tuples(mm.codec.quantize(symusic.Score(str(melody_file))))
+    added = sorted(set(note_tuples(p.score())) - set(melody))
+    assert added and all(sum(a[0] <= on < a[0] + a[1] for a in added) <= 1 for on, *_ in added)
+
+
+def test_harmonize_chorale_rules_hold_on_the_melody_onsets(mm, melody_file):
+    """The chorale texture (style bach): at every melody onset but the cadence's two, each new
+    note is consonant with the melody (a fourth counts); the last chord has the tonic in the bass."""
+    from cadenza.codecs.music.features import parse_key
+    from cadenza.music.chords import CONSONANT, interval_class
+    from cadenza.music.harmony_policy import final_root
+
+    melody = note_tuples(mm.codec.quantize(symusic.Score(str(melody_file))))
+    onsets = sorted({m[0] for m in melody})
+    shares = {}
+    for texture in ("chorale", "free"):
+        ok = total = 0
+        for seed in (1, 2):
+            p = harmonize(mm, melody_file, voices=3, seed=seed, texture=texture)
+            assert p.settings["texture"] == texture
+            added = sorted(set(note_tuples(p.score())) - set(melody))
+            for on, _, pitch, _, _ in added:
+                if on in onsets[:-2]:
+                    top = min(m[2] for m in melody if m[0] == on)
+                    total += 1
+                    ok += interval_class(pitch, top) in CONSONANT | {5}
+            if texture == "chorale":
+                tonic, mode = parse_key(p.conditioning["key"])
+                root = final_root(tonic, mode == "minor", max(melody)[2])
+                end = max(a[0] for a in added)
+                bass = min(a[2] for a in added if a[0] <= end < a[0] + a[1])
+                assert bass % 12 == root
+        shares[texture] = ok / total
+    assert shares["chorale"] == 1.0 and shares["free"] < 1.0
+
+
+def test_harmonize_folk_writes_block_chords_on_strong_beats(mm, melody_file):
+    p = harmonize(mm, melody_file, voices=3, style="folk", seed=4)
+    assert p.settings["texture"] == "chords"
+    melody = note_tuples(mm.codec.quantize(symusic.Score(str(melody_file))))
+    added = sorted(set(note_tuples(p.score())) - set(melody))
+    first = min(m[0] for m in melody)                   # note_tuples: quarters
+    assert added and all(on == first or on % 2 == 0 for on, *_ in added)      # beats 1 and 3 of 4/4
+    assert any(m[0] % 2 for m in melody if m[0] != first)                    # the melody moves between them
+
+
+def test_harmonize_keeps_lower_voices_with_keep_and_drops_them_without(mm):
+    score = _two_voices()
+    given = note_tuples(mm.codec.quantize(score))
+    only_bass = score.copy()
+    del only_bass.tracks[0]
+    bass = note_tuples(mm.codec.quantize(only_bass))
+    p = harmonize(mm, score, voices=3, seed=6, keep=True)
+    out = note_tuples(p.score())
+    assert set(given) <= set(out) and p.settings["keep"] and p.settings["dropped_notes"] == 0
+    added = sorted(set(out) - set(given))
+    assert added
+    soprano = [n for n in given if n not in bass]
+    for on, *_ in soprano:         # kept and added voices together: at most 3 under the soprano
+        assert sum(n[0] <= on < n[0] + n[1] for n in bass + added) <= 3
+    names = [t.name for t in p.score().tracks]
+    assert "melody and kept voices" in names and "Cadenza harmony" in names
+    q = harmonize(mm, score, voices=3, seed=6)
+    assert q.settings["dropped_notes"] == len(score.tracks[1].notes)
+    assert not set(bass) <= set(note_tuples(q.score()))
+
+
+def test_harmony_bits_are_the_models_own_under_the_policy(mm):
+    """Bits on given voices: the plain figure equals a full forward pass over the same tokens,
+    and renormalizing over what the policy allows only ever makes a token likelier."""
+    import math
+
+    from cadenza.music.harmony import harmony_bits
+    from cadenza.music.load import load_model
+
+    exact = load_model(mf.tiny_model_dir(), decode_weights="float32")
+    full = _two_voices(2)
+    melody = full.copy()
+    melody.tracks.clear()
+    melody.tracks.append(full.tracks[0].copy())
+    b = harmony_bits(exact, melody, full, voices=3)
+    assert b["notes"] == len(full.tracks[1].notes) and b["tokens"] > b["forced"] > 0
+    assert 0 < b["bits_per_note"] <= b["plain_bits_per_note"]
+    # the plain bits again, from one forward pass over prefix + body (no cache, no policy)
+    from cadenza.music.harmony import _Setup, _on_program
+
+    setup = _Setup(exact, melody, 3, "bach", False, None)
+    whole = [int(i) for i in exact.codec.encode(_on_program(full, setup.program), style="bach")]
+    _, start = exact.codec.parse_prefix(whole)
+    ids = setup.prefix + whole[start:]
+    with torch.inference_mode():
+        logp = torch.log_softmax(exact.network(torch.tensor([ids[:-1]])).float(), dim=-1)[0]
+    state = RemiState(remi_for(exact.codec), record=True).feed_all(setup.prefix)
+    plain = 0.0
+    for j in range(len(setup.prefix), len(ids)):
+        if int(setup.policy.allowed(state).sum()) > 1 or not bool(setup.policy.allowed(state)[ids[j]]):
+            plain -= float(logp[j - 1, ids[j]]) / math.log(2)
+        state.feed(ids[j])
+    assert b["plain_bits_per_note"] == pytest.approx(plain / b["notes"], rel=1e-3)

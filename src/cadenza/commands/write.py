@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import textwrap
 
 from cadenza.commands.music_options import load, options, progress, threads
-from cadenza.music.preflight import MAX_INPUT_NOTES
+from cadenza.music.preflight import MAX_INPUT_NOTES, MAX_VOICES
 
 _OUT_NOTE = ("Writes OUT.mid and, unless --no-audio, OUT.wav (rendered offline with a General MIDI "
              "SoundFont), OUT.png (piano roll) and OUT.json (provenance: model, seed, command, settings). "
@@ -135,8 +136,9 @@ def _harmonize(args) -> int:
     from cadenza.music.preflight import score_seconds
 
     return _generate(args, "harmonize", lambda mm: harmonize(
-        mm, args.input, voices=args.voices, style=args.style, **_sampling(args)),
-        [("--voices", args.voices), ("--style", args.style)], inputs=(args.input,), seconds=score_seconds)
+        mm, args.input, voices=args.voices, style=args.style, keep=args.keep, **_sampling(args)),
+        [("--voices", args.voices), ("--style", args.style), ("--keep", args.keep)], inputs=(args.input,),
+        seconds=score_seconds)
 
 
 def _moods(p, which: str = "segments") -> None:
@@ -208,15 +210,34 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "harmonize", help="add accompanying voices below a melody",
-        description="Harmonize MELODY.mid: keep every melody note exactly and add accompanying voices below it "
+        description=textwrap.fill("Harmonize MELODY.mid: keep every melody note exactly and add accompanying voices below it "
                     "(chorale style: alto, tenor and bass by default). This is constrained decoding: the melody's "
                     "bar lines and notes are forced into the model's token stream at their onsets, and around "
-                    "them the model may only write notes below the melody, at most --voices at a time, with a "
-                    "full chord under every melody note; it chooses the pitches, rhythm and durations of the new "
-                    "voices. The melody and the harmony are on separate tracks. " + _OUT_NOTE)
-    p.add_argument("input", metavar="MELODY.mid", help="the melody (any MIDI file; all its notes are kept)")
+                    "them the model may only write notes below the melody, at most --voices at a time; it "
+                    "chooses the pitches, rhythm and durations of the new voices within the rules of the "
+                    "style's texture (--style). A MELODY.mid with several instruments: the melody is the "
+                    "highest track; its other tracks are left out, or kept with --keep. The melody and the "
+                    "harmony are on separate tracks. " + _OUT_NOTE, 100),
+        epilog=textwrap.fill("Textures (--style): bach: a chorale: a full chord under every melody note, notes on the beat "
+               "consonant with the melody (a fourth only above another voice) and forming a triad or seventh "
+               "chord, stepwise passing notes between, no parallel fifths or octaves and no crossing voices, a "
+               "cadence on the dominant and the tonic with its root in the bass. renaissance: polyphony: the "
+               "same rules with triads only, a full chord only on strong beats, so voices may rest and enter "
+               "on their own. folk: block chords (triads) on the strong beats, held under the tune. Other "
+               "styles the model offers take the nearest texture (medieval: renaissance; fiddle: folk).", 100) + "\n\n"
+               "Examples: cadenza harmonize tune.mid -o chorale.mid\n"
+               "  cadenza harmonize tune.mid --voices 2 --style folk -o tune-chords.mid\n"
+               "  cadenza harmonize soprano-and-bass.mid --keep --voices 3 -o satb.mid   (adds the inner voices)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="MELODY.mid", help="the melody (its highest track; all its notes are kept)")
     p.add_argument("--voices", type=int, default=3, metavar="N",
-                   help="accompanying voices sounding under each melody note, 1 to 6 (default 3)")
-    p.add_argument("--style", default="bach", help="style to condition on (default: bach, for chorale harmony)")
+                   help=f"accompanying voices sounding under the melody, 1 to {MAX_VOICES} (default 3: alto, "
+                        "tenor, bass; kept voices count)")
+    p.add_argument("--style", default="bach", metavar="STYLE",
+                   help="bach (default), renaissance or folk: the style the model is conditioned on and the texture "
+                        "of the voices (see below); any other style the model offers works too")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the lower voices MELODY.mid already has (its tracks below the melody) unchanged and "
+                        "add only the missing ones, up to --voices sounding at once")
     options(p)
     p.set_defaults(func=_harmonize)

@@ -24,7 +24,8 @@ The same seed gives the same piece: the only randomness is the seeded generator.
 
 This module holds ``compose`` and ``continue_piece`` (both run ``decode.decode_to_target``); the rest
 lives by job: ``inputs`` (checks, input pieces, styles), ``piece`` (``Piece``), ``policies``
-(length target, copy guard, ``HarmonyPolicy``), ``harmony`` (``harmonize``) and ``predict``.
+(length target, copy guard), ``harmony_policy`` (``HarmonyPolicy``), ``textures``, ``harmony``
+(``harmonize``) and ``predict``.
 The public API (``harmonize``, ``predict_next``, ``next_pitch_distribution``, ``Piece``,
 ``NextNote``, ``Prediction``) is importable from here too.
 """

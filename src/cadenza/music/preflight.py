@@ -23,6 +23,7 @@ from cadenza.errors import ConfigError, DataError, WriteError
 
 MAX_INPUT_NOTES = 50_000           # a long orchestral movement has about 20,000
 MAX_INPUT_BYTES = 16 * 1024 * 1024
+MAX_VOICES = 4                     # accompanying voices harmonize adds: the library, the CLI and the server
 SPARE_BYTES = 4 * 1024 * 1024      # MIDI, PNG and JSON next to the WAV, with room to spare
 SLOWEST_TEMPO = 40.0               # when the model chooses the tempo: its slowest tempo token
 

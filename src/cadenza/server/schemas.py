@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cadenza.music.preflight import MAX_VOICES
 from cadenza.prompts import MAX_TEMPERATURE
 
 Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
@@ -86,7 +87,7 @@ class ContinueRequest(MusicInput, Sampling, Length, CopyLimit):
 
 
 class HarmonizeRequest(MusicInput, Sampling, CopyLimit):
-    voices: int = Field(default=3, ge=1, le=6)
+    voices: int = Field(default=3, ge=1, le=MAX_VOICES)
     style: str | None = "bach"
 
 

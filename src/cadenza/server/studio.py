@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cadenza.errors import CadenzaError
+from cadenza.music.preflight import MAX_VOICES
 from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN, Bound, Note, bound_of
 
 SESSION_IDLE_S = 1800.0
@@ -61,7 +62,7 @@ class SuggestRequest(BaseModel):
 
     kind: Literal["continue", "answer", "harmonize", "infill"]
     bars: int = Field(default=4, ge=1, le=32)
-    voices: int = Field(default=2, ge=1, le=6)
+    voices: int = Field(default=2, ge=1, le=MAX_VOICES)
     from_bar: int | None = Field(default=None, ge=0, le=4096, description="infill: first bar (from 0)")
     to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill: the bar after the last")
     k: int = Field(default=8, ge=1, le=32, description="infill: candidates to choose from")
