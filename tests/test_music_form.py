@@ -101,16 +101,39 @@ def test_mood_draws_the_key_and_a_valence_switch_changes_the_mode(mm):
     pieces = ([[codec.bos_id, codec.style_id("folk"), codec.key_id("Am"), 1, 1, codec.bar_ids()[0], sad]] * 3
               + [[codec.bos_id, codec.style_id("folk"), codec.key_id("G"), 1, 1, codec.bar_ids()[0], happy]] * 3)
     table = key_table(pieces, codec)
-    assert table["counts"]["0"] == {"Am": 3} and mode_of(table, 0) == "minor" and mode_of(table, 4) == "major"
-    assert draw_key(table, 0, seed=5) == "Am" and draw_key(table, 4, seed=5) == "G"
+    assert table["counts"]["0"] == {"Am": 3}
+    assert [mode_of(codec, lv) for lv in range(5)][::4] == ["minor", "major"]
+    assert draw_key(table, 0, 5, "minor") == "Am" and draw_key(table, 4, 5, "major") == "G"
+    assert draw_key(table, 4, 5, "minor") == "Am"      # no minor piece at that level: any level's
     mm.mood_keys = table
     try:
         p = compose(mm, valence=0.05, bars=4, seed=3)
         assert is_minor(p.conditioning["key"]) and p.settings["key_from_mood"] == p.conditioning["key"]
-        # bright first, dark from bar 5 (the second segment): no pitch of G minor's foreign notes there
+        # bright first, dark from bar 5 (the second segment): G major's third and sixth (B, E) become
+        # B-flat and E-flat there, and only there
         q = compose(mm, key="G", valence="0.95,0.05@5", bars=8, seed=3, ending=False)
-        late = [n for n in fm.notes_of(q.score()).pitch[fm.notes_of(q.score()).bar >= 4]]
-        g_minor = {7, 9, 10, 0, 2, 3, 5, 6}
-        assert late and all(p % 12 in g_minor for p in late)
+        nq = fm.notes_of(q.score())
+        late = nq.pitch[nq.bar >= 4] % 12
+        assert len(late) and not ({4, 11} & set(late.tolist()))
     finally:
         mm.mood_keys = None
+
+
+def test_apply_modes_moves_only_the_other_modes_segments(mm):
+    from cadenza.music.grammar import DUR, PITCH
+    from cadenza.music.inputs import remi_for
+    from cadenza.music.modes import apply_modes
+
+    codec, remi = mm.codec, remi_for(mm.codec)
+    bar, pos, dur = codec.bar_ids()[0], remi.pos_ids[0], next(i for i in range(remi.vocab_size) if remi.kind[i] == DUR)
+    head = [codec.bos_id, codec.style_id("folk"), codec.key_id("G"), codec.tempo_id(96),
+            codec.time_signature_id(4, 4)]
+    body = []
+    for b in range(8):          # one note per bar: B, E, F#, G (pitch classes 11, 4, 6, 7) in turn
+        body += [bar] + ([codec.mood_id(2, 2)] if b % 4 == 0 else []) + [pos, remi.pitch_ids[(71, 64, 66, 67)[b % 4]],
+                                                                           dur]
+    ids = head + body
+    out = apply_modes(remi, ids, {1: "minor"})      # the second segment (bars 5-8) in G minor
+    pitches = [remi.value[t] for t in out if remi.kind[t] == PITCH]
+    assert pitches == [71, 64, 66, 67, 70, 63, 66, 67]  # B->Bb, E->Eb from bar 5; F# (leading tone) stays
+    assert apply_modes(remi, ids, {1: "major"}) == ids and apply_modes(remi, ids, {}) == ids

@@ -38,7 +38,7 @@ from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.music.controls import MoodPlan
 from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import PROG, RemiState
-from cadenza.music.modes import ModePolicy, draw_key, segment_modes
+from cadenza.music.modes import apply_modes, draw_key, mode_of, segment_modes
 from cadenza.music.harmony import harmonize
 from cadenza.music.inputs import (_check_length, _check_sampling, _check_seed, _check_style, _input_name, _kept_notes,
                                   _load_score, _plain, _styled_input, remi_for)
@@ -85,21 +85,20 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     if key is None and mm.mood_keys is not None:     # the mood chooses the mode (cadenza.music.modes)
         level = plan.levels_at(codec, 1)[0]
         if level is not None:
-            key = key_from_mood = draw_key(mm.mood_keys, level, seed)
+            key = key_from_mood = draw_key(mm.mood_keys, level, seed, mode_of(codec, level))
     slots = codec.conditioning(style=_check_style(codec, style), key=key, tempo=tempo,
                                time_signature=time_signature)
     if tempo is not None:
         tempo = float(tempo)
     forced = dict(zip(PREFIX_SLOTS, slots))
     target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=tempo, close=ending)
-    policy = _with_modes(LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec),
-                                      keep_metre=True), mm, plan, target)
+    policy = LengthPolicy(remi, target, prefix=forced, programs=None, moods=plan.moods(codec), keep_metre=True)
     state = RemiState(remi)
     prompt = [codec.bos_id]
     new, stats = decode_to_target(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
                          guard=guard)
-    ids = _finish_ids(codec, prompt, new)
+    ids = apply_modes(remi, _finish_ids(codec, prompt, new), _mode_plan(mm, plan, target))
     qpm = target.tempo(state)
     settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
                 "bars": bars, "seconds": seconds, "tempo": tempo, "key": None if key_from_mood else key,
@@ -111,18 +110,18 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
                  bars=state.bars, stopped=stats["stopped"])
 
 
-def _with_modes(policy, mm, plan: MoodPlan, target: LengthTarget, bars0: int = 0, changes_only: bool = True):
-    """``policy`` with the segments whose mood asks for the other mode than the key's kept to the
-    parallel key's scale (``modes.ModePolicy``). ``changes_only`` (compose, where the first
-    segment's mood chose the key, or the user did): only segments whose mode differs from the
-    first planned segment's; else (continue, in the input's key) every planned segment."""
+def _mode_plan(mm, plan: MoodPlan, target: LengthTarget, bars0: int = 0, changes_only: bool = True) -> dict:
+    """{segment: mode} of the segments whose mood asks for a mode (``modes.apply_modes`` moves
+    their notes where it is not the key's). ``changes_only`` (compose, where the first segment's
+    mood chose the key, or the user did): only segments whose mode differs from the first
+    planned segment's; else (continue, in the input's key) every planned segment."""
     S = mm.codec.config.segment_bars
     most = target.most_bars if target.bars is not None else 64
-    modes = segment_modes(plan, mm.codec, mm.mood_keys, (bars0 + most) // S + 2)
+    modes = segment_modes(plan, mm.codec, (bars0 + most) // S + 2)
     if modes and changes_only:
         first = modes[min(modes)]
         modes = {seg: m for seg, m in modes.items() if m != first}
-    return ModePolicy(policy, modes) if modes else policy
+    return modes
 
 
 # --------------------------------------------------------------------------- continue
@@ -161,9 +160,8 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     programs = sorted({remi.value[i] for i in ids[start:] if remi.kind[i] == PROG})
     target = LengthTarget(remi, bars=bars, seconds=seconds, qpm=qpm, origin_ticks=state.onset, close=ending)
     freeze = state.next_bar_start() - 1 if from_next_bar else state.onset
-    policy = _with_modes(LengthPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze,
-                                      moods=plan.moods(codec)), mm, plan, target, bars0=state.bars,
-                         changes_only=False)
+    modes = _mode_plan(mm, plan, target, bars0=state.bars, changes_only=False)
+    policy = LengthPolicy(remi, target, programs=programs, ts=state.ts, freeze_onset=freeze, moods=plan.moods(codec))
     if from_next_bar:     # nothing more in the input's last bar: its next token is the bar line
         policy = _NoMoreInBar(policy)
     if constraints is not None and not constraints.empty:
@@ -174,7 +172,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     new, stats = decode_to_target(mm.network, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
                          guard=guard)
-    out = _finish_ids(codec, ids, new)
+    out = apply_modes(remi, _finish_ids(codec, ids, new), modes, start=len(ids))
     name = _input_name(midi)
     settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
                 "top_k": top_k, "top_p": top_p, "mood": _plain(mood), "valence": _plain(valence),

@@ -4,15 +4,22 @@ The codec's prefix names the key before any Mood token, so a network left to cho
 cannot let "sad" choose a minor one. Two things fix that at decode time, with what the corpus
 says:
 
+- **The mode of a valence level** (``mode_of``): valence measures how much better a segment's
+  notes fit a major key than a minor one, so the levels below the scale's middle are minor
+  ("sad" and "tense"), the others major. (The corpus's key tokens come from key signatures,
+  which often leave a minor tune's mode unsaid: only 28% of the pieces opening at the "sad"
+  level carry a minor key token, so the tokens cannot say the mode; the notes can.)
 - **The key table** (``mood_keys.json`` in a model folder, ``key_table``): for every valence
-  level, how many training pieces open their first segment at that level in each key. A
-  level's *mode* is the mode most of its pieces are in; when the key is left to the model
-  and the first segment's valence is set, the key is drawn from that level's keys of its
-  mode, weighted by the corpus counts, with the piece's seed (``draw_key``).
-- **Mode per segment** (``ModePolicy``): where a later segment's valence level belongs to
-  the other mode than the piece's key, its pitches keep to the scale of the parallel key
-  (same tonic, other mode: G major becomes G minor), so a valence switched at bar 9 is heard
-  from the segment that starts there.
+  level, how many training pieces open their first segment at that level in each key. When
+  the key is left to the model and the first segment's valence is set, the key is drawn
+  from that level's keys of its mode, weighted by the corpus counts, with the piece's seed
+  (``draw_key``).
+- **Mode per segment** (``apply_modes``): where a later segment's valence level belongs to
+  the other mode than the piece's key, its notes move to the parallel key (same tonic, other
+  mode: G major's B and E become B-flat and E-flat), so a valence switched at bar 9 is heard
+  from the segment that starts there. (Only masking the other mode's notes was tried first:
+  the network, still reading G major, then avoided the third altogether and music21 heard
+  G major in every seed.)
 """
 
 from __future__ import annotations
@@ -31,27 +38,29 @@ def is_minor(key: str) -> bool:
     return parse_key(key)[1] == "minor"
 
 
-def minor_share(table: dict, level: int) -> float | None:
-    row = table["counts"].get(str(int(level))) or {}
-    total = sum(row.values())
-    return sum(n for k, n in row.items() if is_minor(k)) / total if total else None
-
-
-def mode_of(table: dict | None, level: int | None) -> str | None:
-    """"minor" or "major": the mode most corpus pieces opening at this valence level are in."""
-    if table is None or level is None:
+def mode_of(codec, level: int | None) -> str | None:
+    """"minor" or "major": the mode of a valence level. Valence is how much better a segment's
+    notes fit their best major key than their best minor one (0.5: equally well;
+    ``cadenza.codecs.music.segments``), so a level whose range lies mostly below 0.5 is minor."""
+    if level is None:
         return None
-    share = minor_share(table, level)
-    return None if share is None else ("minor" if share > 0.5 else "major")
+    edges = [0.0, *codec.config.valence_edges, 1.0]
+    level = int(level)
+    if not 0 <= level < len(edges) - 1:
+        return None
+    return "minor" if (edges[level] + edges[level + 1]) / 2 < 0.5 else "major"
 
 
-def draw_key(table: dict, level: int, seed: int) -> str | None:
-    """A key for a piece whose first segment has valence ``level``: one of that level's keys in
-    its mode, drawn with the corpus counts as weights (the same seed gives the same key)."""
-    mode = mode_of(table, level)
-    row = table["counts"].get(str(int(level))) or {}
-    keys = sorted(k for k in row if (mode == "minor") == is_minor(k))
-    if not keys:
+def draw_key(table: dict, level: int, seed: int, mode: str) -> str | None:
+    """A key in ``mode`` for a piece whose first segment has valence ``level``: one of the keys
+    of that mode the corpus's pieces open in at that level (at any level where that one has
+    none), drawn with their counts as weights; the same seed gives the same key."""
+    rows = [table["counts"].get(str(int(level))) or {}] + list(table["counts"].values())
+    for row in rows:
+        keys = sorted(k for k in row if (mode == "minor") == is_minor(k))
+        if keys:
+            break
+    else:
         return None
     w = np.array([row[k] for k in keys], dtype=float)
     rng = np.random.default_rng([int(seed) % (2 ** 63), 0x6B6579])
@@ -63,52 +72,48 @@ def scale_of(tonic: int, mode: str) -> frozenset[int]:
     return frozenset((tonic + s) % 12 for s in (_MINOR if mode == "minor" else _MAJOR))
 
 
-def segment_modes(plan, codec, table: dict | None, segments: int) -> dict[int, str]:
-    """{segment: mode} for the segments whose valence the plan sets (none without a table)."""
-    if table is None or plan is None or plan.empty:
+def segment_modes(plan, codec, segments: int) -> dict[int, str]:
+    """{segment: mode} for the segments whose valence the plan sets."""
+    if plan is None or plan.empty:
         return {}
     S = codec.config.segment_bars
     out = {}
     for seg in range(segments):
-        mode = mode_of(table, plan.levels_at(codec, seg * S + 1)[0])
+        mode = mode_of(codec, plan.levels_at(codec, seg * S + 1)[0])
         if mode is not None:
             out[seg] = mode
     return out
 
 
-class ModePolicy:
-    """``policy`` with the pitches of every segment whose mode (``modes``) is not the key's kept to
-    the parallel key's scale (same interface as a GrammarPolicy)."""
+# the parallel key's notes: which pitch class (from the tonic) of one mode becomes which of the other
+TO_MINOR = {4: 3, 9: 8}            # the major third and sixth lowered (the leading tone stays)
+TO_MAJOR = {3: 4, 8: 9, 10: 11}    # the minor third, sixth and seventh raised
 
-    def __init__(self, policy, modes: dict[int, str]):
-        self.inner, self.remi, self.modes = policy, policy.remi, dict(modes)
-        self._masks: dict = {}
 
-    def __getattr__(self, name):          # the wrapped policy's other attributes
-        return getattr(self.inner, name)
+def apply_modes(remi, ids: list[int], modes: dict[int, str], start: int = 0) -> list[int]:
+    """``ids`` with the pitches of every segment in ``modes`` whose mode differs from the key's
+    moved to the parallel key (G major's B and E become B-flat and E-flat in G minor), from
+    token ``start`` on (the tokens before it, a prompt, stay). The network writes in the key of
+    the prefix; this turns its notes into the other mode where the mood asks for it, keeping
+    its rhythm and contour."""
+    from cadenza.codecs.music.features import parse_key
+    from cadenza.music.grammar import PITCH, RemiState
 
-    def _bad_pitches(self, s):
-        from cadenza.codecs.music.features import parse_key
-        from cadenza.music.grammar import PITCH
-
-        mode = self.modes.get(s.segment)
-        i = s.prefix.get("key")
-        if mode is None or i is None:
-            return None
-        tonic, key_mode = parse_key(self.remi.value[i])
-        if key_mode == mode:
-            return None
-        key = (tonic, mode)
-        if key not in self._masks:
-            scale = scale_of(tonic, mode)
-            self._masks[key] = self.remi.mask_of(i for p, i in self.remi.pitch_ids.items() if p % 12 not in scale) \
-                & self.remi.masks[PITCH]
-        return self._masks[key]
-
-    def allowed(self, s):
-        m = self.inner.allowed(s)
-        bad = self._bad_pitches(s) if s.in_body else None
-        if bad is None:
-            return m
-        kept = m & ~bad
-        return kept if bool(kept.any()) else m      # never leave nothing: the grammar wins
+    if not modes:
+        return list(ids)
+    st = RemiState(remi)
+    out = []
+    for n, tok in enumerate(ids):
+        st.feed(tok)
+        if n >= start and remi.kind[tok] == PITCH and st.in_body:
+            mode = modes.get(st.segment)
+            k = st.prefix.get("key")
+            if mode is not None and k is not None:
+                tonic, key_mode = parse_key(remi.value[k])
+                if key_mode != mode:
+                    move = TO_MINOR if mode == "minor" else TO_MAJOR
+                    p = remi.value[tok]
+                    q = p + move.get((p - tonic) % 12, (p - tonic) % 12) - (p - tonic) % 12
+                    tok = remi.pitch_ids.get(q, tok)
+        out.append(tok)
+    return out

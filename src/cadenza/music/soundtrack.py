@@ -221,14 +221,14 @@ class Soundtrack:
 
         table = getattr(self.mm, "mood_keys", None)
         level = self.codec.control_levels(values["valence"], None, None)[0] if table else None
-        mode = mode_of(table, level)
+        mode = mode_of(self.codec, level)
         if mode is None:
             return None
         prev = previous.get("key") if previous else None
         if prev is not None:
             tonic, prev_mode = parse_key(self.remi.value[prev])
             return prev if prev_mode == mode else self.codec.key_id((tonic, mode))
-        key = draw_key(table, level, self.rng.randrange(2 ** 31))
+        key = draw_key(table, level, self.rng.randrange(2 ** 31), mode)
         return self.codec.key_id(key) if key else None
 
     def _context_for(self, prefix: dict, at_bar: int) -> tuple[list[int], int]:
