@@ -411,6 +411,10 @@ at::Tensor summary_cols(const at::Tensor& x, int64_t b, int64_t c) {
       .reshape({BH, full * c, D}).contiguous();
 }
 
+// Parts per head in the fixed backward's split (enough work items for this many threads when
+// B * H is small; each part costs a summary-gradient buffer of 2 * (n / b) * c * d floats).
+constexpr int64_t FIXED_PARTS = 16;
+
 // Work order for blocks: 0, nb-1, 1, nb-2, ... so contiguous chunks cost alike.
 int64_t zigzag(int64_t u, int64_t nb) { return (u % 2 == 0) ? u / 2 : nb - 1 - u / 2; }
 
@@ -457,49 +461,60 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
   const int64_t ns = ks.size(1);
-  // the units (whole blocks) split into at most one chunk per thread; each chunk has its
-  // own summary-gradient buffer (chunks, 2, BH, ns, D), whatever thread runs it
-  const int64_t units = BH * nb;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(units, at::get_num_threads()));
-  auto dsum = at::zeros({chunks, 2, BH, ns, D}, q.options());
+  // Work items are (bh, part): a part is a contiguous run of the head's blocks in zigzag order
+  // (so parts cost alike) with its own summary-gradient buffer (BH, parts, 2, ns, D); a block's
+  // own keys belong to its part alone. The partition depends on BH and nb only, never on the
+  // thread count, and the parts are folded in order: the same bits at any number of threads.
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nb, (FIXED_PARTS + BH - 1) / BH));
+  auto dsum = at::empty({BH, parts, 2, ns, D}, q.options());
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
   const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
   float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
   float* dsp = dsum.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
-  // a unit is a whole block (its tiles share their own-block keys)
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, BH * parts, 1, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
-    for (int64_t th = c0; th < c1; ++th)
-    for (int64_t u = th * units / chunks; u < (th + 1) * units / chunks; ++u) {
-      const int64_t bh = u / nb, g = zigzag(u % nb, nb);
-      const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / parts, part = u % parts;
       const int64_t off = bh * n * D, soff = bh * ns * D;
-      float* dks = dsp + ((th * 2 + 0) * BH) * ns * D + soff;
-      float* dvs = dsp + ((th * 2 + 1) * BH) * ns * D + soff;
-      for (int64_t sub = 0; sub < subs; ++sub) {
-        const int64_t r0 = sub * tile;
-        if (r0 >= blen) break;
-        const int64_t M = std::min(tile, blen - r0);
-        Seg a{ksp + soff, vsp + soff, D, far};
-        Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
-        auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
-        const int64_t row = off + (bs + r0) * D;
-        tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
-                      GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
-                      lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
+      float* dks = dsp + (u * 2 + 0) * ns * D;
+      float* dvs = dsp + (u * 2 + 1) * ns * D;
+      std::fill(dks, dks + 2 * ns * D, 0.f);
+      for (int64_t z = part * nb / parts; z < (part + 1) * nb / parts; ++z) {
+        const int64_t g = zigzag(z, nb);
+        const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
+        for (int64_t sub = 0; sub < subs; ++sub) {
+          const int64_t r0 = sub * tile;
+          if (r0 >= blen) break;
+          const int64_t M = std::min(tile, blen - r0);
+          Seg a{ksp + soff, vsp + soff, D, far};
+          Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
+          auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
+          const int64_t row = off + (bs + r0) * D;
+          tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
+                        GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
+                        lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
+        }
       }
     }
   });
-  if (ns > 0) {  // fold the per-thread summary gradients into the summary columns
-    auto tot = dsum.sum(0);  // (2, BH, ns, D)
-    const int64_t full = ns / c;
-    for (int64_t which = 0; which < 2; ++which) {
-      auto dst = (which == 0 ? dk : dv).narrow(1, 0, full * b).view({BH, full, b, D}).narrow(2, b - c, c);
-      dst.add_(tot[which].view({BH, full, c, D}));
-    }
+  if (ns > 0) {  // fold the parts' summary gradients, in part order, into the summary columns
+    at::parallel_for(0, BH * ns, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t u = j0; u < j1; ++u) {
+        const int64_t bh = u / ns, j = u % ns;
+        const int64_t row = bh * n * D + ((j / c) * b + b - c + j % c) * D;
+        for (int64_t which = 0; which < 2; ++which) {
+          float* dst = (which == 0 ? dkp : dvp) + row;
+          for (int64_t part = 0; part < parts; ++part) {
+            const float* src = dsp + (((bh * parts + part) * 2 + which) * ns + j) * D;
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) dst[d] += src[d];
+          }
+        }
+      }
+    });
   }
   return {dq, dk, dv};
 }
@@ -576,4 +591,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
   m.def("decode_step", &decode_step, "one cached decode step through every layer (band + residue class)");
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
+#ifdef INTRA_OP_PARALLEL
+  m.def("threaded", []() { return true; }, "whether at::parallel_for runs on several threads here");
+#else
+  m.def("threaded", []() { return false; }, "whether at::parallel_for runs on several threads here");
+#endif
+  m.def("threads_used", [](int64_t items) {
+    std::vector<char> seen(std::max(1, at::get_num_threads()), 0);
+    at::parallel_for(0, items, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
+    return (int64_t)std::count(seen.begin(), seen.end(), 1);
+  }, "how many threads a parallel_for over `items` work items runs on (a test of the build)");
 }
