@@ -272,3 +272,48 @@ def test_the_fused_decode_step_equals_the_python_step_and_the_full_forward(weigh
     assert torch.allclose(outs[True][0], outs[False][0], atol=1e-5) and outs[True][1] == outs[False][1]
     tol = 1e-4 if weights == "float32" else 0.5
     assert float((outs[True][0] - full).abs().max()) < tol
+
+
+MODES = [(a, i) for a in ("strided", "fixed") for i in ("merged", "interleaved", "split")]
+
+
+@pytest.mark.parametrize("attention,integration", MODES, ids=lambda v: str(v))
+@pytest.mark.parametrize("weights,batch,positions", [("float32", 1, "learned"), ("float32", 3, "rope"),
+                                                     ("int8", 2, "learned")], ids=str)
+def test_the_fused_step_covers_every_mode_and_pattern(attention, integration, weights, batch, positions):
+    """Every integration mode of both patterns, batched, with learned or rotary positions: the fused
+    step runs (not the Python fallback), gives the Python step's logits and keys read, both equal
+    the full forward, and its logits are the same bits at 1 and 2 threads."""
+    from cadenza import decode_step
+    from cadenza.config import ModelConfig
+    from cadenza.model import SparseTransformer
+
+    torch.manual_seed(0)
+    model = SparseTransformer(ModelConfig(vocab_size=37, d_model=32, n_layers=3, n_heads=4, max_len=256,
+                                          attention=attention, stride=8, summary=3, integration=integration,
+                                          positions=positions)).eval()
+    model.set_decode_weights(weights)
+    x = torch.randint(0, 37, (batch, 70))
+    outs = {}
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for fused, threads in ((True, 1), (True, 2), (False, 1)):
+                model.__dict__["_no_fused"] = not fused
+                cache = model.new_cache(batch)
+                torch.set_num_threads(1)         # the prefill's own ops round by thread count
+                steps = [model(x[:, :11], cache=cache)[:, -1:]]
+                torch.set_num_threads(threads)
+                steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                outs[fused, threads] = (torch.cat(steps, 1), cache.keys_read, cache.positions_held())
+            model.__dict__["_no_fused"] = False
+            full = model(x)[:, 10:]
+    finally:
+        torch.set_num_threads(before)
+    assert decode_step.fused_step(model, decode_step.fast_weights(model), model.new_cache(batch)) is not None
+    fused, python = outs[True, 1], outs[False, 1]
+    assert fused[1:] == python[1:]
+    assert torch.equal(fused[0], outs[True, 2][0])
+    tol = 1e-4 if weights == "float32" else 0.5
+    assert float((fused[0] - python[0]).abs().max()) < (1e-5 if weights == "float32" else 1e-2)
+    assert float((fused[0] - full).abs().max()) < tol

@@ -523,65 +523,352 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 
 
 // ---------------------------------------------------------------------------------------------
-// One cached decode step through every layer (the model's one-token path), for models whose
-// layers each hold one head group with a Local band (ring buffer) and a StrideSkip part
-// (residue-class store): LayerNorm, qkv, cache write, attention over the band and the token's
-// residue class, output projection, MLP, and the final LayerNorm and head, in one call, so a
-// token costs the weight reads and the attended keys rather than ~30 Python op dispatches
-// per layer. Linear layers come in threes: (weight, bias, undefined) for float32, or (int8
-// weight, per-row scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the
-// bias's dtype is the output's, so the MLP's hidden layer and GELU run in bfloat16 as in the
-// Python path). ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the
-// new token's q and k are turned (rotary positions; the stores hold keys already turned). The
-// caller has made room in the stores for position ``i``.
-static at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
-                       bool int8) {
+// One cached decode step through every layer (the model's one-token path): LayerNorm, qkv,
+// rotary turn of the new token's q and k, cache writes, attention over each head group's near
+// keys (ring) and far keys (residue class or summary columns), output projection, MLP, and the
+// final LayerNorm and head, in one call, so a token costs the weight reads and the attended keys
+// rather than ~30 Python op dispatches per layer.
+//
+// Head groups (``GroupCache`` in cache.py) come as 8 integers each: layer, first head, stop head,
+// near kind (0 none, 1 Local band of width w, 2 SameBlock of b), w or b, far kind (0 none,
+// 1 StrideSkip residue classes of stride s, 2 BlockSummary of block b'), s or b', c; with the
+// group's ring (B, 2, Hg, ring, hd) and far store: classes (s, B, 2, Hg, cap, hd) or summary
+// columns (B, 2, Hg, cap, hd) (empty tensors where a group has none). Every interleaved, merged
+// and split model of the strided and fixed patterns is such a list. The caller has made room
+// for position ``i`` in every store (``GroupCache.reserve``) and counts it after
+// (``GroupCache.advance_one``).
+//
+// Linear layers come in threes: (weight, bias, undefined) for float32, or (int8 weight, per-row
+// scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the bias's dtype is the
+// output's, so the MLP's hidden layer and GELU run in bfloat16 as in the Python path).
+// ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the new token's
+// q and k are turned (rotary positions; the stores hold keys already turned).
+//
+// Threads: float32 linear layers split their output rows over the intra-op threads (each row's
+// dot products are the same code at any thread count, so the result does not depend on it); the
+// attention runs one (row, head) per work item. Everything else is O(B d) on the calling thread.
+
+namespace {
+
+constexpr int64_t GROUP_INTS = 8;
+constexpr int64_t SMALL_BATCH = 8;   // up to this many rows, linear layers read each weight row once
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < n; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+// erf for GELU, branch-free (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+inline float erf_approx(float x) {
+  const float a = std::fabs(x);
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  return std::copysign(1.f - p * t * fast_exp(-a * a), x);
+}
+
+enum Act { PLAIN = 0, GELU = 1, ADD = 2 };   // ADD: y += x W^T + b (a residual)
+
+inline void finish(float* y, const float* r, const float* bias, int64_t count, int act) {
+#pragma omp simd
+  for (int64_t o = 0; o < count; ++o) {
+    const float t = r[o] + bias[o];
+    y[o] = act == ADD ? y[o] + t : act == GELU ? 0.5f * t * (1.f + erf_approx(t * 0.70710678118654752f)) : t;
+  }
+}
+
+// y (B, out) (op)= x (B, in) W^T + bias, W (out, in) row-major; output rows split over threads.
+void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const float* bias, int64_t out,
+                float* y, int act) {
+  const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, in));   // >= 64 KB of weights
+  at::parallel_for(0, out, grain, [&](int64_t o0, int64_t o1) {
+    const int64_t cols = o1 - o0;
+    thread_local std::vector<float> r;
+    if ((int64_t)r.size() < B * cols) r.resize(B * cols);
+    if (B <= SMALL_BATCH) {
+      for (int64_t o = o0; o < o1; ++o) {
+        const float* w = W + o * in;
+        for (int64_t b = 0; b < B; ++b) r[b * cols + o - o0] = dot(w, x + b * in, in);
+      }
+    } else {
+      SerialBlas serial;
+      gemm(false, true, B, cols, in, 1.f, x, in, W + o0 * in, in, 0.f, r.data(), cols);
+    }
+    for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
+  });
+}
+
+void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
+  for (int64_t r = 0; r < B; ++r) {
+    const float* xr = x + r * d;
+    float mean = 0.f, var = 0.f;
+#pragma omp simd reduction(+ : mean)
+    for (int64_t j = 0; j < d; ++j) mean += xr[j];
+    mean /= (float)d;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+    const float inv = 1.f / std::sqrt(var / (float)d + (float)eps);
+    float* yr = y + r * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+  }
+}
+
+// softmax(q . k * scale) v over two key segments (keys and values `hd` apart within a segment).
+void attend_one(const float* q, int64_t hd, float scale, const Seg& a, const Seg& b, float* out,
+                std::vector<float>& s) {
+  const int64_t N = a.count + b.count;
+  if (N == 0) {
+    std::fill(out, out + hd, 0.f);
+    return;
+  }
+  if ((int64_t)s.size() < N) s.resize(N);
+  for (int64_t j = 0; j < a.count; ++j) s[j] = dot(q, a.k + j * a.ld, hd) * scale;
+  for (int64_t j = 0; j < b.count; ++j) s[a.count + j] = dot(q, b.k + j * b.ld, hd) * scale;
+  const float mx = row_max(s.data(), N);
+  float sum = 0.f;
+  float* sp = s.data();
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < N; ++j) {
+    const float e = fast_exp(sp[j] - mx);
+    sp[j] = e;
+    sum += e;
+  }
+  std::fill(out, out + hd, 0.f);
+  for (int64_t j = 0; j < a.count; ++j) {
+    const float p = sp[j];
+    const float* v = a.v + j * a.ld;
+#pragma omp simd
+    for (int64_t e = 0; e < hd; ++e) out[e] += p * v[e];
+  }
+  for (int64_t j = 0; j < b.count; ++j) {
+    const float p = sp[a.count + j];
+    const float* v = b.v + j * b.ld;
+#pragma omp simd
+    for (int64_t e = 0; e < hd; ++e) out[e] += p * v[e];
+  }
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t e = 0; e < hd; ++e) out[e] *= inv;
+}
+
+// How many positions j < x have j % block >= block - c (the summary columns below x).
+inline int64_t summary_count(int64_t x, int64_t block, int64_t c) {
+  if (x <= 0) return 0;
+  return (x / block) * c + std::max<int64_t>(0, x % block - (block - c));
+}
+
+struct Group {
+  int64_t layer, h0, h1, near_kind, near_size, far_kind, far_size, c;
+  at::Tensor ring, store;
+  int64_t slot = 0, near = 0, far = 0, lo = 0;   // this step's ring slot and key counts
+};
+
+void check_store(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.numel() == 0 || (t.scalar_type() == at::kFloat && t.is_contiguous() && t.device().is_cpu()),
+              "decode_step: ", name, " must be a contiguous float32 CPU tensor");
+}
+
+// Plan one group's step at position i: ring slot, near keys [lo, i], far keys below lo.
+void plan_group(Group& g, int64_t i) {
+  if (g.near_kind == 1) {            // Local(w): the whole filled ring (w + 1 slots)
+    const int64_t ring = g.near_size + 1;
+    g.slot = i % ring;
+    g.near = std::min<int64_t>(i + 1, ring);
+    g.lo = i - g.near_size;
+  } else if (g.near_kind == 2) {     // SameBlock(b): the current block, a prefix of the ring
+    g.slot = i % g.near_size;
+    g.near = i % g.near_size + 1;
+    g.lo = i + 1 - g.near;
+  } else {
+    g.near = 0;
+    g.lo = i + 1;
+  }
+  g.far = 0;
+  if (g.lo > 0 && g.far_kind == 1) {
+    const int64_t s = g.far_size, r = i % s;
+    g.far = std::max<int64_t>(0, (g.lo - r + s - 1) / s);
+  } else if (g.lo > 0 && g.far_kind == 2) {
+    g.far = summary_count(g.lo, g.far_size, g.c);
+  }
+}
+
+// Write the new token's k and v (qkv: (B, 3, H, hd), turned) into a group's ring and far store.
+void write_group(const Group& g, const float* qkv, int64_t B, int64_t H, int64_t hd, int64_t i) {
+  const int64_t Hg = g.h1 - g.h0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t kv = 0; kv < 2; ++kv)
+      for (int64_t h = 0; h < Hg; ++h) {
+        const float* src = qkv + ((b * 3 + 1 + kv) * H + g.h0 + h) * hd;
+        if (g.near_kind != 0) {
+          const int64_t ring = g.ring.size(3);
+          float* dst = g.ring.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * ring + g.slot) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        }
+        if (g.far_kind == 1) {
+          const int64_t s = g.far_size, cap = g.store.size(4);
+          TORCH_CHECK(i / s < cap, "decode_step: no room in the residue-class store");
+          float* dst = g.store.data_ptr<float>() +
+                       (((((i % s) * B + b) * 2 + kv) * Hg + h) * cap + i / s) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        } else if (g.far_kind == 2 && i % g.far_size >= g.far_size - g.c) {
+          const int64_t cap = g.store.size(3), at_ = summary_count(i, g.far_size, g.c);
+          TORCH_CHECK(at_ < cap, "decode_step: no room in the summary store");
+          float* dst = g.store.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * cap + at_) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        }
+      }
+}
+
+// The near and far key segments of (row b, group head h) after the writes.
+void group_segments(const Group& g, int64_t B, int64_t b, int64_t h, int64_t hd, int64_t i, Seg& a, Seg& f) {
+  const int64_t Hg = g.h1 - g.h0;
+  a = NO_SEG;
+  f = NO_SEG;
+  if (g.near > 0) {
+    const int64_t ring = g.ring.size(3);
+    const float* base = g.ring.data_ptr<float>();
+    a = Seg{base + ((b * 2 + 0) * Hg + h) * ring * hd, base + ((b * 2 + 1) * Hg + h) * ring * hd, hd, g.near};
+  }
+  if (g.far > 0 && g.far_kind == 1) {
+    const int64_t s = g.far_size, cap = g.store.size(4);
+    const float* base = g.store.data_ptr<float>() + ((i % s) * B + b) * 2 * Hg * cap * hd;
+    f = Seg{base + (0 * Hg + h) * cap * hd, base + (1 * Hg + h) * cap * hd, hd, g.far};
+  } else if (g.far > 0 && g.far_kind == 2) {
+    const int64_t cap = g.store.size(3);
+    const float* base = g.store.data_ptr<float>() + b * 2 * Hg * cap * hd;
+    f = Seg{base + (0 * Hg + h) * cap * hd, base + (1 * Hg + h) * cap * hd, hd, g.far};
+  }
+}
+
+at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, bool int8) {
   if (!int8) return at::linear(x, a, b);
   at::Tensor xb = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
   return at::_weight_int8pack_mm(xb, a, b) + c;
 }
 
-at::Tensor decode_step(at::Tensor x, std::vector<at::Tensor> w, std::vector<at::Tensor> rings,
-                       std::vector<at::Tensor> stores, int64_t i, int64_t n_heads, std::vector<double> eps,
-                       std::vector<double> scales, bool int8, int64_t width, int64_t stride, at::Tensor rope) {
+}  // namespace
+
+at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
+                       std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, int64_t i,
+                       int64_t n_heads, std::vector<double> eps, std::vector<double> scales, bool int8,
+                       at::Tensor rope) {
   at::NoGradGuard no_grad;
-  const int64_t B = x.size(0), d = x.size(1), hd = d / n_heads;
-  const int64_t L = (int64_t)rings.size();
-  const int64_t ring = rings[0].size(3);
-  const int64_t slot = i % ring, r = i % stride;
-  const int64_t near = std::min<int64_t>(i + 1, ring);
-  const int64_t lo = i - width;
-  const int64_t far = lo > 0 ? std::max<int64_t>(0, (lo - r + stride - 1) / stride) : 0;
+  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "decode_step: x must be (B, d) float32");
+  const int64_t B = x_in.size(0), d = x_in.size(1), H = n_heads, hd = d / n_heads;
+  const int64_t L = (int64_t)scales.size();
+  const int64_t G = (int64_t)spec.size() / GROUP_INTS;
+  TORCH_CHECK((int64_t)rings.size() == G && (int64_t)stores.size() == G && (int64_t)w.size() == 16 * L + 5,
+              "decode_step: weights, groups and stores do not match");
+  std::vector<Group> groups(G);
+  for (int64_t k = 0; k < G; ++k) {
+    const int64_t* s = spec.data() + k * GROUP_INTS;
+    groups[k] = Group{s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], rings[k], stores[k]};
+    check_store(rings[k], "a ring");
+    check_store(stores[k], "a far store");
+    const Group& g = groups[k];
+    const bool writes_summary = g.far_kind == 2 && i % g.far_size >= g.far_size - g.c;
+    TORCH_CHECK(g.near_kind == 0 || rings[k].dim() == 5, "decode_step: a group lacks its ring");
+    TORCH_CHECK(g.far_kind != 1 || stores[k].dim() == 6, "decode_step: a group lacks its residue-class store");
+    TORCH_CHECK(!writes_summary || stores[k].dim() == 5, "decode_step: a group lacks its summary store");
+    TORCH_CHECK(g.h0 >= 0 && g.h0 < g.h1 && g.h1 <= n_heads && g.layer >= 0 && g.layer < L,
+                "decode_step: a group's heads or layer are out of range");
+    plan_group(groups[k], i);
+    TORCH_CHECK(groups[k].far == 0 || stores[k].dim() >= 5, "decode_step: a group lacks its far store");
+  }
+  const bool turn = rope.numel() > 0;
+  at::Tensor rope_f = turn ? rope.to(at::kFloat).contiguous() : rope;
+  const int64_t half = hd / 2;
+  at::Tensor x = x_in.contiguous().clone();
+  auto opts = x.options();
+  at::Tensor h = at::empty({B, d}, opts), qkv_f32 = at::empty({B, 3 * d}, opts), y = at::empty({B, d}, opts);
+  at::Tensor hid;   // float32 MLP hidden (B, hidden)
+  float* xp = x.data_ptr<float>();
   size_t k = 0;
   for (int64_t layer = 0; layer < L; ++layer) {
-    const at::Tensor &ln1w = w[k], &ln1b = w[k + 1];
-    at::Tensor h = at::layer_norm(x, {d}, ln1w, ln1b, eps[2 * layer]);
-    at::Tensor qkv = lin3(h, w[k + 2], w[k + 3], w[k + 4], int8).view({B, 3, n_heads, 1, hd});
-    if (rope.numel() > 0) {
-      const int64_t half = hd / 2;
-      at::Tensor qk = qkv.narrow(1, 0, 2), x1 = qk.narrow(4, 0, half), x2 = qk.narrow(4, half, half);
-      at::Tensor c = rope.select(0, 0), s = rope.select(0, 1);
-      at::Tensor r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-      x1.copy_(r1);
-      x2.copy_(r2);
+    at::Tensor qkv;
+    if (int8) {
+      at::Tensor hn = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * layer]);
+      qkv = lin3(hn, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat).contiguous();
+    } else {
+      layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * layer],
+                      h.data_ptr<float>());
+      linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), 3 * d,
+                 qkv_f32.data_ptr<float>(), PLAIN);
+      qkv = qkv_f32;
     }
-    at::Tensor kv = qkv.narrow(1, 1, 2);
-    rings[layer].narrow(3, slot, 1).copy_(kv);
-    at::Tensor cls = stores[layer].select(0, r);            // (B, 2, H, cap, hd)
-    cls.narrow(3, i / stride, 1).copy_(kv);
-    at::Tensor kvs = far > 0 ? at::cat({rings[layer].narrow(3, 0, near), cls.narrow(3, 0, far)}, 3)
-                             : rings[layer].narrow(3, 0, near);
-    at::Tensor q = qkv.select(1, 0);
-    at::Tensor y = at::scaled_dot_product_attention(q, kvs.select(1, 0), kvs.select(1, 1), {}, 0.0, false,
-                                                    scales[layer]);
-    x = x + lin3(y.reshape({B, d}), w[k + 5], w[k + 6], w[k + 7], int8);
-    h = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
-    at::Tensor hid = at::gelu(lin3(h, w[k + 10], w[k + 11], w[k + 12], int8));
-    x = x + lin3(hid, w[k + 13], w[k + 14], w[k + 15], int8);
+    float* qp = qkv.data_ptr<float>();
+    if (turn) {   // q and k of every head turned at position i
+      const float *cs = rope_f.data_ptr<float>(), *sn = cs + half;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t part = 0; part < 2; ++part)
+          for (int64_t hh = 0; hh < H; ++hh) {
+            float* v = qp + ((b * 3 + part) * H + hh) * hd;
+            for (int64_t j = 0; j < half; ++j) {
+              const float x1 = v[j], x2 = v[half + j];
+              v[j] = x1 * cs[j] - x2 * sn[j];
+              v[half + j] = x2 * cs[j] + x1 * sn[j];
+            }
+          }
+    }
+    std::vector<const Group*> mine;
+    for (const Group& g : groups)
+      if (g.layer == layer) {
+        write_group(g, qp, B, H, hd, i);
+        mine.push_back(&g);
+      }
+    // head -> its group
+    std::vector<const Group*> of(H, nullptr);
+    for (const Group* g : mine)
+      for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
+    float* yp = y.data_ptr<float>();
+    const float scale = (float)scales[layer];
+    at::parallel_for(0, B * H, 1, [&](int64_t u0, int64_t u1) {
+      thread_local std::vector<float> s;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t b = u / H, hh = u % H;
+        const Group* g = of[hh];
+        float* out = yp + b * d + hh * hd;
+        if (g == nullptr) { std::fill(out, out + hd, 0.f); continue; }
+        Seg a, f;
+        group_segments(*g, B, b, hh - g->h0, hd, i, a, f);
+        attend_one(qp + (b * 3 * H + hh) * hd, hd, scale, a, f, out, s);
+      }
+    });
+    if (int8) {
+      x = x + lin3(y, w[k + 5], w[k + 6], w[k + 7], int8);
+      at::Tensor hn = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
+      at::Tensor g = at::gelu(lin3(hn, w[k + 10], w[k + 11], w[k + 12], int8));
+      x = (x + lin3(g, w[k + 13], w[k + 14], w[k + 15], int8)).contiguous();
+      xp = x.data_ptr<float>();
+    } else {
+      linear_f32(yp, B, d, w[k + 5].data_ptr<float>(), w[k + 6].data_ptr<float>(), d, xp, ADD);
+      layer_norm_rows(xp, B, d, w[k + 8].data_ptr<float>(), w[k + 9].data_ptr<float>(), eps[2 * layer + 1],
+                      h.data_ptr<float>());
+      const int64_t hidden = w[k + 10].size(0);
+      if (!hid.defined() || hid.size(1) != hidden) hid = at::empty({B, hidden}, opts);
+      linear_f32(h.data_ptr<float>(), B, d, w[k + 10].data_ptr<float>(), w[k + 11].data_ptr<float>(), hidden,
+                 hid.data_ptr<float>(), GELU);
+      linear_f32(hid.data_ptr<float>(), B, hidden, w[k + 13].data_ptr<float>(), w[k + 14].data_ptr<float>(), d,
+                 xp, ADD);
+    }
     k += 16;
   }
-  at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
-  return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
+  if (int8) {
+    at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
+    return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
+  }
+  layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * L], h.data_ptr<float>());
+  const int64_t vocab = w[k + 2].size(0);
+  at::Tensor logits = at::empty({B, vocab}, opts);
+  linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), vocab,
+             logits.data_ptr<float>(), PLAIN);
+  return logits;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -589,7 +876,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
   m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
-  m.def("decode_step", &decode_step, "one cached decode step through every layer (band + residue class)");
+  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)");
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
 #ifdef INTRA_OP_PARALLEL
   m.def("threaded", []() { return true; }, "whether at::parallel_for runs on several threads here");
