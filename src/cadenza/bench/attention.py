@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cadenza.bench.machine import load_average, thread_cpu_ns
+
 FULL_NS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 QUICK_NS = [1024, 2048, 4096]
 METHODS = ["dense", "flex-strided", "flex-fixed", "strided", "fixed", "strided-flash", "fixed-flash"]
@@ -85,22 +87,6 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def _thread_cpu_ns() -> dict:
-    """CPU time (ns) of every thread of this process so far (Linux; empty elsewhere)."""
-    out = {}
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return out
-    for t in tasks:
-        try:
-            with open(f"/proc/self/task/{t}/schedstat") as fh:
-                out[t] = int(fh.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
 def _attention_fn(method: str, l: int, c: int, n: int):
     import torch
     import torch.nn.functional as F
@@ -153,12 +139,12 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
             f()
             times, cpu, busiest = [], [], []
             for _ in range(repeats):
-                before = _thread_cpu_ns()
+                before = thread_cpu_ns()
                 t0, c0 = time.perf_counter(), time.process_time()
                 f()
                 times.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
-                after = _thread_cpu_ns()
+                after = thread_cpu_ns()
                 busiest.append(max((after[t] - before.get(t, 0) for t in after), default=0) / 1e9)
             thread = 1000 * float(np.median(busiest)) if any(busiest) else None
             return 1000 * float(np.median(times)), 1000 * float(np.median(cpu)), thread
@@ -409,14 +395,6 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and PNG (default benchmarks/results)")
 
 
-def _loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as fh:
-            return " ".join(fh.read().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def run_cli(args, host="") -> int:
     from cadenza.errors import ConfigError
 
@@ -427,7 +405,7 @@ def run_cli(args, host="") -> int:
         raise ConfigError("lengths, --stride and --repeats must be positive, --threads not negative, "
                           "and 1 <= --summaries <= --stride")
     threads = args.threads[0] if len(args.threads) == 1 else args.threads
-    load_before = _loadavg()
+    load_before = load_average()
     cases = run(ns, methods, l=args.stride, c=args.summaries, repeats=args.repeats,
                 flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=threads,
                 flash_max_n=args.flash_max_n)
@@ -438,7 +416,7 @@ def run_cli(args, host="") -> int:
         print(f"  {status:<12} {t}: {m}")
     from cadenza.attention import kernels
 
-    load_after = _loadavg()
+    load_after = load_average()
     config = {"stride": args.stride, "summaries": args.summaries, "repeats": args.repeats, "heads": 4,
               "head_dim": 64, "dtype": "float32", "batch": 1, "host": host, "cores": os.cpu_count(),
               "threads": threads or "default", "load_average_before_after": [load_before, load_after],

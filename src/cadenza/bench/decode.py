@@ -41,6 +41,7 @@ import torch
 from cadenza.io import save_figure
 from cadenza.model import SparseTransformer
 from cadenza.presets import bench
+from cadenza.bench.machine import load_average
 from cadenza.bench.results import RESULTS, run_header, write_json_and_plot
 
 FULL_CONTEXTS = [1024, 4096, 16384, 65536]
@@ -279,11 +280,11 @@ def main(argv=None) -> int:
           f"threads {' and '.join(map(str, args.threads))}, {rounds} rounds x {steps} steps, "
           f"{args.decode_weights} weights", flush=True)
     t0 = time.time()
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     rows, prefill, config = run(contexts, steps, rounds, args.warmup, args.batch, args.attention,
                                 args.check_prefill, weights=args.decode_weights, threads=args.threads,
                                 model=args.model)
-    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load_after = load_average()
     print()
     print(table(rows))
     checks = targets(rows)
@@ -323,9 +324,7 @@ def main(argv=None) -> int:
              f"batch {args.batch}, {args.decode_weights} weights, {'/'.join(map(str, args.threads))} thread(s), "
              f"torch {torch.__version__}")
     json_path, png_path = write_json_and_plot(args.out, stem, payload, lambda png: plot(rows, png, title))
-    if load_before:
-        print(f"\nload average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
-              f"{' '.join(f'{x:.2f}' for x in load_after)} on {os.cpu_count()} cores")
+    print(f"\nload average before / after: {load_before} / {load_after} on {os.cpu_count()} cores")
     print(f"command: {payload['command']}")
     print(f"wrote {json_path} and {png_path}")
     return 0
