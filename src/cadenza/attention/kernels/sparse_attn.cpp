@@ -17,14 +17,17 @@
 //       one gathered (n/b * c, d) matrix) followed by its own block up to the diagonal.
 //       c = 0: own block only.
 //
-// Threads (at::parallel_for) run over (batch*head, tile) for the forward; the backward
-// colours band tiles so that tiles run together never share a key, runs residue classes
-// whole, and gives every thread its own summary-column gradient buffer.
+// Threads (at::parallel_for, claiming tiles dynamically: for_tiles) run over (batch*head, tile)
+// for the forward; the backward colours band tiles so that tiles run together never share a
+// key, runs residue classes whole, and gives each fixed part (a run of blocks of one head, the
+// split independent of the thread count) its own summary-column gradient buffer. Results are
+// the same bits at any number of threads.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -255,6 +258,24 @@ Scratch& scratch() {
 
 const Seg NO_SEG{nullptr, nullptr, 1, 0};
 
+// Like at::parallel_for(0, count, 1, f), but every thread claims `step` items at a time from a
+// shared counter until none are left (dynamic scheduling): threads that finish early, or run
+// while another is held up (a busy machine), take more tiles instead of waiting at the end.
+// Which thread runs an item never changes its result.
+template <typename F>
+void for_tiles(int64_t count, const F& f, int64_t step = 1) {
+  if (count <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(count, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (;;) {
+      const int64_t u0 = next.fetch_add(step, std::memory_order_relaxed);
+      if (u0 >= count) break;
+      f(u0, std::min(count, u0 + step));
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------------
 // strided(w, s)
 
@@ -271,7 +292,7 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t T = tile, nt = (n + T - 1) / T;
   // pass 1: the band
-  at::parallel_for(0, BH * nt, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * nt, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
@@ -291,10 +312,10 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   if (s <= 0) return {out, lse};
   // pass 2: residue classes, keys b <= a - m0 (further back than the band)
   const int64_t m0 = w / s + 1, ld = s * D;
-  at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * s, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
-    std::vector<float> o2, l2;
+    thread_local std::vector<float> o2, l2;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bh = u / s, r = u % s, G = class_len(n, s, r);
       const int64_t off = bh * n * D + r * D;
@@ -356,7 +377,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   const int64_t colours = std::min(nt, (w + T + T - 1) / T);
   for (int64_t colour = 0; colour < colours; ++colour) {
     const int64_t per = (nt - colour + colours - 1) / colours;
-    at::parallel_for(0, BH * per, 1, [&](int64_t u0, int64_t u1) {
+    for_tiles(BH * per, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
@@ -379,7 +400,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   }
   if (s > 0) {
     const int64_t m0 = w / s + 1, ld = s * D;
-    at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    for_tiles(BH * s, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
@@ -431,11 +452,12 @@ std::vector<at::Tensor> fixed_forward(at::Tensor q, at::Tensor k, at::Tensor v, 
   const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
-  at::parallel_for(0, BH * nb * subs, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * nb * subs, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
-      const int64_t bh = u / (nb * subs), g = zigzag((u / subs) % nb, nb), r0 = (u % subs) * tile;
+      // the costliest blocks (most summary columns) first, every head's alike
+      const int64_t g = nb - 1 - u / (BH * subs), bh = (u / subs) % BH, r0 = (u % subs) * tile;
       const int64_t bs = g * b, blen = std::min(b, n - bs);
       if (r0 >= blen) continue;
       const int64_t M = std::min(tile, blen - r0), far = c > 0 ? g * c : 0;
@@ -473,7 +495,7 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
   float* dsp = dsum.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
-  at::parallel_for(0, BH * parts, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * parts, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
@@ -544,9 +566,10 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 // ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the new token's
 // q and k are turned (rotary positions; the stores hold keys already turned).
 //
-// Threads: float32 linear layers split their output rows over the intra-op threads (each row's
-// dot products are the same code at any thread count, so the result does not depend on it); the
-// attention runs one (row, head) per work item. Everything else is O(B d) on the calling thread.
+// Threads: float32 linear layers split their output rows over the intra-op threads, claimed a
+// few at a time (for_tiles; each row's dot products are the same code on any thread, so the
+// result does not depend on the thread count); the attention runs one (row, head) per item.
+// Everything else is O(B d) on the calling thread.
 
 namespace {
 
@@ -585,8 +608,8 @@ inline void finish(float* y, const float* r, const float* bias, int64_t count, i
 // y (B, out) (op)= x (B, in) W^T + bias, W (out, in) row-major; output rows split over threads.
 void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const float* bias, int64_t out,
                 float* y, int act) {
-  const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, in));   // >= 64 KB of weights
-  at::parallel_for(0, out, grain, [&](int64_t o0, int64_t o1) {
+  const int64_t rows = std::max<int64_t>(8, 8192 / std::max<int64_t>(1, in));   // >= 32 KB of weights a claim
+  for_tiles(out, [&](int64_t o0, int64_t o1) {
     const int64_t cols = o1 - o0;
     thread_local std::vector<float> r;
     if ((int64_t)r.size() < B * cols) r.resize(B * cols);
@@ -600,7 +623,7 @@ void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const flo
       gemm(false, true, B, cols, in, 1.f, x, in, W + o0 * in, in, 0.f, r.data(), cols);
     }
     for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
-  });
+  }, rows);
 }
 
 void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
@@ -828,7 +851,7 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
       for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
     float* yp = y.data_ptr<float>();
     const float scale = (float)scales[layer];
-    at::parallel_for(0, B * H, 1, [&](int64_t u0, int64_t u1) {
+    for_tiles(B * H, [&](int64_t u0, int64_t u1) {
       thread_local std::vector<float> s;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t b = u / H, hh = u % H;
