@@ -284,6 +284,16 @@ def test_the_fused_step_covers_every_mode_and_pattern(attention, integration, we
     """Every integration mode of both patterns, batched, with learned or rotary positions: the fused
     step runs (not the Python fallback), gives the Python step's logits and keys read, both equal
     the full forward, and its logits are the same bits at 1 and 2 threads."""
+    _fused_against_python(attention, integration, weights, batch, positions)
+
+
+@pytest.mark.parametrize("attention,integration", [("strided", "merged"), ("fixed", "split")])
+def test_the_fused_step_with_a_large_batch(attention, integration):
+    """More rows than the GEMV path takes (8): the linear layers go through the BLAS per row slice."""
+    _fused_against_python(attention, integration, "float32", 12, "learned")
+
+
+def _fused_against_python(attention, integration, weights, batch, positions):
     from cadenza import decode_step
     from cadenza.config import ModelConfig
     from cadenza.model import SparseTransformer
