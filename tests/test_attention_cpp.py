@@ -87,24 +87,51 @@ def test_cpp_tile_sizes_do_not_change_the_result(monkeypatch, tiles):
         _check(pattern, 203, b=2, h=1, d=8)
 
 
-def test_cpp_two_threads_equal_one_thread():
-    """The backward's colouring (band) and per-thread buffers (summary) under real threads."""
+def test_the_kernel_runs_on_every_intra_op_thread():
+    """Built with OpenMP (else ATen's parallel_for is a plain loop), sharing torch's thread count."""
+    import sys
+
+    if not (sys.platform.startswith("linux") and torch.backends.openmp.is_available()):
+        pytest.skip("the kernel is threaded where torch uses OpenMP on Linux")
+    ext = kernels.load()
+    assert ext.threaded()
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            assert ext.threads_used(64) == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("pattern", [strided(32), fixed(32, 8), fixed(32, 1), SameBlock(32), Local(40),
+                                     Union(Local(20), StrideSkip(7))], ids=str)
+@pytest.mark.parametrize("shape", [(1, 1, 1500, 16), (2, 3, 700, 16)], ids=str)
+def test_cpp_threads_give_the_reference_and_the_same_bits(pattern, shape):
+    """At 1, 2 and 3 threads: values and gradients equal the dense reference, and equal each
+    other bit for bit (the backward's band colouring and the fixed pattern's summary-gradient
+    parts do not depend on the thread count)."""
     g = torch.Generator().manual_seed(3)
-    q, k, v, dout = (torch.randn(2, 3, 700, 16, generator=g) for _ in range(4))
+    q, k, v, dout = (torch.randn(*shape, generator=g) for _ in range(4))
+    q64, k64, v64 = (t.double().requires_grad_() for t in (q, k, v))
+    ref = reference_attention(q64, k64, v64, pattern)
+    ref = (ref, *torch.autograd.grad(ref, (q64, k64, v64), dout.double()))
     before = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            for pattern in (strided(32), fixed(32, 8)):
-                qs, ks, vs = (t.clone().requires_grad_() for t in (q, k, v))
-                out = sparse_attention(qs, ks, vs, pattern, backend="cpp")
-                results.append((out, *torch.autograd.grad(out, (qs, ks, vs), dout)))
+            qs, ks, vs = (t.clone().requires_grad_() for t in (q, k, v))
+            out = sparse_attention(qs, ks, vs, pattern, backend="cpp")
+            results.append((out.detach(), *torch.autograd.grad(out, (qs, ks, vs), dout)))
     finally:
         torch.set_num_threads(before)
-    for one, two in zip(results[:2], results[2:]):
-        for a, b in zip(one, two):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for got in results:
+        for name, a, r in zip(["out", "dq", "dk", "dv"], got, ref):
+            torch.testing.assert_close(a.double(), r, atol=1e-4, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+    for got in results[1:]:
+        for a, b in zip(results[0], got):
+            assert torch.equal(a, b)
 
 
 def test_spec_for_covers_exactly_the_kernel_patterns():
@@ -245,3 +272,58 @@ def test_the_fused_decode_step_equals_the_python_step_and_the_full_forward(weigh
     assert torch.allclose(outs[True][0], outs[False][0], atol=1e-5) and outs[True][1] == outs[False][1]
     tol = 1e-4 if weights == "float32" else 0.5
     assert float((outs[True][0] - full).abs().max()) < tol
+
+
+MODES = [(a, i) for a in ("strided", "fixed") for i in ("merged", "interleaved", "split")]
+
+
+@pytest.mark.parametrize("attention,integration", MODES, ids=lambda v: str(v))
+@pytest.mark.parametrize("weights,batch,positions", [("float32", 1, "learned"), ("float32", 3, "rope"),
+                                                     ("int8", 2, "learned")], ids=str)
+def test_the_fused_step_covers_every_mode_and_pattern(attention, integration, weights, batch, positions):
+    """Every integration mode of both patterns, batched, with learned or rotary positions: the fused
+    step runs (not the Python fallback), gives the Python step's logits and keys read, both equal
+    the full forward, and its logits are the same bits at 1 and 2 threads."""
+    _fused_against_python(attention, integration, weights, batch, positions)
+
+
+@pytest.mark.parametrize("attention,integration", [("strided", "merged"), ("fixed", "split")])
+def test_the_fused_step_with_a_large_batch(attention, integration):
+    """More rows than the GEMV path takes (8): the linear layers go through the BLAS per row slice."""
+    _fused_against_python(attention, integration, "float32", 12, "learned")
+
+
+def _fused_against_python(attention, integration, weights, batch, positions):
+    from cadenza import decode_step
+    from cadenza.config import ModelConfig
+    from cadenza.model import SparseTransformer
+
+    torch.manual_seed(0)
+    model = SparseTransformer(ModelConfig(vocab_size=37, d_model=32, n_layers=3, n_heads=4, max_len=256,
+                                          attention=attention, stride=8, summary=3, integration=integration,
+                                          positions=positions)).eval()
+    model.set_decode_weights(weights)
+    x = torch.randint(0, 37, (batch, 70))
+    outs = {}
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for fused, threads in ((True, 1), (True, 2), (False, 1)):
+                model.__dict__["_no_fused"] = not fused
+                cache = model.new_cache(batch)
+                torch.set_num_threads(1)         # the prefill's own ops round by thread count
+                steps = [model(x[:, :11], cache=cache)[:, -1:]]
+                torch.set_num_threads(threads)
+                steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                outs[fused, threads] = (torch.cat(steps, 1), cache.keys_read, cache.positions_held())
+            model.__dict__["_no_fused"] = False
+            full = model(x)[:, 10:]
+    finally:
+        torch.set_num_threads(before)
+    assert decode_step.fused_step(model, decode_step.fast_weights(model), model.new_cache(batch)) is not None
+    fused, python = outs[True, 1], outs[False, 1]
+    assert fused[1:] == python[1:]
+    assert torch.equal(fused[0], outs[True, 2][0])
+    tol = 1e-4 if weights == "float32" else 0.5
+    assert float((fused[0] - python[0]).abs().max()) < (1e-5 if weights == "float32" else 1e-2)
+    assert float((fused[0] - full).abs().max()) < tol

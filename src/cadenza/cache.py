@@ -197,15 +197,43 @@ class GroupCache:
         l = self.skip.stride
         return max(0, (lo - i % l + l - 1) // l)
 
+    def _is_summary(self, i: int) -> bool:
+        return self.summary is not None and i % self.summary.block >= self.summary.block - self.summary.c
+
     def reserve(self, B: int, H: int, d: int, like: torch.Tensor) -> None:
         """Make room for position ``length`` in the ring and the far store (for a caller that
         writes it itself, as the C++ decode step does; then ``advance_one``)."""
-        self._room(B, H, d, like, self.length + 1)
+        i = self.length
+        self._room(B, H, d, like, i + 1)
+        if self._is_summary(i):
+            limit = _summary_count(self.max_len, self.summary.block, self.summary.c)
+            self.sum_kv = _grow(self.sum_kv, 3, self.count + 1, limit, (B, 2, H, 0, d), like)
+
+    def near_far(self, i: int) -> tuple[int, int, int]:
+        """(lo, near, far) of a one-token step at position i, its keys written: the near keys
+        [lo, i] are the first ``near`` ring slots, the far keys the first ``far`` of the token's
+        residue class or of the summary columns (the C++ decode step computes the same)."""
+        if self.local is not None:
+            lo, near = i - self.local.width, min(i + 1, self.ring)
+        elif self.block is not None:
+            near = i % self.block.block + 1
+            lo = i + 1 - near
+        else:
+            lo, near = i + 1, 0
+        far = 0
+        if lo > 0 and self.skip is not None:
+            far = self._class_below(i, lo)       # class members r, r + l, ... below lo
+        elif lo > 0 and self.summary is not None:
+            far = _summary_count(lo, self.summary.block, self.summary.c)
+        return lo, near, far
 
     def advance_one(self) -> None:
         """Count the position a caller wrote after ``reserve`` (and the keys its step read)."""
         i = self.length
-        self.keys_read += min(i + 1, self.ring) + self._class_below(i, i - self.local.width)
+        _, near, far = self.near_far(i)
+        self.keys_read += near + far
+        if self._is_summary(i):
+            self.count += 1
         self.length = i + 1
 
     # ---------------------------------------------------------------- writing
@@ -289,27 +317,15 @@ class GroupCache:
             return F.scaled_dot_product_attention(
                 q, self.store_k[:, :, :i + 1], self.store_v[:, :, :i + 1], scale=scale)
         parts = []   # (B, 2, H, K, d) slices: keys and values together
-        # near keys [lo, i]: the band (the whole filled ring) or the current block (a prefix)
-        if self.local is not None:
-            lo = i - self.local.width
-            near = min(i + 1, self.ring)
-        elif self.block is not None:
-            near = i % self.block.block + 1
-            lo = i + 1 - near
-        else:
-            lo, near = i + 1, 0
+        # near keys [lo, i]: the band (the whole filled ring) or the current block (a prefix);
+        # far keys: positions < lo
+        lo, near, far = self.near_far(i)
         if near:
             parts.append(self.ring_kv[:, :, :, :near])
-        # far keys: positions < lo
-        far = 0
-        if lo > 0 and self.skip is not None:
-            far = self._class_below(i, lo)       # class members r, r + l, ... below lo
-            if far:
-                parts.append(self.res_kv[i % self.skip.stride, :, :, :, :far])
-        elif lo > 0 and self.summary is not None:
-            far = _summary_count(lo, self.summary.block, self.summary.c)
-            if far:
-                parts.append(self.sum_kv[:, :, :, :far])
+        if far and self.skip is not None:
+            parts.append(self.res_kv[i % self.skip.stride, :, :, :, :far])
+        elif far:
+            parts.append(self.sum_kv[:, :, :, :far])
         self.keys_read += near + far
         if not parts:  # no allowed key (lone BlockSummary): zeros, like the reference
             return torch.zeros_like(q)

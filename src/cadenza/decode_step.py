@@ -87,10 +87,11 @@ def decode_one(model, idx, cache: KVCache) -> torch.Tensor:
 
 
 def fused_step(model, fast: dict, cache: KVCache):
-    """The C++ decode step (``cadenza.attention.kernels``) where it applies: every layer one head
-    group of a Local band plus a StrideSkip part (strided attention, ``integration="merged"``),
-    float32 maths on the CPU (no autocast), and the kernel built. Else None (the Python step runs). Same
-    maths; tests check cached == full logits both ways.
+    """The C++ decode step (``cadenza.attention.kernels``) where it applies: every head group of
+    every layer a Local band or SameBlock with at most a StrideSkip or BlockSummary part (the
+    strided and fixed patterns in every integration mode: interleaved, merged, split), float32
+    parameters on the CPU (no autocast), and the kernel built. Else None (the Python step runs).
+    Same maths; tests check cached == full logits both ways.
 
     Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
     is looked at again only once this process has loaded the kernel, so a step costs no
@@ -105,21 +106,24 @@ def fused_step(model, fast: dict, cache: KVCache):
         fast["fused_loaded"] = kernels.loaded()
     if plan is False:
         return None
-    ext, weights, eps, scales, int8, width, stride = plan
-    groups = [layer[0][2] for layer in cache.layers]
+    ext, weights, eps, scales, int8, spec = plan
+    groups = [(h1 - h0, g) for layer in cache.layers for h0, h1, g in layer]
     H, hd = model.config.n_heads, model.config.head_dim
 
-    no_rope = torch.empty(0)
+    empty = torch.empty(0)
 
     def step(idx, start):
         B = idx.shape[0]
         x = model.embed_one(idx[:, 0], start)
-        rope = model.rotary.at(start) if model.rotary is not None else no_rope
-        for g in groups:
-            g.reserve(B, H, hd, x)
-        logits = ext.decode_step(x, weights, [g.ring_kv for g in groups], [g.res_kv for g in groups], start,
-                                 H, eps, scales, int8, width, stride, rope)
-        for g in groups:
+        rope = model.rotary.at(start) if model.rotary is not None else empty
+        rings, stores = [], []
+        for heads, g in groups:
+            g.reserve(B, heads, hd, x)
+            rings.append(g.ring_kv if g.ring_kv is not None else empty)
+            far = g.res_kv if g.skip is not None else g.sum_kv
+            stores.append(far if far is not None else empty)
+        logits = ext.decode_step(x, weights, spec, rings, stores, start, H, eps, scales, int8, rope)
+        for _, g in groups:
             g.advance_one()
         cache.length += 1
         return logits[:, None, :]
@@ -127,34 +131,46 @@ def fused_step(model, fast: dict, cache: KVCache):
     return step
 
 
+def group_spec(layer: int, h0: int, h1: int, g) -> list[int]:
+    """The 8 integers by which the C++ step knows a head group's cache (see sparse_attn.cpp):
+    layer, heads, near part (0 none, 1 Local, 2 SameBlock) and size, far part (0 none,
+    1 StrideSkip, 2 BlockSummary), its stride or block, and c."""
+    near = (1, g.local.width) if g.local is not None else (2, g.block.block) if g.block is not None else (0, 0)
+    far = ((1, g.skip.stride, 0) if g.skip is not None
+           else (2, g.summary.block, g.summary.c) if g.summary is not None else (0, 0, 0))
+    return [layer, h0, h1, *near, *far]
+
+
 def _fused_plan(model, fast: dict):
-    """(extension, flat weights, eps, scales, int8, band width, stride) for the fused step, or False."""
+    """(extension, flat weights, eps, scales, int8, group spec) for the fused step, or False."""
     from cadenza.attention import kernels
 
     ext = kernels.load()
     layers = model.new_cache(1).layers          # the cache's layout follows from the config alone
-    groups = [layer[0][2] for layer in layers if len(layer) == 1]
+    int8 = isinstance(fast["head"], quant.PackedLinear)
     ok = (ext is not None and hasattr(ext, "decode_step") and model.device.type == "cpu"
-          and len(groups) == len(layers)
-          and all(g.local is not None and g.skip is not None and not g.dense for g in groups)
-          and len({(g.local.width, g.skip.stride) for g in groups}) == 1)
+          and model.tok_emb.weight.dtype == torch.float32
+          and all(not g.dense and (g.ring or g.skip is not None or g.summary is not None)
+                  for layer in layers for _, _, g in layer))
     if not ok:
         return False
     empty = torch.empty(0)
 
     def three(p):
-        return [p.q, p.scale, p.bias] if isinstance(p, quant.PackedLinear) else \
-            [p[0], p[1] if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
+        if isinstance(p, quant.PackedLinear):
+            return [p.q, p.scale, p.bias]
+        return [p[0].contiguous(), p[1].contiguous() if p[1] is not None else torch.zeros(p[0].shape[0]), empty]
 
     flat, eps = [], []
     for (w1, b1, eps1, qkv, proj, w2, b2, eps2, fc, out) in fast["blocks"]:
-        flat += [w1, b1, *three(qkv), *three(proj), w2, b2, *three(fc), *three(out)]
+        flat += [w1.contiguous(), b1.contiguous(), *three(qkv), *three(proj), w2.contiguous(), b2.contiguous(),
+                 *three(fc), *three(out)]
         eps += [float(eps1), float(eps2)]
     wf, bf, epsf = fast["final"]
-    flat += [wf, bf, *three(fast["head"])]
+    flat += [wf.contiguous(), bf.contiguous(), *three(fast["head"])]
     eps.append(float(epsf))
-    return (ext, flat, eps, [float(x) for x in fast["scales"]], isinstance(fast["head"], quant.PackedLinear),
-            groups[0].local.width, groups[0].skip.stride)
+    spec = [v for i, layer in enumerate(layers) for h0, h1, g in layer for v in group_spec(i, h0, h1, g)]
+    return ext, flat, eps, [float(x) for x in fast["scales"]], int8, spec
 
 
 def fast_weights(model) -> dict:

@@ -11,6 +11,11 @@ then the median of ``repeats`` timed calls, forward only and forward+backward.
 
 Useful FLOPs count only the (i, j) pairs the pattern allows: forward 4*d per pair (q.k and
 p.v), forward+backward 3.5x that (the backward recomputes q.k and does four more matmuls).
+
+``--threads 1 2`` runs every case at each thread count and reports the scaling (2 threads vs 1)
+as ratios of the same run, by wall time and, where the machine is shared, by the busiest
+thread's CPU time (``*_thread_ms``, Linux): with several threads the wall time of a call on an
+otherwise idle machine is about that of its busiest thread, whatever else runs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cadenza.bench.machine import load_average, thread_cpu_ns
+
 FULL_NS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 QUICK_NS = [1024, 2048, 4096]
 METHODS = ["dense", "flex-strided", "flex-fixed", "strided", "fixed", "strided-flash", "fixed-flash"]
@@ -34,10 +41,13 @@ class Case:
     method: str
     n: int
     c: int = 0  # summary width (fixed methods)
+    threads: int = 0  # torch threads the case ran with (0: torch's default)
     fwd_ms: float | None = None
     fwd_bwd_ms: float | None = None
     fwd_cpu_ms: float | None = None  # CPU time of the process per call (median): with one
     fwd_bwd_cpu_ms: float | None = None  # thread, time not lost to other jobs on the machine
+    fwd_thread_ms: float | None = None  # CPU time of the busiest thread per call (median, Linux):
+    fwd_bwd_thread_ms: float | None = None  # the call's time on an idle machine, about
     peak_mb: float | None = None  # peak resident above the inputs' resident size
     peak_rss_mb: float | None = None  # the process's peak resident size (getrusage)
     useful_gflops: float | None = None
@@ -110,7 +120,7 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
     if threads:
         torch.set_num_threads(threads)
     tune_allocator()
-    case = Case(method, n, c if "fixed" in method else 0)
+    case = Case(method, n, c if "fixed" in method else 0, threads=threads)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, heads, n, head_dim, generator=g) for _ in range(3))
     base_rss = _status_mb("VmRSS")
@@ -127,18 +137,22 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
 
         def median_ms(f):
             f()
-            times, cpu = [], []
+            times, cpu, busiest = [], [], []
             for _ in range(repeats):
+                before = thread_cpu_ns()
                 t0, c0 = time.perf_counter(), time.process_time()
                 f()
                 times.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
-            return 1000 * float(np.median(times)), 1000 * float(np.median(cpu))
+                after = thread_cpu_ns()
+                busiest.append(max((after[t] - before.get(t, 0) for t in after), default=0) / 1e9)
+            thread = 1000 * float(np.median(busiest)) if any(busiest) else None
+            return 1000 * float(np.median(times)), 1000 * float(np.median(cpu)), thread
 
-        case.fwd_ms, case.fwd_cpu_ms = median_ms(fwd)
+        case.fwd_ms, case.fwd_cpu_ms, case.fwd_thread_ms = median_ms(fwd)
         if backward:
             try:
-                case.fwd_bwd_ms, case.fwd_bwd_cpu_ms = median_ms(fwd_bwd)
+                case.fwd_bwd_ms, case.fwd_bwd_cpu_ms, case.fwd_bwd_thread_ms = median_ms(fwd_bwd)
             except Exception as exc:  # FlexAttention has no CPU backward in some releases
                 case.note = f"no backward: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
     except Exception as exc:
@@ -156,28 +170,29 @@ def run_case(method: str, n: int, l: int, c: int, repeats: int, heads: int, head
     return case
 
 
-def _run_subprocess(method, n, c, args) -> Case:
+def _run_subprocess(method, n, c, threads, args) -> Case:
     cmd = [sys.executable, "-m", "cadenza.bench.attention", "--worker", method, str(n),
            str(args["l"]), str(c), str(args["repeats"]), str(args["heads"]), str(args["head_dim"]),
-           str(args["threads"])]
+           str(threads)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args["case_timeout"])
     except subprocess.TimeoutExpired:
-        return Case(method, n, c, note=f"timed out after {args['case_timeout']} s")
+        return Case(method, n, c, threads, note=f"timed out after {args['case_timeout']} s")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return Case(**json.loads(line))
     err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return Case(method, n, c, note=f"crashed: {err[:100]}")
+    return Case(method, n, c, threads, note=f"crashed: {err[:100]}")
 
 
 def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=16384,
         dense_max_n=65536, case_timeout=900, progress=True, threads=0, flash_max_n=65536) -> list[Case]:
+    """Every case in its own process; ``threads`` is one count or several (each case at each)."""
     from tqdm import tqdm
 
     summaries = (c,) if isinstance(c, int) else tuple(c)
-    args = dict(l=l, repeats=repeats, heads=heads, head_dim=head_dim, case_timeout=case_timeout,
-                threads=threads)
+    counts = (threads,) if isinstance(threads, int) else tuple(threads)
+    args = dict(l=l, repeats=repeats, heads=heads, head_dim=head_dim, case_timeout=case_timeout)
     todo = []
     for n in ns:
         for m in methods:
@@ -188,12 +203,13 @@ def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=
             if m.endswith("-flash") and n > flash_max_n:
                 continue
             for cc in (summaries if "fixed" in m else (0,)):
-                todo.append((m, n, cc))
+                for t in counts:
+                    todo.append((m, n, cc, t))
     cases = []
     bar = tqdm(todo, desc="attention bench", unit="case", disable=not progress, file=sys.stderr)
-    for m, n, cc in bar:
-        bar.set_postfix_str(f"{m} n={n}" + (f" c={cc}" if cc else ""))
-        cases.append(_run_subprocess(m, n, cc, args))
+    for m, n, cc, t in bar:
+        bar.set_postfix_str(f"{m} n={n}" + (f" c={cc}" if cc else "") + (f" {t} threads" if t else ""))
+        cases.append(_run_subprocess(m, n, cc, t, args))
     return cases
 
 
@@ -202,18 +218,20 @@ def _fmt(x, spec=".1f"):
 
 
 def table(cases: list[Case]) -> str:
-    dense = {c.n: c for c in cases if c.method == "dense"}
-    rows = [f"{'n':>6} {'method':<18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MB':>8} {'peak RSS':>8} "
-            f"{'useful GF/s':>11} {'vs dense fwd':>12} {'vs dense f+b':>12} {'f+b cpu ms':>10} {'vs dense cpu':>12}  note"]
+    dense = {(c.n, c.threads): c for c in cases if c.method == "dense"}
+    rows = [f"{'n':>6} {'method':<18} {'thr':>3} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MB':>8} {'peak RSS':>8} "
+            f"{'useful GF/s':>11} {'vs dense fwd':>12} {'vs dense f+b':>12} {'f+b cpu ms':>10} {'vs dense cpu':>12} "
+            f"{'f+b busiest':>11}  note"]
     for c in cases:
-        d = dense.get(c.n)
+        d = dense.get((c.n, c.threads))
         sf = d.fwd_ms / c.fwd_ms if d and d.fwd_ms and c.fwd_ms else None
         sb = d.fwd_bwd_ms / c.fwd_bwd_ms if d and d.fwd_bwd_ms and c.fwd_bwd_ms else None
         sc = d.fwd_bwd_cpu_ms / c.fwd_bwd_cpu_ms if d and d.fwd_bwd_cpu_ms and c.fwd_bwd_cpu_ms else None
-        rows.append(f"{c.n:>6} {label(c):<18} {_fmt(c.fwd_ms):>9} {_fmt(c.fwd_bwd_ms):>11} "
+        rows.append(f"{c.n:>6} {label(c):<18} {c.threads or '-':>3} {_fmt(c.fwd_ms):>9} {_fmt(c.fwd_bwd_ms):>11} "
                     f"{_fmt(c.peak_mb, '.0f'):>8} {_fmt(c.peak_rss_mb, '.0f'):>8} {_fmt(c.useful_gflops):>11} "
                     f"{_fmt(sf, '.1f') + 'x' if sf else '-':>12} {_fmt(sb, '.1f') + 'x' if sb else '-':>12} "
-                    f"{_fmt(c.fwd_bwd_cpu_ms):>10} {_fmt(sc, '.1f') + 'x' if sc else '-':>12}  {c.note}")
+                    f"{_fmt(c.fwd_bwd_cpu_ms):>10} {_fmt(sc, '.1f') + 'x' if sc else '-':>12} "
+                    f"{_fmt(c.fwd_bwd_thread_ms):>11}  {c.note}")
     return "\n".join(rows)
 
 
@@ -221,8 +239,50 @@ def label(c: Case) -> str:
     return f"{c.method} c={c.c}" if c.c else c.method
 
 
-def targets(cases: list[Case], threads: int = 0) -> list[tuple[str, str, bool | None]]:
-    """The issues' targets: (description, measured, met?) with None where not measured."""
+def targets(cases: list[Case], threads=0) -> list[tuple[str, str, bool | None]]:
+    """The issues' targets: (description, measured, met?) with None where not measured. Cases at
+    several thread counts: each count's targets (prefixed "[t threads]"), then the scaling."""
+    counts = sorted({c.threads for c in cases})
+    if len(counts) <= 1:
+        return _targets(cases, counts[0] if counts and counts[0] else (threads if isinstance(threads, int) else 0))
+    out = []
+    for t in counts:
+        out += [(f"[{t or 'default'} threads] {d}", m, ok)
+                for d, m, ok in _targets([c for c in cases if c.threads == t], t)]
+    return out + scaling(cases)
+
+
+SCALING_TARGET = 1.7   # strided fwd+bwd at 16k, 2 threads vs 1 (issue 24)
+
+
+def scaling(cases: list[Case]) -> list[tuple[str, str, bool | None]]:
+    """Thread scaling per (method, n): the fewest threads' time over each larger count's, by wall
+    time and by the busiest thread's CPU time (the estimate that holds on a shared machine)."""
+    by = {(label(c), c.n, c.threads): c for c in cases}
+    counts = sorted({c.threads for c in cases if c.threads})
+    out = []
+    if len(counts) < 2:
+        return out
+    base = counts[0]
+    for m in dict.fromkeys(label(c) for c in cases):
+        for n in sorted({c.n for c in cases if label(c) == m}):
+            one = by.get((m, n, base))
+            for t in counts[1:]:
+                more = by.get((m, n, t))
+                if not (one and more and one.fwd_bwd_ms and more.fwd_bwd_ms):
+                    continue
+                wall = one.fwd_bwd_ms / more.fwd_bwd_ms
+                est = (one.fwd_bwd_cpu_ms / more.fwd_bwd_thread_ms
+                       if one.fwd_bwd_cpu_ms and more.fwd_bwd_thread_ms else None)
+                text = f"{wall:.2f}x wall" + (f", {est:.2f}x by busiest-thread CPU" if est else "")
+                want = m == "strided" and n == 16384 and (base, t) == (1, 2)
+                out.append((f"{m} fwd+bwd at {n}: {t} threads vs {base}"
+                            + (f" >= {SCALING_TARGET}x" if want else ""), text,
+                            (wall >= SCALING_TARGET) if want else None))
+    return out
+
+
+def _targets(cases: list[Case], threads: int = 0) -> list[tuple[str, str, bool | None]]:
     by = {(label(c), c.n): c for c in cases}
     summaries = sorted({c.c for c in cases if c.c})
 
@@ -231,7 +291,7 @@ def targets(cases: list[Case], threads: int = 0) -> list[tuple[str, str, bool | 
         return getattr(c, field) if c else None
 
     out = []
-    want = 20 if threads == 1 else 15
+    want = 20
     d, s = get("dense", 16384, "fwd_bwd_ms"), get("strided", 16384, "fwd_bwd_ms")
     r = d / s if d and s else None
     out.append((f"strided fwd+bwd at 16k >= {want}x faster than dense SDPA ({threads or 'default'} threads)",
@@ -329,8 +389,9 @@ def add_arguments(p) -> None:
     p.add_argument("--flex-max-n", type=int, default=16384, help="skip FlexAttention above this n (compiles per n)")
     p.add_argument("--dense-max-n", type=int, default=65536, help="skip dense SDPA above this n")
     p.add_argument("--flash-max-n", type=int, default=65536, help="skip the *-flash rows above this n")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per case (default: torch's default, one per core)")
+    p.add_argument("--threads", type=int, nargs="+", default=[0],
+                   help="torch threads per case; several (e.g. 1 2) run every case at each and report "
+                        "the scaling (default: torch's default, one per core)")
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and PNG (default benchmarks/results)")
 
 
@@ -340,27 +401,33 @@ def run_cli(args, host="") -> int:
     ns = args.ns or (QUICK_NS if args.quick else FULL_NS)
     methods = args.methods or ([m for m in METHODS if not m.startswith("flex")] if args.quick else METHODS)
     if (any(n < 1 for n in ns) or args.stride < 1 or not all(1 <= c <= args.stride for c in args.summaries)
-            or args.repeats < 1 or args.threads < 0):
+            or args.repeats < 1 or any(t < 0 for t in args.threads)):
         raise ConfigError("lengths, --stride and --repeats must be positive, --threads not negative, "
                           "and 1 <= --summaries <= --stride")
+    threads = args.threads[0] if len(args.threads) == 1 else args.threads
+    load_before = load_average()
     cases = run(ns, methods, l=args.stride, c=args.summaries, repeats=args.repeats,
-                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=args.threads,
+                flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=threads,
                 flash_max_n=args.flash_max_n)
     print(table(cases))
     print()
-    for t, m, ok in targets(cases, args.threads):
+    for t, m, ok in targets(cases, threads):
         status = "not measured" if ok is None else ("MET" if ok else "NOT MET")
         print(f"  {status:<12} {t}: {m}")
     from cadenza.attention import kernels
 
+    load_after = load_average()
     config = {"stride": args.stride, "summaries": args.summaries, "repeats": args.repeats, "heads": 4,
               "head_dim": 64, "dtype": "float32", "batch": 1, "host": host, "cores": os.cpu_count(),
-              "threads": args.threads or "default", "path": "strided/fixed: backend auto (" + ("C++ kernel" if kernels.available() else
+              "threads": threads or "default", "load_average_before_after": [load_before, load_after],
+              "kernel_threaded": kernels.threaded(), "path": "strided/fixed: backend auto (" + ("C++ kernel" if kernels.available() else
                                                        "C++ kernel unavailable: flash kernel per layout") + "); *-flash: flash kernel per layout",
               "command": " ".join(sys.argv)}
     stem = "attention_quick" if args.quick else "attention"
-    json_path, png_path = save(cases, config, args.out, stem, args.threads)
-    print(f"\nwrote {json_path} and {png_path}")
+    json_path, png_path = save(cases, config, args.out, stem, threads)
+    print(f"\nload average before / after: {load_before} / {load_after} on {os.cpu_count()} cores")
+    print(f"command: {config['command']}")
+    print(f"wrote {json_path} and {png_path}")
     return 0
 
 

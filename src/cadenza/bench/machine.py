@@ -1,4 +1,5 @@
-"""What machine a benchmark ran on, in words (for result files and tables)."""
+"""What machine a benchmark ran on, in words (for result files and tables), how loaded it was, and
+how much CPU time each thread of this process has used (to tell threads' work from the machine's load)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,27 @@ def machine() -> str:
     except OSError:
         pass
     return f"{name} ({os.cpu_count()} cores)"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages ("unknown" where the system does not say)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def thread_cpu_ns() -> dict:
+    """CPU time (ns) of every thread of this process so far (Linux; empty elsewhere)."""
+    out = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/self/task/{t}/schedstat") as fh:
+                out[t] = int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out

@@ -28,6 +28,26 @@ NAME = "cadenza_sparse_attn"
 SOURCE = Path(__file__).with_name("sparse_attn.cpp")
 CFLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
 
+
+@functools.lru_cache(maxsize=None)
+def openmp_flags() -> tuple[str, ...]:
+    """("-fopenmp",) where torch runs its threads on GNU OpenMP (Linux wheels), else ().
+
+    at::parallel_for is a header template: without -fopenmp the compiler leaves _OPENMP
+    undefined, ATen's INTRA_OP_PARALLEL with it, and every parallel_for in the kernel runs on
+    one thread. With it the extension links libgomp.so.1, which the loader resolves to the copy
+    torch already loaded (same soname), so torch.set_num_threads governs the kernel's threads
+    too. Where torch uses another OpenMP runtime, a second one would not follow it: no flag."""
+    if not (sys.platform.startswith("linux") and torch.backends.openmp.is_available()):
+        return ()
+    try:
+        with open("/proc/self/maps") as fh:
+            gomp = any("libgomp" in line for line in fh)
+    except OSError:
+        return ()
+    return ("-fopenmp",) if gomp else ()
+
+
 _state: dict = {}
 
 
@@ -60,7 +80,7 @@ def build_key() -> str:
 @functools.lru_cache(maxsize=None)
 def _build_key(source: Path) -> str:
     h = hashlib.sha256()
-    for part in (source.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+    for part in (source.read_bytes(), " ".join(CFLAGS + list(openmp_flags())).encode(), torch.__version__.encode(),
                  sys.version.encode(), platform.machine().encode(), _cpu_flags().encode()):
         h.update(part)
         h.update(b"\0")
@@ -91,6 +111,14 @@ def _build(directory: Path):
     except (ImportError, AttributeError):
         pass
     os.environ["PATH"] = os.pathsep.join(extra + [os.environ.get("PATH", "")])
+    omp = list(openmp_flags())
+    if omp:
+        try:
+            return cpp_extension.load(NAME, [str(SOURCE)], build_directory=str(directory),
+                                      extra_cflags=CFLAGS + omp, extra_ldflags=omp, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - a compiler without OpenMP: build it serial
+            warnings.warn(f"cadenza's C++ kernel did not build with OpenMP ({type(exc).__name__}); "
+                          "building it without threads", RuntimeWarning, stacklevel=4)
     return cpp_extension.load(NAME, [str(SOURCE)], build_directory=str(directory),
                               extra_cflags=CFLAGS, verbose=False)
 
@@ -143,3 +171,9 @@ def available() -> bool:
 def reset() -> None:
     """Forget the load attempt (tests use it to simulate a missing compiler)."""
     _state.clear()
+
+
+def threaded() -> bool:
+    """Whether the loaded kernel's ``at::parallel_for`` runs on several threads (built with OpenMP)."""
+    module = load()
+    return bool(module is not None and getattr(module, "threaded", lambda: False)())

@@ -17,14 +17,17 @@
 //       one gathered (n/b * c, d) matrix) followed by its own block up to the diagonal.
 //       c = 0: own block only.
 //
-// Threads (at::parallel_for) run over (batch*head, tile) for the forward; the backward
-// colours band tiles so that tiles run together never share a key, runs residue classes
-// whole, and gives every thread its own summary-column gradient buffer.
+// Threads (at::parallel_for, claiming tiles dynamically: for_tiles) run over (batch*head, tile)
+// for the forward; the backward colours band tiles so that tiles run together never share a
+// key, runs residue classes whole, and gives each fixed part (a run of blocks of one head, the
+// split independent of the thread count) its own summary-column gradient buffer. Results are
+// the same bits at any number of threads.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -255,6 +258,24 @@ Scratch& scratch() {
 
 const Seg NO_SEG{nullptr, nullptr, 1, 0};
 
+// Like at::parallel_for(0, count, 1, f), but every thread claims `step` items at a time from a
+// shared counter until none are left (dynamic scheduling): threads that finish early, or run
+// while another is held up (a busy machine), take more tiles instead of waiting at the end.
+// Which thread runs an item never changes its result.
+template <typename F>
+void for_tiles(int64_t count, const F& f, int64_t step = 1) {
+  if (count <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(count, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (;;) {
+      const int64_t u0 = next.fetch_add(step, std::memory_order_relaxed);
+      if (u0 >= count) break;
+      f(u0, std::min(count, u0 + step));
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------------
 // strided(w, s)
 
@@ -271,7 +292,7 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t T = tile, nt = (n + T - 1) / T;
   // pass 1: the band
-  at::parallel_for(0, BH * nt, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * nt, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
@@ -291,10 +312,10 @@ std::vector<at::Tensor> strided_forward(at::Tensor q, at::Tensor k, at::Tensor v
   if (s <= 0) return {out, lse};
   // pass 2: residue classes, keys b <= a - m0 (further back than the band)
   const int64_t m0 = w / s + 1, ld = s * D;
-  at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * s, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
-    std::vector<float> o2, l2;
+    thread_local std::vector<float> o2, l2;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bh = u / s, r = u % s, G = class_len(n, s, r);
       const int64_t off = bh * n * D + r * D;
@@ -356,7 +377,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   const int64_t colours = std::min(nt, (w + T + T - 1) / T);
   for (int64_t colour = 0; colour < colours; ++colour) {
     const int64_t per = (nt - colour + colours - 1) / colours;
-    at::parallel_for(0, BH * per, 1, [&](int64_t u0, int64_t u1) {
+    for_tiles(BH * per, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
@@ -379,7 +400,7 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   }
   if (s > 0) {
     const int64_t m0 = w / s + 1, ld = s * D;
-    at::parallel_for(0, BH * s, 1, [&](int64_t u0, int64_t u1) {
+    for_tiles(BH * s, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
@@ -411,6 +432,10 @@ at::Tensor summary_cols(const at::Tensor& x, int64_t b, int64_t c) {
       .reshape({BH, full * c, D}).contiguous();
 }
 
+// Parts per head in the fixed backward's split (enough work items for this many threads when
+// B * H is small; each part costs a summary-gradient buffer of 2 * (n / b) * c * d floats).
+constexpr int64_t FIXED_PARTS = 16;
+
 // Work order for blocks: 0, nb-1, 1, nb-2, ... so contiguous chunks cost alike.
 int64_t zigzag(int64_t u, int64_t nb) { return (u % 2 == 0) ? u / 2 : nb - 1 - u / 2; }
 
@@ -427,11 +452,12 @@ std::vector<at::Tensor> fixed_forward(at::Tensor q, at::Tensor k, at::Tensor v, 
   const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
   float *op = out.data_ptr<float>(), *lp = lse.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
-  at::parallel_for(0, BH * nb * subs, 1, [&](int64_t u0, int64_t u1) {
+  for_tiles(BH * nb * subs, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
     for (int64_t u = u0; u < u1; ++u) {
-      const int64_t bh = u / (nb * subs), g = zigzag((u / subs) % nb, nb), r0 = (u % subs) * tile;
+      // the costliest blocks (most summary columns) first, every head's alike
+      const int64_t g = nb - 1 - u / (BH * subs), bh = (u / subs) % BH, r0 = (u % subs) * tile;
       const int64_t bs = g * b, blen = std::min(b, n - bs);
       if (r0 >= blen) continue;
       const int64_t M = std::min(tile, blen - r0), far = c > 0 ? g * c : 0;
@@ -457,49 +483,60 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto ks = summary_cols(k, b, c), vs = summary_cols(v, b, c);
   const int64_t ns = ks.size(1);
-  // the units (whole blocks) split into at most one chunk per thread; each chunk has its
-  // own summary-gradient buffer (chunks, 2, BH, ns, D), whatever thread runs it
-  const int64_t units = BH * nb;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(units, at::get_num_threads()));
-  auto dsum = at::zeros({chunks, 2, BH, ns, D}, q.options());
+  // Work items are (bh, part): a part is a contiguous run of the head's blocks in zigzag order
+  // (so parts cost alike) with its own summary-gradient buffer (BH, parts, 2, ns, D); a block's
+  // own keys belong to its part alone. The partition depends on BH and nb only, never on the
+  // thread count, and the parts are folded in order: the same bits at any number of threads.
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nb, (FIXED_PARTS + BH - 1) / BH));
+  auto dsum = at::empty({BH, parts, 2, ns, D}, q.options());
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *ksp = ks.data_ptr<float>(), *vsp = vs.data_ptr<float>();
   const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
   float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
   float* dsp = dsum.data_ptr<float>();
   const int64_t subs = (b + tile - 1) / tile;
-  // a unit is a whole block (its tiles share their own-block keys)
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  for_tiles(BH * parts, [&](int64_t u0, int64_t u1) {
     SerialBlas serial;
     Scratch& sc = scratch();
-    for (int64_t th = c0; th < c1; ++th)
-    for (int64_t u = th * units / chunks; u < (th + 1) * units / chunks; ++u) {
-      const int64_t bh = u / nb, g = zigzag(u % nb, nb);
-      const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t bh = u / parts, part = u % parts;
       const int64_t off = bh * n * D, soff = bh * ns * D;
-      float* dks = dsp + ((th * 2 + 0) * BH) * ns * D + soff;
-      float* dvs = dsp + ((th * 2 + 1) * BH) * ns * D + soff;
-      for (int64_t sub = 0; sub < subs; ++sub) {
-        const int64_t r0 = sub * tile;
-        if (r0 >= blen) break;
-        const int64_t M = std::min(tile, blen - r0);
-        Seg a{ksp + soff, vsp + soff, D, far};
-        Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
-        auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
-        const int64_t row = off + (bs + r0) * D;
-        tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
-                      GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
-                      lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
+      float* dks = dsp + (u * 2 + 0) * ns * D;
+      float* dvs = dsp + (u * 2 + 1) * ns * D;
+      std::fill(dks, dks + 2 * ns * D, 0.f);
+      for (int64_t z = part * nb / parts; z < (part + 1) * nb / parts; ++z) {
+        const int64_t g = zigzag(z, nb);
+        const int64_t bs = g * b, blen = std::min(b, n - bs), far = c > 0 ? g * c : 0;
+        for (int64_t sub = 0; sub < subs; ++sub) {
+          const int64_t r0 = sub * tile;
+          if (r0 >= blen) break;
+          const int64_t M = std::min(tile, blen - r0);
+          Seg a{ksp + soff, vsp + soff, D, far};
+          Seg bseg{kp + off + bs * D, vp + off + bs * D, D, r0 + M};
+          auto range = [&](int64_t m, int64_t& lo, int64_t& hi) { lo = 0; hi = far + r0 + m; };
+          const int64_t row = off + (bs + r0) * D;
+          tile_backward(qp + row, D, gp + row, dqp + row, M, D, a, bseg, GSeg{dks, dvs, D},
+                        GSeg{dkp + off + bs * D, dvp + off + bs * D, D}, range,
+                        lp + bh * n + bs + r0, dlp + bh * n + bs + r0, 1, scale, 0.f, sc);
+        }
       }
     }
   });
-  if (ns > 0) {  // fold the per-thread summary gradients into the summary columns
-    auto tot = dsum.sum(0);  // (2, BH, ns, D)
-    const int64_t full = ns / c;
-    for (int64_t which = 0; which < 2; ++which) {
-      auto dst = (which == 0 ? dk : dv).narrow(1, 0, full * b).view({BH, full, b, D}).narrow(2, b - c, c);
-      dst.add_(tot[which].view({BH, full, c, D}));
-    }
+  if (ns > 0) {  // fold the parts' summary gradients, in part order, into the summary columns
+    at::parallel_for(0, BH * ns, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t u = j0; u < j1; ++u) {
+        const int64_t bh = u / ns, j = u % ns;
+        const int64_t row = bh * n * D + ((j / c) * b + b - c + j % c) * D;
+        for (int64_t which = 0; which < 2; ++which) {
+          float* dst = (which == 0 ? dkp : dvp) + row;
+          for (int64_t part = 0; part < parts; ++part) {
+            const float* src = dsp + (((bh * parts + part) * 2 + which) * ns + j) * D;
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) dst[d] += src[d];
+          }
+        }
+      }
+    });
   }
   return {dq, dk, dv};
 }
@@ -508,65 +545,353 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 
 
 // ---------------------------------------------------------------------------------------------
-// One cached decode step through every layer (the model's one-token path), for models whose
-// layers each hold one head group with a Local band (ring buffer) and a StrideSkip part
-// (residue-class store): LayerNorm, qkv, cache write, attention over the band and the token's
-// residue class, output projection, MLP, and the final LayerNorm and head, in one call, so a
-// token costs the weight reads and the attended keys rather than ~30 Python op dispatches
-// per layer. Linear layers come in threes: (weight, bias, undefined) for float32, or (int8
-// weight, per-row scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the
-// bias's dtype is the output's, so the MLP's hidden layer and GELU run in bfloat16 as in the
-// Python path). ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the
-// new token's q and k are turned (rotary positions; the stores hold keys already turned). The
-// caller has made room in the stores for position ``i``.
-static at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
-                       bool int8) {
+// One cached decode step through every layer (the model's one-token path): LayerNorm, qkv,
+// rotary turn of the new token's q and k, cache writes, attention over each head group's near
+// keys (ring) and far keys (residue class or summary columns), output projection, MLP, and the
+// final LayerNorm and head, in one call, so a token costs the weight reads and the attended keys
+// rather than ~30 Python op dispatches per layer.
+//
+// Head groups (``GroupCache`` in cache.py) come as 8 integers each: layer, first head, stop head,
+// near kind (0 none, 1 Local band of width w, 2 SameBlock of b), w or b, far kind (0 none,
+// 1 StrideSkip residue classes of stride s, 2 BlockSummary of block b'), s or b', c; with the
+// group's ring (B, 2, Hg, ring, hd) and far store: classes (s, B, 2, Hg, cap, hd) or summary
+// columns (B, 2, Hg, cap, hd) (empty tensors where a group has none). Every interleaved, merged
+// and split model of the strided and fixed patterns is such a list. The caller has made room
+// for position ``i`` in every store (``GroupCache.reserve``) and counts it after
+// (``GroupCache.advance_one``).
+//
+// Linear layers come in threes: (weight, bias, undefined) for float32, or (int8 weight, per-row
+// scale, bias) for ``torch._weight_int8pack_mm`` (input cast to bfloat16; the bias's dtype is the
+// output's, so the MLP's hidden layer and GELU run in bfloat16 as in the Python path).
+// ``rope`` is empty, or (2, hd / 2): the cos and sin of position ``i`` with which the new token's
+// q and k are turned (rotary positions; the stores hold keys already turned).
+//
+// Threads: float32 linear layers split their output rows over the intra-op threads, claimed a
+// few at a time (for_tiles; each row's dot products are the same code on any thread, so the
+// result does not depend on the thread count); the attention runs one (row, head) per item.
+// Everything else is O(B d) on the calling thread.
+
+namespace {
+
+constexpr int64_t GROUP_INTS = 8;
+constexpr int64_t SMALL_BATCH = 8;   // up to this many rows, linear layers read each weight row once
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < n; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+// erf for GELU, branch-free (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+inline float erf_approx(float x) {
+  const float a = std::fabs(x);
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  return std::copysign(1.f - p * t * fast_exp(-a * a), x);
+}
+
+enum Act { PLAIN = 0, GELU = 1, ADD = 2 };   // ADD: y += x W^T + b (a residual)
+
+inline void finish(float* y, const float* r, const float* bias, int64_t count, int act) {
+#pragma omp simd
+  for (int64_t o = 0; o < count; ++o) {
+    const float t = r[o] + bias[o];
+    y[o] = act == ADD ? y[o] + t : act == GELU ? 0.5f * t * (1.f + erf_approx(t * 0.70710678118654752f)) : t;
+  }
+}
+
+// y (B, out) (op)= x (B, in) W^T + bias, W (out, in) row-major; output rows split over threads.
+void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const float* bias, int64_t out,
+                float* y, int act) {
+  const int64_t rows = std::max<int64_t>(8, 8192 / std::max<int64_t>(1, in));   // >= 32 KB of weights a claim
+  for_tiles(out, [&](int64_t o0, int64_t o1) {
+    const int64_t cols = o1 - o0;
+    thread_local std::vector<float> r;
+    if ((int64_t)r.size() < B * cols) r.resize(B * cols);
+    if (B <= SMALL_BATCH) {
+      for (int64_t o = o0; o < o1; ++o) {
+        const float* w = W + o * in;
+        for (int64_t b = 0; b < B; ++b) r[b * cols + o - o0] = dot(w, x + b * in, in);
+      }
+    } else {
+      SerialBlas serial;
+      gemm(false, true, B, cols, in, 1.f, x, in, W + o0 * in, in, 0.f, r.data(), cols);
+    }
+    for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
+  }, rows);
+}
+
+void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
+  for (int64_t r = 0; r < B; ++r) {
+    const float* xr = x + r * d;
+    float mean = 0.f, var = 0.f;
+#pragma omp simd reduction(+ : mean)
+    for (int64_t j = 0; j < d; ++j) mean += xr[j];
+    mean /= (float)d;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+    const float inv = 1.f / std::sqrt(var / (float)d + (float)eps);
+    float* yr = y + r * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+  }
+}
+
+// softmax(q . k * scale) v over two key segments (keys and values `hd` apart within a segment).
+void attend_one(const float* q, int64_t hd, float scale, const Seg& a, const Seg& b, float* out,
+                std::vector<float>& s) {
+  const int64_t N = a.count + b.count;
+  if (N == 0) {
+    std::fill(out, out + hd, 0.f);
+    return;
+  }
+  if ((int64_t)s.size() < N) s.resize(N);
+  for (int64_t j = 0; j < a.count; ++j) s[j] = dot(q, a.k + j * a.ld, hd) * scale;
+  for (int64_t j = 0; j < b.count; ++j) s[a.count + j] = dot(q, b.k + j * b.ld, hd) * scale;
+  const float mx = row_max(s.data(), N);
+  float sum = 0.f;
+  float* sp = s.data();
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < N; ++j) {
+    const float e = fast_exp(sp[j] - mx);
+    sp[j] = e;
+    sum += e;
+  }
+  std::fill(out, out + hd, 0.f);
+  for (int64_t j = 0; j < a.count; ++j) {
+    const float p = sp[j];
+    const float* v = a.v + j * a.ld;
+#pragma omp simd
+    for (int64_t e = 0; e < hd; ++e) out[e] += p * v[e];
+  }
+  for (int64_t j = 0; j < b.count; ++j) {
+    const float p = sp[a.count + j];
+    const float* v = b.v + j * b.ld;
+#pragma omp simd
+    for (int64_t e = 0; e < hd; ++e) out[e] += p * v[e];
+  }
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t e = 0; e < hd; ++e) out[e] *= inv;
+}
+
+// How many positions j < x have j % block >= block - c (the summary columns below x).
+inline int64_t summary_count(int64_t x, int64_t block, int64_t c) {
+  if (x <= 0) return 0;
+  return (x / block) * c + std::max<int64_t>(0, x % block - (block - c));
+}
+
+struct Group {
+  int64_t layer, h0, h1, near_kind, near_size, far_kind, far_size, c;
+  at::Tensor ring, store;
+  int64_t slot = 0, near = 0, far = 0, lo = 0;   // this step's ring slot and key counts
+};
+
+void check_store(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.numel() == 0 || (t.scalar_type() == at::kFloat && t.is_contiguous() && t.device().is_cpu()),
+              "decode_step: ", name, " must be a contiguous float32 CPU tensor");
+}
+
+// Plan one group's step at position i: ring slot, near keys [lo, i], far keys below lo.
+void plan_group(Group& g, int64_t i) {
+  if (g.near_kind == 1) {            // Local(w): the whole filled ring (w + 1 slots)
+    const int64_t ring = g.near_size + 1;
+    g.slot = i % ring;
+    g.near = std::min<int64_t>(i + 1, ring);
+    g.lo = i - g.near_size;
+  } else if (g.near_kind == 2) {     // SameBlock(b): the current block, a prefix of the ring
+    g.slot = i % g.near_size;
+    g.near = i % g.near_size + 1;
+    g.lo = i + 1 - g.near;
+  } else {
+    g.near = 0;
+    g.lo = i + 1;
+  }
+  g.far = 0;
+  if (g.lo > 0 && g.far_kind == 1) {
+    const int64_t s = g.far_size, r = i % s;
+    g.far = std::max<int64_t>(0, (g.lo - r + s - 1) / s);
+  } else if (g.lo > 0 && g.far_kind == 2) {
+    g.far = summary_count(g.lo, g.far_size, g.c);
+  }
+}
+
+// Write the new token's k and v (qkv: (B, 3, H, hd), turned) into a group's ring and far store.
+void write_group(const Group& g, const float* qkv, int64_t B, int64_t H, int64_t hd, int64_t i) {
+  const int64_t Hg = g.h1 - g.h0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t kv = 0; kv < 2; ++kv)
+      for (int64_t h = 0; h < Hg; ++h) {
+        const float* src = qkv + ((b * 3 + 1 + kv) * H + g.h0 + h) * hd;
+        if (g.near_kind != 0) {
+          const int64_t ring = g.ring.size(3);
+          float* dst = g.ring.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * ring + g.slot) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        }
+        if (g.far_kind == 1) {
+          const int64_t s = g.far_size, cap = g.store.size(4);
+          TORCH_CHECK(i / s < cap, "decode_step: no room in the residue-class store");
+          float* dst = g.store.data_ptr<float>() +
+                       (((((i % s) * B + b) * 2 + kv) * Hg + h) * cap + i / s) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        } else if (g.far_kind == 2 && i % g.far_size >= g.far_size - g.c) {
+          const int64_t cap = g.store.size(3), at_ = summary_count(i, g.far_size, g.c);
+          TORCH_CHECK(at_ < cap, "decode_step: no room in the summary store");
+          float* dst = g.store.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * cap + at_) * hd;
+          std::memcpy(dst, src, hd * sizeof(float));
+        }
+      }
+}
+
+// The near and far key segments of (row b, group head h) after the writes.
+void group_segments(const Group& g, int64_t B, int64_t b, int64_t h, int64_t hd, int64_t i, Seg& a, Seg& f) {
+  const int64_t Hg = g.h1 - g.h0;
+  a = NO_SEG;
+  f = NO_SEG;
+  if (g.near > 0) {
+    const int64_t ring = g.ring.size(3);
+    const float* base = g.ring.data_ptr<float>();
+    a = Seg{base + ((b * 2 + 0) * Hg + h) * ring * hd, base + ((b * 2 + 1) * Hg + h) * ring * hd, hd, g.near};
+  }
+  if (g.far > 0 && g.far_kind == 1) {
+    const int64_t s = g.far_size, cap = g.store.size(4);
+    const float* base = g.store.data_ptr<float>() + ((i % s) * B + b) * 2 * Hg * cap * hd;
+    f = Seg{base + (0 * Hg + h) * cap * hd, base + (1 * Hg + h) * cap * hd, hd, g.far};
+  } else if (g.far > 0 && g.far_kind == 2) {
+    const int64_t cap = g.store.size(3);
+    const float* base = g.store.data_ptr<float>() + b * 2 * Hg * cap * hd;
+    f = Seg{base + (0 * Hg + h) * cap * hd, base + (1 * Hg + h) * cap * hd, hd, g.far};
+  }
+}
+
+at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, bool int8) {
   if (!int8) return at::linear(x, a, b);
   at::Tensor xb = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
   return at::_weight_int8pack_mm(xb, a, b) + c;
 }
 
-at::Tensor decode_step(at::Tensor x, std::vector<at::Tensor> w, std::vector<at::Tensor> rings,
-                       std::vector<at::Tensor> stores, int64_t i, int64_t n_heads, std::vector<double> eps,
-                       std::vector<double> scales, bool int8, int64_t width, int64_t stride, at::Tensor rope) {
+}  // namespace
+
+at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
+                       std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, int64_t i,
+                       int64_t n_heads, std::vector<double> eps, std::vector<double> scales, bool int8,
+                       at::Tensor rope) {
   at::NoGradGuard no_grad;
-  const int64_t B = x.size(0), d = x.size(1), hd = d / n_heads;
-  const int64_t L = (int64_t)rings.size();
-  const int64_t ring = rings[0].size(3);
-  const int64_t slot = i % ring, r = i % stride;
-  const int64_t near = std::min<int64_t>(i + 1, ring);
-  const int64_t lo = i - width;
-  const int64_t far = lo > 0 ? std::max<int64_t>(0, (lo - r + stride - 1) / stride) : 0;
+  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "decode_step: x must be (B, d) float32");
+  const int64_t B = x_in.size(0), d = x_in.size(1), H = n_heads, hd = d / n_heads;
+  const int64_t L = (int64_t)scales.size();
+  const int64_t G = (int64_t)spec.size() / GROUP_INTS;
+  TORCH_CHECK((int64_t)rings.size() == G && (int64_t)stores.size() == G && (int64_t)w.size() == 16 * L + 5,
+              "decode_step: weights, groups and stores do not match");
+  std::vector<Group> groups(G);
+  for (int64_t k = 0; k < G; ++k) {
+    const int64_t* s = spec.data() + k * GROUP_INTS;
+    groups[k] = Group{s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], rings[k], stores[k]};
+    check_store(rings[k], "a ring");
+    check_store(stores[k], "a far store");
+    const Group& g = groups[k];
+    const bool writes_summary = g.far_kind == 2 && i % g.far_size >= g.far_size - g.c;
+    TORCH_CHECK(g.near_kind == 0 || rings[k].dim() == 5, "decode_step: a group lacks its ring");
+    TORCH_CHECK(g.far_kind != 1 || stores[k].dim() == 6, "decode_step: a group lacks its residue-class store");
+    TORCH_CHECK(!writes_summary || stores[k].dim() == 5, "decode_step: a group lacks its summary store");
+    TORCH_CHECK(g.h0 >= 0 && g.h0 < g.h1 && g.h1 <= n_heads && g.layer >= 0 && g.layer < L,
+                "decode_step: a group's heads or layer are out of range");
+    plan_group(groups[k], i);
+    TORCH_CHECK(groups[k].far == 0 || stores[k].dim() >= 5, "decode_step: a group lacks its far store");
+  }
+  const bool turn = rope.numel() > 0;
+  at::Tensor rope_f = turn ? rope.to(at::kFloat).contiguous() : rope;
+  const int64_t half = hd / 2;
+  at::Tensor x = x_in.contiguous().clone();
+  auto opts = x.options();
+  at::Tensor h = at::empty({B, d}, opts), qkv_f32 = at::empty({B, 3 * d}, opts), y = at::empty({B, d}, opts);
+  at::Tensor hid;   // float32 MLP hidden (B, hidden)
+  float* xp = x.data_ptr<float>();
   size_t k = 0;
   for (int64_t layer = 0; layer < L; ++layer) {
-    const at::Tensor &ln1w = w[k], &ln1b = w[k + 1];
-    at::Tensor h = at::layer_norm(x, {d}, ln1w, ln1b, eps[2 * layer]);
-    at::Tensor qkv = lin3(h, w[k + 2], w[k + 3], w[k + 4], int8).view({B, 3, n_heads, 1, hd});
-    if (rope.numel() > 0) {
-      const int64_t half = hd / 2;
-      at::Tensor qk = qkv.narrow(1, 0, 2), x1 = qk.narrow(4, 0, half), x2 = qk.narrow(4, half, half);
-      at::Tensor c = rope.select(0, 0), s = rope.select(0, 1);
-      at::Tensor r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
-      x1.copy_(r1);
-      x2.copy_(r2);
+    at::Tensor qkv;
+    if (int8) {
+      at::Tensor hn = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * layer]);
+      qkv = lin3(hn, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat).contiguous();
+    } else {
+      layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * layer],
+                      h.data_ptr<float>());
+      linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), 3 * d,
+                 qkv_f32.data_ptr<float>(), PLAIN);
+      qkv = qkv_f32;
     }
-    at::Tensor kv = qkv.narrow(1, 1, 2);
-    rings[layer].narrow(3, slot, 1).copy_(kv);
-    at::Tensor cls = stores[layer].select(0, r);            // (B, 2, H, cap, hd)
-    cls.narrow(3, i / stride, 1).copy_(kv);
-    at::Tensor kvs = far > 0 ? at::cat({rings[layer].narrow(3, 0, near), cls.narrow(3, 0, far)}, 3)
-                             : rings[layer].narrow(3, 0, near);
-    at::Tensor q = qkv.select(1, 0);
-    at::Tensor y = at::scaled_dot_product_attention(q, kvs.select(1, 0), kvs.select(1, 1), {}, 0.0, false,
-                                                    scales[layer]);
-    x = x + lin3(y.reshape({B, d}), w[k + 5], w[k + 6], w[k + 7], int8);
-    h = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
-    at::Tensor hid = at::gelu(lin3(h, w[k + 10], w[k + 11], w[k + 12], int8));
-    x = x + lin3(hid, w[k + 13], w[k + 14], w[k + 15], int8);
+    float* qp = qkv.data_ptr<float>();
+    if (turn) {   // q and k of every head turned at position i
+      const float *cs = rope_f.data_ptr<float>(), *sn = cs + half;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t part = 0; part < 2; ++part)
+          for (int64_t hh = 0; hh < H; ++hh) {
+            float* v = qp + ((b * 3 + part) * H + hh) * hd;
+            for (int64_t j = 0; j < half; ++j) {
+              const float x1 = v[j], x2 = v[half + j];
+              v[j] = x1 * cs[j] - x2 * sn[j];
+              v[half + j] = x2 * cs[j] + x1 * sn[j];
+            }
+          }
+    }
+    std::vector<const Group*> mine;
+    for (const Group& g : groups)
+      if (g.layer == layer) {
+        write_group(g, qp, B, H, hd, i);
+        mine.push_back(&g);
+      }
+    // head -> its group
+    std::vector<const Group*> of(H, nullptr);
+    for (const Group* g : mine)
+      for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
+    float* yp = y.data_ptr<float>();
+    const float scale = (float)scales[layer];
+    for_tiles(B * H, [&](int64_t u0, int64_t u1) {
+      thread_local std::vector<float> s;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t b = u / H, hh = u % H;
+        const Group* g = of[hh];
+        float* out = yp + b * d + hh * hd;
+        if (g == nullptr) { std::fill(out, out + hd, 0.f); continue; }
+        Seg a, f;
+        group_segments(*g, B, b, hh - g->h0, hd, i, a, f);
+        attend_one(qp + (b * 3 * H + hh) * hd, hd, scale, a, f, out, s);
+      }
+    });
+    if (int8) {
+      x = x + lin3(y, w[k + 5], w[k + 6], w[k + 7], int8);
+      at::Tensor hn = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
+      at::Tensor g = at::gelu(lin3(hn, w[k + 10], w[k + 11], w[k + 12], int8));
+      x = (x + lin3(g, w[k + 13], w[k + 14], w[k + 15], int8)).contiguous();
+      xp = x.data_ptr<float>();
+    } else {
+      linear_f32(yp, B, d, w[k + 5].data_ptr<float>(), w[k + 6].data_ptr<float>(), d, xp, ADD);
+      layer_norm_rows(xp, B, d, w[k + 8].data_ptr<float>(), w[k + 9].data_ptr<float>(), eps[2 * layer + 1],
+                      h.data_ptr<float>());
+      const int64_t hidden = w[k + 10].size(0);
+      if (!hid.defined() || hid.size(1) != hidden) hid = at::empty({B, hidden}, opts);
+      linear_f32(h.data_ptr<float>(), B, d, w[k + 10].data_ptr<float>(), w[k + 11].data_ptr<float>(), hidden,
+                 hid.data_ptr<float>(), GELU);
+      linear_f32(hid.data_ptr<float>(), B, hidden, w[k + 13].data_ptr<float>(), w[k + 14].data_ptr<float>(), d,
+                 xp, ADD);
+    }
     k += 16;
   }
-  at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
-  return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
+  if (int8) {
+    at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
+    return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
+  }
+  layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * L], h.data_ptr<float>());
+  const int64_t vocab = w[k + 2].size(0);
+  at::Tensor logits = at::empty({B, vocab}, opts);
+  linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), vocab,
+             logits.data_ptr<float>(), PLAIN);
+  return logits;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -574,6 +899,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
   m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
-  m.def("decode_step", &decode_step, "one cached decode step through every layer (band + residue class)");
+  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)");
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
+#ifdef INTRA_OP_PARALLEL
+  m.def("threaded", []() { return true; }, "whether at::parallel_for runs on several threads here");
+#else
+  m.def("threaded", []() { return false; }, "whether at::parallel_for runs on several threads here");
+#endif
+  m.def("threads_used", [](int64_t items) {
+    std::vector<char> seen(std::max(1, at::get_num_threads()), 0);
+    at::parallel_for(0, items, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
+    return (int64_t)std::count(seen.begin(), seen.end(), 1);
+  }, "how many threads a parallel_for over `items` work items runs on (a test of the build)");
 }
