@@ -36,7 +36,8 @@ KEYS = ("G", "D", "F", "A")
 
 
 def _run_info(run: Path) -> dict:
-    """Steps, training seconds and the last held-out loss a run's metrics.jsonl records."""
+    """Steps, training seconds and the last held-out loss (nats/token, on the run's own
+    validation split) a run's metrics.jsonl records."""
     steps = seconds = None
     last_eval = None
     for line in (run / "metrics.jsonl").read_text().splitlines():
@@ -45,9 +46,9 @@ def _run_info(run: Path) -> dict:
         except json.JSONDecodeError:
             continue
         steps = rec.get("step", steps)
-        seconds = rec.get("elapsed", rec.get("elapsed_s", seconds))
-        if rec.get("kind") == "eval" or "eval_loss" in rec:
-            last_eval = rec.get("eval_bits", rec.get("eval_loss", last_eval))
+        seconds = rec.get("time", seconds)
+        if rec.get("split") == "eval":
+            last_eval = rec.get("loss", last_eval)
     return {"steps": steps, "train_seconds": seconds, "last_eval": last_eval}
 
 
