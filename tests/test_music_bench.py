@@ -61,3 +61,47 @@ def test_harmony_benchmark_rows_table_and_plot(tmp_path):
                                           ("Cadenza", hm.texture_of(r["pieces"][0].score()))]}
     hb.plot(result, roll, str(tmp_path / "h.png"))
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_form_benchmark_rows_targets_and_plot(tmp_path, capsys):
+    """benchmarks/music_form.py: held-out openings and composed pieces measured the same way."""
+    import numpy as np
+
+    from cadenza.bench import music_form
+    from cadenza.data.format import write_dataset
+
+    c = mf.codec()
+    seqs = [np.asarray(c.encode(s, style="bach"), dtype=np.int64) for s in mf.corpus_scores()]
+    data = tmp_path / "data"
+    write_dataset(data, {"train": np.concatenate(seqs[:4]), "val": seqs[4], "test": np.concatenate(seqs[4:])},
+                  c.vocab_size, modality="music")
+    c.save(data / "tokenizer.json")
+    rc = music_form.main(["--model", str(mf.tiny_model_dir()), "--data", str(data), "--pieces", "0", "--keys", "G",
+                          "--seeds", "2", "--bars", "4", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "held-out" in out and "composed" in out and "target: composed tonic endings" in out
+    res = json.loads((tmp_path / "music_form.json").read_text())
+    assert res["rows"]["composed"]["pieces"] == 2 and len(res["pieces"]["composed"]) == 2
+    assert 1 <= res["rows"]["held-out"]["pieces"] <= 2            # test-nodup: chorales sharing no melody
+    assert all(0 <= p["bar_repeats"] <= 1 for p in res["pieces"]["held-out"])
+    assert (tmp_path / "music_form.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mood_benchmark_judges_the_mode_from_the_notes(tmp_path, capsys):
+    import symusic
+
+    from cadenza.bench import music_mood
+
+    s = symusic.Score(480)
+    t = symusic.Track(program=0)
+    for k, p in enumerate([57, 60, 64, 69, 64, 60, 57, 52, 57, 60, 64, 57] * 2):   # A minor arpeggios
+        t.notes.append(symusic.Note(k * 480, 480, p, 80))
+    s.tracks.append(t)
+    assert music_mood.analysed_key(s) == ("A", "minor")
+    rc = music_mood.main(["--model", str(mf.tiny_model_dir()), "--seeds", "1", "--bars", "8",
+                          "--out", str(tmp_path / "mood"), "--no-progress"])
+    assert rc == 0
+    res = json.loads((tmp_path / "mood.json").read_text())
+    assert len(res["targets"]) == 6 and all(len(r) == 1 for r in res["rows"].values())
+    assert "sad pieces analysed minor" in capsys.readouterr().out
