@@ -117,6 +117,9 @@ def plot(rows: dict, path: str) -> None:
     x = np.arange(len(labels))
     axes[0].bar(x - 0.2, [rows[k]["bits_written"] for k in labels], 0.4, label="as written")
     axes[0].bar(x + 0.2, [rows[k]["bits_played"] for k in labels], 0.4, label="as played")
+    lows = [min(rows[k]["bits_written"], rows[k]["bits_played"]) for k in labels]
+    axes[0].set_ylim(0.95 * min(lows), 1.02 * max(max(rows[k]["bits_written"], rows[k]["bits_played"])
+                                                   for k in labels))
     axes[0].set_title("held-out bits/token (lower is better)")
     axes[0].legend(fontsize=8)
     g = [100 * rows[k]["context"].get("gain", 0) for k in labels]
