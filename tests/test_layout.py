@@ -24,9 +24,9 @@ RULES = [
 ]
 
 
-def modules():
-    for path in sorted(SRC.rglob("*.py")):
-        parts = path.relative_to(SRC.parent).with_suffix("").parts
+def modules(root: Path = SRC):
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         yield name, path
 
@@ -96,6 +96,98 @@ def test_modules_stay_small_or_say_why():
             long.append(f"{path.relative_to(SRC)}: {lines} lines")
     assert not long, (f"over {MAX_LINES} lines without saying why in the docstring ('One module on purpose: "
                       "...'); split them by job:\n" + "\n".join(long))
+
+
+def import_graph(root: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top or inside a function.
+    ``from pkg import sub`` imports the module ``pkg.sub`` (not ``pkg``: a package's
+    ``__init__`` that re-exports its submodules makes no cycle); ``from pkg import name``
+    imports ``pkg``."""
+    paths = dict(modules(root))
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level:
+                    base = package.split(".")
+                    mod = ".".join(base[:len(base) - node.level + 1] + ([mod] if mod else []))
+                deps.update(f"{mod}.{a.name}" if f"{mod}.{a.name}" in paths else mod for a in node.names)
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path a -> ... -> a) per strongly connected group of modules."""
+    index, low, stack, on, groups = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(set(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for group in groups:                       # a shortest path back to the group's first module
+        start = min(group)
+        paths, seen = [[start]], {start}
+        while paths:
+            path = paths.pop(0)
+            nxt = sorted(graph[path[-1]] & group)
+            if start in nxt:
+                cycles.append(path + [start])
+                break
+            for w in nxt:
+                if w not in seen:
+                    seen.add(w)
+                    paths.append(path + [w])
+    return cycles
+
+
+def test_no_import_cycles():
+    """No module imports itself back through others, not even from inside a function (a
+    function-level import hides a cycle; it does not break it)."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles (move the shared name to a module both can import):\n" + "\n".join(
+        " -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_sees_a_planted_cycle(tmp_path):
+    """The check above can fail: a cycle closed by a function-level import is caught, and a
+    package ``__init__`` that re-exports its submodules is not one."""
+    pkg = tmp_path / "cadenza"
+    (pkg / "server").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "server" / "__init__.py").write_text("from cadenza.server.app import create_app\n")
+    (pkg / "server" / "app.py").write_text("from cadenza.server import studio\n")
+    (pkg / "server" / "studio.py").write_text("def router():\n    from cadenza.server.app import create_app\n")
+    (pkg / "server" / "errors.py").write_text("class Refused(Exception):\n    pass\n")
+    graph = import_graph(pkg)
+    assert import_cycles(graph) == [["cadenza.server.app", "cadenza.server.studio", "cadenza.server.app"]]
+    (pkg / "server" / "studio.py").write_text("from cadenza.server.errors import Refused\n")
+    assert import_cycles(import_graph(pkg)) == []
 
 
 def test_one_decode_loop():

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cadenza.errors import CadenzaError
 from cadenza.music.preflight import MAX_VOICES
+from cadenza.server.errors import Refused
 from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN, Bound, Note, bound_of
 
 SESSION_IDLE_S = 1800.0
@@ -134,8 +135,6 @@ class Sessions:
             del self.items[sid]
 
     def get(self, sid: str):
-        from cadenza.server.app import Refused
-
         self.expire()
         s = self.items.get(sid)
         if s is None:
@@ -148,7 +147,6 @@ class Sessions:
 def router(hub) -> APIRouter:
     from cadenza.music.constraints import Constraints
     from cadenza.music.studio import StudioSession
-    from cadenza.server.app import Refused
 
     from cadenza.server.schemas import PROBLEMS
 
