@@ -52,9 +52,9 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     """What compose, continue and harmonize share: check everything that can be checked
     before work (OUT and its folder, the input, the SoundFont, ``seconds(input_score)``: the
     longest the piece can last, against the render limit and the free space), load the
-    model, ``make(mm)`` the piece, write it with the command that reproduces it (``pairs``:
-    the command's own options; the seed actually used, sampling, model and output are
-    added), report."""
+    model and its copy guard (passed on, not kept on ``args``), ``make(mm, guard)`` the
+    piece, write it with the command that reproduces it (``pairs``: the command's own
+    options; the seed actually used, sampling, model and output are added), report."""
     from cadenza.music.authorship.originality import guard_settings
     from cadenza.music.output import check_output, sibling_paths, write_piece
     from cadenza.music.preflight import COMPOSE_TOO_LONG_HINT, check_outputs, check_pitch_range, read_input
@@ -71,12 +71,12 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     mm = load(args)
     if score is not None:
         check_pitch_range(score, mm.codec, inputs[0], what=what)
-    args._guard = _copy_guard(args, mm)
-    piece = make(mm)
-    piece.settings.update(guard_settings(args._guard, getattr(args, "max_copy", None)))
+    guard = _copy_guard(args, mm)
+    piece = make(mm, guard)
+    piece.settings.update(guard_settings(guard, getattr(args, "max_copy", None)))
     if "max_copy" in piece.settings:
         pairs = [*pairs, ("--max-copy", piece.settings["max_copy"]),
-                 ("--corpus", getattr(args, "corpus", None) if args._guard is not None else None)]
+                 ("--corpus", getattr(args, "corpus", None) if guard is not None else None)]
     cmd = _command(name, [*pairs, ("--seed", piece.seed), ("--temperature", args.temperature),
                           ("--top-p", args.top_p), ("--top-k", args.top_k), ("--exact", args.exact),
                           ("--model", args.model), ("--no-audio", args.no_audio), ("-o", out)], list(inputs))
@@ -85,9 +85,9 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     return 0
 
 
-def _sampling(args) -> dict:
+def _sampling(args, guard) -> dict:
     return {"seed": args.seed, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "progress": progress(args), "guard": getattr(args, "_guard", None)}
+            "progress": progress(args), "guard": guard}
 
 
 def _copy_guard(args, mm):
@@ -105,10 +105,10 @@ def _compose(args) -> int:
     from cadenza.music.generate import compose
     from cadenza.music.preflight import compose_seconds
 
-    return _generate(args, "compose", lambda mm: compose(
+    return _generate(args, "compose", lambda mm, guard: compose(
         mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy, bars=args.bars,
         seconds=args.seconds, tempo=args.tempo, key=args.key, time_signature=args.time_signature,
-        ending=not args.no_ending, **_sampling(args)),
+        ending=not args.no_ending, **_sampling(args, guard)),
         [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence), ("--energy", args.energy),
          ("--bars", args.bars), ("--seconds", args.seconds), ("--tempo", args.tempo), ("--key", args.key),
          ("--time-signature", args.time_signature), ("--no-ending", args.no_ending)],
@@ -121,9 +121,9 @@ def _continue(args) -> int:
     from cadenza.music.generate import continue_piece
     from cadenza.music.preflight import continue_seconds
 
-    return _generate(args, "continue", lambda mm: continue_piece(
+    return _generate(args, "continue", lambda mm, guard: continue_piece(
         mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, mood=args.mood,
-        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args)),
+        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args, guard)),
         [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style), ("--mood", args.mood),
          ("--valence", args.valence), ("--energy", args.energy), ("--no-ending", args.no_ending)],
         inputs=(args.input,),
@@ -135,8 +135,8 @@ def _harmonize(args) -> int:
     from cadenza.music.harmony import harmonize
     from cadenza.music.preflight import score_seconds
 
-    return _generate(args, "harmonize", lambda mm: harmonize(
-        mm, args.input, voices=args.voices, style=args.style, keep=args.keep, **_sampling(args)),
+    return _generate(args, "harmonize", lambda mm, guard: harmonize(
+        mm, args.input, voices=args.voices, style=args.style, keep=args.keep, **_sampling(args, guard)),
         [("--voices", args.voices), ("--style", args.style), ("--keep", args.keep)], inputs=(args.input,),
         seconds=score_seconds)
 
