@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import CadenzaError
-from cadenza.music.authorship.corpus_key import (  # noqa: F401  (manifest_sha256: re-exported)
-    INDEX_VERSION, IndexError_, cache_root, corpus_hash, manifest_sha256)
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash
 from cadenza.music.authorship.note_symbols import _symbols
 
 MAX_COMPARE = 4096      # notes compared at once in the suffix array search

@@ -46,9 +46,9 @@ import numpy as np
 
 from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.music.authorship.copy_guard import DEFAULT_MAX_COPY, CopyGuard, CopyLimitError
-from cadenza.music.authorship.corpus_index import (INDEX_VERSION, Index, IndexError_, build_index, cache_root, corpus_hash,
-                                        index_for, index_from_notes, load_index, manifest_sha256, save_index,
-                                        suffix_array)
+from cadenza.music.authorship.corpus_index import (Index, build_index, index_for, index_from_notes, load_index,
+                                                  save_index, suffix_array)
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash, manifest_sha256
 from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens, symbols
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
