@@ -2,6 +2,7 @@
 small (or say why not), and there is one decode loop."""
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cadenza"
@@ -198,3 +199,82 @@ def test_one_decode_loop():
             if isinstance(node, ast.Attribute) and node.attr == "multinomial":
                 samplers.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert samplers and all(s.startswith("sampling.py:") for s in samplers), samplers
+
+
+# --------------------------------------------------------------------------- the bounds table
+# The modules that read their user-facing bounds from ``cadenza.bounds``; none may write one
+# as a literal again. (``music/soundtrack.py`` still checks its tempo 30-240 itself, and
+# ``music/predict.py`` its top 1-128: both are being changed elsewhere; add them here when
+# they read the table.)
+READS_BOUNDS = ["music/inputs.py", "music/preflight.py", "music/harmony.py", "music/studio.py", "music/infill.py",
+                "prompts.py", "codecs/music/vocab.py", "data/music/music21.py", "commands/write.py",
+                "commands/music_options.py", "server/schemas.py", "server/studio.py", "server/prefs.py"]
+BOUNDED = {"tempo", "bpm", "bars", "seconds", "voices", "temperature", "top_k", "top_p", "k"}
+# (file, field) pairs still bounded by a literal, each with its reason; the list only shrinks
+LITERAL_BOUNDS_LEFT = {
+    ("server/schemas.py", "bars"): "the JSON cap 10,000 lets app.py answer with the server's own limit (Limits.bars)",
+    ("server/schemas.py", "seconds"): "the JSON cap 100,000 lets app.py answer with the server's own limit",
+}
+
+
+def _number(node) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+
+
+def _names(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+
+
+def literal_bounds(source: str, where: str = "") -> list[str]:
+    """Bounds written as literals: a ``MAX_``/``MIN_`` constant of a bounded quantity set to a
+    number, a range check of a bounded quantity with a number (or a comparison with one of the
+    table's numbers), a pydantic ``Field`` of a bounded field with
+    a numeric ``ge``/``gt``/``le``/``lt``, and a text giving a range ("10 to 400", "at most
+    3600") with a number from the bounds table."""
+    import cadenza.bounds as B
+
+    table = {v for b in vars(B).values() if isinstance(b, B.Bound) for v in (b.lo, b.hi)} - {0, 1}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            numbers = [side.value for side in (node.left, *node.comparators) if _number(side)]
+            if numbers and _names(node) & BOUNDED and (len(node.ops) > 1 or set(numbers) & table):   # a range check
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Assign) and any(map(_number, ast.walk(node.value))):
+            names = {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            if any(re.search(r"(^|_)(MAX|MIN)(_|$)", n) and set(n.lower().split("_")) & BOUNDED for n in names):
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id in BOUNDED \
+                and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "Field":
+            if any(k.arg in ("ge", "gt", "le", "lt") and _number(k.value) for k in node.value.keywords) \
+                    and (where, node.target.id) not in LITERAL_BOUNDS_LEFT:
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for m in re.finditer(r"(\d+(?:\.\d+)?) (?:to|and) (\d+(?:\.\d+)?)|at (?:most|least) (\d+(?:\.\d+)?)",
+                                 node.value):
+                if {float(x) for x in m.groups() if x} & table:
+                    found.append(f"{where}:{node.lineno} {m.group(0)!r}")
+    return found
+
+
+def test_bounds_come_from_the_table():
+    """Every user-facing bound is set once, in ``cadenza.bounds``: the modules that read it
+    write none as a literal (a comparison, a schema field, or a range in a message or help)."""
+    found = [f for rel in READS_BOUNDS for f in literal_bounds((SRC / rel).read_text(), rel)]
+    assert not found, "literal bounds (read them from cadenza.bounds):\n" + "\n".join(found)
+
+
+def test_the_bounds_check_sees_a_literal():
+    """The check above can fail: each kind of literal bound is caught, the table's names are not."""
+    bad = ("def f(tempo, bars):\n    if not 30 <= tempo <= 240:\n        raise ValueError('tempo from 30 to 240')\n"
+           "    return bars > 32\n"
+           "class R:\n    voices: int = Field(default=3, ge=1, le=4)\n"
+           "HELP = 'length in seconds (at most 3600)'\n"
+           "TEMPO_MIN, TEMPO_MAX = 30, 240\nMAX_VOICES = 4\n")
+    assert len(literal_bounds(bad)) == 7
+    good = ("def f(tempo):\n    if not LIVE_TEMPO.lo <= tempo <= LIVE_TEMPO.hi:\n"
+            "        raise ValueError(f'tempo from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi}')\n"
+            "class R:\n    voices: int = Field(default=3, **VOICES.pydantic())\n"
+            "NAME = 'a listener id is 1 to 64 letters'\nMAX_VOICES = VOICES.hi\nDEFAULT_BARS = 16\n")
+    assert literal_bounds(good) == []

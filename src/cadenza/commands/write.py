@@ -11,8 +11,9 @@ import argparse
 import shlex
 import textwrap
 
+from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, TEMPO, VOICES
 from cadenza.commands.music_options import load, options, progress, threads
-from cadenza.music.preflight import MAX_INPUT_NOTES, MAX_VOICES
+from cadenza.music.preflight import MAX_INPUT_NOTES
 
 _OUT_NOTE = ("Writes OUT.mid and, unless --no-audio, OUT.wav (rendered offline with a General MIDI "
              "SoundFont), OUT.png (piano roll) and OUT.json (provenance: model, seed, command, settings). "
@@ -156,15 +157,13 @@ def _moods(p, which: str = "segments") -> None:
 
 
 def _length(p, bars_default_text: str) -> None:
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
-
     p.add_argument("--bars", type=int, metavar="N",
-                   help=f"length in bars ({bars_default_text}); the piece ends rather than stops: from bar "
+                   help=f"length in bars, {BARS.lo} to {BARS.hi} ({bars_default_text}); the piece ends rather than stops: from bar "
                         f"N-{CLOSE_EARLY} the model may end it right after a note on the tonic of its key, and it is "
                         f"cut after bar N+{CLOSE_LATE} if it has not ended by then (--no-ending: exactly N bars)")
     p.add_argument("--seconds", type=float, metavar="S",
-                   help="length in seconds of music instead of bars (at most 3600; the piece may end on its "
-                        "tonic after 90%% of them)")
+                   help=f"length in seconds of music instead of bars (at most {SECONDS.hi:g}; the piece may end on "
+                        "its tonic after 90%% of them)")
     p.add_argument("--no-ending", action="store_true",
                    help="cut the piece at exactly the requested length instead of letting it end on its tonic "
                         "(for loops and sections that go on elsewhere)")
@@ -188,8 +187,8 @@ def register(subparsers) -> None:
                                    "renaissance, medieval, folk, fiddle; default: the model chooses)")
     _moods(p)
     _length(p, "default 16")
-    p.add_argument("--tempo", type=float, metavar="BPM", help="tempo in quarter notes per minute, 10 to 400 "
-                                                              "(default: the model chooses)")
+    p.add_argument("--tempo", type=float, metavar="BPM", help=f"tempo in quarter notes per minute, {TEMPO.lo} to "
+                                                              f"{TEMPO.hi} (default: the model chooses)")
     p.add_argument("--key", metavar="K", help="key such as C, F#m, Bb, 'D minor' (default: the model chooses)")
     p.add_argument("--time-signature", metavar="N/D", help="metre such as 3/4 or 6/8 (default: the model chooses)")
     options(p)
@@ -231,7 +230,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="MELODY.mid", help="the melody (its highest track; all its notes are kept)")
     p.add_argument("--voices", type=int, default=3, metavar="N",
-                   help=f"accompanying voices sounding under the melody, 1 to {MAX_VOICES} (default 3: alto, "
+                   help=f"accompanying voices sounding under the melody, {VOICES.lo} to {VOICES.hi} (default 3: alto, "
                         "tenor, bass; kept voices count)")
     p.add_argument("--style", default="bach", metavar="STYLE",
                    help="bach (default), renaissance or folk: the style the model is conditioned on and the texture "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from cadenza.bounds import VOICES
 from cadenza.codecs.music.features import parse_key
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.decode import decode_to_target
@@ -14,7 +15,6 @@ from cadenza.music.harmony_policy import HarmonyPolicy, parse_melody
 from cadenza.music.inputs import (_check_sampling, _check_seed, _input_name, _kept_notes, _load_score, _styled_input,
                                   remi_for)
 from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
-from cadenza.music.preflight import MAX_VOICES
 from cadenza.music.textures import TEXTURES, texture_for
 
 
@@ -43,8 +43,9 @@ def _merged(a, b):
 
 
 def _check_voices(voices) -> int:
-    if isinstance(voices, bool) or not isinstance(voices, int) or not 1 <= voices <= MAX_VOICES:
-        raise ConfigError(f"the number of accompanying voices must be from 1 to {MAX_VOICES}, not {voices!r}")
+    if isinstance(voices, bool) or not isinstance(voices, int) or not VOICES.lo <= voices <= VOICES.hi:
+        raise ConfigError(f"the number of accompanying voices must be from {VOICES.lo} to {VOICES.hi}, "
+                          f"not {voices!r}")
     return voices
 
 
@@ -90,7 +91,7 @@ class _Setup:
 def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None, temperature: float = 1.0,
               top_k=None, top_p: float | None = 0.95, progress: bool = False, guard=None, keep: bool = False,
               texture: str | None = None) -> Piece:
-    """Add ``voices`` accompanying voices (1 to ``MAX_VOICES``) below a melody (a MIDI path,
+    """Add ``voices`` accompanying voices (``cadenza.bounds.VOICES``) below a melody (a MIDI path,
     bytes or symusic score).
 
     How (constrained decoding over the REMI stream, no special training): the melody is

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import torch
 
+from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, SEED, TEMPERATURE  # noqa: F401  (CLOSE_*: re-exported)
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
-from cadenza.prompts import MAX_TEMPERATURE, check_settings
+from cadenza.prompts import check_settings
 
 
-MAX_BARS = 2000
-MAX_SECONDS = 3600.0
-CLOSE_EARLY = 1   # a piece given an ending may end from this many bars before its --bars ...
-CLOSE_LATE = 2    # ... and runs at most this many bars past it (policies.LengthTarget)
+MAX_BARS = BARS.hi          # the bounds are set in cadenza.bounds; these names stay for their importers
+MAX_SECONDS = SECONDS.hi
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
 PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
@@ -64,26 +63,27 @@ def _check_length(bars, seconds, default_bars=DEFAULT_BARS):
     if bars is not None and seconds is not None:
         raise ConfigError("give a length in bars or in seconds, not both")
     if bars is not None:
-        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
-            raise ConfigError(f"the number of bars must be a whole number from 1 to {MAX_BARS}, not {bars!r}")
+        if isinstance(bars, bool) or not isinstance(bars, int) or not BARS.lo <= bars <= BARS.hi:
+            raise ConfigError(f"the number of bars must be a whole number from {BARS.lo} to {BARS.hi}, not {bars!r}")
     if seconds is not None:
         if (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)
-                or not 0 < seconds <= MAX_SECONDS):
-            raise ConfigError(f"the length in seconds must be more than 0 and at most {MAX_SECONDS:g}, not {seconds!r}")
+                or not SECONDS.lo < seconds <= SECONDS.hi):
+            raise ConfigError(f"the length in seconds must be more than {SECONDS.lo} and at most {SECONDS.hi:g}, "
+                              f"not {seconds!r}")
     if bars is None and seconds is None:
         bars = default_bars
     return bars, seconds
 
 
 def _check_sampling(temperature, top_k, top_p):
-    check_settings(temperature, top_k, top_p, max_temperature=MAX_TEMPERATURE)
+    check_settings(temperature, top_k, top_p, max_temperature=TEMPERATURE.hi)
 
 
 def _check_seed(seed) -> int:
     if seed is None:
         return secrets.randbelow(2**31)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConfigError(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED.lo <= seed <= SEED.hi:
+        raise ConfigError(f"the seed must be a whole number from {SEED.lo} to 2**63 - 1, not {seed!r}")
     return int(seed)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cadenza.bounds import TEMPO
 from cadenza.errors import ConfigError
 from cadenza.data.music.collections import COLLECTIONS, EXCLUDED_COLLECTIONS
 
@@ -58,7 +59,7 @@ def m21_to_score(m21, default_tempo: float = 100.0):
                 continue
             if isinstance(el, tempo.MetronomeMark):
                 bpm = el.getQuarterBPM()
-                if bpm and 10 <= bpm <= 400:
+                if bpm and TEMPO.lo <= bpm <= TEMPO.hi:      # a tempo the codec can encode
                     marks.setdefault(event_tick(el.offset), float(bpm))
                 continue
             if isinstance(el, meter.TimeSignature):
