@@ -45,14 +45,14 @@ MAX_NOTES = 4096
 class StudioSession:
     def __init__(self, mm, tempo: float = 100.0, time_signature: str = "4/4", key: str | None = "C",
                  style: str | None = "folk", seed: int = 0):
-        from cadenza.music.inputs import _check_style, remi_for
+        from cadenza.music.inputs import check_style, remi_for
 
         self.mm, self.codec = mm, mm.codec
         self.remi = remi_for(self.codec)
         if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not LIVE_TEMPO.lo <= tempo <= LIVE_TEMPO.hi:
             raise ConfigError(f"tempo must be from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi} beats per minute, not {tempo!r}")
         self.tempo = float(tempo)
-        style = _check_style(self.codec, style)
+        style = check_style(self.codec, style)
         if style is None:       # the prefix needs every slot: the style the model finds likeliest first
             style = self._likeliest_style()
         slots = self.codec.conditioning(style=style, key=key or "C", tempo=tempo,
