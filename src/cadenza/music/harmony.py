@@ -14,7 +14,7 @@ from cadenza.music.grammar import RemiState
 from cadenza.music.harmony_policy import HarmonyPolicy, parse_melody
 from cadenza.music.inputs import (check_sampling, check_seed, input_name, kept_notes, load_score, remi_for,
                                   styled_input)
-from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
+from cadenza.music.piece import Piece, finish_ids, readable_prefix
 from cadenza.music.textures import TEXTURES, texture_for
 
 
@@ -122,13 +122,13 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                                   total_bars=len(setup.bars), guard=guard)
     if stats["stopped"] != "eos":
         raise DataError("the melody is too long to harmonize in one go")
-    out = _finish_ids(codec, prefix, new)
+    out = finish_ids(codec, prefix, new)
     name = input_name(melody)
     label = "melody and kept voices" if setup.policy.kept else "melody"
     settings = {"input": name, "voices": voices, "style": style, "texture": setup.texture.name, "keep": keep,
                 "dropped_notes": setup.dropped, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     return Piece(kind="harmonize", ids=out, codec=codec, tempo=qpm, seed=seed,
-                 conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
+                 conditioning=readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=kept_notes(codec, setup.ids, qpm),
                  kept_label=f"{label}: {Path(name).name}" if name else label,
                  input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],

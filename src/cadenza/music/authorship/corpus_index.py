@@ -11,7 +11,7 @@ import numpy as np
 
 from cadenza.errors import CadenzaError
 from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash
-from cadenza.music.authorship.note_symbols import _symbols
+from cadenza.music.authorship.note_symbols import symbols_from_arrays
 
 MAX_COMPARE = 4096      # notes compared at once in the suffix array search
 
@@ -167,7 +167,7 @@ def index_from_notes(cn) -> Index:
 
     t0 = time.perf_counter()
     piece = cn.piece
-    sp, sr = _symbols(cn.pitch, cn.ioi, cn.duration, piece)
+    sp, sr = symbols_from_arrays(cn.pitch, cn.ioi, cn.duration, piece)
     uniq_p, seq_p = np.unique(sp, return_inverse=True)
     uniq_r, seq_r = np.unique(sr, return_inverse=True)
     seq_p, seq_r = seq_p.astype(np.int32).ravel(), seq_r.astype(np.int32).ravel()

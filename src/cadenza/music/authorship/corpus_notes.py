@@ -84,7 +84,7 @@ def corpus_notes(data_dir) -> CorpusNotes:
     """The notes of a music corpus folder's train split."""
     from cadenza.codecs.music import MusicCodec
     from cadenza.data.format import open_split, read_meta
-    from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens
+    from cadenza.music.authorship.note_symbols import TokenTables, notes_of_tokens
 
     d = Path(data_dir)
     meta = read_meta(d)
@@ -93,7 +93,7 @@ def corpus_notes(data_dir) -> CorpusNotes:
     tok = d / (meta.get("tokenizer") or "tokenizer.json")
     codec = MusicCodec.load(tok)
     ids = np.asarray(open_split(d, "train"), dtype=np.int64)
-    tables = _Tables(codec)
+    tables = TokenTables(codec)
     n_pieces = int(np.sum(ids == tables.bos))
     return from_notes(corpus_hash(d), json.loads(tok.read_text(encoding="utf-8")), notes_of_tokens(ids, tables),
                       n_pieces, train_rows(d, n_pieces), corpus=str(d))
