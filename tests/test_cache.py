@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadenza.cache import KVCache, expected_keys_per_token
+from cadenza.cache import GroupCache, HeadGroup, KVCache, expected_keys_per_token
 from cadenza.config import ModelConfig
 from cadenza.errors import ConfigError, ShapeError
 from cadenza.model import SparseTransformer
@@ -179,6 +179,23 @@ def test_cache_errors():
     with pytest.raises(ConfigError):
         model.new_cache(0)
     assert isinstance(cache, KVCache) and cache.length == 18 and cache.nbytes() > 0
+
+
+def test_head_groups_are_records_that_still_read_by_index():
+    """A layer's head groups are ``HeadGroup(h0, h1, cache)``; index reads (``group[2]``,
+    unpacking), which model.py and decode_step.py still use, give the same objects."""
+    model = make_model("strided", "split")
+    cache = model.new_cache(1)
+    for i, layer in enumerate(cache.layers):
+        assert [(g.h0, g.h1, g.cache.pattern) for g in layer] == model.config.head_groups(i)
+        for g in layer:
+            assert isinstance(g, HeadGroup) and isinstance(g.cache, GroupCache)
+            h0, h1, gc = g
+            assert (h0, h1) == (g.h0, g.h1) and gc is g.cache is g[2]
+    fork = cache.fork()
+    for mine, theirs in zip(cache.layers, fork.layers):
+        assert all(isinstance(t, HeadGroup) and t.cache is not m.cache and (t.h0, t.h1) == (m.h0, m.h1)
+                   for m, t in zip(mine, theirs))
 
 
 @pytest.mark.parametrize("attention", ["strided", "fixed", "dense"])

@@ -27,9 +27,9 @@ def codec():
 def _abc_tunes(rel: str, count: int):
     from music21 import converter
 
-    from cadenza.data.music import _read_text, _split_abc, m21_to_score, music21_corpus_dir
+    from cadenza.data.music import m21_to_score, music21_corpus_dir, read_score_text, split_abc
 
-    header, tunes = _split_abc(_read_text(music21_corpus_dir() / rel))
+    header, tunes = split_abc(read_score_text(music21_corpus_dir() / rel))
     return [m21_to_score(converter.parse(header + t, format="abc"))[0] for t in tunes[:count]]
 
 

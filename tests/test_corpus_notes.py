@@ -57,7 +57,7 @@ def test_notes_file_round_trip_gives_the_full_index(corpus, tmp_path):
     from cadenza.data.format import open_split
 
     ids = np.asarray(open_split(corpus[0], "train"), dtype=np.int64)
-    notes = orig.notes_of_tokens(ids, orig._Tables(mf.codec()))
+    notes = orig.notes_of_tokens(ids, orig.TokenTables(mf.codec()))
     for raw, uniq, seq in zip(orig.symbols(notes), ("uniq_p", "uniq_r"), ("seq_p", "seq_r")):
         u, s = np.unique(raw, return_inverse=True)
         assert np.array_equal(getattr(shipped, uniq), u) and np.array_equal(getattr(shipped, seq), s.ravel())
@@ -131,7 +131,7 @@ def test_the_shipped_model_ships_its_notes_file(monkeypatch):
     monkeypatch.delenv("CADENZA_MODELS", raising=False)
     m = default_model_dir()
     info = orig.model_corpus(m)
-    monkeypatch.setattr(orig, "_resolve", lambda d: m / "no-such-corpus")
+    monkeypatch.setattr(orig, "corpus_folder", lambda d: m / "no-such-corpus")
     p = orig.default_corpus()
     assert p == m / info["originality_notes"]["path"] and p.stat().st_size <= 6e6
     meta = cn.notes_meta(p)

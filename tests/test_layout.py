@@ -2,6 +2,7 @@
 small (or say why not), and there is one decode loop."""
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cadenza"
@@ -24,9 +25,9 @@ RULES = [
 ]
 
 
-def modules():
-    for path in sorted(SRC.rglob("*.py")):
-        parts = path.relative_to(SRC.parent).with_suffix("").parts
+def modules(root: Path = SRC):
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         yield name, path
 
@@ -98,6 +99,98 @@ def test_modules_stay_small_or_say_why():
                       "...'); split them by job:\n" + "\n".join(long))
 
 
+def import_graph(root: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top or inside a function.
+    ``from pkg import sub`` imports the module ``pkg.sub`` (not ``pkg``: a package's
+    ``__init__`` that re-exports its submodules makes no cycle); ``from pkg import name``
+    imports ``pkg``."""
+    paths = dict(modules(root))
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level:
+                    base = package.split(".")
+                    mod = ".".join(base[:len(base) - node.level + 1] + ([mod] if mod else []))
+                deps.update(f"{mod}.{a.name}" if f"{mod}.{a.name}" in paths else mod for a in node.names)
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path a -> ... -> a) per strongly connected group of modules."""
+    index, low, stack, on, groups = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(set(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for group in groups:                       # a shortest path back to the group's first module
+        start = min(group)
+        paths, seen = [[start]], {start}
+        while paths:
+            path = paths.pop(0)
+            nxt = sorted(graph[path[-1]] & group)
+            if start in nxt:
+                cycles.append(path + [start])
+                break
+            for w in nxt:
+                if w not in seen:
+                    seen.add(w)
+                    paths.append(path + [w])
+    return cycles
+
+
+def test_no_import_cycles():
+    """No module imports itself back through others, not even from inside a function (a
+    function-level import hides a cycle; it does not break it)."""
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles (move the shared name to a module both can import):\n" + "\n".join(
+        " -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_sees_a_planted_cycle(tmp_path):
+    """The check above can fail: a cycle closed by a function-level import is caught, and a
+    package ``__init__`` that re-exports its submodules is not one."""
+    pkg = tmp_path / "cadenza"
+    (pkg / "server").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "server" / "__init__.py").write_text("from cadenza.server.app import create_app\n")
+    (pkg / "server" / "app.py").write_text("from cadenza.server import studio\n")
+    (pkg / "server" / "studio.py").write_text("def router():\n    from cadenza.server.app import create_app\n")
+    (pkg / "server" / "errors.py").write_text("class Refused(Exception):\n    pass\n")
+    graph = import_graph(pkg)
+    assert import_cycles(graph) == [["cadenza.server.app", "cadenza.server.studio", "cadenza.server.app"]]
+    (pkg / "server" / "studio.py").write_text("from cadenza.server.errors import Refused\n")
+    assert import_cycles(import_graph(pkg)) == []
+
+
 def test_one_decode_loop():
     """Only ``sampling.py`` samples tokens: no other module calls torch.multinomial."""
     samplers = []
@@ -106,3 +199,167 @@ def test_one_decode_loop():
             if isinstance(node, ast.Attribute) and node.attr == "multinomial":
                 samplers.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert samplers and all(s.startswith("sampling.py:") for s in samplers), samplers
+
+
+# --------------------------------------------------------------------------- the bounds table
+# The modules that read their user-facing bounds from ``cadenza.bounds``; none may write one
+# as a literal again. (``music/soundtrack.py`` still checks its tempo 30-240 itself, and
+# ``music/predict.py`` its top 1-128: both are being changed elsewhere; add them here when
+# they read the table.)
+READS_BOUNDS = ["music/inputs.py", "music/preflight.py", "music/harmony.py", "music/studio.py", "music/infill.py",
+                "prompts.py", "codecs/music/vocab.py", "data/music/music21.py", "commands/write.py",
+                "commands/music_options.py", "server/schemas.py", "server/studio.py", "server/prefs.py"]
+BOUNDED = {"tempo", "bpm", "bars", "seconds", "voices", "temperature", "top_k", "top_p", "k"}
+# (file, field) pairs still bounded by a literal, each with its reason; the list only shrinks
+LITERAL_BOUNDS_LEFT = {
+    ("server/schemas.py", "bars"): "the JSON cap 10,000 lets app.py answer with the server's own limit (Limits.bars)",
+    ("server/schemas.py", "seconds"): "the JSON cap 100,000 lets app.py answer with the server's own limit",
+}
+
+
+def _number(node) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+
+
+def _names(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+
+
+def literal_bounds(source: str, where: str = "") -> list[str]:
+    """Bounds written as literals: a ``MAX_``/``MIN_`` constant of a bounded quantity set to a
+    number, a range check of a bounded quantity with a number (or a comparison with one of the
+    table's numbers), a pydantic ``Field`` of a bounded field with
+    a numeric ``ge``/``gt``/``le``/``lt``, and a text giving a range ("10 to 400", "at most
+    3600") with a number from the bounds table."""
+    import cadenza.bounds as B
+
+    table = {v for b in vars(B).values() if isinstance(b, B.Bound) for v in (b.lo, b.hi)} - {0, 1}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            numbers = [side.value for side in (node.left, *node.comparators) if _number(side)]
+            if numbers and _names(node) & BOUNDED and (len(node.ops) > 1 or set(numbers) & table):   # a range check
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Assign) and any(map(_number, ast.walk(node.value))):
+            names = {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            if any(re.search(r"(^|_)(MAX|MIN)(_|$)", n) and set(n.lower().split("_")) & BOUNDED for n in names):
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id in BOUNDED \
+                and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "Field":
+            if any(k.arg in ("ge", "gt", "le", "lt") and _number(k.value) for k in node.value.keywords) \
+                    and (where, node.target.id) not in LITERAL_BOUNDS_LEFT:
+                found.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for m in re.finditer(r"(\d+(?:\.\d+)?) (?:to|and) (\d+(?:\.\d+)?)|at (?:most|least) (\d+(?:\.\d+)?)",
+                                 node.value):
+                if {float(x) for x in m.groups() if x} & table:
+                    found.append(f"{where}:{node.lineno} {m.group(0)!r}")
+    return found
+
+
+def test_bounds_come_from_the_table():
+    """Every user-facing bound is set once, in ``cadenza.bounds``: the modules that read it
+    write none as a literal (a comparison, a schema field, or a range in a message or help)."""
+    found = [f for rel in READS_BOUNDS for f in literal_bounds((SRC / rel).read_text(), rel)]
+    assert not found, "literal bounds (read them from cadenza.bounds):\n" + "\n".join(found)
+
+
+def test_the_bounds_check_sees_a_literal():
+    """The check above can fail: each kind of literal bound is caught, the table's names are not."""
+    bad = ("def f(tempo, bars):\n    if not 30 <= tempo <= 240:\n        raise ValueError('tempo from 30 to 240')\n"
+           "    return bars > 32\n"
+           "class R:\n    voices: int = Field(default=3, ge=1, le=4)\n"
+           "HELP = 'length in seconds (at most 3600)'\n"
+           "TEMPO_MIN, TEMPO_MAX = 30, 240\nMAX_VOICES = 4\n")
+    assert len(literal_bounds(bad)) == 7
+    good = ("def f(tempo):\n    if not LIVE_TEMPO.lo <= tempo <= LIVE_TEMPO.hi:\n"
+            "        raise ValueError(f'tempo from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi}')\n"
+            "class R:\n    voices: int = Field(default=3, **VOICES.pydantic())\n"
+            "NAME = 'a listener id is 1 to 64 letters'\nMAX_VOICES = VOICES.hi\nDEFAULT_BARS = 16\n")
+    assert literal_bounds(good) == []
+
+
+# --------------------------------------------------------------------------- private names
+# Cross-module imports of a ``_private`` name still left, "importer: source.name" (paths under
+# src/cadenza, without .py). The list only shrinks: make the name public where it is defined
+# and import that; a file that cannot change yet may keep importing the old name through an
+# alias (``_x = x``) at the source.
+PRIVATE_IMPORTS_LEFT = {   # each has an importer or source being changed elsewhere (issue 27 left them)
+    "data/music/build: data/music/manifest._finish", "data/music/build: data/music/pool._process_midi_file",
+    "data/music/build: data/music/pool._process_music21_file", "data/music/build: data/music/pool._run_tasks",
+    "data/music/pool: data/music/music21._Timeout", "data/music/pool: data/music/music21._alarm",
+    "data/music/pool: data/music/music21._cancel_alarm", "data/music/pool: data/music/music21._clean_reason",
+    "data/music/pool: data/music/music21._one_line", "data/music/pool: data/music/music21._read_text",
+    "data/music/pool: data/music/music21._split_abc", "music/decode: music/policies._GuardedPolicy",
+    "music/eval/form: music/eval/control_measures._bar_starts", "music/generate: music/inputs._check_length",
+    "music/generate: music/inputs._check_sampling", "music/generate: music/inputs._check_seed",
+    "music/generate: music/inputs._check_style", "music/generate: music/inputs._input_name",
+    "music/generate: music/inputs._kept_notes", "music/generate: music/inputs._load_score",
+    "music/generate: music/inputs._plain", "music/generate: music/inputs._styled_input",
+    "music/generate: music/piece._finish_ids", "music/generate: music/piece._readable_prefix",
+    "music/generate: music/policies._NoMoreInBar", "music/policies: music/authorship/note_symbols._Tables",
+    "music/predict: music/inputs._load_score", "music/predict: music/inputs._styled_input",
+    "music/soundtrack: music/inputs._check_sampling", "music/soundtrack: music/inputs._check_seed",
+    "music/studio: music/predict._next_note_core",
+}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(root: Path = SRC) -> set[str]:
+    """Every ``_private`` name one module takes from another: ``from m import _x``, or
+    ``m._x`` where ``m`` names another of the package's modules."""
+    paths = dict(modules(root))
+
+    def rel(mod: str) -> str:
+        return str(paths[mod].relative_to(root).with_suffix("")) if mod in paths else mod
+
+    found = set()
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text())
+        bound = {}                                      # local name -> the module it names
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bound.update({a.asname: a.name for a in node.names if a.asname and a.name in paths})
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level:
+                    base = package.split(".")
+                    mod = ".".join(base[:len(base) - node.level + 1] + ([mod] if mod else []))
+                for a in node.names:
+                    if f"{mod}.{a.name}" in paths:
+                        bound[a.asname or a.name] = f"{mod}.{a.name}"
+                    elif _private(a.name) and mod in paths and mod != name:
+                        found.add(f"{rel(name)}: {rel(mod)}.{a.name}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _private(node.attr) \
+                    and bound.get(node.value.id, name) != name:
+                found.add(f"{rel(name)}: {rel(bound[node.value.id])}.{node.attr}")
+    return found
+
+
+def test_no_new_private_imports():
+    """A helper another module needs is public: no module imports another's ``_private``
+    name, apart from the shrinking list above (tests may)."""
+    found = private_imports()
+    new, gone = sorted(found - PRIVATE_IMPORTS_LEFT), sorted(PRIVATE_IMPORTS_LEFT - found)
+    assert not new, "private names imported across modules (make them public):\n" + "\n".join(new)
+    assert not gone, "no longer imported; remove from PRIVATE_IMPORTS_LEFT:\n" + "\n".join(gone)
+
+
+def test_the_private_import_check_sees_one(tmp_path):
+    """The check above can fail: a private name taken by ``from`` or through the module is caught."""
+    pkg = tmp_path / "cadenza"
+    (pkg / "music").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "music" / "__init__.py").write_text("")
+    (pkg / "music" / "inputs.py").write_text("def check_style():\n    pass\n_check_style = check_style\n")
+    (pkg / "music" / "studio.py").write_text("from cadenza.music.inputs import _check_style, check_style\n")
+    (pkg / "music" / "harmony.py").write_text("from cadenza.music import inputs as I\n\ndef f():\n"
+                                              "    return I._check_style(), I.check_style()\n")
+    assert private_imports(pkg) == {"music/studio: music/inputs._check_style",
+                                    "music/harmony: music/inputs._check_style"}

@@ -36,6 +36,7 @@ half could not be read or changed without the other.
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -428,6 +429,17 @@ def _attend_blocks(q, blocks, scale: float) -> torch.Tensor:
     return out.to(out_dtype)
 
 
+class HeadGroup(NamedTuple):
+    """The heads ``h0:h1`` of one layer that share a pattern, and their cache.
+
+    A named tuple so ``model.py`` and ``decode_step.py``, which still read it by index
+    (``group[2]``, ``h0, h1, g = group``), work unchanged; new code reads ``.cache``."""
+
+    h0: int
+    h1: int
+    cache: GroupCache
+
+
 class KVCache:
     """Per-layer, per-head-group sparse caches for incremental decoding of one model.
 
@@ -444,21 +456,21 @@ class KVCache:
         self.batch_size = batch_size
         self.length = 0
         self.max_chunk = max(64, config.stride)
-        self.layers: list[list[tuple[int, int, GroupCache]]] = [
-            [(h0, h1, GroupCache(p, config.max_len)) for h0, h1, p in config.head_groups(i)]
+        self.layers: list[list[HeadGroup]] = [
+            [HeadGroup(h0, h1, GroupCache(p, config.max_len)) for h0, h1, p in config.head_groups(i)]
             for i in range(config.n_layers)
         ]
 
     def fork(self) -> "KVCache":
         """An independent copy (branching a decode: each branch appends its own tokens)."""
         c = copy.copy(self)
-        c.layers = [[(h0, h1, g.fork()) for h0, h1, g in layer] for layer in self.layers]
+        c.layers = [[g._replace(cache=g.cache.fork()) for g in layer] for layer in self.layers]
         return c
 
     def groups(self):
         for layer in self.layers:
-            for _, _, g in layer:
-                yield g
+            for g in layer:
+                yield g.cache
 
     @property
     def keys_read(self) -> int:
@@ -466,7 +478,7 @@ class KVCache:
         return sum(g.keys_read for g in self.groups())
 
     def keys_read_per_layer(self) -> list[int]:
-        return [sum(g.keys_read for _, _, g in layer) for layer in self.layers]
+        return [sum(g.cache.keys_read for g in layer) for layer in self.layers]
 
     def reset_counters(self) -> None:
         for g in self.groups():
@@ -474,7 +486,7 @@ class KVCache:
 
     def positions_held(self) -> list[int]:
         """Key positions stored per layer (summed over head groups)."""
-        return [sum(g.positions_held() for _, _, g in layer) for layer in self.layers]
+        return [sum(g.cache.positions_held() for g in layer) for layer in self.layers]
 
     def nbytes(self) -> int:
         return sum(g.nbytes() for g in self.groups())
@@ -490,4 +502,4 @@ def expected_keys_per_token(pattern: Pattern, i: int) -> int:
     return int(pattern.contains(torch.tensor(i), j).sum())
 
 
-__all__ = ["KVCache", "GroupCache", "expected_keys_per_token"]
+__all__ = ["KVCache", "GroupCache", "HeadGroup", "expected_keys_per_token"]

@@ -1,11 +1,20 @@
-"""Atomic file writing: a temporary file in the same folder, fsync, then rename."""
+"""Atomic file writing: a temporary file in the same folder, fsync, then rename; a file's sha256."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def file_sha256(path) -> str | None:
+    """The hex sha256 of a file's bytes; None if it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _umask() -> int:

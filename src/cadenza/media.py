@@ -19,7 +19,8 @@ import torch
 from cadenza.codecs.audio import AudioCodec
 from cadenza.codecs.image import START, ImageCodec
 from cadenza.errors import ConfigError, DataError, ModelFileError
-from cadenza.prompts import MAX_TEMPERATURE, check_settings
+from cadenza.bounds import TEMPERATURE
+from cadenza.prompts import check_settings
 from cadenza.sampling import generate
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -79,7 +80,7 @@ def sample_images(mm: MediaModel, n: int, seed: int = 0, temperature: float = 1.
         raise ConfigError("this is an audio model; give --prime CLIP.wav instead")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
         raise ConfigError(f"--n must be a whole number of images from 1 to 256, got {n!r}")
-    check_settings(temperature, None, top_p, max_temperature=MAX_TEMPERATURE)
+    check_settings(temperature, None, top_p, max_temperature=TEMPERATURE.hi)
     codec = mm.codec
     k = 0 if prompt_rows is None else prompt_rows.shape[1]
     prompt = [[START] + ([] if prompt_rows is None else [int(t) for t in prompt_rows[i]]) for i in range(n)]
@@ -106,7 +107,7 @@ def continue_audio(mm: MediaModel, prime: np.ndarray | None, seconds: float, see
         raise ConfigError("this is an image model; use --n N or --complete IMG instead")
     if not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
         raise ConfigError(f"--seconds must be more than 0 and at most 60, got {seconds!r}")
-    check_settings(temperature, None, top_p, max_temperature=MAX_TEMPERATURE)
+    check_settings(temperature, None, top_p, max_temperature=TEMPERATURE.hi)
     codec = mm.codec
     codes = [codec.silence()] if prime is None or len(prime) == 0 else codec.encode(prime).tolist()
     new = generate(mm.network, codes, int(round(seconds * codec.sample_rate)), temperature=temperature,

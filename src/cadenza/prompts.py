@@ -8,9 +8,10 @@ import math
 
 import torch
 
+from cadenza.bounds import TEMPERATURE, TOP_K, TOP_P
 from cadenza.errors import ConfigError, ShapeError
 
-MAX_TEMPERATURE = 10   # the highest temperature the commands, the music API and the server take
+MAX_TEMPERATURE = TEMPERATURE.hi   # the highest the commands, the music API and the server take (cadenza.bounds)
 
 
 def as_batch(prompt, vocab_size: int, device) -> tuple[torch.Tensor, bool]:
@@ -50,15 +51,15 @@ def check_settings(temperature, top_k=None, top_p=None, max_temperature: float =
     """Temperature (0 = always the likeliest token, up to ``max_temperature``), top-k and
     top-p, each refused with one sentence (ConfigError)."""
     if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not math.isfinite(temperature) or not 0 <= temperature <= max_temperature):
+            or not math.isfinite(temperature) or not TEMPERATURE.lo <= temperature <= max_temperature):
         upto = f"to {max_temperature:g}" if math.isfinite(max_temperature) else "or more"
-        raise ConfigError(f"temperature must be a number from 0 (always the likeliest token) {upto}, "
+        raise ConfigError(f"temperature must be a number from {TEMPERATURE.lo} (always the likeliest token) {upto}, "
                           f"not {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top-k must be a whole number of at least 1, not {top_k!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < TOP_K.lo):
+        raise ConfigError(f"top-k must be a whole number of at least {TOP_K.lo}, not {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0 < top_p <= 1):
-        raise ConfigError(f"top-p must be a number above 0 and at most 1, not {top_p!r}")
+                              or not TOP_P.lo < top_p <= TOP_P.hi):
+        raise ConfigError(f"top-p must be a number above {TOP_P.lo} and at most {TOP_P.hi}, not {top_p!r}")
 
 
 def check_args(max_new_tokens, temperature, top_k, top_p, stop_tokens, vocab):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.codecs.audio import write_wav
-from cadenza.codecs.music.midi import _as_tick, load_midi
+from cadenza.codecs.music.midi import as_tick, load_midi
 from cadenza.errors import ConfigError, DataError
 from cadenza.io import atomic_path
 
@@ -87,7 +87,7 @@ def _score(midi):
         return load_midi(midi)
     if midi.note_num() == 0:
         raise DataError("the score has no notes")
-    return _as_tick(midi)
+    return as_tick(midi)
 
 
 def _events(score):

@@ -52,12 +52,12 @@ def fill_cache(model, cache, n: int, generator: torch.Generator, chunk: int = 81
     """Put n positions of random keys/values into every layer's cache (synthetic context)."""
     hd = model.config.head_dim
     for layer in cache.layers:
-        for h0, h1, group in layer:
+        for group in layer:
             for s in range(0, n, chunk):
                 m = min(chunk, n - s)
-                k = torch.randn(cache.batch_size, h1 - h0, m, hd, generator=generator)
-                v = torch.randn(cache.batch_size, h1 - h0, m, hd, generator=generator)
-                group.append(k, v, s)
+                k = torch.randn(cache.batch_size, group.h1 - group.h0, m, hd, generator=generator)
+                v = torch.randn(cache.batch_size, group.h1 - group.h0, m, hd, generator=generator)
+                group.cache.append(k, v, s)
     cache.length = n
 
 

@@ -3,6 +3,7 @@ and loading the model (used by ``commands.write`` and ``commands.predict``)."""
 
 from __future__ import annotations
 
+from cadenza.bounds import TEMPERATURE, TOP_P
 from cadenza.errors import ConfigError
 
 MODEL_HELP = ("music model directory (model.safetensors, config.json, tokenizer.json); default: the model "
@@ -38,10 +39,10 @@ def options(p, output: bool = True) -> None:
                                                 "piece; default: a fresh one, printed and recorded in the files")
         p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                        help="sampling temperature: lower is safer and more repetitive, higher is more adventurous; "
-                            "0 always takes the likeliest token (default 1.0)")
+                            f"0 always takes the likeliest token; at most {TEMPERATURE.hi:g} (default 1.0)")
         p.add_argument("--top-p", type=float, default=0.95, metavar="P",
-                       help="nucleus sampling: sample only from the likeliest tokens holding this much probability "
-                            "(default 0.95; 1 turns it off)")
+                       help="nucleus sampling: sample only from the likeliest tokens holding this much probability, "
+                            f"above {TOP_P.lo} and at most {TOP_P.hi} (default 0.95; 1 turns it off)")
         p.add_argument("--top-k", type=int, metavar="K", help="sample only from the K likeliest tokens (default: off)")
         p.add_argument("-o", "--output", required=True, metavar="OUT.mid",
                        help="the MIDI file to write; OUT.wav, OUT.png and OUT.json go next to it")

@@ -11,8 +11,9 @@ import argparse
 import shlex
 import textwrap
 
+from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, TEMPO, VOICES
 from cadenza.commands.music_options import load, options, progress, threads
-from cadenza.music.preflight import MAX_INPUT_NOTES, MAX_VOICES
+from cadenza.music.preflight import MAX_INPUT_NOTES
 
 _OUT_NOTE = ("Writes OUT.mid and, unless --no-audio, OUT.wav (rendered offline with a General MIDI "
              "SoundFont), OUT.png (piano roll) and OUT.json (provenance: model, seed, command, settings). "
@@ -52,9 +53,9 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     """What compose, continue and harmonize share: check everything that can be checked
     before work (OUT and its folder, the input, the SoundFont, ``seconds(input_score)``: the
     longest the piece can last, against the render limit and the free space), load the
-    model, ``make(mm)`` the piece, write it with the command that reproduces it (``pairs``:
-    the command's own options; the seed actually used, sampling, model and output are
-    added), report."""
+    model and its copy guard (passed on, not kept on ``args``), ``make(mm, guard)`` the
+    piece, write it with the command that reproduces it (``pairs``: the command's own
+    options; the seed actually used, sampling, model and output are added), report."""
     from cadenza.music.authorship.originality import guard_settings
     from cadenza.music.output import check_output, sibling_paths, write_piece
     from cadenza.music.preflight import COMPOSE_TOO_LONG_HINT, check_outputs, check_pitch_range, read_input
@@ -71,12 +72,12 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     mm = load(args)
     if score is not None:
         check_pitch_range(score, mm.codec, inputs[0], what=what)
-    args._guard = _copy_guard(args, mm)
-    piece = make(mm)
-    piece.settings.update(guard_settings(args._guard, getattr(args, "max_copy", None)))
+    guard = _copy_guard(args, mm)
+    piece = make(mm, guard)
+    piece.settings.update(guard_settings(guard, getattr(args, "max_copy", None)))
     if "max_copy" in piece.settings:
         pairs = [*pairs, ("--max-copy", piece.settings["max_copy"]),
-                 ("--corpus", getattr(args, "corpus", None) if args._guard is not None else None)]
+                 ("--corpus", getattr(args, "corpus", None) if guard is not None else None)]
     cmd = _command(name, [*pairs, ("--seed", piece.seed), ("--temperature", args.temperature),
                           ("--top-p", args.top_p), ("--top-k", args.top_k), ("--exact", args.exact),
                           ("--model", args.model), ("--no-audio", args.no_audio), ("-o", out)], list(inputs))
@@ -85,9 +86,9 @@ def _generate(args, name: str, make, pairs: list, inputs: tuple = (), seconds=No
     return 0
 
 
-def _sampling(args) -> dict:
+def _sampling(args, guard) -> dict:
     return {"seed": args.seed, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "progress": progress(args), "guard": getattr(args, "_guard", None)}
+            "progress": progress(args), "guard": guard}
 
 
 def _copy_guard(args, mm):
@@ -105,10 +106,10 @@ def _compose(args) -> int:
     from cadenza.music.generate import compose
     from cadenza.music.preflight import compose_seconds
 
-    return _generate(args, "compose", lambda mm: compose(
+    return _generate(args, "compose", lambda mm, guard: compose(
         mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy, bars=args.bars,
         seconds=args.seconds, tempo=args.tempo, key=args.key, time_signature=args.time_signature,
-        ending=not args.no_ending, **_sampling(args)),
+        ending=not args.no_ending, **_sampling(args, guard)),
         [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence), ("--energy", args.energy),
          ("--bars", args.bars), ("--seconds", args.seconds), ("--tempo", args.tempo), ("--key", args.key),
          ("--time-signature", args.time_signature), ("--no-ending", args.no_ending)],
@@ -121,9 +122,9 @@ def _continue(args) -> int:
     from cadenza.music.generate import continue_piece
     from cadenza.music.preflight import continue_seconds
 
-    return _generate(args, "continue", lambda mm: continue_piece(
+    return _generate(args, "continue", lambda mm, guard: continue_piece(
         mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, mood=args.mood,
-        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args)),
+        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args, guard)),
         [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style), ("--mood", args.mood),
          ("--valence", args.valence), ("--energy", args.energy), ("--no-ending", args.no_ending)],
         inputs=(args.input,),
@@ -135,8 +136,8 @@ def _harmonize(args) -> int:
     from cadenza.music.harmony import harmonize
     from cadenza.music.preflight import score_seconds
 
-    return _generate(args, "harmonize", lambda mm: harmonize(
-        mm, args.input, voices=args.voices, style=args.style, keep=args.keep, **_sampling(args)),
+    return _generate(args, "harmonize", lambda mm, guard: harmonize(
+        mm, args.input, voices=args.voices, style=args.style, keep=args.keep, **_sampling(args, guard)),
         [("--voices", args.voices), ("--style", args.style), ("--keep", args.keep)], inputs=(args.input,),
         seconds=score_seconds)
 
@@ -156,15 +157,13 @@ def _moods(p, which: str = "segments") -> None:
 
 
 def _length(p, bars_default_text: str) -> None:
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
-
     p.add_argument("--bars", type=int, metavar="N",
-                   help=f"length in bars ({bars_default_text}); the piece ends rather than stops: from bar "
+                   help=f"length in bars, {BARS.lo} to {BARS.hi} ({bars_default_text}); the piece ends rather than stops: from bar "
                         f"N-{CLOSE_EARLY} the model may end it right after a note on the tonic of its key, and it is "
                         f"cut after bar N+{CLOSE_LATE} if it has not ended by then (--no-ending: exactly N bars)")
     p.add_argument("--seconds", type=float, metavar="S",
-                   help="length in seconds of music instead of bars (at most 3600; the piece may end on its "
-                        "tonic after 90%% of them)")
+                   help=f"length in seconds of music instead of bars (at most {SECONDS.hi:g}; the piece may end on "
+                        "its tonic after 90%% of them)")
     p.add_argument("--no-ending", action="store_true",
                    help="cut the piece at exactly the requested length instead of letting it end on its tonic "
                         "(for loops and sections that go on elsewhere)")
@@ -188,8 +187,8 @@ def register(subparsers) -> None:
                                    "renaissance, medieval, folk, fiddle; default: the model chooses)")
     _moods(p)
     _length(p, "default 16")
-    p.add_argument("--tempo", type=float, metavar="BPM", help="tempo in quarter notes per minute, 10 to 400 "
-                                                              "(default: the model chooses)")
+    p.add_argument("--tempo", type=float, metavar="BPM", help=f"tempo in quarter notes per minute, {TEMPO.lo} to "
+                                                              f"{TEMPO.hi} (default: the model chooses)")
     p.add_argument("--key", metavar="K", help="key such as C, F#m, Bb, 'D minor' (default: the model chooses)")
     p.add_argument("--time-signature", metavar="N/D", help="metre such as 3/4 or 6/8 (default: the model chooses)")
     options(p)
@@ -231,7 +230,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="MELODY.mid", help="the melody (its highest track; all its notes are kept)")
     p.add_argument("--voices", type=int, default=3, metavar="N",
-                   help=f"accompanying voices sounding under the melody, 1 to {MAX_VOICES} (default 3: alto, "
+                   help=f"accompanying voices sounding under the melody, {VOICES.lo} to {VOICES.hi} (default 3: alto, "
                         "tenor, bass; kept voices count)")
     p.add_argument("--style", default="bach", metavar="STYLE",
                    help="bach (default), renaissance or folk: the style the model is conditioned on and the texture "

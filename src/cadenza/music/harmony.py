@@ -6,15 +6,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from cadenza.bounds import VOICES
 from cadenza.codecs.music.features import parse_key
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import RemiState
 from cadenza.music.harmony_policy import HarmonyPolicy, parse_melody
-from cadenza.music.inputs import (_check_sampling, _check_seed, _input_name, _kept_notes, _load_score, _styled_input,
-                                  remi_for)
-from cadenza.music.piece import Piece, _finish_ids, _readable_prefix
-from cadenza.music.preflight import MAX_VOICES
+from cadenza.music.inputs import (check_sampling, check_seed, input_name, kept_notes, load_score, remi_for,
+                                  styled_input)
+from cadenza.music.piece import Piece, finish_ids, readable_prefix
 from cadenza.music.textures import TEXTURES, texture_for
 
 
@@ -43,8 +43,9 @@ def _merged(a, b):
 
 
 def _check_voices(voices) -> int:
-    if isinstance(voices, bool) or not isinstance(voices, int) or not 1 <= voices <= MAX_VOICES:
-        raise ConfigError(f"the number of accompanying voices must be from 1 to {MAX_VOICES}, not {voices!r}")
+    if isinstance(voices, bool) or not isinstance(voices, int) or not VOICES.lo <= voices <= VOICES.hi:
+        raise ConfigError(f"the number of accompanying voices must be from {VOICES.lo} to {VOICES.hi}, "
+                          f"not {voices!r}")
     return voices
 
 
@@ -55,12 +56,12 @@ class _Setup:
     def __init__(self, mm, melody, voices: int, style, keep: bool, texture):
         codec = self.codec = mm.codec
         remi = self.remi = remi_for(codec)
-        self.score = _load_score(melody)
+        self.score = load_score(melody)
         top, lower = split_melody(self.score)
         self.dropped = 0 if lower is None or keep else int(lower.note_num())
         given = _merged(top, lower) if keep and lower is not None else top
         self.given = given
-        ids, start, self.style = _styled_input(mm, given, style, "melody")
+        ids, start, self.style = styled_input(mm, given, style, "melody")
         self.ids, self.prefix, body = ids, ids[:start], ids[start:]
         state = RemiState(remi, record=True).feed_all(ids)
         bars = parse_melody(remi, body, remi.value[state.prefix["time_signature"]])
@@ -90,7 +91,7 @@ class _Setup:
 def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None, temperature: float = 1.0,
               top_k=None, top_p: float | None = 0.95, progress: bool = False, guard=None, keep: bool = False,
               texture: str | None = None) -> Piece:
-    """Add ``voices`` accompanying voices (1 to ``MAX_VOICES``) below a melody (a MIDI path,
+    """Add ``voices`` accompanying voices (``cadenza.bounds.VOICES``) below a melody (a MIDI path,
     bytes or symusic score).
 
     How (constrained decoding over the REMI stream, no special training): the melody is
@@ -110,8 +111,8 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     """
     codec = mm.codec
     _check_voices(voices)
-    _check_sampling(temperature, top_k, top_p)
-    seed = _check_seed(seed)
+    check_sampling(temperature, top_k, top_p)
+    seed = check_seed(seed)
     setup = _Setup(mm, melody, voices, style, keep, texture)
     prefix = setup.prefix
     qpm = float(codec.describe(setup.score).tempo)
@@ -121,14 +122,14 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                                   total_bars=len(setup.bars), guard=guard)
     if stats["stopped"] != "eos":
         raise DataError("the melody is too long to harmonize in one go")
-    out = _finish_ids(codec, prefix, new)
-    name = _input_name(melody)
+    out = finish_ids(codec, prefix, new)
+    name = input_name(melody)
     label = "melody and kept voices" if setup.policy.kept else "melody"
     settings = {"input": name, "voices": voices, "style": style, "texture": setup.texture.name, "keep": keep,
                 "dropped_notes": setup.dropped, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     return Piece(kind="harmonize", ids=out, codec=codec, tempo=qpm, seed=seed,
-                 conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
-                 kept=_kept_notes(codec, setup.ids, qpm),
+                 conditioning=readable_prefix(codec, out), settings=settings, model=mm.provenance(),
+                 kept=kept_notes(codec, setup.ids, qpm),
                  kept_label=f"{label}: {Path(name).name}" if name else label,
                  input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
                  first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
@@ -163,7 +164,7 @@ def harmony_bits(mm, melody, full, voices: int = 3, style: str | None = "bach", 
     codec = mm.codec
     setup = _Setup(mm, melody, _check_voices(voices), style, False, texture)
     policy, program, prefix, remi = setup.policy, setup.program, setup.prefix, setup.remi
-    whole = [int(i) for i in codec.encode(_on_program(_load_score(full), program), style=setup.style or "other")]
+    whole = [int(i) for i in codec.encode(_on_program(load_score(full), program), style=setup.style or "other")]
     _, fstart = codec.parse_prefix(whole)
     target = whole[fstart:]
     state = RemiState(remi, record=True).feed_all(prefix)

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from cadenza.bounds import INFILL_BARS, INFILL_CANDIDATES
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy
 from cadenza.music.grammar import BAR, GrammarConstraint, GrammarPolicy, RemiState
@@ -30,10 +31,10 @@ def region_policy(session, constraints, program: int):
 
 def infill(session, from_bar, to_bar, constraints, k, seed):
     if not isinstance(from_bar, int) or not isinstance(to_bar, int) or isinstance(from_bar, bool) \
-            or not 0 <= from_bar < to_bar or to_bar - from_bar > 16:
-        raise ConfigError("infill needs from_bar < to_bar (bars counted from 0, at most 16 of them)")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
-        raise ConfigError(f"k (candidates) must be from 1 to 32, not {k!r}")
+            or not 0 <= from_bar < to_bar or to_bar - from_bar > INFILL_BARS.hi:
+        raise ConfigError(f"infill needs from_bar < to_bar (bars counted from 0, at most {INFILL_BARS.hi} of them)")
+    if isinstance(k, bool) or not isinstance(k, int) or not INFILL_CANDIDATES.lo <= k <= INFILL_CANDIDATES.hi:
+        raise ConfigError(f"k (candidates) must be from {INFILL_CANDIDATES.lo} to {INFILL_CANDIDATES.hi}, not {k!r}")
     a, b = from_bar * session.bar_beats, to_bar * session.bar_beats
     left = [n for n in session.notes.values() if n.start < a - 1e-9]
     right = [n for n in session.notes.values() if n.start >= b - 1e-9]

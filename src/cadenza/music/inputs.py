@@ -11,16 +11,15 @@ from pathlib import Path
 
 import torch
 
+from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, SEED, TEMPERATURE  # noqa: F401  (CLOSE_*: re-exported)
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
-from cadenza.prompts import MAX_TEMPERATURE, check_settings
+from cadenza.prompts import check_settings
 
 
-MAX_BARS = 2000
-MAX_SECONDS = 3600.0
-CLOSE_EARLY = 1   # a piece given an ending may end from this many bars before its --bars ...
-CLOSE_LATE = 2    # ... and runs at most this many bars past it (policies.LengthTarget)
+MAX_BARS = BARS.hi          # the bounds are set in cadenza.bounds; these names stay for their importers
+MAX_SECONDS = SECONDS.hi
 DEFAULT_BARS = 16
 MAX_NEW_TOKENS = 400_000
 PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
@@ -60,34 +59,38 @@ def duration_name(quarters) -> str:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_length(bars, seconds, default_bars=DEFAULT_BARS):
+def check_length(bars, seconds, default_bars=DEFAULT_BARS):
+    """(bars, seconds) of a length given in one of the two (``default_bars`` when neither)."""
     if bars is not None and seconds is not None:
         raise ConfigError("give a length in bars or in seconds, not both")
     if bars is not None:
-        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
-            raise ConfigError(f"the number of bars must be a whole number from 1 to {MAX_BARS}, not {bars!r}")
+        if isinstance(bars, bool) or not isinstance(bars, int) or not BARS.lo <= bars <= BARS.hi:
+            raise ConfigError(f"the number of bars must be a whole number from {BARS.lo} to {BARS.hi}, not {bars!r}")
     if seconds is not None:
         if (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)
-                or not 0 < seconds <= MAX_SECONDS):
-            raise ConfigError(f"the length in seconds must be more than 0 and at most {MAX_SECONDS:g}, not {seconds!r}")
+                or not SECONDS.lo < seconds <= SECONDS.hi):
+            raise ConfigError(f"the length in seconds must be more than {SECONDS.lo} and at most {SECONDS.hi:g}, "
+                              f"not {seconds!r}")
     if bars is None and seconds is None:
         bars = default_bars
     return bars, seconds
 
 
-def _check_sampling(temperature, top_k, top_p):
-    check_settings(temperature, top_k, top_p, max_temperature=MAX_TEMPERATURE)
+def check_sampling(temperature, top_k, top_p):
+    """Temperature (at most ``bounds.TEMPERATURE.hi``), top-k and top-p, or ConfigError."""
+    check_settings(temperature, top_k, top_p, max_temperature=TEMPERATURE.hi)
 
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
+    """The seed to use: ``seed`` checked, or a fresh one when None."""
     if seed is None:
         return secrets.randbelow(2**31)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConfigError(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED.lo <= seed <= SEED.hi:
+        raise ConfigError(f"the seed must be a whole number from {SEED.lo} to 2**63 - 1, not {seed!r}")
     return int(seed)
 
 
-def _load_score(midi):
+def load_score(midi):
     """A path, bytes or symusic score -> a tick score with notes (DataError otherwise)."""
     if isinstance(midi, (str, Path)):
         return load_midi(midi)
@@ -101,18 +104,20 @@ def _load_score(midi):
         else midi.to("tick")
 
 
-def _input_name(midi) -> str | None:
+def input_name(midi) -> str | None:
+    """The path of an input given as a path (for the provenance record), else None."""
     return str(midi) if isinstance(midi, (str, Path)) else None
 
 
-def _plain(x):
+def plain(x):
     """A setting as JSON would have it (plans as lists)."""
     if isinstance(x, (list, tuple)):
         return [list(p) if isinstance(p, (list, tuple)) else p for p in x]
     return x
 
 
-def _check_style(codec, style):
+def check_style(codec, style):
+    """``style`` if the model offers it (None stays None), else ConfigError naming those it offers."""
     if style is None:
         return None
     offered = codec.offered_styles()
@@ -160,18 +165,19 @@ def infer_style(mm, score, max_tokens: int = 512) -> str:
     return _best_style(mm, ids, start, max_tokens)
 
 
-def _styled_input(mm, score, style, what: str):
+def styled_input(mm, score, style, what: str):
     """(ids, start, style) of an input piece: encoded once, with ``style`` (checked) or,
     when None, the style the model finds likeliest for it in the style slot."""
     codec = mm.codec
-    style = _check_style(codec, style)
+    style = check_style(codec, style)
     ids, start = _encode_input(codec, score, "other", what)
     style = style or _best_style(mm, ids, start)
     ids[1] = codec.style_id(style)           # the prefix is BOS, Style, ...
     return ids, start, style
 
 
-def _kept_notes(codec, ids, tempo) -> frozenset:
+def kept_notes(codec, ids, tempo) -> frozenset:
+    """The notes of ``ids`` as (tick, duration, pitch, program) facts: what the input contributes."""
     s = codec.decode(ids, tempo=tempo)
     out = set()
     for t in s.tracks:
@@ -179,3 +185,9 @@ def _kept_notes(codec, ids, tempo) -> frozenset:
         for n in t.notes:
             out.add((int(n.time), int(n.duration), int(n.pitch), prog))
     return frozenset(out)
+
+
+# The names these had while they were private; only for the modules that still import them
+# (music/generate.py, music/predict.py, music/soundtrack.py). Import the public names.
+_check_style, _check_length, _check_sampling, _check_seed = check_style, check_length, check_sampling, check_seed
+_load_score, _styled_input, _input_name, _kept_notes, _plain = load_score, styled_input, input_name, kept_notes, plain

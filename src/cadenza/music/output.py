@@ -24,11 +24,11 @@ SoundFont, length against the render limit, free space) run before generation
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 from pathlib import Path
 
 from cadenza.errors import ConfigError, WriteError
+from cadenza.io import file_sha256
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -51,13 +51,6 @@ def sibling_paths(out) -> dict:
     out = Path(out)
     return {"midi": out, "wav": out.with_suffix(".wav"), "png": out.with_suffix(".png"),
             "json": out.with_suffix(".json")}
-
-
-def file_sha256(path) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def provenance_line(prov: dict) -> str:

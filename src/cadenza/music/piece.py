@@ -73,7 +73,8 @@ class Piece:
                 "input_tokens": self.input_ids, "stopped": self.stopped}
 
 
-def _readable_prefix(codec, ids) -> dict:
+def readable_prefix(codec, ids) -> dict:
+    """The conditioning a prefix of ``ids`` holds, in JSON-ready form (the metre as "3/4")."""
     cond, _ = codec.parse_prefix(ids)
     out = dict(cond)
     if "time_signature" in out:
@@ -82,8 +83,13 @@ def _readable_prefix(codec, ids) -> dict:
     return out
 
 
-def _finish_ids(codec, prompt, new) -> list[int]:
+def finish_ids(codec, prompt, new) -> list[int]:
+    """The prompt and the new tokens, closed with EOS."""
     ids = list(prompt) + list(new)
     if not ids or ids[-1] != codec.eos_id:
         ids.append(codec.eos_id)
     return ids
+
+
+# The old names, only for music/generate.py (not changed here); import the public ones.
+_readable_prefix, _finish_ids = readable_prefix, finish_ids

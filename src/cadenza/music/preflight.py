@@ -19,11 +19,12 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from cadenza.bounds import BARS, CLOSE_LATE, SECONDS, TEMPO, VOICES
 from cadenza.errors import ConfigError, DataError, WriteError
 
 MAX_INPUT_NOTES = 50_000           # a long orchestral movement has about 20,000
 MAX_INPUT_BYTES = 16 * 1024 * 1024
-MAX_VOICES = 4                     # accompanying voices harmonize adds: the library, the CLI and the server
+MAX_VOICES = VOICES.hi             # accompanying voices harmonize adds (the bound: cadenza.bounds.VOICES)
 SPARE_BYTES = 4 * 1024 * 1024      # MIDI, PNG and JSON next to the WAV, with room to spare
 SLOWEST_TEMPO = 40.0               # when the model chooses the tempo: its slowest tempo token
 
@@ -98,9 +99,7 @@ def _parse_ts(text):
 # --------------------------------------------------------------------------- lengths
 def _limits() -> tuple:
     """The generator's own length limits (bars, seconds)."""
-    from cadenza.music.inputs import MAX_BARS, MAX_SECONDS
-
-    return MAX_BARS, MAX_SECONDS
+    return BARS.hi, SECONDS.hi
 
 
 def _valid_length(bars, seconds, max_bars: int, max_seconds: float) -> bool:
@@ -108,9 +107,9 @@ def _valid_length(bars, seconds, max_bars: int, max_seconds: float) -> bool:
     if bars is not None and seconds is not None:
         return False
     if bars is not None:
-        return isinstance(bars, int) and not isinstance(bars, bool) and 1 <= bars <= max_bars
+        return isinstance(bars, int) and not isinstance(bars, bool) and BARS.lo <= bars <= max_bars
     if seconds is not None:
-        return isinstance(seconds, (int, float)) and 0 < seconds <= max_seconds
+        return isinstance(seconds, (int, float)) and SECONDS.lo < seconds <= max_seconds
     return True
 
 
@@ -124,13 +123,11 @@ def compose_seconds(bars, seconds, tempo=None, time_signature=None, default_bars
         return None
     if seconds is not None:
         return float(seconds)
-    if tempo is not None and not (isinstance(tempo, (int, float)) and 10 <= tempo <= 400):
+    if tempo is not None and not (isinstance(tempo, (int, float)) and TEMPO.lo <= tempo <= TEMPO.hi):
         return None
     qpb = _parse_ts(time_signature) if time_signature else 4.0
     if qpb is None:
         return None
-    from cadenza.music.inputs import CLOSE_LATE
-
     return ((bars or default_bars) + CLOSE_LATE) * qpb * 60.0 / float(tempo or slowest_tempo)
 
 
@@ -142,8 +139,6 @@ def continue_seconds(score, bars, seconds, default_bars: int = 8) -> float | Non
     start = score_seconds(score)
     if seconds is not None:
         return start + float(seconds)
-    from cadenza.music.inputs import CLOSE_LATE
-
     bar_s = _last_bar_quarters(score) * 60.0 / _last_tempo(score)
     return start + ((bars or default_bars) + 1 + CLOSE_LATE) * bar_s
 

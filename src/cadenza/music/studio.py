@@ -30,6 +30,7 @@ from dataclasses import replace
 
 import torch
 
+from cadenza.bounds import LIVE_TEMPO, STUDIO_BARS
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import Constraints
 from cadenza.music.grammar import RemiState
@@ -44,14 +45,14 @@ MAX_NOTES = 4096
 class StudioSession:
     def __init__(self, mm, tempo: float = 100.0, time_signature: str = "4/4", key: str | None = "C",
                  style: str | None = "folk", seed: int = 0):
-        from cadenza.music.inputs import _check_style, remi_for
+        from cadenza.music.inputs import check_style, remi_for
 
         self.mm, self.codec = mm, mm.codec
         self.remi = remi_for(self.codec)
-        if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not 30 <= tempo <= 240:
-            raise ConfigError(f"tempo must be from 30 to 240 beats per minute, not {tempo!r}")
+        if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not LIVE_TEMPO.lo <= tempo <= LIVE_TEMPO.hi:
+            raise ConfigError(f"tempo must be from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi} beats per minute, not {tempo!r}")
         self.tempo = float(tempo)
-        style = _check_style(self.codec, style)
+        style = check_style(self.codec, style)
         if style is None:       # the prefix needs every slot: the style the model finds likeliest first
             style = self._likeliest_style()
         slots = self.codec.conditioning(style=style, key=key or "C", tempo=tempo,
@@ -203,8 +204,8 @@ class StudioSession:
                 seed: int | None = None) -> Suggestion:
         if kind not in KINDS:
             raise ConfigError(f"unknown suggestion kind {kind!r}; choose one of {', '.join(KINDS)}")
-        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= 32:
-            raise ConfigError(f"bars must be a whole number from 1 to 32, not {bars!r}")
+        if isinstance(bars, bool) or not isinstance(bars, int) or not STUDIO_BARS.lo <= bars <= STUDIO_BARS.hi:
+            raise ConfigError(f"bars must be a whole number from {STUDIO_BARS.lo} to {STUDIO_BARS.hi}, not {bars!r}")
         constraints = constraints or Constraints()
         seed = self.seed + len(self.undo_stack) * 1000 + next(self._sids) if seed is None else int(seed)
         request = {"kind": kind, "bars": bars, "voices": voices, "from_bar": from_bar, "to_bar": to_bar,

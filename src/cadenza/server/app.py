@@ -31,6 +31,7 @@ from cadenza._version import __version__
 from cadenza.errors import CadenzaError
 from cadenza.server import schemas as S
 from cadenza.server.access import Access, AccessGuard
+from cadenza.server.errors import Refused
 from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError, check_listener
 
@@ -39,14 +40,6 @@ PIECE_RESPONSES = {200: {"content": {"audio/midi": BINARY},
                          "description": 'the piece: JSON, or with "format": "midi" the MIDI file'}}
 TOKEN_COOKIE = "cadenza_token"
 log = logging.getLogger("cadenza.server")
-
-
-class Refused(Exception):
-    """A request the server will not do: answered with ``status`` and one sentence."""
-
-    def __init__(self, status: int, detail: str, headers: dict | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers
 
 
 class Hub:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from cadenza.errors import CadenzaError
-from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN
+from cadenza.bounds import LIVE_TEMPO
 
 SCHEMA_VERSION = 1
 LEVELS = 5
@@ -63,7 +63,7 @@ def tempo_band(bpm: float) -> int:
     return int((float(bpm) - 10) // TEMPO_BAND) * TEMPO_BAND + 10
 
 
-TEMPO_BANDS = range(tempo_band(TEMPO_MIN), tempo_band(TEMPO_MAX) + 1, TEMPO_BAND)   # the bands a tempo is chosen from
+TEMPO_BANDS = range(tempo_band(LIVE_TEMPO.lo), tempo_band(LIVE_TEMPO.hi) + 1, TEMPO_BAND)   # the bands a tempo is chosen from
 
 
 class Preferences:
@@ -183,7 +183,7 @@ class Preferences:
                     out[name] = (int(lv) + 0.5) / LEVELS
             if "tempo" in t:
                 band = pick(rng, "tempo", {str(b): scores["tempo"].get(str(b), 0) for b in TEMPO_BANDS})
-                centre = min(TEMPO_MAX, max(TEMPO_MIN, int(band) + TEMPO_BAND / 2))
+                centre = min(LIVE_TEMPO.hi, max(LIVE_TEMPO.lo, int(band) + TEMPO_BAND / 2))
                 out["tempo"] = round(liked_tempo.get(band, centre), 1)
             return out
 

@@ -11,11 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cadenza.music.preflight import MAX_VOICES
-from cadenza.prompts import MAX_TEMPERATURE
+from cadenza.bounds import LIVE_TEMPO, SEED, TEMPERATURE, TOP_P, VOICES
 
 Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
-TEMPO_MIN, TEMPO_MAX = 30, 240   # quarter notes per minute, for every tempo the API and the pages take
+TEMPO_MIN, TEMPO_MAX = LIVE_TEMPO.lo, LIVE_TEMPO.hi   # every tempo the API and the pages take (cadenza.bounds)
 
 
 class Note(BaseModel):
@@ -45,16 +44,16 @@ class MusicInput(BaseModel):
 
     notes: list[Note] | None = Field(default=None, description="the piece's notes (or give midi_base64)")
     midi_base64: str | None = Field(default=None, description="a MIDI file, base 64 (or give notes)")
-    tempo: float = Field(default=120, ge=TEMPO_MIN, le=TEMPO_MAX, description="quarter notes per minute, for notes")
+    tempo: float = Field(default=120, **LIVE_TEMPO.pydantic(), description="quarter notes per minute, for notes")
     time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
 
 
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    temperature: float = Field(default=1.0, ge=0, le=MAX_TEMPERATURE)
-    top_p: float | None = Field(default=0.95, gt=0, le=1)
+    seed: int | None = Field(default=None, **SEED.pydantic())
+    temperature: float = Field(default=1.0, **TEMPERATURE.pydantic())
+    top_p: float | None = Field(default=0.95, **TOP_P.pydantic())
     format: Literal["json", "midi"] = Field(default="json", description="json: notes + MIDI in base 64; midi: the file")
 
 
@@ -74,7 +73,7 @@ class ComposeRequest(Sampling, Length, CopyLimit):
     mood: str | None = Field(default=None, description="calm, happy, sad, tense or energetic")
     valence: float | None = Field(default=None, ge=0, le=1)
     energy: float | None = Field(default=None, ge=0, le=1)
-    tempo: float | None = Field(default=None, ge=TEMPO_MIN, le=TEMPO_MAX)
+    tempo: float | None = Field(default=None, **LIVE_TEMPO.pydantic())
     key: str | None = Field(default=None, max_length=12, description='"C", "F#m", "Bb minor"')
     time_signature: str | None = Field(default=None, pattern=r"^\d{1,2}/\d{1,2}$")
 
@@ -87,7 +86,7 @@ class ContinueRequest(MusicInput, Sampling, Length, CopyLimit):
 
 
 class HarmonizeRequest(MusicInput, Sampling, CopyLimit):
-    voices: int = Field(default=3, ge=1, le=MAX_VOICES)
+    voices: int = Field(default=3, **VOICES.pydantic())
     style: str | None = "bach"
 
 

@@ -18,9 +18,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from cadenza.bounds import INFILL_CANDIDATES, LIVE_TEMPO, STUDIO_BARS, VOICES
 from cadenza.errors import CadenzaError
-from cadenza.music.preflight import MAX_VOICES
-from cadenza.server.schemas import TEMPO_MAX, TEMPO_MIN, Bound, Note, bound_of
+from cadenza.server.errors import Refused
+from cadenza.server.schemas import Bound, Note, bound_of
 
 SESSION_IDLE_S = 1800.0
 MAX_SESSIONS = 32
@@ -29,7 +30,7 @@ MAX_SESSIONS = 32
 class StudioOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tempo: float = Field(default=100, ge=TEMPO_MIN, le=TEMPO_MAX)
+    tempo: float = Field(default=100, **LIVE_TEMPO.pydantic())
     time_signature: str = Field(default="4/4", pattern=r"^\d{1,2}/\d{1,2}$")
     key: str = Field(default="C", max_length=12)
     style: str | None = "folk"
@@ -61,11 +62,11 @@ class SuggestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["continue", "answer", "harmonize", "infill"]
-    bars: int = Field(default=4, ge=1, le=32)
-    voices: int = Field(default=2, ge=1, le=MAX_VOICES)
+    bars: int = Field(default=4, **STUDIO_BARS.pydantic())
+    voices: int = Field(default=2, **VOICES.pydantic())
     from_bar: int | None = Field(default=None, ge=0, le=4096, description="infill: first bar (from 0)")
     to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill: the bar after the last")
-    k: int = Field(default=8, ge=1, le=32, description="infill: candidates to choose from")
+    k: int = Field(default=8, **INFILL_CANDIDATES.pydantic(), description="infill: candidates to choose from")
     seed: int | None = Field(default=None, ge=0, le=2**62)
     constraints: ConstraintsIn = Field(default_factory=ConstraintsIn)
 
@@ -134,8 +135,6 @@ class Sessions:
             del self.items[sid]
 
     def get(self, sid: str):
-        from cadenza.server.app import Refused
-
         self.expire()
         s = self.items.get(sid)
         if s is None:
@@ -148,7 +147,6 @@ class Sessions:
 def router(hub) -> APIRouter:
     from cadenza.music.constraints import Constraints
     from cadenza.music.studio import StudioSession
-    from cadenza.server.app import Refused
 
     from cadenza.server.schemas import PROBLEMS
 

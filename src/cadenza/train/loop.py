@@ -258,7 +258,6 @@ def _train(plan: Plan, state: dict | None, d) -> TrainResult:
     best_eval = info.get("best_eval") if info else None
     elapsed = float(info.get("elapsed") or 0.0) if info else 0.0
     tokens = int(info.get("tokens") or 0) if info else 0
-    tokens_per_step = cfg.batch_size * cfg.seq_len
     last_ckpt = Path(plan.resume_path) if plan.resume_path else None
     result_train, result_eval = None, None
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from cadenza.codecs.music.config import CODEC_NAME, CODEC_VERSION, CONTROL_SLOTS, PREFIX_SLOTS, MusicCodecConfig
 from cadenza.codecs.music.features import DEFAULT_TEMPO, MusicFeatures, describe, level_of, parse_key
-from cadenza.codecs.music.midi import (_as_tick, _sort_notes, load_midi, merge_tracks_by_program,
-                                       normalize_time_signature, write_midi)
+from cadenza.codecs.music.midi import (as_tick, load_midi, merge_tracks_by_program, normalize_time_signature,
+                                       sort_notes, write_midi)
 from cadenza.codecs.music.segments import segment_values
 from cadenza.codecs.music.vocab import MusicVocab
 from cadenza.errors import DataError
@@ -32,7 +32,7 @@ class MusicCodec(MusicVocab):
 
         if isinstance(score, (str, Path)):
             score = load_midi(score)
-        score = merge_tracks_by_program(_as_tick(score).copy())
+        score = merge_tracks_by_program(as_tick(score).copy())
         new = []
         for ts in score.time_signatures:
             norm = normalize_time_signature(ts.numerator, ts.denominator, self._ts_supported)
@@ -61,7 +61,7 @@ class MusicCodec(MusicVocab):
             warnings.simplefilter("ignore")
             q = self.tokenizer.preprocess_score(self.normalize(score))
         for t in q.tracks:  # canonical order of simultaneous notes: by pitch, on quantized values
-            _sort_notes(t)
+            sort_notes(t)
         return q
 
     def remi_ids(self, score) -> list[int]:
@@ -217,7 +217,7 @@ class MusicCodec(MusicVocab):
         if isinstance(score, (str, Path)):
             score = load_midi(score)
         self.style_id(style)
-        score = _as_tick(score)
+        score = as_tick(score)
         remi = self.remi_ids(score)
         if features is None:
             features = self.describe(score, tempo=tempo)

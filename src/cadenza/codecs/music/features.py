@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cadenza.codecs.music.keys import key_correlations
-from cadenza.codecs.music.midi import _as_tick, normalize_time_signature
+from cadenza.codecs.music.midi import as_tick, normalize_time_signature
 from cadenza.errors import ConfigError
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -34,8 +34,8 @@ MOODS = {
 }
 
 _DISSONANT = {1, 2, 6, 10, 11}
-_MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
-_MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 11]  # natural minor plus the raised seventh
+MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
+MINOR_SCALE = [0, 2, 3, 5, 7, 8, 10, 11]  # natural minor plus the raised seventh
 
 
 # --------------------------------------------------------------------------- features
@@ -190,7 +190,7 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
     notes per second to 0 .. 1 on a log scale, tempo 50 .. 200 quarter notes per minute,
     loudness mean velocity 40 .. 120.
     """
-    score = _as_tick(score)
+    score = as_tick(score)
     start, end, pitch, vel = _note_arrays(score)
     tpq = score.ticks_per_quarter
     # Tempo: time-weighted over the piece (tempo map in quarter notes per minute).
@@ -212,7 +212,7 @@ def describe(score, valence_edges=(0.2, 0.4, 0.6, 0.8), energy_edges=(0.2, 0.4, 
     corr = key_correlations(pitch, end - start)
     mode_term = float(np.clip(0.5 + (float(corr[:12].max()) - float(corr[12:].max())) / 0.6, 0.0, 1.0))
     w = (end - start).astype(float)
-    in_key = np.isin((pitch - tonic) % 12, _MAJOR_SCALE if mode == "major" else _MINOR_SCALE)
+    in_key = np.isin((pitch - tonic) % 12, MAJOR_SCALE if mode == "major" else MINOR_SCALE)
     diatonic = float((w * in_key).sum() / w.sum()) if len(pitch) else 1.0
     seconds = float(score.to("second").end()) if len(pitch) else 0.0
     if seconds <= 0 and len(pitch):

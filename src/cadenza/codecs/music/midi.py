@@ -51,7 +51,7 @@ def write_midi(score, path) -> Path:
     the same program as needed; reading the file back gives exactly the same notes.
     """
     path = Path(path)
-    score = split_overlapping_notes(_as_tick(score))
+    score = split_overlapping_notes(as_tick(score))
     with atomic_path(path) as tmp:
         score.dump_midi(str(tmp))
     return path
@@ -89,7 +89,7 @@ def merge_tracks_by_program(score):
     return score
 
 
-def _sort_notes(track) -> None:
+def sort_notes(track) -> None:
     """Sort a track's notes by (onset, pitch, duration, velocity), in place."""
     import symusic
 
@@ -146,7 +146,7 @@ def _has_unison_overlap(track) -> bool:
     return bool(np.any(same & (t[1:] < t[:-1] + d[:-1])))
 
 
-def _as_tick(score):
+def as_tick(score):
     import symusic.core
 
     return score if isinstance(score, symusic.core.ScoreTick) else score.to("tick")
@@ -171,7 +171,7 @@ def normalize_time_signature(num: int, den: int, supported: dict | None = None):
 def note_tuples(score) -> list[tuple]:
     """Every note as (onset, duration, pitch, velocity, program) with times in quarter notes
     (exact fractions), sorted; drums have program -1. For comparing scores of any tpq."""
-    score = _as_tick(score)
+    score = as_tick(score)
     tpq = score.ticks_per_quarter
     out = []
     for t in score.tracks:

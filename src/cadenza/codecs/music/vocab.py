@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from cadenza.bounds import TEMPO
 from cadenza.codecs.music.config import MIN_STYLE_PIECES, PREFIX_SLOTS, MusicCodecConfig
 from cadenza.codecs.music.features import MusicFeatures, key_name, level_of, mood_levels, parse_key
 from cadenza.codecs.music.midi import normalize_time_signature
@@ -118,8 +119,8 @@ class MusicVocab:
         return self.id(f"Key_{key_name(tonic, mode)}")
 
     def tempo_bin(self, bpm: float) -> int:
-        if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and 10 <= bpm <= 400):
-            raise ConfigError(f"tempo must be between 10 and 400 beats per minute, not {bpm}")
+        if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and TEMPO.lo <= bpm <= TEMPO.hi):
+            raise ConfigError(f"tempo must be between {TEMPO.lo} and {TEMPO.hi} beats per minute, not {bpm}")
         bins = np.array(self.config.tempo_bins, dtype=float)
         return int(bins[np.argmin(np.abs(np.log(bins) - math.log(bpm)))])
 

@@ -30,6 +30,6 @@ from cadenza.data.music.build import build_midi, build_music21  # noqa: F401
 from cadenza.data.music.manifest import MANIFEST_FIELDS, BuildSummary  # noqa: F401
 from cadenza.data.music.pool import CONVERTER_VERSION  # noqa: F401
 from cadenza.data.music.collections import COLLECTIONS, EXCLUDED_COLLECTIONS, Collection, use_of  # noqa: F401
-from cadenza.data.music.music21 import (MUSIC21_EXTENSIONS, TPQ, _read_text, _split_abc, m21_to_score,  # noqa: F401
-                                        music21_corpus_dir, music21_sources)
+from cadenza.data.music.music21 import (MUSIC21_EXTENSIONS, TPQ, m21_to_score, music21_corpus_dir,  # noqa: F401
+                                        music21_sources, read_score_text, split_abc)
 from cadenza.data.music.splits import melody_signature, normalise_title, split_groups, split_of  # noqa: F401

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cadenza.bounds import TEMPO
 from cadenza.errors import ConfigError
 from cadenza.data.music.collections import COLLECTIONS, EXCLUDED_COLLECTIONS
 
@@ -58,7 +59,7 @@ def m21_to_score(m21, default_tempo: float = 100.0):
                 continue
             if isinstance(el, tempo.MetronomeMark):
                 bpm = el.getQuarterBPM()
-                if bpm and 10 <= bpm <= 400:
+                if bpm and TEMPO.lo <= bpm <= TEMPO.hi:      # a tempo the codec can encode
                     marks.setdefault(event_tick(el.offset), float(bpm))
                 continue
             if isinstance(el, meter.TimeSignature):
@@ -155,14 +156,14 @@ def music21_sources(collections=None, limit: int | None = None) -> list[tuple[st
                 break
             take = None
             if need is not None:
-                count = len(_split_abc(_read_text(p))[1]) if p.suffix.lower() == ".abc" else 1
+                count = len(split_abc(read_score_text(p))[1]) if p.suffix.lower() == ".abc" else 1
                 take = min(need, max(count, 1))
                 need -= take
             out.append((coll, p, str(p.relative_to(root)), take))
     return out
 
 
-def _split_abc(text: str) -> tuple[str, list[str]]:
+def split_abc(text: str) -> tuple[str, list[str]]:
     """File header and one text per tune (each starts with its X: line)."""
     chunks = re.split(r"(?m)^(?=X:)", text)
     header = chunks[0] if chunks and not chunks[0].startswith("X:") else ""
@@ -170,7 +171,8 @@ def _split_abc(text: str) -> tuple[str, list[str]]:
     return header, tunes
 
 
-def _read_text(path: Path) -> str:
+def read_score_text(path: Path) -> str:
+    """A text score file's contents: UTF-8, else Latin-1."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
@@ -204,3 +206,7 @@ def _clean_reason(exc: BaseException) -> str:
         return "timed out"
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {msg}"[:200]
+
+
+# The old names, only for data/music/pool.py (not changed here); import the public ones.
+_read_text, _split_abc = read_score_text, split_abc

@@ -6,7 +6,7 @@ import numpy as np
 
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.music.authorship.corpus_index import Index
-from cadenza.music.authorship.note_symbols import _SEP_BASE
+from cadenza.music.authorship.note_symbols import SEP_BASE
 
 DEFAULT_MAX_COPY = 16
 
@@ -48,5 +48,5 @@ class CopyGuard:
             pos = pos[pos < self.search.n]
             nxt = np.unique(self.search.seq[pos])
         ivs = self.idx.uniq_p[nxt[nxt < self.idx.uniq_p.size]]
-        ivs = ivs[ivs < _SEP_BASE] - 256
+        ivs = ivs[ivs < SEP_BASE] - 256
         return {int(last[-1] + v) for v in ivs}

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cadenza.errors import CadenzaError, DataError
-from cadenza.music.authorship.note_symbols import _symbols
+from cadenza.errors import CadenzaError
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash
+from cadenza.music.authorship.note_symbols import symbols_from_arrays
 
-INDEX_VERSION = 1
 MAX_COMPARE = 4096      # notes compared at once in the suffix array search
-
-
-class IndexError_(CadenzaError):
-    """No originality index or corpus could be found or read."""
 
 
 # --------------------------------------------------------------------------- suffix arrays
@@ -117,49 +110,6 @@ class _Searcher:
 
 
 # --------------------------------------------------------------------------- the index
-def cache_root() -> Path:
-    env = os.environ.get("CADENZA_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "cadenza"
-
-
-def corpus_hash(data_dir) -> str:
-    """The content hash of a corpus: its meta.json, tokenizer.json and train split."""
-    from cadenza.data.format import read_meta
-
-    d = Path(data_dir)
-    meta = read_meta(d)
-    h = hashlib.sha256(f"cadenza-originality/{INDEX_VERSION}\n".encode())
-    for name in ("meta.json", meta.get("tokenizer") or "tokenizer.json", "train.bin"):
-        p = d / name
-        if not p.is_file():
-            raise DataError(f"{d} is not a music corpus: {name} is missing")
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def manifest_sha256(data_dir) -> str | None:
-    p = Path(data_dir) / "manifest.csv"
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-
-
-def _train_rows(data_dir, count: int) -> list[dict]:
-    """The manifest rows of the training pieces, in the order of train.bin (the builder
-    writes the kept pieces of each split sorted by id, as the manifest lists them)."""
-    p = Path(data_dir) / "manifest.csv"
-    rows = []
-    if p.is_file():
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("split") == "train" and r.get("status", "ok") == "ok"]
-    if len(rows) != count:
-        return [{"id": f"train piece {i + 1}", "title": "", "licence": ""} for i in range(count)]
-    return [{"id": r.get("id", ""), "title": r.get("title", ""), "licence": r.get("licence", "")} for r in rows]
-
-
 @dataclass
 class Index:
     """Suffix arrays of the training pieces' note symbols, and where each note is."""
@@ -217,7 +167,7 @@ def index_from_notes(cn) -> Index:
 
     t0 = time.perf_counter()
     piece = cn.piece
-    sp, sr = _symbols(cn.pitch, cn.ioi, cn.duration, piece)
+    sp, sr = symbols_from_arrays(cn.pitch, cn.ioi, cn.duration, piece)
     uniq_p, seq_p = np.unique(sp, return_inverse=True)
     uniq_r, seq_r = np.unique(sr, return_inverse=True)
     seq_p, seq_r = seq_p.astype(np.int32).ravel(), seq_r.astype(np.int32).ravel()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import DataError
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, corpus_hash, train_rows
 
 NOTES_VERSION = 1
 NOTES_FILE = "originality/notes.npz"
@@ -37,7 +38,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 class CorpusNotes:
     """What the originality index of a corpus is built from (stream order, pieces back to back)."""
 
-    key: str                 # the corpus's content hash (``corpus_index.corpus_hash``)
+    key: str                 # the corpus's content hash (``corpus_key.corpus_hash``)
     codec: dict              # the corpus's tokenizer (``MusicCodec.to_dict`` form)
     pitch: np.ndarray        # uint8, per note
     ioi: np.ndarray          # uint16: ticks since the note before in its piece (0 for its first), clipped
@@ -83,8 +84,7 @@ def corpus_notes(data_dir) -> CorpusNotes:
     """The notes of a music corpus folder's train split."""
     from cadenza.codecs.music import MusicCodec
     from cadenza.data.format import open_split, read_meta
-    from cadenza.music.authorship.corpus_index import _train_rows, corpus_hash
-    from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens
+    from cadenza.music.authorship.note_symbols import TokenTables, notes_of_tokens
 
     d = Path(data_dir)
     meta = read_meta(d)
@@ -93,10 +93,10 @@ def corpus_notes(data_dir) -> CorpusNotes:
     tok = d / (meta.get("tokenizer") or "tokenizer.json")
     codec = MusicCodec.load(tok)
     ids = np.asarray(open_split(d, "train"), dtype=np.int64)
-    tables = _Tables(codec)
+    tables = TokenTables(codec)
     n_pieces = int(np.sum(ids == tables.bos))
     return from_notes(corpus_hash(d), json.loads(tok.read_text(encoding="utf-8")), notes_of_tokens(ids, tables),
-                      n_pieces, _train_rows(d, n_pieces), corpus=str(d))
+                      n_pieces, train_rows(d, n_pieces), corpus=str(d))
 
 
 # --------------------------------------------------------------------------- the file
@@ -112,8 +112,6 @@ def _json_bytes(obj) -> np.ndarray:
 
 def notes_bytes(cn: CorpusNotes, data_dir_name: str = "") -> bytes:
     """The notes file's bytes (a zip of .npy members, deflated, fixed timestamps)."""
-    from cadenza.music.authorship.corpus_index import INDEX_VERSION
-
     meta = {"version": NOTES_VERSION, "index_version": INDEX_VERSION, "key": cn.key,
             "corpus": data_dir_name or cn.corpus, "notes": int(cn.pitch.size), "pieces": int(cn.offsets.size - 1),
             "codec": cn.codec}
@@ -142,16 +140,12 @@ def save_notes(cn: CorpusNotes, path, data_dir_name: str = "") -> str:
 
 
 def _bad(path, why: str):
-    from cadenza.music.authorship.corpus_index import IndexError_
-
     return IndexError_(f"{path} is not a readable originality notes file ({why}); re-export it with "
                        f"`cadenza check --export-index`")
 
 
 def notes_meta(path) -> dict:
     """The notes file's small ``meta`` member (key, versions, counts, tokenizer)."""
-    from cadenza.music.authorship.corpus_index import INDEX_VERSION
-
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode("utf-8"))
@@ -188,8 +182,6 @@ def file_sha256(path) -> str:
 def shipped_notes(model_dir, info: dict | None) -> Path | None:
     """The notes file a model folder ships (named in its corpus.json), checked against the
     sha256 recorded there; None if it ships none."""
-    from cadenza.music.authorship.corpus_index import IndexError_
-
     entry = (info or {}).get("originality_notes")
     if not model_dir or not isinstance(entry, dict) or not entry.get("path"):
         return None

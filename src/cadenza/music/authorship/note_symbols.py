@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-_SEP_BASE = 1 << 40    # index symbols at and above this are piece separators
+SEP_BASE = 1 << 40    # index symbols at and above this are piece separators
 
 
 # --------------------------------------------------------------------------- tokens -> notes
-class _Tables:
+class TokenTables:
     """Per-token-id lookup arrays of a codec's vocabulary (numpy, for whole corpora at once)."""
 
     def __init__(self, codec):
@@ -39,7 +39,7 @@ def _ffill(mask: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx) if mask.size else idx
 
 
-def notes_of_tokens(ids, tables: _Tables) -> dict:
+def notes_of_tokens(ids, tables: TokenTables) -> dict:
     """The pitched notes of one or more token streams (``BOS ... EOS`` pieces back to back),
     in stream order: {"piece", "bar" (1-based, in its piece), "onset", "duration", "pitch"}."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -75,10 +75,10 @@ def symbols(notes: dict, first=None) -> tuple[np.ndarray, np.ndarray]:
     on, pc = notes["onset"], notes["piece"]
     ioi = np.zeros(on.size, dtype=np.int64)
     ioi[1:] = on[1:] - on[:-1]
-    return _symbols(notes["pitch"], ioi, notes["duration"], pc, first)
+    return symbols_from_arrays(notes["pitch"], ioi, notes["duration"], pc, first)
 
 
-def _symbols(p, ioi, du, pc, first=None) -> tuple[np.ndarray, np.ndarray]:
+def symbols_from_arrays(p, ioi, du, pc, first=None) -> tuple[np.ndarray, np.ndarray]:
     """``symbols`` from per-note pitch, ticks since the note before, duration and piece."""
     p, pc = np.asarray(p, dtype=np.int64), np.asarray(pc, dtype=np.int64)
     n = p.size
@@ -90,7 +90,10 @@ def _symbols(p, ioi, du, pc, first=None) -> tuple[np.ndarray, np.ndarray]:
     sp = iv + 256
     ioi = np.clip(np.asarray(ioi, dtype=np.int64), 0, (1 << 14) - 1)
     sr = (sp << 28) | (ioi << 14) | np.clip(np.asarray(du, dtype=np.int64), 0, (1 << 14) - 1)
-    sep = (_SEP_BASE + pc) if first is None else first(pc)
+    sep = (SEP_BASE + pc) if first is None else first(pc)
     sp = np.where(new, sep, sp)
     sr = np.where(new, sep, sr)
     return sp, sr
+
+
+_Tables = TokenTables   # the old name, only for music/policies.py (not changed here); import TokenTables

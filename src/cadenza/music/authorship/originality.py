@@ -46,10 +46,10 @@ import numpy as np
 
 from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.music.authorship.copy_guard import DEFAULT_MAX_COPY, CopyGuard, CopyLimitError
-from cadenza.music.authorship.corpus_index import (INDEX_VERSION, Index, IndexError_, build_index, cache_root, corpus_hash,
-                                        index_for, index_from_notes, load_index, manifest_sha256, save_index,
-                                        suffix_array)
-from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens, symbols
+from cadenza.music.authorship.corpus_index import (Index, build_index, index_for, index_from_notes, load_index,
+                                                  save_index, suffix_array)
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash, manifest_sha256
+from cadenza.music.authorship.note_symbols import TokenTables, notes_of_tokens, symbols
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
     "DEFAULT_MAX_COPY", "FLAG_RUN", "INDEX_VERSION", "NEAR_TOLERANCE", "SCORE_RUN",
@@ -92,7 +92,8 @@ def model_corpus(model_path) -> dict | None:
     return None
 
 
-def _resolve(data_dir: str) -> Path:
+def corpus_folder(data_dir: str) -> Path:
+    """A corpus folder as a model's corpus.json names it: absolute, or relative to the repository."""
     p = Path(data_dir)
     if p.is_absolute():
         return p
@@ -108,7 +109,7 @@ def training_data_of(model_path) -> dict | None:
     if not info:
         return None
     out = {k: info.get(k) for k in ("data_dir", "build", "manifest_sha256", "content_sha256") if info.get(k)}
-    d = _resolve(info["data_dir"]) if info.get("data_dir") else None
+    d = corpus_folder(info["data_dir"]) if info.get("data_dir") else None
     if d is not None and (d / "meta.json").is_file():
         out.setdefault("manifest_sha256", manifest_sha256(d))
     return out or None
@@ -133,7 +134,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
             return None
         raise IndexError_("no corpus to check against: the model names none; pass --corpus DATA_DIR "
                           "(a folder built with `cadenza data music21 --out DATA_DIR`)")
-    d = _resolve(info["data_dir"])
+    d = corpus_folder(info["data_dir"])
     shipped = shipped_notes(m, info)
     if (d / "meta.json").is_file():
         key = ((info.get("originality_notes") or {}).get("index_key")) if shipped is not None else None
@@ -184,7 +185,7 @@ class Originality:
 def query_notes(idx: Index, score) -> dict:
     """The notes of a symusic score as the index reads them (through the corpus's codec)."""
     ids = idx.codec.encode(score, style="other")
-    return notes_of_tokens(np.asarray(ids, dtype=np.int64), _Tables(idx.codec))
+    return notes_of_tokens(np.asarray(ids, dtype=np.int64), TokenTables(idx.codec))
 
 
 def _run(idx: Index, qnotes: dict, j: int, length: int, g: int, differing: int = 0) -> Run:
@@ -253,7 +254,7 @@ def check_score(idx: Index, score, flag_run: int = FLAG_RUN, score_run: int = SC
 
 def check_tokens(idx: Index, ids, flag_run: int = FLAG_RUN, score_run: int = SCORE_RUN) -> Originality:
     """``check_score`` of a token stream of the index's codec (notes in the stream's order)."""
-    return check_notes(idx, notes_of_tokens(np.asarray(ids, dtype=np.int64), _Tables(idx.codec)),
+    return check_notes(idx, notes_of_tokens(np.asarray(ids, dtype=np.int64), TokenTables(idx.codec)),
                        flag_run=flag_run, score_run=score_run)
 
 

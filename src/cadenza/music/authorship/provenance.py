@@ -103,7 +103,7 @@ def record_for(piece, score, command=None, training_data=None) -> dict:
     prov["model"] = model
     input_path = piece.settings.get("input")
     if input_path:
-        from cadenza.music.output import file_sha256
+        from cadenza.io import file_sha256
 
         prov["input"] = {"path": str(input_path), "sha256": file_sha256(input_path)}
     notes = note_credit(score, [piece.kept_label or "input"] if piece.kept is not None else [])

@@ -5,7 +5,7 @@ the bar its onset falls in, from the score's time signatures (bars counted from 
 
 - ``key_share(notes, key)``: the share of notes whose pitch class is in the key's scale,
   counting notes (not durations): the major scale for a major key; for a minor key the
-  natural minor plus the raised seventh (``_MAJOR_SCALE`` / ``_MINOR_SCALE`` of the codec).
+  natural minor plus the raised seventh (``MAJOR_SCALE`` / ``MINOR_SCALE`` of the codec).
 - ``bar_counts(notes)``: notes starting in each bar; ``notes_per_bar`` their mean over the
   piece's bars or a range of them (empty bars count as 0), ``segment_notes_per_bar`` per
   segment (bars 1-4, 5-8, ... for 4-bar segments).
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadenza.codecs.music.features import _MAJOR_SCALE, _MINOR_SCALE, parse_key
+from cadenza.codecs.music.features import MAJOR_SCALE, MINOR_SCALE, parse_key
 from cadenza.errors import ConfigError
 
 
@@ -67,7 +67,7 @@ def _bar_range(bars) -> tuple[int, int]:
     return lo, hi
 
 
-def _bar_starts(score, until: int) -> np.ndarray:
+def bar_starts(score, until: int) -> np.ndarray:
     """Start ticks of every bar up to tick ``until`` (at least one bar), from the time signatures."""
     tpq = int(score.ticks_per_quarter)
     sigs = sorted((int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures) or [(0, 4, 4)]
@@ -110,7 +110,7 @@ def notes_of(x, n_bars: int | None = None) -> Notes:
     onset = onset[order]
     end = onset + np.asarray(du, dtype=np.int64)[order]
     pitch = np.asarray(pi, dtype=np.int64)[order]
-    starts = _bar_starts(score, int(onset.max()) if len(onset) else 0)
+    starts = bar_starts(score, int(onset.max()) if len(onset) else 0)
     bar = np.searchsorted(starts, onset, side="right") - 1
     if n_bars is None:
         n_bars = int(bar.max()) + 1 if len(bar) else 0
@@ -126,7 +126,7 @@ def scale_pitch_classes(key) -> frozenset[int]:
     """Pitch classes of a key ("C", "F#m", "Bb minor" or (tonic, mode)): the major scale, or
     natural minor plus the raised seventh."""
     tonic, mode = parse_key(key) if isinstance(key, str) else key
-    steps = _MAJOR_SCALE if mode == "major" else _MINOR_SCALE
+    steps = MAJOR_SCALE if mode == "major" else MINOR_SCALE
     return frozenset((int(tonic) + s) % 12 for s in steps)
 
 
@@ -199,17 +199,20 @@ def major_third_share(x, bars=None) -> float | None:
 
 
 # --------------------------------------------------------------------------- means over pieces
-def _mean(xs):
+def mean_or_none(xs):
+    """The mean of the values that are not None; None if there are none."""
     xs = [x for x in xs if x is not None]
     return float(statistics.fmean(xs)) if xs else None
 
 
-def _median(xs):
+def median_or_none(xs):
+    """The median of the values that are not None; None if there are none."""
     xs = [x for x in xs if x is not None]
     return float(statistics.median(xs)) if xs else None
 
 
-def _ratio(a, b):
+def ratio_or_none(a, b):
+    """a / b (inf when only b is 0); None when either is None or both are 0."""
     if a is None or b is None:
         return None
     return float(a / b) if b else (float("inf") if a else None)
@@ -242,7 +245,10 @@ def corpus_reference(codec, pieces, tempo: float = 120.0) -> dict:
             share = major_third_share(n, rng)
             if share is not None:
                 thirds.setdefault(int(v), []).append(share)
-    return {"energy": {k: _mean(v) for k, v in sorted(npb.items())},
-            "valence": {k: _mean(v) for k, v in sorted(thirds.items())},
+    return {"energy": {k: mean_or_none(v) for k, v in sorted(npb.items())},
+            "valence": {k: mean_or_none(v) for k, v in sorted(thirds.items())},
             "energy_segments": {k: len(v) for k, v in sorted(npb.items())},
             "valence_segments": {k: len(v) for k, v in sorted(thirds.items())}, "segments": n_seg}
+
+
+_bar_starts = bar_starts   # the old name, only for music/eval/form.py (not changed here); import bar_starts

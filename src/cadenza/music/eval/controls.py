@@ -12,8 +12,9 @@ tempo, metre are sampled before the first Mood token) and differs only by the co
 from __future__ import annotations
 
 from cadenza.errors import ConfigError
-from cadenza.music.eval.control_measures import (_mean, _median, _ratio, bar_counts, key_share, major_third_share,
-                                                  notes_of, notes_per_bar, segment_notes_per_bar, third_counts)
+from cadenza.music.eval.control_measures import (bar_counts, key_share, major_third_share, mean_or_none, median_or_none,
+                                                  notes_of, notes_per_bar, ratio_or_none, segment_notes_per_bar,
+                                                  third_counts)
 
 KEYS = ("C", "G", "D", "F", "Am", "Em", "Dm")
 LOW, HIGH = 0.1, 0.9
@@ -164,22 +165,22 @@ def summarize(pieces: dict) -> tuple[dict, list]:
 
     s: dict = {}
     key_rows = pieces.get("key", [])
-    s["key_share_mean"] = _mean(col("key", "key_share"))
-    s["key_share_median"] = _median(col("key", "key_share"))
+    s["key_share_mean"] = mean_or_none(col("key", "key_share"))
+    s["key_share_median"] = median_or_none(col("key", "key_share"))
     s["key_share_min"] = min((x for x in col("key", "key_share") if x is not None), default=None)
-    s["free_key_share_mean"] = _mean(col("free", "key_share"))
-    s["free_notes_per_bar_mean"] = _mean(col("free", "notes_per_bar"))
-    s["free_major_third_share_mean"] = _mean(col("free", "major_third_share"))
-    s["key_share_by_key"] = {k: _mean([r["key_share"] for r in key_rows if r["key"] == k])
+    s["free_key_share_mean"] = mean_or_none(col("free", "key_share"))
+    s["free_notes_per_bar_mean"] = mean_or_none(col("free", "notes_per_bar"))
+    s["free_major_third_share_mean"] = mean_or_none(col("free", "major_third_share"))
+    s["key_share_by_key"] = {k: mean_or_none([r["key_share"] for r in key_rows if r["key"] == k])
                              for k in dict.fromkeys(r["key"] for r in key_rows)}
     for case in ("energy_low", "energy_high", "valence_low", "valence_high"):
-        s[f"{case}_notes_per_bar_mean"] = _mean(col(case, "notes_per_bar"))
-        s[f"{case}_notes_per_bar_median"] = _median(col(case, "notes_per_bar"))
-        s[f"{case}_major_third_share_mean"] = _mean(col(case, "major_third_share"))
-        s[f"{case}_major_third_share_median"] = _median(col(case, "major_third_share"))
-    s["energy_ratio"] = _ratio(s["energy_high_notes_per_bar_mean"], s["energy_low_notes_per_bar_mean"])
-    s["energy_ratio_median_per_seed"] = _median(
-        [_ratio(h, lo) for h, lo in zip(col("energy_high", "notes_per_bar"), col("energy_low", "notes_per_bar"))])
+        s[f"{case}_notes_per_bar_mean"] = mean_or_none(col(case, "notes_per_bar"))
+        s[f"{case}_notes_per_bar_median"] = median_or_none(col(case, "notes_per_bar"))
+        s[f"{case}_major_third_share_mean"] = mean_or_none(col(case, "major_third_share"))
+        s[f"{case}_major_third_share_median"] = median_or_none(col(case, "major_third_share"))
+    s["energy_ratio"] = ratio_or_none(s["energy_high_notes_per_bar_mean"], s["energy_low_notes_per_bar_mean"])
+    s["energy_ratio_median_per_seed"] = median_or_none(
+        [ratio_or_none(h, lo) for h, lo in zip(col("energy_high", "notes_per_bar"), col("energy_low", "notes_per_bar"))])
     hv, lv = col("valence_high", "major_third_share"), col("valence_low", "major_third_share")
     s["valence_delta"] = (None if s["valence_high_major_third_share_mean"] is None
                           or s["valence_low_major_third_share_mean"] is None
@@ -189,14 +190,14 @@ def summarize(pieces: dict) -> tuple[dict, list]:
     for case in ("switch_energy_up", "switch_energy_down", "switch_valence_up"):
         for k in ("notes_per_bar_before", "notes_per_bar_after", "major_third_share_before",
                   "major_third_share_after", "notes_per_bar_segment_before", "notes_per_bar_segment_after"):
-            s[f"{case}_{k}_mean"] = _mean(col(case, k))
+            s[f"{case}_{k}_mean"] = mean_or_none(col(case, k))
     up, down = "switch_energy_up", "switch_energy_down"
-    s["switch_energy_up_ratio"] = _ratio(s[f"{up}_notes_per_bar_after_mean"], s[f"{up}_notes_per_bar_before_mean"])
-    s["switch_energy_down_ratio"] = _ratio(s[f"{down}_notes_per_bar_before_mean"],
+    s["switch_energy_up_ratio"] = ratio_or_none(s[f"{up}_notes_per_bar_after_mean"], s[f"{up}_notes_per_bar_before_mean"])
+    s["switch_energy_down_ratio"] = ratio_or_none(s[f"{down}_notes_per_bar_before_mean"],
                                            s[f"{down}_notes_per_bar_after_mean"])
-    s["switch_energy_up_segment_ratio"] = _ratio(s[f"{up}_notes_per_bar_segment_after_mean"],
+    s["switch_energy_up_segment_ratio"] = ratio_or_none(s[f"{up}_notes_per_bar_segment_after_mean"],
                                                  s[f"{up}_notes_per_bar_segment_before_mean"])
-    s["switch_energy_down_segment_ratio"] = _ratio(s[f"{down}_notes_per_bar_segment_before_mean"],
+    s["switch_energy_down_segment_ratio"] = ratio_or_none(s[f"{down}_notes_per_bar_segment_before_mean"],
                                                    s[f"{down}_notes_per_bar_segment_after_mean"])
     vb, va = s["switch_valence_up_major_third_share_before_mean"], s["switch_valence_up_major_third_share_after_mean"]
     s["switch_valence_delta"] = None if vb is None or va is None else va - vb

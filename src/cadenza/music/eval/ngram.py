@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cadenza.music.eval.scoring import TokenScores, _scores_from
+from cadenza.music.eval.scoring import TokenScores, scores_from
 
 from cadenza.music.kneser_ney import KneserNey  # noqa: F401  (the model itself lives in the music layer)
 
@@ -31,5 +31,5 @@ def score_ngram(lm: KneserNey, pieces, pitch_ids, batch: int = 4096) -> TokenSco
     for s in range(0, len(tgts), batch):
         sl = slice(s, s + batch)
         lp = torch.from_numpy(np.log(lm.probs(hist[sl])))
-        parts.append(_scores_from(lp, torch.from_numpy(tgts[sl]), pitch_ids, piece[sl], pos[sl], ctx[sl]))
+        parts.append(scores_from(lp, torch.from_numpy(tgts[sl]), pitch_ids, piece[sl], pos[sl], ctx[sl]))
     return TokenScores.concat(parts)

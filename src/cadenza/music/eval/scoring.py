@@ -137,7 +137,7 @@ def target_stats(log_probs: torch.Tensor, targets: torch.Tensor, pitch_ids,
     return bits, is_note, hits
 
 
-def _scores_from(log_probs, targets, pitch_ids, piece, position, context) -> TokenScores:
+def scores_from(log_probs, targets, pitch_ids, piece, position, context) -> TokenScores:
     bits, is_note, hits = target_stats(log_probs, targets, pitch_ids)
     return TokenScores(np.asarray(piece, dtype=np.int64), np.asarray(position, dtype=np.int64),
                        np.asarray(context, dtype=np.int64), bits, is_note, hits[1], hits[5])
@@ -226,7 +226,7 @@ def score_model(model, pieces, pitch_ids, context: int | None = None, stride: in
                     pos.append(np.arange(f, e))
                     ctx.append(np.arange(f, e) - s)
                 lp = F.log_softmax(torch.cat(rows).float(), dim=-1).cpu()
-                parts.append(_scores_from(lp, torch.cat(tgts), pitch_ids, np.concatenate(piece),
+                parts.append(scores_from(lp, torch.cat(tgts), pitch_ids, np.concatenate(piece),
                                           np.concatenate(pos), np.concatenate(ctx)))
                 if bar is not None:
                     bar.update(sum(e - f for _, _, e, f in batch))
@@ -266,7 +266,7 @@ def score_decoding(model, pieces, pitch_ids, weights: str = "float32", progress:
                 rows += [model(x[:, t:t + 1], cache=cache)[0, -1] for t in range(1, n - 1)]
                 lp = F.log_softmax(torch.stack(rows).float(), dim=-1)
                 pos = np.arange(1, n)
-                parts.append(_scores_from(lp, x[0, 1:], pitch_ids, np.full(n - 1, i), pos, pos))
+                parts.append(scores_from(lp, x[0, 1:], pitch_ids, np.full(n - 1, i), pos, pos))
                 if bar is not None:
                     bar.update(n - 1)
     finally:
@@ -330,7 +330,7 @@ def score_recent(model, pieces, pitch_ids, window: int = 256, prefix_len: int = 
                     pos.append(np.arange(t, e))
                     ctx.append(np.arange(t, e) + off)
                 lp = F.log_softmax(torch.cat(rows).float(), dim=-1)
-                parts.append(_scores_from(lp, torch.cat(tgts), pitch_ids, np.concatenate(piece),
+                parts.append(scores_from(lp, torch.cat(tgts), pitch_ids, np.concatenate(piece),
                                           np.concatenate(pos), np.concatenate(ctx)))
     finally:
         model.train(was_training)

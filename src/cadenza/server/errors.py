@@ -1,0 +1,15 @@
+"""``Refused``: a request the server will not do, answered as a 4xx/5xx with one sentence.
+
+Its own module so the routers (``app``, ``studio``, ``stream``) share it without importing
+each other; ``app.create_app`` installs the handler that turns it into a JSON answer.
+"""
+
+from __future__ import annotations
+
+
+class Refused(Exception):
+    """A request the server will not do: answered with ``status`` and one sentence."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
