@@ -1,7 +1,8 @@
 """Does the music model follow its controls? The checks (measures: ``control_measures``).
 
 ``run_checks`` composes pieces with forced controls (the way ``compose`` does by default:
-grammar, top-p 0.95, int8 decoding) and tests the targets of issue 10's "Controls followed":
+grammar, top-p 0.95, int8 decoding; at exactly the bars asked for, ``ending=False``, so the
+halves compare like for like) and tests the targets of issue 10's "Controls followed":
 a forced key keeps >= 90% of notes in its scale; forced energy high vs low gives >= 2x the
 notes per bar; forced valence high vs low raises the major-third share; and a control
 switched mid-piece shows its change from the segment after the switch. The same seeds are
@@ -144,7 +145,7 @@ def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, tem
               dynamic_ncols=True) as bar:
         for case, seed, kw in jobs:
             bar.set_postfix_str(f"{case} seed {seed}", refresh=False)
-            piece = compose(mm, seed=seed, temperature=temperature, top_p=top_p, **kw)
+            piece = compose(mm, seed=seed, temperature=temperature, top_p=top_p, ending=False, **kw)
             ref = key_of[seed] if case == "free" else None
             row = measure_piece(mm, piece, kw, switch if case.startswith("switch") else None, ref_key=ref)
             row["seed"] = seed
