@@ -122,8 +122,12 @@ class LiveEngine:
         return clicks
 
     def stop(self, now: float | None = None) -> list[OutEvent]:
-        """Note-offs, now, for every accompaniment note still sounding (not counted as scheduled)."""
+        """Note-offs for every accompaniment note still sounding, now or right after the last
+        event already scheduled (not counted as scheduled: their lead is 0)."""
         now = self.clock() if now is None else now
+        if self.events:
+            last = max(e.time for e in self.events[-16:])
+            now = now if now > last else last + 0.001
         beat = self.grid.beat(now) if self.grid.started else 0.0
         out = [OutEvent(now, beat, p, 0, False, self.s.role, now) for p in sorted(self.sounding)]
         for p, (b0, v) in self.sounding.items():
@@ -271,8 +275,9 @@ class LiveEngine:
         """No note held and none started in the bar before beat ``b``."""
         if self.held:
             return False
-        last = self.onsets[-1][0] if self.onsets else None
-        return last is None or last < self.grid.time(b - self.bar_beats)
+        if not self.onsets:           # after a count-in the player comes in on beat 0: the first bar plays
+            return not (self.s.count_in and b < self.bar_beats)
+        return self.onsets[-1][0] < self.grid.time(b - self.bar_beats)
 
     def _onset_rate(self) -> float:
         """The share of recent beats on which the player started a note (0.8 to begin with)."""
@@ -326,14 +331,12 @@ class LiveEngine:
         stay = 0.25 if (b % self.half_bar) else 0.05
         v = harmony.choose(role, chords, outlook, self.prev_chord, self.prev_pitches, self.scale_pcs, stay=stay)
         clashed = self._clashed(b)
-        if not onset_beat:
-            sounding = tuple(sorted(self.sounding))
-            keep = harmony.expected_share(sounding, outlook) if sounding else 0.0
-            if sounding and not (clashed and v.expected >= keep + 0.25):
-                return BeatPlan(b, release=False, chord=self.prev_chord, expected=keep)
-            correction = bool(sounding)
-        else:
-            correction = clashed and v.chord != self.prev_chord
+        sounding = tuple(sorted(self.sounding))
+        changed = tuple(sorted(v.pitches)) != sounding
+        if not onset_beat and sounding and not (clashed and changed):
+            return BeatPlan(b, release=False, chord=self.prev_chord,
+                            expected=harmony.expected_share(sounding, outlook))
+        correction = clashed and changed
         vel = self._velocity({"bass": 8, "chords": -4}.get(role, 0))
         starts = self._pattern(role, v, outlook, vel)
         return BeatPlan(b, starts, True, v.chord, v.expected, correction)
