@@ -79,7 +79,8 @@ class LiveEngine:
         self.grid = BeatClock(s.tempo, follow=s.follow, follow_after=s.follow_after)
         self.lead = s.lead_ms / 1000.0
         self.scale_pcs = Constraints(scale=s.scale).pitch_classes() if s.scale else None
-        self.fixed_key = parse_key(s.scale or s.key) if (s.scale or s.key) else None
+        self.fixed_key = parse_key(s.scale) if s.scale else None        # a scale lock fixes the key
+        self.key_prior = parse_key(s.key) if s.key else (0, "major")     # else the notes refine it
         self.listener = Listener(mm, s.tempo, self.metre, s.scale or s.key or "C", s.style, s.seed)
         self.next_beat = 0
         self.plan: BeatPlan | None = None
@@ -265,7 +266,7 @@ class LiveEngine:
     def _key(self) -> tuple[int, str]:
         if self.fixed_key is not None:
             return self.fixed_key
-        return harmony.estimate_key(self.pc_weights, (0, "major"))
+        return harmony.estimate_key(self.pc_weights, self.key_prior)
 
     def _velocity(self, extra: int = 0) -> int:
         v = sum(self.velocities) / len(self.velocities) if self.velocities else 80
@@ -301,9 +302,10 @@ class LiveEngine:
             if mass >= TOP_MASS or len(top) >= TOP_MAX:
                 break
         top = [(x / mass, s) for x, s in top]
-        if held:
-            q = self._onset_rate()
-            top = [(q * x, s) for x, s in top] + [(1 - q, held)]
+        if held:     # the held note lasts past the beat, or a new one starts on it
+            now = self.listener.tick(self.grid.beat(self.clock()))
+            stay = self.listener.holds_past(tick, now) if self.listener.pending else 1 - self._onset_rate()
+            top = [((1 - stay) * x, s) for x, s in top] + [(stay, held)]
         return harmony.Outlook(top, dict(self.recent))
 
     def _clashed(self, b: int) -> bool:

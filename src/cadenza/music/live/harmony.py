@@ -17,7 +17,7 @@ itself (``live.listener``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cadenza.music.live.consonance import consonant_with_all
 
@@ -29,7 +29,9 @@ MINOR_CHORDS = ((0, "min", "i", 1.0), (2, "dim", "ii", 0.2), (3, "maj", "III", 0
                 (5, "maj", "IV", 0.1))
 QUALITY = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6)}
 RANGES = {"chords": (48, 76), "bass": (33, 55), "counter": (50, 76)}
-DROP_BELOW = 0.5      # chords: a voice with less than this chance of sounding consonant is left out
+DROP_BELOW = 0.65     # chords: a voice with less than this chance of sounding consonant is left out
+W_PRIOR = 0.1         # weight of how usual a chord is in the key
+W_RECENT = 0.3        # weight of the share of the notes since the last chord change that are its tones
 
 # Krumhansl-Kessler key profiles, for a key found from the notes
 KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
@@ -56,6 +58,7 @@ class Outlook:
 
     scenarios: list
     recent: dict
+    _odds: dict = field(default_factory=dict, repr=False)
 
     def sounding(self):
         return [(p, s) for p, s in self.scenarios if s]
@@ -107,12 +110,18 @@ def _corr(a, b) -> float:
 def note_odds(pitch: int, others: tuple, outlook: Outlook) -> float:
     """The chance that ``pitch`` (sounding with the accompaniment's ``others``) is consonant
     with what the player sounds at the beat, given that they sound something."""
+    low = min(others) if others else 128
+    key = (pitch, low if low < pitch else 128)      # only a lower accompaniment note changes the answer
+    hit = outlook._odds.get(key)
+    if hit is not None:
+        return hit
     tot = good = 0.0
     for p, s in outlook.sounding():
-        bass = min(min(s), pitch, *others) if others else min(min(s), pitch)
+        bass = min(min(s), pitch, low)
         tot += p
         good += p * consonant_with_all(pitch, s, bass)
-    return good / tot if tot else 1.0
+    odds = outlook._odds[key] = good / tot if tot else 1.0
+    return odds
 
 
 def expected_share(pitches: tuple, outlook: Outlook) -> float:
@@ -198,7 +207,7 @@ def choose(role: str, chords: list[Chord], outlook: Outlook, prev_chord: Chord |
     """The best chord and voicing for the beat (see the module's docstring)."""
     best = None
     for c in chords:
-        harmonic = 0.1 * c.prior + 0.3 * _fit_recent(c, outlook.recent) + (stay if c == prev_chord else 0.0)
+        harmonic = W_PRIOR * c.prior + W_RECENT * _fit_recent(c, outlook.recent) + (stay if c == prev_chord else 0.0)
         for v, e, s in voicings(role, c, prev, outlook, scale):
             total = s + harmonic
             if best is None or total > best.score:

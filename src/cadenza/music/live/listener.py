@@ -64,6 +64,7 @@ class Listener:
         self.pending: tuple[int, int] | None = None   # (tick, pitch) of a note waiting for its Duration
         self.line: list[int] = []      # the line's pitches so far (for the piece memory)
         self.tokens_read = 0
+        self._stm = (None, None)       # (the line it was made for, the piece memory's distribution)
 
     # ---- time on the token grid ------------------------------------------------------------
     def tick(self, beat: float) -> int:
@@ -161,6 +162,23 @@ class Listener:
             self._finish_pending(f, None, tick)
         return f, self._bars_to(f, None, tick, self.bars)
 
+    def holds_past(self, tick: int, now_tick: int) -> float:
+        """P(the note the player is holding is still sounding at ``tick`` | it has lasted to
+        ``now_tick``), from the model's distribution over its Duration (0 when none is held)."""
+        if self.pending is None:
+            return 0.0
+        start = self.pending[0]
+        with torch.inference_mode():
+            p = self.dec.probs()
+        past = lasted = 0.0
+        for ticks, i in self.durations:
+            x = float(p[i])
+            if ticks > now_tick - start:
+                lasted += x
+                if ticks > tick - start:
+                    past += x
+        return past / lasted if lasted > 0 else 0.0
+
     def pitches_at(self, tick: int) -> dict[int, float]:
         """P(pitch | the line's next note starts at ``tick``), with the piece memory."""
         r = self.remi
@@ -174,7 +192,10 @@ class Listener:
         v = p[torch.tensor([i for _, i in ids])]
         v = (v / v.sum().clamp_min(1e-30)).tolist()
         dist = {pitch: x for (pitch, _), x in zip(ids, v)}
-        return self.memory.mix(dist, self.line)
+        key = (len(self.line), tuple(self.line[-8:]))
+        if self._stm[0] != key:          # the memory's own distribution changes only with the line
+            self._stm = (key, self.memory.next_pitch(self.line))
+        return self.memory.mix(dist, self.line, stm=self._stm[1])
 
     def answer(self, bar: int, policy_constraints, temperature: float = 0.9) -> list[tuple[int, int, int]]:
         """A bar of the model's own line: [(tick, pitch, duration ticks)], sampled from a fork

@@ -69,3 +69,31 @@ def play(engine, events, clock: SimClock, start: float | None = None, tail_beats
     clock.at(end)
     out += engine.stop(clock())
     return out
+
+
+def play_realtime(engine, events, start: float, tail_beats: float = 2.0) -> list[OutEvent]:
+    """Like ``play`` but on the real clock (``time.monotonic``; the engine's clock must be it):
+    sleeps until each event or deadline, as ``cadenza live`` does. ``events`` are relative to
+    ``start`` (a ``time.monotonic()`` value)."""
+    out: list[OutEvent] = []
+    events = sorted((type(e)(e.time + start, *[getattr(e, f) for f in e.__dataclass_fields__ if f != "time"])
+                     for e in events), key=lambda e: e.time)
+    out += engine.start(time.monotonic())
+    end = (events[-1].time if events else start) + tail_beats * engine.grid.period
+    i = 0
+    while True:
+        dl = engine.next_deadline()
+        nxt = events[i].time if i < len(events) else None
+        if nxt is None and (dl is None or dl > end):
+            break
+        wake = min(x for x in (dl, nxt) if x is not None)
+        pause = wake - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        if nxt is not None and (dl is None or nxt < dl):
+            engine.feed(events[i])
+            i += 1
+        else:
+            out += engine.poll(time.monotonic())
+    out += engine.stop(time.monotonic())
+    return out
