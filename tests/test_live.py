@@ -142,21 +142,26 @@ def test_answer_fills_the_bars_the_person_leaves_silent(mm):
 
 
 def test_follows_a_steady_players_tempo_within_3_percent_after_8_beats():
-    """Recorded timings: a steady player, onsets moved by up to +-20 ms, starting 10% off."""
-    rhythm = [1, 0.5, 0.5, 1, 1, 2, 1, 0.5, 0.5, 0.5, 0.5, 1, 1, 1, 1, 2]
+    """Recorded timings: a steady player, every onset moved by up to +-20 ms, the starting
+    tempo 15% off; quarters and eighths, sixteenths, dotted rhythms; 60 to 180 bpm. From
+    beat 8 on, the followed tempo stays within 3% (in fact within 1%)."""
+    rhythms = ([1, 0.5, 0.5, 1, 1, 2, 1, 0.5, 0.5, 0.5, 0.5, 1, 1, 1, 1, 2],
+               [0.5, 0.25, 0.25, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 1, 0.5, 0.5, 0.75, 0.25, 0.5, 0.5, 1],
+               [1.5, 0.5, 1, 1, 0.75, 0.25, 0.5, 0.5, 2, 1.5, 0.5, 1, 1])
     worst = 0.0
-    for true_bpm, start_bpm in [(60, 66), (108, 120), (150, 135), (180, 162)]:
-        for seed in range(5):
-            rng = random.Random(seed)
-            clock = BeatClock(start_bpm, follow=True, follow_after=4)
-            beat, at8 = 0.0, None
-            for d in rhythm * 2:
-                clock.onset(10.0 + beat * 60 / true_bpm + rng.uniform(-0.02, 0.02))
-                if beat >= 8 and at8 is None:
-                    at8 = clock.tempo
-                beat += d
-            assert clock.following
-            worst = max(worst, abs(at8 / true_bpm - 1))
+    for rhythm in rhythms:
+        for true_bpm in (60, 108, 150, 180):
+            for start in (0.85, 1.15):
+                for seed in range(3):
+                    rng = random.Random(seed)
+                    clock = BeatClock(true_bpm * start, follow=True, follow_after=4)
+                    beat = 0.0
+                    for d in rhythm * 3:
+                        clock.onset(10.0 + beat * 60 / true_bpm + rng.uniform(-0.02, 0.02))
+                        if beat >= 8:
+                            worst = max(worst, abs(clock.tempo / true_bpm - 1))
+                        beat += d
+                    assert clock.following
     assert worst <= 0.03
     fixed = BeatClock(120, follow=False)
     for k in range(8):

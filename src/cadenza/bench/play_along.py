@@ -20,6 +20,7 @@ piece's key, follows the tempo, and plays each role in ``--roles``.
   (what the prediction buys). Target: live >= 85% and within 5 points of ``harmonize``.
 - **Anticipation.** Of the beats where the player starts a note and the accompaniment plays,
   the share whose decision was final before the player's note and was consonant with it.
+- **Tempo range.** The chords role with every melody at 60, 120 and 180 bpm: no event late.
 - **Load** (``--load``): 4 sessions at once in real time (threads, one process, as a server
   holds them), beside a thread asking a studio session for predictions without pause.
 
@@ -364,11 +365,21 @@ def run(args) -> int:
                  "random diatonic": [random_run(m, args.seed + k) for k, m in enumerate(mels)]}
     if not args.no_harmonize:
         baselines["harmonize (offline)"] = [harmonize_run(mm, m, args.seed + k) for k, m in enumerate(mels)]
+    sweep = {}
+    for bpm in (60.0, 120.0, 180.0):          # the schedule at the ends of the range: every melody at one tempo
+        rows = [live_run(mm, {**m, "tempo": bpm}, "chords", args.jitter_ms, args.seed + k) for k, m in enumerate(mels)]
+        lead = [x for r in rows for x in r["lead_ms"]]
+        dec = [x for r in rows for x in r["decision_ms"]]
+        sweep[f"{bpm:g}"] = {"min_lead_ms": min(lead), "late": sum(r["late"] for r in rows),
+                             "missed_beats": sum(r["missed"] for r in rows), "events": len(lead),
+                             "decision_median_ms": statistics.median(dec), "decision_p99_ms": pct(dec, 99),
+                             "consonant_share": share(rows)}
     summary = summarize(live, baselines)
     load = load_run(mm, mels, "chords", args.sessions, min(args.bars, 8), args.data) if args.load else None
     res = {**run_header("play_along"), "machine": machine(), "model": mm.version, "data": args.data,
            "pieces": len(mels), "bars": args.bars, "jitter_ms": args.jitter_ms, "roles": roles,
-           "tempos": [m["tempo"] for m in mels], "targets": TARGETS, "summary": summary, "load": load,
+           "tempos": [m["tempo"] for m in mels], "targets": TARGETS, "summary": summary, "tempo_sweep": sweep,
+           "load": load,
            "live": live, "baselines": baselines, "elapsed_s": time.perf_counter() - t0,
            "note": "simulated clock that advances by each decision's real time; one torch thread"}
     h = summary.get("harmonize (offline)", {}).get("consonant_share", float("nan"))
@@ -403,6 +414,10 @@ def run(args) -> int:
           f"harmonize ({100 * h:.1f}%)")
     for role, m in met.items():
         print(f"  {role}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in m.items()))
+    print("chords at one tempo for every melody: " + "; ".join(
+        f"{bpm} bpm: min lead {r['min_lead_ms']:.0f} ms, late {r['late']}, missed {r['missed_beats']}, "
+        f"decision p99 {r['decision_p99_ms']:.1f} ms, consonant {100 * r['consonant_share']:.1f}%"
+        for bpm, r in sweep.items()))
     if load:
         print(f"load: {load['sessions']} sessions at once in real time beside studio predictions "
               f"({load['other_predictions']} of them): decision median {load['decision_median_ms']:.1f} ms, "
