@@ -71,9 +71,11 @@ def _save(mm, engine, settings, path) -> None:
     s = StudioSession(mm, tempo=min(240.0, max(30.0, round(engine.grid.tempo, 1))),
                       time_signature=settings.time_signature, key=settings.key or settings.scale or "C",
                       style=settings.style)
-    take = [n.to_dict() for n in engine.take() if n.start >= 0]
+    take = [n.to_dict() for n in engine.take()]
     if take:
-        s.keep(take)
+        first = min(n["start"] for n in take)
+        bar = s.bar_beats
+        s.keep(take, offset=-(-max(0.0, -first - 0.1) // bar) * bar)     # a pickup gets a bar of its own
     data, record = s.export()
     write_bytes_atomic(path, data)
     print(f"wrote {path}: the take with its authors ({record['credit']['human_percent']}% of the notes by you)")

@@ -159,7 +159,8 @@ class StudioSession:
             by = n.get("by", PERSON)
             if by not in (PERSON, MODEL):
                 raise ConfigError(f"a kept note is by 'person' or 'model', not {by!r}")
-            c = check_note({**n, "start": float(n.get("start", 0.0)) + offset})
+            start = float(n.get("start", 0.0)) + offset
+            c = check_note({**n, "start": 0.0 if -0.1 < start < 0 else start})   # a hair early for the first beat
             checked.append((c, by))
         if len(self.notes) + len(checked) > MAX_NOTES:
             raise ConfigError(f"a studio piece holds at most {MAX_NOTES:,} notes")
