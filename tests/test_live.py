@@ -186,7 +186,7 @@ def test_count_in_starts_the_grid_and_plans_the_first_beat(mm):
     clock = SimClock()
     engine = LiveEngine(mm, LiveSettings(role="chords", tempo=120, key="C", count_in=4), clock=clock)
     start = 1.0
-    notes = melody_events(TUNE[:8], 120, start=start + 0.08 + 2.0)          # after the lead and 4 clicks
+    notes = melody_events(TUNE[:8], 120, start=start + 0.3 + 2.0)           # after the delay and 4 clicks
     sent = play(engine, notes, clock, start=start)
     clicks = [e for e in sent if e.role == "click" and e.on]
     assert len(clicks) == 4 and clicks[0].time >= start

@@ -57,7 +57,7 @@ def test_a_phrase_played_over_the_socket_is_accompanied_and_kept(client):
         ws.send_json({"type": "start", "now": sent, "role": "chords", "count_in": 2, "tempo": 150})
         ready = ws.receive_json()
         assert ready["type"] == "ready"
-        assert sent + 80 + 2 * spb * 1000 <= ready["origin"] <= page() + 80 + 2 * spb * 1000
+        assert sent + 300 + 2 * spb * 1000 <= ready["origin"] <= page() + 300 + 2 * spb * 1000
         origin = ready["origin"]
         for k, p in enumerate(TUNE):
             on = origin + k * spb * 1000

@@ -149,7 +149,7 @@ def anticipation(engine_events, player_events) -> tuple[int, int, int]:
 def live_run(mm, mel: dict, role: str, jitter_ms: float, seed: int, predict=None) -> dict:
     from cadenza.music.live import LiveSettings
     from cadenza.music.live.consonance import consonance_share
-    from cadenza.music.live.engine import LiveEngine
+    from cadenza.music.live.engine import COUNT_IN_DELAY_S, LiveEngine
     from cadenza.music.live.simulate import SimClock, melody_events, play
 
     clock = SimClock()
@@ -157,7 +157,7 @@ def live_run(mm, mel: dict, role: str, jitter_ms: float, seed: int, predict=None
                                          style=mel["style"], seed=seed, count_in=COUNT_IN), clock=clock)
     if predict is not None:
         predict(engine)
-    first = engine.lead + COUNT_IN * 60.0 / mel["tempo"]         # the first downbeat after the count-in
+    first = max(engine.lead, COUNT_IN_DELAY_S) + COUNT_IN * 60.0 / mel["tempo"]   # the downbeat after the count-in
     events = melody_events(mel["notes"], mel["tempo"], start=first, jitter_s=jitter_ms / 1000, seed=seed)
     play(engine, events, clock, start=0.0)
     cons = consonance_share(_sounds_from_events(engine.events), _player_sounds(events), TOL_S)

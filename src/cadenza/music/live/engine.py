@@ -42,6 +42,7 @@ from cadenza.music.live.records import Decision, LiveSettings, NoteOff, NoteOn, 
 TOP_MASS = 0.95         # the predicted pitches considered: the likeliest holding this much
 TOP_MAX = 12
 CLICK = (76, 77)        # count-in clicks (General MIDI drum notes: high and low wood block)
+COUNT_IN_DELAY_S = 0.3  # the first click comes this long after start (time for it to reach a page or a port)
 
 
 @dataclass
@@ -111,7 +112,7 @@ class LiveEngine:
         self.started = True
         clicks = []
         if self.s.count_in:
-            origin = now + self.lead + self.s.count_in * self.grid.period
+            origin = now + max(self.lead, COUNT_IN_DELAY_S) + self.s.count_in * self.grid.period
             self.grid.start(origin)
             for k in range(self.s.count_in):
                 b = k - self.s.count_in

@@ -486,6 +486,7 @@ function sendToMidiOut() {
 // server sends each beat's accompaniment as soon as it is final, ahead of its time; the page
 // plays it through the synthesizer (channel 2; count-in clicks on 10) and to the MIDI output.
 let liveSocket = null;
+const LIVE_LEAD_MS = 150;   // each beat is final this long before it: the socket and the page's own work fit in it
 
 function liveBeat(t) {
   const L = state.live;
@@ -508,7 +509,8 @@ function liveStart() {
   liveSocket = ws;
   ws.onopen = () => ws.send(JSON.stringify({
     type: "start", now: performance.now(), role: $("live-role").value, density: $("live-density").value,
-    count_in: Number($("live-count-in").value), scale: $("scale").value || null, key: state.key, tempo: state.tempo }));
+    count_in: Number($("live-count-in").value), scale: $("scale").value || null, key: state.key, tempo: state.tempo,
+    lead_ms: LIVE_LEAD_MS }));
   ws.onmessage = (m) => liveMessage(JSON.parse(m.data));
   ws.onclose = (ev) => {
     if (liveSocket === ws) liveSocket = null;
