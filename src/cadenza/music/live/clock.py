@@ -20,8 +20,9 @@ there are ``MIN_ONSETS`` of them and the line misses them by at most ``RMS_S`` (
 square); until then it keeps the starting tempo.
 With a steady player, +-20 ms of jitter, rhythms of quarters to sixteenths at 60-180 bpm and
 a starting tempo up to 20% off, the tempo is within 1% from 8 beats on (tests/test_live.py).
-The grid only moves forward: ``commit(b)`` says beat b's events are sent; a later refit
-never puts a later beat less than half a beat per beat after it.
+The grid only moves forward and smoothly: ``commit(b)`` says beat b's events are sent; a
+refit then moves beat b + 1 by at most ``MAX_SHIFT`` of a beat, and never puts a later beat
+less than half a beat per beat after beat b.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MAX_STEP = 0.04      # once following, the period moves at most 4% from one onse
 GRID = 2             # onsets are placed on eighths of a quarter-note beat
 PAIR_BEATS = 4.0     # onset pairs further apart than this say little about the period
 MIN_ONSETS = 6       # placed onsets needed before the grid follows
+MAX_SHIFT = 0.05     # once a beat is sent, one refit moves the next one by at most this much of a beat
 RMS_S = 0.02         # ... and the most the fitted line may miss them by (root mean square, seconds)
 
 
@@ -137,4 +139,9 @@ class BeatClock:
             if gb.max() - gb.min() < self.follow_after or len(gb) < MIN_ONSETS or rms > RMS_S:
                 return
         self.following = True
+        if self._committed is not None:     # the next beat moves by at most MAX_SHIFT of a beat per onset
+            b1 = self._committed[0] + 1
+            was = self.time(b1)
+            shift = max(-MAX_SHIFT * slope, min(MAX_SHIFT * slope, intercept + slope * b1 - was))
+            intercept = was + shift - slope * b1
         self.period, self.origin = float(slope), float(intercept)
