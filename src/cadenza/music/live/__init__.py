@@ -8,10 +8,11 @@
 - ``harmony``: chords of the key and their voicings per role, chosen against the prediction;
 - ``consonance``: the consonance rule and the share of consonant notes of a take;
 - ``engine``: ``LiveEngine``, deciding each beat before it comes;
-- ``simulate``: timed events through an engine without hardware (tests, the benchmark).
+- ``simulate``: timed events through an engine without hardware (tests, the benchmark);
+- ``ports``: MIDI keyboards and DAWs (mido / python-rtmidi) and the real-time loop.
 
-The port layer (MIDI keyboards, DAWs) is ``cadenza.music.live_ports``; the command is
-``cadenza live``.
+The command is ``cadenza live``; the studio's socket is ``cadenza.server.studio_live``.
+docs/play_along.md tells the whole story.
 """
 
 from cadenza.music.live.records import (BOUNDS, DENSITIES, ROLES, Decision, LiveSettings, NoteOff, NoteOn,  # noqa: F401
