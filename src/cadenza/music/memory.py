@@ -176,10 +176,11 @@ class PieceMemory:
         q = lm.probs(lm.histories(np.concatenate([sym, [0]]))[-1:])   # the history after the last interval
         return m.to_pitch(q, p[-1:])[0]
 
-    def mix(self, network: dict[int, float], melody) -> dict[int, float]:
+    def mix(self, network: dict[int, float], melody, stm=False) -> dict[int, float]:
         """The network's {pitch: probability} combined with the memory of ``melody`` (the melody so
-        far, oldest first); the network's own where the memory has nothing to say yet."""
-        stm = self.next_pitch(melody)
+        far, oldest first); the network's own where the memory has nothing to say yet. ``stm``:
+        ``next_pitch(melody)`` when the caller already has it (the live engine keeps it per note)."""
+        stm = self.next_pitch(melody) if stm is False else stm
         if stm is None or not network:
             return dict(network)
         pitches = self.model.pitches

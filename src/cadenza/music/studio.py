@@ -152,6 +152,28 @@ class StudioSession:
         self.suggestions.clear()          # what they were made against has changed
         return ids
 
+    def keep(self, notes: list[dict], offset: float = 0.0) -> list[int]:
+        """Put a play-along take into the piece (``cadenza.music.live``: "Keep"): every note with
+        its author (``by``: "person" or "model"), ``offset`` beats later. One undo step."""
+        checked = []
+        for n in notes:
+            by = n.get("by", PERSON)
+            if by not in (PERSON, MODEL):
+                raise ConfigError(f"a kept note is by 'person' or 'model', not {by!r}")
+            start = float(n.get("start", 0.0)) + offset
+            c = check_note({**n, "start": 0.0 if -0.1 < start < 0 else start})   # a hair early for the first beat
+            checked.append((c, by))
+        if len(self.notes) + len(checked) > MAX_NOTES:
+            raise ConfigError(f"a studio piece holds at most {MAX_NOTES:,} notes")
+        self._snapshot()
+        ids = []
+        for c, by in checked:
+            i = next(self._ids)
+            self.notes[i] = SNote(id=i, by=by, **c)
+            ids.append(i)
+        self.suggestions.clear()
+        return ids
+
     def delete(self, ids: list[int]) -> None:
         missing = [i for i in ids if i not in self.notes]
         if missing:

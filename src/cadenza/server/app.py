@@ -361,6 +361,8 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
 
     from cadenza.server.studio import router as studio_router
 
+    hub.socket_allowed = lambda ws: token_ok(request_token(ws.headers, ws.query_params, ws.cookies))
+
     app.include_router(studio_router(hub))
 
     @app.websocket("/api/stream")

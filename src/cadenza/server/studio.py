@@ -153,6 +153,9 @@ def router(hub) -> APIRouter:
     r = APIRouter(prefix="/api/studio", tags=["studio"], responses=PROBLEMS)
     sessions = Sessions(hub)
     hub.studio = sessions
+    from cadenza.server.studio_live import add_route
+
+    add_route(r, hub, sessions)      # WS .../live: play along
 
     def state(sid, s, predictions=None, elapsed=None) -> dict:
         out = {"session": sid, **s.state()}

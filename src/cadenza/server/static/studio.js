@@ -55,6 +55,8 @@ const state = {
   errors: [],
   bounds: null,           // {tempo, bars, voices, k: {min, max, integer}} from GET /api/studio/bounds
   ready: false,
+  live: { on: false, status: "off", origin: null, tempo: null, events: [], person: [], model: [], late: 0,
+          kept: null, offset: 0 },   // play along: every event received (with .received), the take so far
 };
 window.studioState = state;
 
@@ -104,6 +106,7 @@ function applyState(s) {
 }
 
 async function newSession() {
+  if (liveSocket) { liveSocket.close(1000); liveSocket = null; state.live.on = false; state.live.status = "off"; }
   stopPlayback();
   if (state.recording) toggleRecord();
   clearProblem();
@@ -150,6 +153,7 @@ function noteDown(pitch, velocity = 90, t = performance.now(), source = "key") {
   state.played++;
   sound(pitch, velocity);
   keyEl(pitch)?.classList.add("down");
+  if (state.live.on) { liveNote(true, pitch, velocity, t); return; }
   if (!state.recording) {
     const len = Number($("note-length").value) || 1;
     enqueue(async () => {
@@ -168,6 +172,7 @@ function noteUp(pitch, t = performance.now()) {
   held.delete(pitch);
   unsound(pitch);
   keyEl(pitch)?.classList.remove("down");
+  if (state.live.on) { liveNote(false, pitch, 0, t); return; }
   if (state.recording && h.t >= state.recordStart - 1) {
     const beatsPerMs = state.tempo / 60000;
     const start = state.recordOrigin + Math.max(0, q16((h.t - state.recordStart) * beatsPerMs));
@@ -476,6 +481,139 @@ function sendToMidiOut() {
   setStatus(`Sent ${notes.length} notes to ${port.name || port.id}.`);
 }
 
+// ---- play along ------------------------------------------------------------------------------
+// WS .../live: the page sends its notes with their time stamps (performance.now() ms), the
+// server sends each beat's accompaniment as soon as it is final, ahead of its time; the page
+// plays it through the synthesizer (channel 2; count-in clicks on 10) and to the MIDI output.
+let liveSocket = null;
+const LIVE_LEAD_MS = 150;   // each beat is final this long before it: the socket and the page's own work fit in it
+
+function liveBeat(t) {
+  const L = state.live;
+  return L.origin === null ? null : (t - L.origin) * (L.tempo || state.tempo) / 60000;
+}
+
+function liveStart() {
+  if (!state.session || state.live.on) return;
+  audio();
+  stopPlayback();
+  if (state.recording) toggleRecord();
+  clearProblem();
+  const L = state.live;
+  Object.assign(L, { on: true, status: "connecting", origin: null, tempo: state.tempo, events: [], person: [],
+                     model: [], late: 0, kept: null });
+  L.offset = Math.ceil(pieceEnd() / state.barBeats - 1e-9) * state.barBeats;
+  const url = new URL(withToken(S("/live")), location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  liveSocket = ws;
+  ws.onopen = () => ws.send(JSON.stringify({
+    type: "start", now: performance.now(), role: $("live-role").value, density: $("live-density").value,
+    count_in: Number($("live-count-in").value), scale: $("scale").value || null, key: state.key, tempo: state.tempo,
+    lead_ms: LIVE_LEAD_MS }));
+  ws.onmessage = (m) => liveMessage(JSON.parse(m.data));
+  ws.onclose = (ev) => {
+    if (liveSocket === ws) liveSocket = null;
+    L.on = false;
+    L.status = ev.code === 1000 ? "off" : `closed: ${ev.reason || ev.code}`;
+    if (ev.code !== 1000) problem(`play along stopped: ${ev.reason || ev.code}`);
+    render();
+  };
+  render();
+}
+
+function liveStop() {
+  if (liveSocket) liveSocket.send(JSON.stringify({ type: "stop" }));
+  state.live.on = false;
+  state.live.status = "stopped";
+  allUp();
+  render();
+}
+
+function liveKeep() {
+  if (!liveSocket) return;
+  state.live.on = false;
+  allUp();
+  liveSocket.send(JSON.stringify({ type: "keep" }));
+  state.live.status = "keeping";
+  render();
+}
+
+function liveNote(on, pitch, velocity, t) {
+  const L = state.live;
+  if (liveSocket && liveSocket.readyState === WebSocket.OPEN)
+    liveSocket.send(JSON.stringify(on ? { type: "on", pitch, velocity, t } : { type: "off", pitch, t }));
+  if (on) L.person.push({ pitch, t, end: null, velocity });
+  else { const n = L.person.findLast((x) => x.pitch === pitch && x.end === null); if (n) n.end = t; }
+}
+
+function midiOutPort() {
+  const id = $("midi-out").value;
+  return midiAccess && id ? midiAccess.outputs.get(id) : null;
+}
+
+function liveMessage(msg) {
+  const L = state.live;
+  if (msg.type === "ready") {
+    if (msg.origin !== null && msg.origin !== undefined) L.origin = msg.origin;
+    L.tempo = msg.tempo || L.tempo;
+    L.status = "playing";
+    setStatus(L.origin === null ? "Play along: start playing; your first note is the first downbeat."
+      : `Play along at ${Math.round(L.tempo)} bpm: Cadenza follows your tempo.`);
+  } else if (msg.type === "events") {
+    L.tempo = msg.tempo || L.tempo;
+    const now = performance.now(), port = midiOutPort();
+    for (const e of msg.events) {
+      e.received = now;
+      L.events.push(e);
+      if (now > e.t) L.late++;
+      const ch = e.role === "click" ? 9 : 1;
+      if (synth && ctx) {
+        const when = ctx.currentTime + Math.max(0, (e.t - now) / 1000);
+        if (e.on) synth.noteOn(ch, e.pitch, e.velocity, { time: when }); else synth.noteOff(ch, e.pitch, { time: when });
+      }
+      if (port && e.role !== "click") {
+        port.send([(e.on ? 0x90 : 0x80) | 1, e.pitch, e.on ? e.velocity : 0], e.t);
+        state.midi.sent++;
+      }
+      if (e.role === "click") continue;
+      if (e.on) L.model.push({ pitch: e.pitch, start: e.beat, duration: null });
+      else { const n = L.model.findLast((x) => x.pitch === e.pitch && x.duration === null); if (n) n.duration = e.beat - n.start; }
+    }
+  } else if (msg.type === "kept") {
+    L.kept = msg;
+    L.status = "kept";
+    enqueue(async () => {
+      applyState(await api("GET", S()));
+      await refreshPredictions();
+      setStatus(`Kept the take from bar ${Math.round(msg.offset / state.barBeats) + 1}: ${msg.ids.length} notes.`);
+    });
+  } else if (msg.type === "stopped") {
+    L.status = "stopped";
+  } else if (msg.type === "error") {
+    problem(msg.reason);
+  }
+  render();
+}
+
+function liveNotes() {
+  // the take so far, in the piece's beats (after the piece), for the roll
+  const L = state.live, out = [];
+  if (L.status === "off" || L.status === "kept") return out;
+  const now = performance.now();
+  for (const n of L.person) {
+    const b = liveBeat(n.t);
+    if (b === null) continue;
+    out.push({ pitch: n.pitch, start: L.offset + Math.max(0, b), duration: Math.max(0.1, liveBeat(n.end ?? now) - b), by: "person" });
+  }
+  const head = liveBeat(now);
+  for (const n of L.model) {
+    if (n.start < 0 || (head !== null && n.start > head)) continue;       // shown as it sounds
+    out.push({ pitch: n.pitch, start: L.offset + n.start, duration: n.duration ?? Math.max(0.1, head - n.start), by: "model" });
+  }
+  return out;
+}
+
 // ---- the piano -----------------------------------------------------------------------------
 const keyEls = new Map();
 const keyEl = (p) => keyEls.get(p);
@@ -572,7 +710,7 @@ function setupKeyboard() {
 function layout() {
   const c = $("roll");
   const w = c.clientWidth, h = c.clientHeight;
-  const all = playedNotes().concat(state.notes);
+  const all = playedNotes().concat(state.notes, liveNotes());
   let end = 0;
   for (const n of all) end = Math.max(end, n.start + n.duration);
   if (state.recording) end = Math.max(end, state.recordOrigin + state.barBeats);
@@ -633,6 +771,12 @@ function drawRoll() {
     g.fillStyle = n.by === "model" ? MODEL_COLOR : PERSON_COLOR;
     g.fillRect(...rect(n));
     if (gone.has(n.id)) stats.replaced++; else stats[n.by === "model" ? "model" : "person"]++;
+  }
+  for (const n of liveNotes()) {      // the take, as it happens
+    g.globalAlpha = 0.75;
+    g.fillStyle = n.by === "model" ? MODEL_COLOR : PERSON_COLOR;
+    g.fillRect(...rect(n));
+    stats.live = (stats.live || 0) + 1;
   }
   g.globalAlpha = 1;
   if (state.suggestion) {
@@ -721,6 +865,13 @@ function render() {
       (state.selection.to_bar - state.selection.from_bar > 1 ? `–${state.selection.to_bar}` : "")
     : "Infill selection";
   $("send-midi").disabled = !$("midi-out").value || !n;
+  const L = state.live, liveOpen = !!liveSocket;
+  $("live").classList.toggle("on", L.on);
+  $("live").textContent = L.on ? "■ Stop playing along" : "♫ Play along";
+  $("keep").disabled = !liveOpen || !(L.person.length || L.model.length) || L.status === "keeping";
+  for (const id of ["live-role", "live-density", "live-count-in"]) $(id).disabled = L.on;
+  $("live-status").textContent = L.status === "off" ? "" : `${L.status}: ${L.person.length} notes by you, ` +
+    `${L.model.length} by Cadenza` + (L.late ? `, ${L.late} arrived late` : "");
   $("record").classList.toggle("on", state.recording);
   $("record").textContent = state.recording ? "■ Stop recording" : "● Record";
   $("play").textContent = state.playing ? "■ Stop" : "▶ Play";
@@ -765,6 +916,8 @@ function setupControls() {
   });
   $("play").addEventListener("click", () => (state.playing ? stopPlayback() : play()));
   $("record").addEventListener("click", toggleRecord);
+  $("live").addEventListener("click", () => (state.live.on ? liveStop() : liveStart()));
+  $("keep").addEventListener("click", liveKeep);
   $("continue").addEventListener("click", () => ask("continue"));
   $("answer").addEventListener("click", () => ask("answer"));
   $("harmonize").addEventListener("click", () => ask("harmonize"));
