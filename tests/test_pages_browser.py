@@ -76,7 +76,9 @@ def test_home_page_names_the_model_and_links_the_pages(chromium, server):
     context, page = visit(chromium, server, "/")
     try:
         page.wait_for_function("document.getElementById('model-name')", timeout=20_000)
-        assert page.text_content("#model-name") == "cadenza-music-v2"
+        from cadenza.music.registry import default_model_dir
+
+        assert page.text_content("#model-name") == default_model_dir().name
         assert "parameters" in page.text_content("#model") and "strided attention" in page.text_content("#model")
         hrefs = page.eval_on_selector_all("a", "els => els.map(a => a.getAttribute('href'))")
         assert {"/listen", "/studio", "/docs", "/redoc"} <= set(hrefs)

@@ -86,6 +86,11 @@ class TokenSet:
     def feed(self, tok: int) -> None:
         """``tok`` was taken."""
 
+    def adjust(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """The logits (vocab,) to sample ``allowed`` from: unchanged by default; a set may
+        reweigh its tokens (the music grammar mixes in the piece memory)."""
+        return logits
+
 
 def _check_constraint(constraint) -> None:
     if constraint is not None and not callable(constraint) and not isinstance(constraint, TokenSet):
@@ -260,7 +265,8 @@ class Decoder:
                         f"the {self.desc} constraints left no possible token after {self.new} tokens")
                 if allowed.numel() == 1:
                     return [int(allowed)]
-                return [_sample_among(self.logits[0], allowed, self.temperature, self.top_k, self.top_p,
+                logits = self.constraint.adjust(self.logits[0], allowed)
+                return [_sample_among(logits, allowed, self.temperature, self.top_k, self.top_p,
                                       self.generator)]
             logits = self.logits
             if self.constraint is not None:

@@ -109,10 +109,11 @@ def _compose(args) -> int:
     return _generate(args, "compose", lambda mm, guard: compose(
         mm, style=args.style, mood=args.mood, valence=args.valence, energy=args.energy, bars=args.bars,
         seconds=args.seconds, tempo=args.tempo, key=args.key, time_signature=args.time_signature,
-        ending=not args.no_ending, **_sampling(args, guard)),
+        ending=not args.no_ending, memory=not args.no_memory, **_sampling(args, guard)),
         [("--style", args.style), ("--mood", args.mood), ("--valence", args.valence), ("--energy", args.energy),
          ("--bars", args.bars), ("--seconds", args.seconds), ("--tempo", args.tempo), ("--key", args.key),
-         ("--time-signature", args.time_signature), ("--no-ending", args.no_ending)],
+         ("--time-signature", args.time_signature), ("--no-ending", args.no_ending),
+         ("--no-memory", args.no_memory)],
         seconds=lambda _: compose_seconds(args.bars, args.seconds, tempo=args.tempo,
                                           time_signature=args.time_signature))
 
@@ -124,9 +125,11 @@ def _continue(args) -> int:
 
     return _generate(args, "continue", lambda mm, guard: continue_piece(
         mm, args.input, bars=args.bars, seconds=args.seconds, style=args.style, mood=args.mood,
-        valence=args.valence, energy=args.energy, ending=not args.no_ending, **_sampling(args, guard)),
+        valence=args.valence, energy=args.energy, ending=not args.no_ending, memory=not args.no_memory,
+        **_sampling(args, guard)),
         [("--bars", args.bars), ("--seconds", args.seconds), ("--style", args.style), ("--mood", args.mood),
-         ("--valence", args.valence), ("--energy", args.energy), ("--no-ending", args.no_ending)],
+         ("--valence", args.valence), ("--energy", args.energy), ("--no-ending", args.no_ending),
+         ("--no-memory", args.no_memory)],
         inputs=(args.input,),
         seconds=lambda score: continue_seconds(score, args.bars, args.seconds))
 
@@ -164,6 +167,9 @@ def _length(p, bars_default_text: str) -> None:
     p.add_argument("--seconds", type=float, metavar="S",
                    help=f"length in seconds of music instead of bars (at most {SECONDS.hi:g}; the piece may end on "
                         "its tonic after 90%% of them)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="sample every pitch from the network alone (by default it is mixed with the piece memory, a "
+                        "short-term model of the melody so far, so the piece comes back to its own phrases)")
     p.add_argument("--no-ending", action="store_true",
                    help="cut the piece at exactly the requested length instead of letting it end on its tonic "
                         "(for loops and sections that go on elsewhere)")

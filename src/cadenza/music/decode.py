@@ -17,14 +17,15 @@ ENDING_TRIES = 8   # fresh draws of a closing piece's last bars when it was cut,
 
 def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k,
                      top_p, progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
-                     total_bars: int | None = None, guard=None):
+                     total_bars: int | None = None, guard=None, memory: bool = False):
     """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
 
     The loop is ``cadenza.sampling.Decoder``'s with the grammar as its constraint; this adds
     the length target (a token past it ends the piece and is not taken), the progress bar
     and the ``on_bar`` callback. ``guard`` (a ``cadenza.music.authorship.originality.CopyGuard``) takes
     away every pitch that would repeat more than ``guard.max_copy`` consecutive notes of a
-    training piece.
+    training piece. ``memory``: pitches are sampled from the network mixed with the piece memory
+    (``cadenza.music.memory``), a short-term model of the melody so far.
 
     A target that closes the piece (``LengthTarget.close`` with bars) and was cut rather than
     ended by the model is given up to ``ENDING_TRIES`` fresh draws of its closing bars (from
@@ -36,6 +37,12 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     from tqdm import tqdm
 
     inner = policy
+    remember = None
+    if memory:
+        from cadenza.music.memory import PieceMemory
+
+        remember = PieceMemory(sorted(policy.remi.pitch_ids))
+        state.record = True
     if guard is not None:
         policy = _GuardedPolicy(inner, guard, prompt)
     remi = policy.remi
@@ -80,7 +87,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
                     bar.update(1)
             return False
 
-        with Decoder(model, context, constraint=GrammarConstraint(pol, st), seed=run_seed,
+        with Decoder(model, context, constraint=GrammarConstraint(pol, st, memory=remember), seed=run_seed,
                      temperature=temperature, top_k=top_k, top_p=top_p, desc=desc) as dec:
             while len(taken_all) < limit and stopped == "tokens":
                 taken = dec.step(stop=past_target, limit=limit - len(taken_all), until=(remi.eos,))

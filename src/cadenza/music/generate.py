@@ -54,7 +54,7 @@ __all__ = ["compose", "continue_piece", "harmonize", "predict_next", "next_pitch
 def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, seconds=None, tempo=None,
             key=None, time_signature=None, seed=None, temperature: float = 1.0, top_k=None,
             top_p: float | None = 0.95, progress: bool = False, on_bar=None, guard=None,
-            ending: bool = True) -> Piece:
+            ending: bool = True, memory: bool = True) -> Piece:
     """Compose a new piece with a loaded music model (``cadenza.music.load_model``).
 
     Conditioning: ``style`` (a codec style, e.g. "bach", "folk"), ``tempo`` (beats per
@@ -71,7 +71,9 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     Length: ``bars`` or ``seconds`` (default 16 bars). With ``ending`` (the default) the piece
     ends rather than being cut: from bar N - 1 the model may end it right after a note on the
     tonic, and it is cut after bar N + 2 at the latest (``policies.LengthTarget``); without,
-    it has exactly N bars. ``seed``: the same seed gives the same
+    it has exactly N bars. ``memory`` (the default): sample each pitch from the network mixed
+    with the piece memory (``cadenza.music.memory``), so the piece leans on what it has already
+    played; False samples the network alone. ``seed``: the same seed gives the same
     piece (None draws one, recorded in the result). ``on_bar(n, seconds_since_start)`` is
     called as each bar is finished. Returns a :class:`Piece`.
     """
@@ -97,13 +99,14 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     prompt = [codec.bos_id]
     new, stats = decode_to_target(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
-                         guard=guard)
+                         guard=guard, memory=memory)
     ids = apply_modes(remi, _finish_ids(codec, prompt, new), _mode_plan(mm, plan, target))
     qpm = target.tempo(state)
     settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
                 "bars": bars, "seconds": seconds, "tempo": tempo, "key": None if key_from_mood else key,
                 "key_from_mood": key_from_mood, "time_signature": time_signature,
-                "temperature": temperature, "top_k": top_k, "top_p": top_p, "ending": ending}
+                "temperature": temperature, "top_k": top_k, "top_p": top_p, "ending": ending,
+                "memory": memory}
     return Piece(kind="compose", ids=ids, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, ids), settings=settings, model=mm.provenance(),
                  generated_tokens=len(new), elapsed_s=stats["elapsed_s"], first_bar_s=stats["first_bar_s"],
@@ -130,7 +133,7 @@ def _mode_plan(mm, plan: MoodPlan, target: LengthTarget, bars0: int = 0, changes
 def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, temperature: float = 1.0,
                    top_k=None, top_p: float | None = 0.95, progress: bool = False, on_bar=None,
                    mood=None, valence=None, energy=None, guard=None, constraints=None,
-                   from_next_bar: bool = False, ending: bool = True) -> Piece:
+                   from_next_bar: bool = False, ending: bool = True, memory: bool = True) -> Piece:
     """Continue a piece (a MIDI path, MIDI bytes or a symusic score).
 
     The input is encoded with its own conditioning prefix (key, tempo, metre; ``style``, or
@@ -145,7 +148,7 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     new notes. ``from_next_bar``: the new notes start at the next bar line (an answer to a
     phrase), not right after the input's last onset. ``ending``: the continuation ends the piece
     near its length, on the tonic, as in ``compose`` (the studio, which suggests passages mid-piece,
-    turns it off).
+    turns it off). ``memory``: pitches mixed with the piece memory, as in ``compose``.
     """
     codec = mm.codec
     remi = remi_for(codec)
@@ -171,12 +174,12 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
     state = RemiState(remi)
     new, stats = decode_to_target(mm.network, ids, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="continue", on_bar=on_bar,
-                         guard=guard)
+                         guard=guard, memory=memory)
     out = apply_modes(remi, _finish_ids(codec, ids, new), modes, start=len(ids))
     name = _input_name(midi)
     settings = {"input": name, "bars": bars, "seconds": seconds, "style": style, "temperature": temperature,
                 "top_k": top_k, "top_p": top_p, "mood": _plain(mood), "valence": _plain(valence),
-                "energy": _plain(energy), "ending": ending}
+                "energy": _plain(energy), "ending": ending, "memory": memory}
     return Piece(kind="continue", ids=out, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=_kept_notes(codec, ids, qpm),

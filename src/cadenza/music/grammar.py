@@ -383,9 +383,10 @@ class GrammarConstraint(TokenSet):
     moves ``state`` on. ``state`` may already have seen part of the context; ``start``
     feeds it the rest."""
 
-    def __init__(self, policy: GrammarPolicy, state: RemiState):
+    def __init__(self, policy: GrammarPolicy, state: RemiState, memory=None):
         self.policy = policy
         self.state = state
+        self.memory = memory       # a ``music.memory.PieceMemory``: pitches mixed with it (state must record)
 
     def start(self, context) -> None:
         for t in context[self.state.n:]:
@@ -396,3 +397,10 @@ class GrammarConstraint(TokenSet):
 
     def feed(self, tok: int) -> None:
         self.state.feed(tok)
+
+    def adjust(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """With a piece memory, a choice among pitches samples the network's pitch distribution
+        mixed with the memory of the melody so far (``PieceMemory.mix_logits``)."""
+        if self.memory is None or self.state.last not in (POS, PROG, DUR) or self.state.program == -1:
+            return logits
+        return self.memory.mix_logits(logits, allowed, self.state)

@@ -176,6 +176,32 @@ class PieceMemory:
         q = lm.probs(lm.histories(np.concatenate([sym, [0]]))[-1:])   # the history after the last interval
         return m.to_pitch(q, p[-1:])[0]
 
+    def mix_logits(self, logits, allowed, state):
+        """Generation with the memory: the allowed pitch tokens' share of the logits
+        redistributed as the network's distribution over them mixed with the memory's
+        (``mix``); other tokens, and a melody too short to remember, are left as they are.
+        ``state`` is the grammar's ``RemiState`` (recording its notes); the melody is the
+        instrument in force."""
+        import torch
+
+        from cadenza.music.grammar import PITCH
+
+        remi = state.remi
+        pitched = [i for i in allowed.tolist() if remi.kind[i] == PITCH]
+        if len(pitched) < 2:
+            return logits
+        melody = melody_before(state.notes, state.program)
+        if len(melody) < MIN_NOTES:
+            return logits
+        idx = torch.tensor(pitched)
+        group = logits[idx].float()
+        net = torch.softmax(group, -1).tolist()
+        both = self.mix({remi.value[i]: x for i, x in zip(pitched, net)}, melody)
+        out = logits.clone()      # the pitches keep their total share against the other tokens
+        out[idx] = (torch.logsumexp(group, 0) + torch.log(torch.tensor(
+            [max(both.get(remi.value[i], 0.0), 1e-12) for i in pitched]))).to(out.dtype)
+        return out
+
     def mix(self, network: dict[int, float], melody, stm=False) -> dict[int, float]:
         """The network's {pitch: probability} combined with the memory of ``melody`` (the melody so
         far, oldest first); the network's own where the memory has nothing to say yet. ``stm``:
