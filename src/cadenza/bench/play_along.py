@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from cadenza.bench.machine import machine
+from cadenza.bench.play_along_load import pct
 from cadenza.bench.results import RESULTS, exit_code, finite, run_header, write_json_and_plot
 from cadenza.errors import DataError
 
@@ -220,14 +221,6 @@ def random_run(mel: dict, seed: int) -> dict:
             acc.append(Sound(p, beat, beat + 1))
     player = [Sound(p, b, b + d) for b, d, p in mel["notes"]]
     return {"consonance": consonance_share(acc, player, 1e-6).to_dict()}
-
-
-def pct(xs, q) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
-    return float(s[k])
 
 
 def share(rows) -> float:

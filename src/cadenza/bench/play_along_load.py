@@ -13,7 +13,14 @@ import statistics
 import threading
 import time
 
-from cadenza.bench.play_along import pct
+
+def pct(xs, q) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return float(s[k])
+
 
 
 def load_run(mm, mels: list[dict], role: str, sessions: int, bars: int) -> dict:
