@@ -19,7 +19,7 @@ a model that follows the corpus would reach (``control_measures.corpus_reference
 ``cadenza.music.eval.control_measures`` for the exact measures (notes by onset bar; thirds above
 the bass and between melody steps).
 
-    python benchmarks/music_controls.py --model models/cadenza-music-v2 --seeds 20 --bars 16 \\
+    python benchmarks/music_controls.py --model models/cadenza-music-v3 --seeds 20 --bars 16 \\
         --data data/music21
 
 ``--model`` is a model folder or a training run folder with ``model/`` in it; a folder without

@@ -7,7 +7,7 @@ once with ``--max-copy`` (the copy guard), and checks each with the corpus index
 transposition) shared with a training piece. Prints the share of pieces whose longest run
 exceeds 8, 12 and 16 notes for both, writes JSON and a PNG histogram. Example:
 
-    python benchmarks/originality.py --model models/cadenza-music-v2 --corpus data/music21 --pieces 200
+    python benchmarks/originality.py --model models/cadenza-music-v3 --corpus data/music21 --pieces 200
 """
 
 from __future__ import annotations

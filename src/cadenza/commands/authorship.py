@@ -140,7 +140,7 @@ def register(subparsers) -> None:
                     "piece and the bars; give an originality score (the share of notes outside every shared "
                     "run of 16 or more notes). Without --corpus the default model's training corpus is used: its "
                     "folder if it is on this disk, else the notes file the model ships "
-                    "(models/cadenza-music-v2/originality/notes.npz). The index is built from it once into the "
+                    "(models/cadenza-music-v3/originality/notes.npz). The index is built from it once into the "
                     "user's cache folder ($CADENZA_CACHE, else ~/.cache/cadenza; seconds for the music21 corpus) "
                     "and a check then takes well under a second.")
     p.add_argument("input", metavar="FILE.mid", nargs="?", help="the MIDI file to check")

@@ -30,9 +30,11 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     A target that closes the piece (``LengthTarget.close`` with bars) and was cut rather than
     ended by the model is given up to ``ENDING_TRIES`` fresh draws of its closing bars (from
     the bar where an ending is first allowed, each with its own seed derived from ``seed``);
-    the first that the model ends on the tonic is kept, else the first draw. ``stats``
-    says how the piece stopped ("eos", "length", "tokens") and ``ending_tries`` how many
-    draws the ending took.
+    the first that the model ends on the tonic is kept; where none does, the first draw ends
+    right after its last tonic note in the closing bars (``_last_tonic``), and only a draw with
+    none there is cut. ``stats`` says how the piece stopped ("eos": the model ended it,
+    "tonic": ended on its last tonic, "length", "tokens") and ``ending_tries`` how many draws
+    the ending took.
     """
     from tqdm import tqdm
 
@@ -66,7 +68,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     def run(context, st, pol, run_seed, limit, report=True):
         """One decode from ``context`` with state ``st``: (tokens taken, how it stopped); ``report``:
         count finished bars for ``on_bar`` and the progress bar (not for an ending drawn again)."""
-        nonlocal done_bars, shown
+        nonlocal shown
         taken_all: list[int] = []
         stopped = "tokens"
 
@@ -119,6 +121,13 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
                 stats["stopped"] = how
                 state.__dict__.update(st.__dict__)
                 break
+        if stats["stopped"] == "length" and cut is not None:   # no draw ended it: end on its last tonic
+            end = _last_tonic(prompt, new, state, target, bars0)
+            if end is not None:
+                st = type(state)(state.remi, record=state.record).feed_all(list(prompt) + new[:end] + [remi.eos])
+                new = new[:end] + [remi.eos]
+                stats["stopped"] = "tonic"
+                state.__dict__.update(st.__dict__)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -144,6 +153,27 @@ def _closing_start(new: list[int], remi, target: LengthTarget | None, bars0: int
             if seen - bars0 == want:
                 return i
     return None
+
+
+def _last_tonic(prompt, new: list[int], state, target: LengthTarget, bars0: int) -> int | None:
+    """Where a closing piece that no draw ended may stop: right after its last note on the tonic
+    (the top note of its onset) written in the closing bars (from bar N - CLOSE_EARLY), as an
+    index into ``new``; None if it wrote none there."""
+    from cadenza.music.grammar import DRUM, DUR, PITCH, PROG
+    from cadenza.music.inputs import CLOSE_EARLY
+
+    remi = state.remi
+    st = type(state)(remi)
+    st.feed_all(prompt)
+    best = None
+    for i, tok in enumerate(new):
+        st.feed(tok)
+        if remi.kind[tok] != DUR or st.bars - bars0 < target.bars - CLOSE_EARLY:
+            continue
+        nxt = remi.kind[new[i + 1]] if i + 1 < len(new) else None
+        if nxt not in (PITCH, PROG, DRUM) and target.on_tonic(st) and target.tonic(st) is not None:
+            best = i + 1
+    return best
 
 
 def _derived_seed(seed, k: int) -> int:

@@ -31,7 +31,7 @@ class Piece:
     elapsed_s: float = 0.0
     first_bar_s: float | None = None
     bars: int = 0
-    stopped: str = ""               # "length", "eos" or "tokens"
+    stopped: str = ""               # "eos" (the model ended it), "tonic" (ended on its last tonic), "length" or "tokens"
 
     def score(self):
         """The piece as a symusic score: input notes and Cadenza's notes on separate, named tracks."""

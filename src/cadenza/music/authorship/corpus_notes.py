@@ -4,7 +4,7 @@ The originality index (``cadenza.music.authorship.originality``) is built from t
 notes only: per note its pitch, the time since the note before, its duration and its bar,
 and where each piece starts. This module keeps exactly that (small integer dtypes) plus the
 pieces' manifest rows and the corpus's tokenizer in one zip of ``.npy`` members, e.g.
-``models/cadenza-music-v2/originality/notes.npz`` (about 2 MB for the 1.8 M notes of the
+``models/cadenza-music-v3/originality/notes.npz`` (about 2 MB for the 1.8 M notes of the
 music21 corpus, against 47 MB for the index with its suffix arrays). ``index_for`` builds the
 index from it on first use into the user's cache, with the same content key (the corpus's
 hash) as an index built from the corpus folder itself, and the same results.
