@@ -38,7 +38,7 @@ from cadenza.codecs.music import PREFIX_SLOTS
 from cadenza.music.controls import MoodPlan
 from cadenza.music.decode import decode_to_target
 from cadenza.music.grammar import PROG, RemiState
-from cadenza.music.modes import apply_modes, draw_key, mode_of, segment_modes
+from cadenza.music.modes import apply_modes, draw_key, mode_of, segment_modes, to_parallel_minor
 from cadenza.music.harmony import harmonize
 from cadenza.music.inputs import (_check_length, _check_sampling, _check_seed, _check_style, _input_name, _kept_notes,
                                   _load_score, _plain, _styled_input, remi_for)
@@ -83,11 +83,17 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     _check_sampling(temperature, top_k, top_p)
     seed = _check_seed(seed)
     plan = MoodPlan.make(valence=valence, energy=energy, mood=mood)
-    key_from_mood = None
+    key_from_mood, minor_from_major = None, False
     if key is None and mm.mood_keys is not None:     # the mood chooses the mode (cadenza.music.modes)
         level = plan.levels_at(codec, 1)[0]
-        if level is not None:
-            key = key_from_mood = draw_key(mm.mood_keys, level, seed, mode_of(codec, level))
+        if level is not None and mode_of(codec, level) == "minor":
+            # the network, conditioned on a minor key token, drifts to the relative major (the
+            # corpus's key tokens rarely mark minor); so it writes in a major key drawn for the
+            # mood and the piece is moved to that key's parallel minor (``modes.apply_modes``)
+            key = draw_key(mm.mood_keys, level, seed, "major")
+            minor_from_major = key is not None
+        elif level is not None:
+            key = key_from_mood = draw_key(mm.mood_keys, level, seed, "major")
     slots = codec.conditioning(style=_check_style(codec, style), key=key, tempo=tempo,
                                time_signature=time_signature)
     if tempo is not None:
@@ -100,7 +106,13 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
     new, stats = decode_to_target(mm.network, prompt, policy, state, target, seed=seed, temperature=temperature,
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
                          guard=guard, memory=memory)
-    ids = apply_modes(remi, _finish_ids(codec, prompt, new), _mode_plan(mm, plan, target))
+    if minor_from_major:
+        planned = segment_modes(plan, codec, (target.most_bars or 64) // codec.config.segment_bars + 2)
+        modes = {seg: "minor" for seg in range(len(planned) + 64) if planned.get(seg, "minor") == "minor"}
+        ids = to_parallel_minor(remi, apply_modes(remi, _finish_ids(codec, prompt, new), modes))
+        key_from_mood = _readable_prefix(codec, ids).get("key")
+    else:
+        ids = apply_modes(remi, _finish_ids(codec, prompt, new), _mode_plan(mm, plan, target))
     qpm = target.tempo(state)
     settings = {"style": style, "mood": _plain(mood), "valence": _plain(valence), "energy": _plain(energy),
                 "bars": bars, "seconds": seconds, "tempo": tempo, "key": None if key_from_mood else key,

@@ -170,6 +170,7 @@ class RemiState:
         self.pitch = 0
         self.vel = None
         self.notes_here = 0
+        self.top_here = -1          # the highest pitched note written at this onset so far
         self.ended = False
         self.last_note = None
         self.mood_due = False
@@ -222,6 +223,7 @@ class RemiState:
             self.pos = -1
             self.onset = self.bar_start
             self.notes_here = 0
+            self.top_here = -1
             self.mood_due = (self.bars - 1) % r.segment_bars == 0
         elif kind == TS:
             self.ts = r.value[i]
@@ -232,6 +234,7 @@ class RemiState:
             self.pos = r.value[i]
             self.onset = self.bar_start + self.pos * r.position_ticks(self.ts[1])
             self.notes_here = 0
+            self.top_here = -1
         elif kind == PROG:
             self.program = r.value[i]
         elif kind in (PITCH, DRUM):
@@ -242,6 +245,8 @@ class RemiState:
             note = (self.onset, r.duration_ticks(i, self.ts[1]), self.pitch, self.program,
                     self.vel if self.vel is not None else 0)
             self.notes_here += 1
+            if self.program != -1:
+                self.top_here = max(self.top_here, self.pitch)
             self.last_note = note
             if self.record:
                 self.notes.append(note)

@@ -17,7 +17,7 @@ class LengthTarget:
 
     ``close``: the piece is given the chance to end rather than being cut. With ``bars`` = N,
     the model may write the end-of-piece token from bar N - 1 on, but only right after a note
-    on the tonic of the piece's key (the last note written, the top of its chord), and the
+    on the tonic of the piece's key (the highest note of the onset just written), and the
     piece is cut at the bar line after bar N + 2 if the model has not ended it by then. With
     ``seconds``, the end is allowed past 90% of the time, on the tonic, up to the limit.
     Without ``close``: exactly N bars (EOS allowed in the last one), or up to ``seconds``.
@@ -56,12 +56,12 @@ class LengthTarget:
         return self._tonic
 
     def on_tonic(self, s: RemiState) -> bool:
-        """The last note written is a pitched note on the tonic (True where the key is unknown)."""
+        """The highest note written at the current onset is on the tonic (True where the key is
+        unknown): ending here ends on the tonic in the top line."""
         tonic = self.tonic(s)
-        note = s.last_note
         if tonic is None:
             return True
-        return note is not None and note[3] != -1 and note[2] % 12 == tonic
+        return s.top_here >= 0 and s.top_here % 12 == tonic
 
     def eos_ok(self, s: RemiState) -> bool:
         if not s.in_body:
