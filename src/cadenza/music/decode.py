@@ -124,8 +124,8 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
         if stats["stopped"] == "length" and cut is not None:   # no draw ended it: end on its last tonic
             end = _last_tonic(prompt, new, state, target, bars0)
             if end is not None:
-                st = type(state)(state.remi, record=state.record).feed_all(list(prompt) + new[:end] + [remi.eos])
-                new = new[:end] + [remi.eos]
+                st = type(state)(state.remi, record=state.record).feed_all(list(prompt) + new[:end])
+                new = new[:end]              # the caller closes it with EOS, as a cut piece
                 stats["stopped"] = "tonic"
                 state.__dict__.update(st.__dict__)
     finally:
