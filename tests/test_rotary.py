@@ -79,3 +79,12 @@ def test_a_learned_position_model_starts_a_rope_model_without_its_table():
                                            positions="rope"))
     with pytest.raises(ConfigError, match="other weights"):
         init_weights(bigger, SparseTransformer(ModelConfig(vocab_size=41, d_model=64, n_layers=2, n_heads=4, max_len=96)))
+
+
+def test_a_rope_model_generates_past_max_len_by_sliding_its_window():
+    from cadenza.sampling import generate
+
+    m = _model()                                   # max_len 96
+    out = generate(m, [1, 2, 3], max_new_tokens=150, seed=3)
+    again = generate(m, [1, 2, 3], max_new_tokens=150, seed=3)
+    assert len(out) == 150 and out == again and all(0 <= t < 40 for t in out)
