@@ -59,7 +59,7 @@ def _bits(model, pieces, pitch_ids) -> float:
     return float(s.bits.mean())
 
 
-def evaluate(label: str, run: Path, written, played, codec, seeds: int, tmp: Path) -> dict:
+def evaluate(run: Path, written, played, codec, seeds: int, tmp: Path) -> dict:
     from cadenza.bench.next_note import model_folder
     from cadenza.music.eval import form as fm
     from cadenza.music.eval.scoring import context_gain
@@ -160,7 +160,7 @@ def run(args) -> int:
                 raise ConfigError(f"{run_dir} has no metrics.jsonl: is it a training run folder?")
             sub = Path(tmp) / label
             sub.mkdir()
-            rows[label] = evaluate(label, run_dir, written, played, codec, args.seeds, sub)
+            rows[label] = evaluate(run_dir, written, played, codec, args.seeds, sub)
             print(f"{label}: done ({time.time() - t0:.0f} s)", flush=True)
     result = {**run_header("recipe_study"), "written": args.written, "played": args.played,
               "pieces": len(played["pieces"]), "seeds": args.seeds, "rows": rows}

@@ -107,9 +107,9 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
                          top_k=top_k, top_p=top_p, progress=progress, desc="compose", on_bar=on_bar,
                          guard=guard, memory=memory)
     if minor_from_major:
-        planned = segment_modes(plan, codec, (target.most_bars or 64) // codec.config.segment_bars + 2)
-        modes = {seg: "minor" for seg in range(len(planned) + 64) if planned.get(seg, "minor") == "minor"}
-        ids = to_parallel_minor(remi, apply_modes(remi, _finish_ids(codec, prompt, new), modes))
+        # every segment minor but those the plan makes major (the key written in is major)
+        ids = to_parallel_minor(remi, apply_modes(remi, _finish_ids(codec, prompt, new),
+                                                  _mode_plan(mm, plan, target, changes_only=False), default="minor"))
         key_from_mood = _readable_prefix(codec, ids).get("key")
     else:
         ids = apply_modes(remi, _finish_ids(codec, prompt, new), _mode_plan(mm, plan, target))

@@ -111,7 +111,7 @@ def load_model(path=None, cache: bool = True, decode_weights: str = "int8") -> M
         digest = weights_digest(d)
     except OSError as exc:
         raise ModelFileError(_os_sentence(d / WEIGHTS_FILE, exc)) from None
-    from cadenza.music.modes import read_table
+    from cadenza.codecs.music.key_table import read_table
 
     mm = MusicModel(network=model, codec=codec, path=d, name=name, digest=digest, meta=meta,
                     metrics=read_metrics(d), mood_keys=read_table(d))

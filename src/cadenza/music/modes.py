@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadenza.codecs.music.key_table import MOOD_KEYS_FILE, key_table, read_table, write_table  # noqa: F401
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10, 11)     # natural minor plus the raised seventh
@@ -93,23 +92,23 @@ TO_MINOR = {4: 3, 9: 8}            # the major third and sixth lowered (the lead
 TO_MAJOR = {3: 4, 8: 9, 10: 11}    # the minor third, sixth and seventh raised
 
 
-def apply_modes(remi, ids: list[int], modes: dict[int, str], start: int = 0) -> list[int]:
+def apply_modes(remi, ids: list[int], modes: dict[int, str], start: int = 0, default: str | None = None) -> list[int]:
     """``ids`` with the pitches of every segment in ``modes`` whose mode differs from the key's
     moved to the parallel key (G major's B and E become B-flat and E-flat in G minor), from
     token ``start`` on (the tokens before it, a prompt, stay). The network writes in the key of
     the prefix; this turns its notes into the other mode where the mood asks for it, keeping
-    its rhythm and contour."""
+    its rhythm and contour. ``default``: the mode of every segment ``modes`` does not name."""
     from cadenza.codecs.music.features import parse_key
     from cadenza.music.grammar import PITCH, RemiState
 
-    if not modes:
+    if not modes and default is None:
         return list(ids)
     st = RemiState(remi)
     out = []
     for n, tok in enumerate(ids):
         st.feed(tok)
         if n >= start and remi.kind[tok] == PITCH and st.in_body:
-            mode = modes.get(st.segment)
+            mode = modes.get(st.segment, default)
             k = st.prefix.get("key")
             if mode is not None and k is not None:
                 tonic, key_mode = parse_key(remi.value[k])
