@@ -5,6 +5,11 @@ each a ``fork`` of one decoder that read the left context once, and the one unde
 the model finds the right context (the bars after the gap) likeliest, in bits per token,
 is kept. ``benchmarks/studio.py`` measures what this buys over a random candidate.
 ``session`` is a ``cadenza.music.studio.StudioSession``.
+
+What stays (``keep``): "person" (the default) keeps the person's notes in the bars and writes
+only around them (``kept_notes.KeptNotesPolicy``: they are written where they are, and the
+model reads them as it goes); "all" keeps every note there, so the model only adds (a Role
+constraint says what: a bass line, chords); "none" rewrites the bars.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import torch
 from cadenza.bounds import INFILL_BARS, INFILL_CANDIDATES
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy
+from cadenza.music.kept_notes import KeptNotesPolicy
 from cadenza.music.grammar import BAR, GrammarConstraint, GrammarPolicy, RemiState
-from cadenza.music.studio_notes import MODEL, SNote
+from cadenza.music.studio_notes import MODEL, PERSON, SNote
 from cadenza.sampling import Decoder
+
+KEEP = ("person", "all", "none")
 
 
 def region_policy(session, constraints, program: int):
@@ -29,23 +37,30 @@ def region_policy(session, constraints, program: int):
     return ConstrainedPolicy(p, constraints) if not constraints.empty else p
 
 
-def infill(session, from_bar, to_bar, constraints, k, seed):
+def infill(session, from_bar, to_bar, constraints, k, seed, keep: str = "person"):
     if not isinstance(from_bar, int) or not isinstance(to_bar, int) or isinstance(from_bar, bool) \
             or not 0 <= from_bar < to_bar or to_bar - from_bar > INFILL_BARS.hi:
         raise ConfigError(f"infill needs from_bar < to_bar (bars counted from 0, at most {INFILL_BARS.hi} of them)")
     if isinstance(k, bool) or not isinstance(k, int) or not INFILL_CANDIDATES.lo <= k <= INFILL_CANDIDATES.hi:
         raise ConfigError(f"k (candidates) must be from {INFILL_CANDIDATES.lo} to {INFILL_CANDIDATES.hi}, not {k!r}")
+    if keep not in KEEP:
+        raise ConfigError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
     a, b = from_bar * session.bar_beats, to_bar * session.bar_beats
     left = [n for n in session.notes.values() if n.start < a - 1e-9]
     right = [n for n in session.notes.values() if n.start >= b - 1e-9]
     inside = [n for n in session.notes.values() if a - 1e-9 <= n.start < b - 1e-9]
+    kept = [n for n in inside if keep == "all" or (keep == "person" and n.by == PERSON)]
     programs = [n.program for n in inside] or [n.program for n in session.notes.values()] or [0]
     program = max(set(programs), key=programs.count)
     ctx = open_bar(session, left, from_bar)
     policy = region_policy(session, constraints, program)
-    limit = 96 * (to_bar - from_bar)
+    kept_keys = set()
+    if kept:
+        bars, kept_keys = kept_bars(session, kept, to_bar)
+        policy = KeptNotesPolicy(policy, session.remi, bars)
+    limit = 96 * (to_bar - from_bar) + 8 * len(kept)
     primed = prime(session, ctx)          # the left context is read once; each candidate forks it
-    cands = []
+    cands, written = [], []
     for j in range(k):
         state = RemiState(session.remi, record=True).feed_all(ctx)
         before = len(state.notes)
@@ -62,15 +77,29 @@ def infill(session, from_bar, to_bar, constraints, k, seed):
         notes = []
         for onset, dur, pitch, prog, vel in state.notes[before:]:
             start = onset / session.remi.tpq
-            if a - 1e-9 <= start < b - 1e-9:
+            if a - 1e-9 <= start < b - 1e-9 and (onset, int(pitch)) not in kept_keys:
                 notes.append(SNote(id=0, pitch=int(pitch), start=start, duration=dur / session.remi.tpq,
                                    velocity=int(vel or 80), program=max(0, int(prog)), by=MODEL))
         cands.append(notes)
-    scored = [right_score(session, left, c, right, to_bar, primed) for c in cands]
+        written.append(sum(1 for n in state.notes[before:] if (n[0], int(n[2])) in kept_keys))
+    scored = [right_score(session, left, c + kept, right, to_bar, primed) for c in cands]
     scores = [bits for bits, _ in scored]
     best = min(range(k), key=lambda j: scores[j])
-    info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1]}
-    return cands[best], sorted(n.id for n in inside), (a, b), info
+    info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1],
+            "keep": keep, "kept": len(kept), "kept_written": written[best]}
+    kept_ids = {n.id for n in kept}
+    return cands[best], sorted(n.id for n in inside if n.id not in kept_ids), (a, b), info
+
+
+def kept_bars(session, kept, to_bar: int) -> tuple[list, set]:
+    """(the kept notes by bar and Position, their (onset tick, pitch)), as the session's
+    tokens write them (quantized)."""
+    from cadenza.music.harmony_policy import parse_melody
+
+    ids = session.tokens(kept, bars=to_bar + 1)
+    body = ids[len(session.prefix):]
+    keys = {(n[0], int(n[2])) for n in RemiState(session.remi, record=True).feed_all(ids).notes}
+    return parse_melody(session.remi, body, session.ts), keys
 
 
 def open_bar(session, left, bar: int) -> list[int]:

@@ -223,7 +223,7 @@ class StudioSession:
     # ---- suggestions ----------------------------------------------------------------------
     def suggest(self, kind: str, bars: int = 4, voices: int = 2, from_bar: int | None = None,
                 to_bar: int | None = None, constraints: Constraints | None = None, k: int = 8,
-                seed: int | None = None) -> Suggestion:
+                seed: int | None = None, keep: str = "person") -> Suggestion:
         if kind not in KINDS:
             raise ConfigError(f"unknown suggestion kind {kind!r}; choose one of {', '.join(KINDS)}")
         if isinstance(bars, bool) or not isinstance(bars, int) or not STUDIO_BARS.lo <= bars <= STUDIO_BARS.hi:
@@ -231,10 +231,10 @@ class StudioSession:
         constraints = constraints or Constraints()
         seed = self.seed + len(self.undo_stack) * 1000 + next(self._sids) if seed is None else int(seed)
         request = {"kind": kind, "bars": bars, "voices": voices, "from_bar": from_bar, "to_bar": to_bar,
-                   "constraints": constraints.to_dict(), "k": k, "seed": seed}
+                   "constraints": constraints.to_dict(), "k": k, "seed": seed, "keep": keep}
         t0 = time.perf_counter()
         if kind == "infill":
-            notes, replaces, region, info = infill(self, from_bar, to_bar, constraints, k, seed)
+            notes, replaces, region, info = infill(self, from_bar, to_bar, constraints, k, seed, keep)
         else:
             if not self.notes:
                 raise ConfigError(f"play or write some notes first: {kind} needs a piece to work from")
