@@ -35,7 +35,7 @@ from cadenza.errors import ConfigError
 from cadenza.music.constraints import Constraints
 from cadenza.music.grammar import RemiState
 from cadenza.music.infill import infill
-from cadenza.music.studio_notes import MODEL, PERSON, SNote, Suggestion, check_note  # noqa: F401
+from cadenza.music.studio_notes import MODEL, PERSON, SNote, Suggestion, check_note, followed_voice, line  # noqa: F401
 
 KINDS = ("continue", "answer", "harmonize", "infill")
 TPQ = 480
@@ -55,12 +55,8 @@ class StudioSession:
         style = check_style(self.codec, style)
         if style is None:       # the prefix needs every slot: the style the model finds likeliest first
             style = self._likeliest_style()
-        slots = self.codec.conditioning(style=style, key=key or "C", tempo=tempo,
-                                        time_signature=time_signature)
-        self.prefix = [self.codec.bos_id] + slots
-        self.ts = self.remi.value[slots[3]]
-        self.key = key or "C"
-        self.style = style
+        self.style, self.time_signature = style, time_signature
+        self.set_key(key or "C")
         self.bar_beats = self.ts[0] * 4 / self.ts[1]
         self.seed = int(seed)
         self.notes: dict[int, SNote] = {}
@@ -74,6 +70,18 @@ class StudioSession:
         self._dec = None             # a decoder that has read the piece so far (for predictions)
         self.steps_read = 0          # tokens it read (cached steps + re-reads)
 
+    def set_key(self, key: str) -> None:
+        """The key the model is given (the prefix's Key token for predictions and infill, the key
+        signature of what continue and harmonize read); suggestions made before go stale."""
+        slots = self.codec.conditioning(style=self.style, key=key, tempo=self.tempo,
+                                        time_signature=self.time_signature)
+        self.prefix = [self.codec.bos_id] + slots
+        self.ts = self.remi.value[slots[3]]
+        self.key = key
+        self._dec = None
+        if hasattr(self, "suggestions"):
+            self.suggestions.clear()
+
     def _likeliest_style(self) -> str:
         offered = list(self.codec.offered_styles())
         ids = [self.codec.style_id(s) for s in offered]
@@ -83,9 +91,18 @@ class StudioSession:
 
     # ---- the piece as tokens --------------------------------------------------------------
     def _score(self, notes):
-        from cadenza.codecs.music import score_of_notes
+        """The notes as a score, with the session key's signature (continue and harmonize
+        estimate their key with it as the hint)."""
+        import symusic
 
-        return score_of_notes(notes, self.tempo, self.ts, TPQ)
+        from cadenza.codecs.music import parse_key, score_of_notes
+
+        score = score_of_notes(notes, self.tempo, self.ts, TPQ)
+        tonic, mode = parse_key(self.key)
+        sharps = ((tonic if mode == "major" else (tonic + 3) % 12) * 7) % 12
+        score.key_signatures.append(symusic.KeySignature(0, sharps - 12 if sharps > 6 else sharps,
+                                                         1 if mode == "minor" else 0))
+        return score
 
     def tokens(self, notes=None, bars: int | None = None) -> list[int]:
         """BOS, the session's prefix and the lean body of ``notes`` (default: the piece), with
@@ -120,12 +137,13 @@ class StudioSession:
             self.steps_read += len(self._dec.context)
 
     def predictions(self, top: int = 5) -> list[dict]:
-        """The ``top`` likeliest pitches of the next note, as ``predict_next`` defines it (with the
-        piece memory)."""
+        """The ``top`` likeliest pitches of the next note of the voice the person is playing
+        (``followed_voice``: the melody, or the bass they play), as ``predict_next`` defines it
+        (with the piece memory)."""
         from cadenza.music.inputs import pitch_name
         from cadenza.music.predict import _next_note_core, with_memory
 
-        self._read(self.tokens())
+        self._read(self.tokens(followed_voice(list(self.notes.values()))))
         state = RemiState(self.remi, record=True).feed_all(self._dec.context)
         with torch.inference_mode():
             joint = with_memory(self.remi, _next_note_core(self.remi, self._dec, state, 4, 0.9).pitches, state)
@@ -235,6 +253,8 @@ class StudioSession:
         t0 = time.perf_counter()
         if kind == "infill":
             notes, replaces, region, info = infill(self, from_bar, to_bar, constraints, k, seed, keep)
+        elif kind == "harmonize":
+            notes, replaces, region, info = self._harmonize(voices, constraints, seed, from_bar, to_bar)
         else:
             if not self.notes:
                 raise ConfigError(f"play or write some notes first: {kind} needs a piece to work from")
@@ -270,25 +290,45 @@ class StudioSession:
 
     def _extend(self, kind, bars, voices, constraints, seed):
         from cadenza.music.generate import continue_piece
-        from cadenza.music.harmony import harmonize
 
         score = self._score(list(self.notes.values()))
         end = max(n.start + n.duration for n in self.notes.values())
-        if kind == "harmonize":
-            person = [n for n in self.notes.values() if n.by == PERSON]
-            if not person:
-                raise ConfigError("harmonize needs the person's melody: play some notes first")
-            piece = harmonize(self.mm, self._score(person), voices=voices, style=self.style or "bach", seed=seed)
-            new = self._piece_notes(piece)
-            new = [n for n in new if constraints.pitch_ok(n.pitch)] if constraints.scale else new
-            lo, hi = min(n.start for n in person), max(n.start + n.duration for n in person)
-            return new, [], (lo, hi), {}
         piece = continue_piece(self.mm, score, bars=bars, style=self.style, seed=seed,
                                constraints=constraints, from_next_bar=(kind == "answer"), ending=False)
         new = [n for n in self._piece_notes(piece) if n.start >= min(n2.start for n2 in self.notes.values())]
         start = (math.floor(end / self.bar_beats + 1e-9) + (1 if kind == "answer" else 0)) * self.bar_beats
         return new, [], (min([n.start for n in new], default=start), max([n.start + n.duration for n in new],
                                                                         default=start)), {}
+
+    def _harmonize(self, voices, constraints, seed, from_bar=None, to_bar=None):
+        """Voices under the piece's top line, in bars [from_bar, to_bar) or the whole piece: the
+        top line and the person's other notes stay (the latter as kept voices); the model's other
+        notes there are what the new voices replace."""
+        from cadenza.music.harmony import harmonize
+
+        bb = self.bar_beats
+        if (from_bar is None) != (to_bar is None) or (from_bar is not None and not 0 <= from_bar < to_bar):
+            raise ConfigError("harmonize takes both from_bar and to_bar (from_bar < to_bar, bars from 0) "
+                              "or neither (the whole piece)")
+        a, b = (0.0, math.inf) if from_bar is None else (from_bar * bb, to_bar * bb)
+        region = [n for n in self.notes.values() if a - 1e-9 <= n.start < b - 1e-9]
+        if not region:
+            where = "the piece" if from_bar is None else f"bars {from_bar + 1}-{to_bar}"
+            raise ConfigError(f"harmonize needs a melody: {where} has no notes")
+        melody = line(region)
+        top = {n.id for n in melody}
+        lower = [n for n in region if n.id not in top and n.by == PERSON]
+        t0 = math.floor(min(n.start for n in region) / bb + 1e-9) * bb     # whole bars earlier
+        score = self._score([replace(n, start=n.start - t0) for n in melody])
+        if lower:
+            for t in self._score([replace(n, start=n.start - t0) for n in lower]).tracks:
+                score.tracks.append(t)
+        piece = harmonize(self.mm, score, voices=voices, style=self.style or "bach", seed=seed, keep=bool(lower))
+        new = self._piece_notes(piece, t0)
+        new = [n for n in new if constraints.pitch_ok(n.pitch)] if constraints.scale else new
+        replaces = sorted(n.id for n in region if n.id not in top and n.by == MODEL)
+        lo, hi = min(n.start for n in region), max(n.start + n.duration for n in region)
+        return new, replaces, (lo, hi), {"melody_notes": len(melody), "kept_voices": len(lower)}
 
     # ---- export -------------------------------------------------------------------------
     def export(self) -> tuple[bytes, dict]:

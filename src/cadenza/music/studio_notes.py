@@ -60,3 +60,38 @@ def check_note(n: dict) -> dict:
             raise ConfigError(f"note {k} must be from {lo:g} to {hi:g}, not {v!r}")
         out[k] = kind(v)
     return out
+
+
+def line(notes: list, top: bool = True) -> list:
+    """The top (or bottom) line of ``notes``: at each onset the highest (lowest) note starting
+    there, unless a line note still sounding is higher (lower): a skyline."""
+    by_onset: dict[float, list] = {}
+    for n in notes:
+        by_onset.setdefault(round(n.start, 6), []).append(n)
+    out: list = []
+    for t in sorted(by_onset):
+        n = (max if top else min)(by_onset[t], key=lambda x: (x.pitch, -x.id) if top else (x.pitch, x.id))
+        held = [m for m in out if m.start + m.duration > t + 1e-6]
+        if any((m.pitch > n.pitch) if top else (m.pitch < n.pitch) for m in held):
+            continue
+        out.append(n)
+    return out
+
+
+def followed_voice(notes: list) -> list:
+    """The voice the person is playing, which the studio's predictions continue: on the
+    instrument of the person's last note, the top line where that note is the highest sounding
+    (a melody, with or without the model's voices under it), the bottom line where it is the
+    lowest (a bass), else the person's own notes there; the top line of the piece when the
+    person has played nothing."""
+    person = [n for n in notes if n.by == PERSON]
+    if not person:
+        return line(notes)
+    last = max(person, key=lambda n: (n.start, n.id))
+    same = [n for n in notes if n.program == last.program]
+    sounding = [n for n in same if n.start <= last.start + 1e-6 < n.start + n.duration]
+    if all(n.pitch <= last.pitch for n in sounding):
+        return line(same, top=True)
+    if all(n.pitch >= last.pitch for n in sounding):
+        return line(same, top=False)
+    return line([n for n in same if n.by == PERSON])
