@@ -25,6 +25,7 @@ from cadenza.server.limits import Limits  # noqa: E402
 OPERATIONS = ["GET /api/health", "GET /api/models", "POST /api/compose", "POST /api/continue",
               "POST /api/harmonize", "POST /api/predict", "GET /api/listener/{listener}",
               "GET /api/studio/bounds", "POST /api/studio/sessions", "GET /api/studio/sessions/{sid}",
+              "PATCH /api/studio/sessions/{sid}",
               "POST /api/studio/sessions/{sid}/notes",
               "POST /api/studio/sessions/{sid}/delete", "GET /api/studio/sessions/{sid}/predictions",
               "POST /api/studio/sessions/{sid}/suggest",

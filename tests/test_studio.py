@@ -75,7 +75,7 @@ def test_without_constraints_the_same_request_leaves_the_scale(mm):
 def test_infill_changes_only_the_chosen_bars(mm):
     s = session(mm)
     outside = {i: n.to_dict() for i, n in s.notes.items() if not 4.0 <= n.start < 12.0}
-    sg = s.suggest("infill", from_bar=1, to_bar=3, k=4, constraints=Constraints(scale="C"), seed=1)
+    sg = s.suggest("infill", from_bar=1, to_bar=3, k=4, constraints=Constraints(scale="C"), seed=1, keep="none")
     assert sorted(sg.replaces) == sorted(i for i, n in s.notes.items() if 4.0 <= n.start < 12.0)
     assert all(4.0 <= n.start < 12.0 for n in sg.notes) and sg.notes
     assert check([n.to_dict() for n in sg.notes], Constraints(scale="C"), s.remi.ppb) == []
@@ -152,7 +152,8 @@ def test_api_session_round_trip(client):
                     json={"notes": [{"pitch": p, "start": i, "duration": 1} for i, p in enumerate(MELODY[:8])]})
     assert r.status_code == 200 and len(r.json()["notes"]) == 8 and r.json()["predictions"]
     person_ids = {n["id"] for n in r.json()["notes"]}
-    g = client.post(f"/api/studio/sessions/{sid}/suggest", json={"kind": "infill", "from_bar": 0, "to_bar": 1, "k": 2})
+    g = client.post(f"/api/studio/sessions/{sid}/suggest", json={"kind": "infill", "from_bar": 0, "to_bar": 1, "k": 2,
+                                                                  "keep": "none"})
     assert g.status_code == 200, g.text
     gid = g.json()["id"]
     replaced = set(g.json()["replaces"])

@@ -81,9 +81,9 @@ def line(notes: list, top: bool = True) -> list:
 def followed_voice(notes: list) -> list:
     """The voice the person is playing, which the studio's predictions continue: on the
     instrument of the person's last note, the top line where that note is the highest sounding
-    (a melody, with or without the model's voices under it), the bottom line where it is the
-    lowest (a bass), else the person's own notes there; the top line of the piece when the
-    person has played nothing."""
+    (a melody, with or without the model's voices under it), the bottom line of the person's
+    notes there where it is the lowest (a bass), else the top line of the person's notes; the
+    top line of the piece when the person has played nothing."""
     person = [n for n in notes if n.by == PERSON]
     if not person:
         return line(notes)
@@ -92,6 +92,7 @@ def followed_voice(notes: list) -> list:
     sounding = [n for n in same if n.start <= last.start + 1e-6 < n.start + n.duration]
     if all(n.pitch <= last.pitch for n in sounding):
         return line(same, top=True)
+    mine = [n for n in same if n.by == PERSON]
     if all(n.pitch >= last.pitch for n in sounding):
-        return line(same, top=False)
-    return line([n for n in same if n.by == PERSON])
+        return line(mine, top=False)
+    return line(mine)

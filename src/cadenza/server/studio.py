@@ -64,11 +64,21 @@ class SuggestRequest(BaseModel):
     kind: Literal["continue", "answer", "harmonize", "infill"]
     bars: int = Field(default=4, **STUDIO_BARS.pydantic())
     voices: int = Field(default=2, **VOICES.pydantic())
-    from_bar: int | None = Field(default=None, ge=0, le=4096, description="infill: first bar (from 0)")
-    to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill: the bar after the last")
+    from_bar: int | None = Field(default=None, ge=0, le=4096,
+                                 description="infill, harmonize: first bar (from 0); harmonize without it: the whole piece")
+    to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill, harmonize: the bar after the last")
     k: int = Field(default=8, **INFILL_CANDIDATES.pydantic(), description="infill: candidates to choose from")
+    keep: Literal["person", "all", "none"] = Field(
+        default="person", description="infill: what stays in the bars: the person's notes (the model writes "
+                                      "around them), every note (the model only adds), or none")
     seed: int | None = Field(default=None, ge=0, le=2**62)
     constraints: ConstraintsIn = Field(default_factory=ConstraintsIn)
+
+
+class SettingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(max_length=12, description='the key the model is given from now on: "C", "F#m"')
 
 
 class SNoteOut(BaseModel):
@@ -203,6 +213,20 @@ def router(hub) -> APIRouter:
     async def get_session(sid: str):
         return state(sid, sessions.get(sid))
 
+    @r.patch("/sessions/{sid}", response_model=SessionState)
+    async def settings(sid: str, req: SettingsRequest):
+        """Change the session's key (the Key selector): predictions and suggestions from now on
+        are conditioned on it; the notes stay; open suggestions go stale."""
+        s = sessions.get(sid)
+
+        def run():
+            s.set_key(req.key)
+            t = time.perf_counter()
+            return s.predictions(), (time.perf_counter() - t) * 1000
+
+        preds, ms = await locked(s, run)
+        return state(sid, s, preds, ms)
+
     @r.post("/sessions/{sid}/notes", response_model=SessionState)
     async def play(sid: str, req: PlayRequest):
         s = sessions.get(sid)
@@ -239,7 +263,8 @@ def router(hub) -> APIRouter:
         hub.start_generation()
         try:
             sg = await locked(s, lambda: s.suggest(req.kind, bars=req.bars, voices=req.voices, from_bar=req.from_bar,
-                                                   to_bar=req.to_bar, constraints=c, k=req.k, seed=req.seed))
+                                                   to_bar=req.to_bar, constraints=c, k=req.k, seed=req.seed,
+                                                   keep=req.keep))
         finally:
             hub.end_generation()
         return sg.to_dict()

@@ -6,8 +6,9 @@
 // piece, timed by the events' own time stamps. Every note goes to POST .../notes, and the keys
 // of the five likeliest next notes in its answer light up.
 //
-// Ask: continue, answer, harmonize, infill (bars selected by dragging in the roll), each with
-// the constraint controls. A suggestion shows in the roll as a preview (dashed green, the notes
+// Ask: continue, answer, harmonize (the selected bars, or the whole piece), infill (bars selected
+// by dragging in the roll; by default it keeps your notes there and writes around them), each with
+// the constraint controls. The Key selector is the key the model is given, before and after notes. A suggestion shows in the roll as a preview (dashed green, the notes
 // it would replace dimmed) until it is accepted, rejected or regenerated.
 //
 // Testing hook: window.studioState (read-only by convention).
@@ -350,7 +351,11 @@ function ask(kind) {
   let where = "";
   if (kind === "infill") {
     body.from_bar = state.selection.from_bar; body.to_bar = state.selection.to_bar;
+    body.keep = $("infill-keep").value;
     where = infillWords(state.selection);
+  } else if (kind === "harmonize") {
+    if (state.selection) { body.from_bar = state.selection.from_bar; body.to_bar = state.selection.to_bar; }
+    where = state.selection ? `voices under ${barsWords(state.selection)}` : "voices under the whole piece";
   }
   clearProblem();
   setStatus(`Asking the model to ${kind}…`);
@@ -373,10 +378,19 @@ function infillWords(sel) {
   const a = sel.from_bar * state.barBeats, b = sel.to_bar * state.barBeats;
   const inside = state.notes.filter((n) => n.start >= a - 1e-9 && n.start < b - 1e-9);
   const mine = inside.filter((n) => n.by === "person").length;
+  const keep = $("infill-keep").value;
+  const plural = (k) => `${k} note${k === 1 ? "" : "s"}`;
   if (!state.notes.length) return `the piece has no notes yet: infill writes ${barsWords(sel)} from nothing.`;
   if (!inside.length) return `${barsWords(sel)} ${sel.to_bar - sel.from_bar > 1 ? "are" : "is"} empty: infill writes ` +
     `${sel.to_bar - sel.from_bar > 1 ? "them" : "it"} from nothing, to fit the notes around.`;
-  return `infill rewrites ${barsWords(sel)}: it would replace the ${inside.length} note${inside.length === 1 ? "" : "s"} ` +
+  if (keep === "all") return `infill keeps all ${plural(inside.length)} in ${barsWords(sel)} and only adds notes ` +
+    `around them${$("role").value ? ` (${$("role").value})` : ""}; nothing outside changes.`;
+  if (keep === "person" && mine) {
+    const theirs = inside.length - mine;
+    return `infill keeps your ${plural(mine)} in ${barsWords(sel)} and writes around them` +
+      (theirs ? `, replacing Cadenza's ${plural(theirs)} there` : "") + "; nothing outside changes.";
+  }
+  return `infill rewrites ${barsWords(sel)}: it would replace the ${plural(inside.length)} ` +
     `there${mine ? ` (${mine} of them yours)` : ""}; nothing outside changes.`;
 }
 
@@ -878,10 +892,13 @@ function render() {
   const g = state.suggestion;
   $("suggestion").hidden = !g;
   if (g) {
-    const r = g.request, where = g.kind !== "infill" ? "" :
+    const r = g.request, kept = (g.info && g.info.kept) || 0;
+    const where = r.from_bar == null ? (g.kind === "harmonize" ? " over the whole piece" : "") :
       r.to_bar - r.from_bar > 1 ? ` in bars ${r.from_bar + 1}–${r.to_bar}` : ` in bar ${r.from_bar + 1}`;
-    $("suggestion-text").textContent = `Suggestion (${g.kind}${where}): ${g.notes.length} new notes` +
-      (g.replaces.length ? `, replacing ${g.replaces.length}` : g.kind === "infill" ? ", written from nothing (the bars were empty)" : "") +
+    const keptWords = !kept ? "" : `, keeping ${r.keep === "person" ? "your" : "the"} ${kept} note${kept === 1 ? "" : "s"} there`;
+    $("suggestion-text").textContent = `Suggestion (${g.kind}${where}): ${g.notes.length} new notes` + keptWords +
+      (g.replaces.length ? `, replacing ${g.replaces.length}` :
+        g.kind === "infill" && !kept ? ", written from nothing (the bars were empty)" : "") +
       " — shown dashed in the roll.";
   }
   const tempoNote = state.tempo !== Math.round(state.sessionTempo) && n
@@ -898,7 +915,18 @@ function setupControls() {
     keySel.add(new Option(words, k, false, k === "C"));
     scaleSel.add(new Option(words, k));
   }
-  keySel.addEventListener("change", () => { state.key = keySel.value; if (!state.notes.length) newSession().catch((e) => problem(e.message)); });
+  keySel.addEventListener("change", () => {
+    state.key = keySel.value;
+    if (!state.notes.length) { newSession().catch((e) => problem(e.message)); return; }
+    enqueue(async () => {      // the notes stay; the model is given the new key from now on
+      const s = await api("PATCH", S(), { key: state.key });
+      state.suggestion = null;
+      applyState(s);
+      setStatus(`Key: ${keySel.options[keySel.selectedIndex].text}. Predictions and suggestions now follow it; your notes stay.`);
+    });
+  });
+  $("infill-keep").addEventListener("change", render);
+  $("role").addEventListener("change", render);
   $("new-piece").addEventListener("click", () => newSession().catch((e) => problem(e.message)));
   for (const el of document.querySelectorAll("input[type=number][data-bound]")) {
     el.addEventListener("input", () => checkBox(el));
