@@ -304,6 +304,7 @@ def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     assert inside and outside
     page.locator("#k").fill("4")
     page.locator("#scale").select_option("C")
+    page.locator("#infill-keep").select_option("none")     # rewrite the bar (the default keeps the person's notes)
     page.click("#infill")
     wait_for(page, "window.studioState.suggestion !== null", 30, "the infill suggestion")
     settle(page)
@@ -329,6 +330,7 @@ def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     key3 = lambda n: (n["pitch"], n["start"], n["duration"])
     assert sorted(map(key3, now_inside)) == sorted(map(key3, g["notes"]))
     page.played[:] = [p for p in page.played if not a <= p[1] < b]
+    page.locator("#infill-keep").select_option("person")
 
 
 def test_answer_harmonize_regenerate_reject(page, server):
@@ -340,8 +342,10 @@ def test_answer_harmonize_regenerate_reject(page, server):
                  f"the {kind} suggestion")
         settle(page)
         g = state(page, "window.studioState.suggestion")
-        assert g["notes"] and g["replaces"] == [] and g["request"]["constraints"] == {
+        by = {n["id"]: n["by"] for n in before}
+        assert g["notes"] and all(by[i] == "model" for i in g["replaces"]) and g["request"]["constraints"] == {
             "scale": None, "role": None, "density": None}
+        assert kind == "harmonize" or g["replaces"] == []
         wait_for(page, f"window.studioState.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
     last_onset = max(n["start"] for n in before)
     next_bar = (last_onset // 4 + 1) * 4   # the bar line after the last onset (a held note may cross it)
