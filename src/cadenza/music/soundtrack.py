@@ -272,11 +272,14 @@ class Soundtrack:
         """A new section from bar ``at_bar``; ``fresh``: a new start (the model chooses every
         control nobody set again, and no bars are kept), as a skip asks."""
         from cadenza.music.grammar import GrammarConstraint
+        from cadenza.music.tempo import auto_tempo
         from cadenza.sampling import Decoder
 
         held = self._held(at_bar)
         previous = held[-1].prefix if held and not fresh else None
         values, by = self._effective()
+        if values["tempo"] is None:       # the tempo on auto: drawn for the mood's energy (music/tempo.py)
+            values["tempo"] = auto_tempo(self, values, previous, [] if fresh else held)
         prefix = self._prefix_for(values, previous)
         context, kept = self._context_for(prefix, at_bar if not fresh else 0)
         self.section += 1
