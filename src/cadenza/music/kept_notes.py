@@ -22,7 +22,7 @@ class KeptNotesPolicy:
     def __init__(self, inner, remi, bars: list):
         self.inner, self.remi, self.bars = inner, remi, bars
         r = remi
-        # every kept note as (onset bar index, pos, start tick, end tick, program, pitch): for "sounding"
+        # every kept note as (start tick, end tick, program, pitch): what sounds when
         self._spans = []
         t = 0
         for b, bar in enumerate(bars):
