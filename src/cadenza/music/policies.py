@@ -154,8 +154,8 @@ class _GuardedPolicy:
             self._primed, self._last = True, s.last_note
         elif s.last_note is not None and s.last_note is not self._last:
             self._last = s.last_note
-            if s.last_note[3] != -1:
-                self.pitches.append(int(s.last_note[2]))
+            if s.last_note.program != -1:
+                self.pitches.append(int(s.last_note.pitch))
         m = self.inner.allowed(s)
         if not bool((m & self.m_pitch).any()):
             return m

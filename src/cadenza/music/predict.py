@@ -234,7 +234,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
                 duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd,
                 network_probability=found.pitches.get(p, 0.0)))
     ln = state.last_note
-    last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
+    last = (f"{pitch_name(ln.pitch)} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
     return Prediction(notes=notes, p_end=found.p_end, p_same_onset=found.p_same_onset, coverage=found.coverage,
                       onsets=[(_beat_label(remi, o.bar, o.pos, ts), o.p) for o in found.onsets], last_note=last,
                       program=prog, context_tokens=found.context_tokens, memory=memory)
