@@ -121,8 +121,8 @@ def compose(mm, style=None, mood=None, valence=None, energy=None, bars=None, sec
                 "memory": memory}
     return Piece(kind="compose", ids=ids, codec=codec, tempo=qpm, seed=seed,
                  conditioning=_readable_prefix(codec, ids), settings=settings, model=mm.provenance(),
-                 generated_tokens=len(new), elapsed_s=stats["elapsed_s"], first_bar_s=stats["first_bar_s"],
-                 bars=state.bars, stopped=stats["stopped"])
+                 generated_tokens=len(new), elapsed_s=stats.elapsed_s, first_bar_s=stats.first_bar_s,
+                 bars=state.bars, stopped=stats.stopped)
 
 
 def _mode_plan(mm, plan: MoodPlan, target: LengthTarget, bars0: int = 0, changes_only: bool = True) -> dict:
@@ -196,5 +196,5 @@ def continue_piece(mm, midi, bars=None, seconds=None, style=None, seed=None, tem
                  conditioning=_readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=_kept_notes(codec, ids, qpm),
                  kept_label=f"input: {Path(name).name}" if name else "input",
-                 input_ids=len(ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
-                 first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+                 input_ids=len(ids), generated_tokens=len(new), elapsed_s=stats.elapsed_s,
+                 first_bar_s=stats.first_bar_s, bars=state.bars, stopped=stats.stopped)

@@ -120,7 +120,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     new, stats = decode_to_target(mm.network, prefix, setup.policy, state, None, seed=seed, temperature=temperature,
                                   top_k=top_k, top_p=top_p, progress=progress, desc="harmonize",
                                   total_bars=len(setup.bars), guard=guard)
-    if stats["stopped"] != "eos":
+    if stats.stopped != "eos":
         raise DataError("the melody is too long to harmonize in one go")
     out = finish_ids(codec, prefix, new)
     name = input_name(melody)
@@ -131,8 +131,8 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                  conditioning=readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=kept_notes(codec, setup.ids, qpm),
                  kept_label=f"{label}: {Path(name).name}" if name else label,
-                 input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
-                 first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+                 input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats.elapsed_s,
+                 first_bar_s=stats.first_bar_s, bars=state.bars, stopped=stats.stopped)
 
 
 # --------------------------------------------------------------------------- scoring
