@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from cadenza.music.grammar import BAR, GrammarConstraint
 from cadenza.music.inputs import MAX_NEW_TOKENS, PROGRESS_DELAY_S
-from cadenza.music.policies import LengthTarget, _GuardedPolicy
+from cadenza.music.policies import LengthTarget, GuardedPolicy
 from cadenza.sampling import Decoder
 
 
@@ -56,7 +56,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
         remember = PieceMemory(sorted(policy.remi.pitch_ids))
         state.record = True
     if guard is not None:
-        policy = _GuardedPolicy(inner, guard, prompt)
+        policy = GuardedPolicy(inner, guard, prompt)
     remi = policy.remi
     state.feed_all(prompt)
     if target is not None:
@@ -123,7 +123,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
         for k in range(1, ENDING_TRIES if cut is not None else 0):
             context = list(prompt) + new[:cut]
             st = type(state)(state.remi, record=state.record)
-            pol = _GuardedPolicy(inner, guard, context) if guard is not None else policy
+            pol = GuardedPolicy(inner, guard, context) if guard is not None else policy
             tail, how = run(context, st, pol, _derived_seed(seed, k), max_new_tokens - cut, report=False)
             stats.ending_tries = k + 1
             if how == "eos":

@@ -18,7 +18,7 @@ makes a policy the ``TokenSet`` constraint of ``cadenza.sampling.Decoder``, the 
 loop (a token the grammar alone allows is taken without sampling). Sampling under the
 grammar keeps every generated sequence decodable however little the model has learned,
 and it is how the music layer steers the model: forced prefix slots, a fixed metre, the
-instruments of an input, a melody that must appear (see ``cadenza.music.generate``).
+instruments of an input, a melody that must appear (see ``cadenza.music.composition``).
 
 Time: ``tpq`` ticks per quarter note, chosen so that every Position and Duration of the
 vocabulary is a whole number of ticks (a Position is 1/positions_per_beat of a beat and a

@@ -131,7 +131,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                  conditioning=readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=kept_notes(codec, setup.ids, qpm),
                  kept_label=f"{label}: {Path(name).name}" if name else label,
-                 input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats.elapsed_s,
+                 input_tokens=len(setup.ids), generated_tokens=len(new), elapsed_s=stats.elapsed_s,
                  first_bar_s=stats.first_bar_s, bars=state.bars, stopped=stats.stopped)
 
 
