@@ -79,7 +79,7 @@ def mm():
 
 def test_a_piece_that_ends_closes_near_its_length_on_the_tonic(mm):
     from cadenza.music.composition import compose
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+    from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 
     for seed in range(1, 5):
         p = compose(mm, key="C", bars=4, seed=seed)

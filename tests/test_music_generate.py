@@ -91,7 +91,7 @@ def test_controls_change_mid_piece_from_the_next_segment(mm):
 @pytest.mark.parametrize("bars", [1, 3])
 @pytest.mark.parametrize("ending", [False, True])
 def test_length_in_bars(mm, bars, ending):
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+    from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 
     p = compose(mm, bars=bars, seed=bars, time_signature="4/4", tempo=120, ending=ending)
     remi = remi_for(mm.codec)

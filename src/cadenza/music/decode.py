@@ -151,7 +151,7 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
 def _closing_start(new: list[int], remi, target: LengthTarget | None, bars0: int) -> int | None:
     """Index in ``new`` of the Bar token that opens the first bar where a closing piece may end
     (bar N - CLOSE_EARLY), or None when there is nothing to draw again."""
-    from cadenza.music.inputs import CLOSE_EARLY
+    from cadenza.bounds import CLOSE_EARLY
 
     if target is None or not target.close or target.bars is None:
         return None
@@ -170,7 +170,7 @@ def _last_tonic(prompt, new: list[int], state, target: LengthTarget, bars0: int)
     (the top note of its onset) written in the closing bars (from bar N - CLOSE_EARLY), as an
     index into ``new``; None if it wrote none there."""
     from cadenza.music.grammar import DRUM, DUR, PITCH, PROG
-    from cadenza.music.inputs import CLOSE_EARLY
+    from cadenza.bounds import CLOSE_EARLY
 
     remi = state.remi
     st = type(state)(remi)

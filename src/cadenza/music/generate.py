@@ -3,3 +3,5 @@
 ``continue_piece`` from ``cadenza.music.composition``; remove this module once they do."""
 
 from cadenza.music.composition import compose, continue_piece  # noqa: F401
+
+__all__ = ["compose", "continue_piece"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, SEED, TEMPERATURE  # noqa: F401  (CLOSE_*: re-exported)
+from cadenza.bounds import BARS, SECONDS, SEED, TEMPERATURE
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables

@@ -7,8 +7,8 @@ import math
 
 import torch
 
+from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 from cadenza.music.grammar import BAR, DUR, MOOD, PITCH, POS, GrammarPolicy, RemiTables, RemiState
-from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
 
 
 # --------------------------------------------------------------------------- length
