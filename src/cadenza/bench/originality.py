@@ -32,7 +32,7 @@ THRESHOLDS = (8, 12, 16)
 def run(mm, idx, seeds, bars: int, guard) -> list[int]:
     from tqdm import tqdm
 
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.authorship.originality import check_score
 
     longest = []

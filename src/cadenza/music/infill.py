@@ -17,7 +17,7 @@ from cadenza.bounds import INFILL_BARS, INFILL_CANDIDATES
 from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy
 from cadenza.music.grammar import BAR, GrammarConstraint, GrammarPolicy, RemiState
-from cadenza.music.studio_notes import MODEL, SNote
+from cadenza.music.studio_notes import MODEL, Draft, SNote
 from cadenza.sampling import Decoder
 
 
@@ -70,7 +70,7 @@ def infill(session, from_bar, to_bar, constraints, k, seed):
     scores = [bits for bits, _ in scored]
     best = min(range(k), key=lambda j: scores[j])
     info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1]}
-    return cands[best], sorted(n.id for n in inside), (a, b), info
+    return Draft(cands[best], sorted(n.id for n in inside), (a, b), info)
 
 
 def open_bar(session, left, bar: int) -> list[int]:

@@ -35,7 +35,7 @@ from cadenza.errors import ConfigError
 from cadenza.music.constraints import Constraints
 from cadenza.music.grammar import RemiState
 from cadenza.music.infill import infill
-from cadenza.music.studio_notes import MODEL, PERSON, SNote, Suggestion, check_note  # noqa: F401
+from cadenza.music.studio_notes import MODEL, PERSON, Draft, SNote, Suggestion, check_note  # noqa: F401
 
 KINDS = ("continue", "answer", "harmonize", "infill")
 TPQ = 480
@@ -282,13 +282,13 @@ class StudioSession:
             new = self._piece_notes(piece)
             new = [n for n in new if constraints.pitch_ok(n.pitch)] if constraints.scale else new
             lo, hi = min(n.start for n in person), max(n.start + n.duration for n in person)
-            return new, [], (lo, hi), {}
+            return Draft(new, [], (lo, hi), {})
         piece = continue_piece(self.mm, score, bars=bars, style=self.style, seed=seed,
                                constraints=constraints, from_next_bar=(kind == "answer"), ending=False)
         new = [n for n in self._piece_notes(piece) if n.start >= min(n2.start for n2 in self.notes.values())]
         start = (math.floor(end / self.bar_beats + 1e-9) + (1 if kind == "answer" else 0)) * self.bar_beats
-        return new, [], (min([n.start for n in new], default=start), max([n.start + n.duration for n in new],
-                                                                        default=start)), {}
+        return Draft(new, [], (min([n.start for n in new], default=start),
+                               max([n.start + n.duration for n in new], default=start)), {})
 
     # ---- export -------------------------------------------------------------------------
     def export(self) -> tuple[bytes, dict]:

@@ -43,7 +43,7 @@ def answer(piece, name: str, req):
 
 @router.post("/compose", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
 async def compose(req: S.ComposeRequest, hub: HubDep):
-    from cadenza.music.generate import compose as run
+    from cadenza.music.composition import compose as run
 
     check_length(req, hub.limits)
     piece = await hub.generate(guarded(hub, req, lambda guard: run(
@@ -55,7 +55,7 @@ async def compose(req: S.ComposeRequest, hub: HubDep):
 
 @router.post("/continue", response_model=S.PieceResponse, responses=PIECE_RESPONSES)
 async def continue_(req: S.ContinueRequest, hub: HubDep):
-    from cadenza.music.generate import continue_piece
+    from cadenza.music.composition import continue_piece
 
     check_length(req, hub.limits)
     score = score_of(req, hub.limits)
