@@ -163,7 +163,7 @@ def test_the_library_does_not_load_torch_dynamo_until_something_compiles():
     import subprocess
     import sys
 
-    code = ("import sys, torch, cadenza.model, cadenza.music.generate\n"
+    code = ("import sys, torch, cadenza.model, cadenza.music.composition\n"
             "from cadenza.attention import sparse_attention, strided\n"
             "q = torch.randn(1, 2, 40, 8)\n"
             "sparse_attention(q, q, q, strided(8))\n"

@@ -95,7 +95,7 @@ def test_index_is_cached_by_content(index, corpus, tmp_path, monkeypatch):
 
 
 def test_max_copy_output_never_exceeds_n(index):
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
 
     mm = mf.tiny_model()
     free = orig.check_tokens(index, compose(mm, bars=8, seed=3, temperature=0.3, style="bach").ids)
@@ -111,7 +111,7 @@ def test_max_copy_output_never_exceeds_n(index):
 def test_written_file_verifies_and_an_edit_is_detected(tmp_path):
     import symusic
 
-    from cadenza.music.generate import continue_piece
+    from cadenza.music.composition import continue_piece
     from cadenza.music.output import write_piece
 
     mm = mf.tiny_model()

@@ -218,7 +218,7 @@ def test_the_server_guards_like_the_cli(corpus, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from cadenza.codecs.music import score_from_bytes
-    from cadenza.music import generate as gen
+    from cadenza.music import composition as gen
     from cadenza.music.load import load_model
     from cadenza.server.app import create_app
 

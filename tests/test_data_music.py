@@ -86,13 +86,13 @@ def test_music21_build_is_deterministic_and_resumes_from_cache(corpus_dir, tmp_p
     def no_parsing(job):
         raise AssertionError("parsed although cached")
 
-    orig = dm._process_music21_file
-    dm._process_music21_file = no_parsing
+    orig = dm.process_music21_file
+    dm.process_music21_file = no_parsing
     try:
         build_music21(out, collections=["bach", "essenFolksong", "oneills1850"], limit=3, workers=1,
                       progress=False)
     finally:
-        dm._process_music21_file = orig
+        dm.process_music21_file = orig
 
 
 def test_limit_takes_the_first_pieces_per_collection():
@@ -254,8 +254,8 @@ def test_repeats_are_played_and_as_written_keeps_them(tmp_path):
     path.write_text(ABC_WITH_REPEATS)
     job = ("oneills1850", str(path), "tune.abc", None, 60, str(tmp_path / "cache.pkl"))
     pool._init_worker(MusicCodec().to_dict())
-    (_, [(played, ids)]) = pool._process_music21_file(("t", job + (False,)))
-    (_, [(written, wids)]) = pool._process_music21_file(("t", job + (True,)))  # from the parse cache
+    (_, [(played, ids)]) = pool.process_music21_file(("t", job + (False,)))
+    (_, [(written, wids)]) = pool.process_music21_file(("t", job + (True,)))  # from the parse cache
     # |: 6 notes + first ending (4) :| then the 6 again + second ending (1): 17 notes, 11 as written
     assert played["repeats"] == "expanded" and played["notes"] == 17
     assert played["written_notes"] == 11 and played["written_tokens"] == len(wids) < len(ids)

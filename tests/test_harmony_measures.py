@@ -132,7 +132,7 @@ def setting():
     ids = [int(i) for i in codec.encode(s, style="bach")][:-1]
     _, start = codec.parse_prefix(ids)
     remi = remi_for(codec)
-    notes = [n[:4] for n in RemiState(remi, record=True).feed_all(ids).notes]
+    notes = RemiState(remi, record=True).feed_all(ids).notes
     return codec, remi, ids[:start], ids[start:], notes
 
 

@@ -78,8 +78,8 @@ def mm():
 
 
 def test_a_piece_that_ends_closes_near_its_length_on_the_tonic(mm):
-    from cadenza.music.generate import compose
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+    from cadenza.music.composition import compose
+    from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 
     for seed in range(1, 5):
         p = compose(mm, key="C", bars=4, seed=seed)
@@ -92,7 +92,7 @@ def test_a_piece_that_ends_closes_near_its_length_on_the_tonic(mm):
 
 def test_mood_draws_the_key_and_a_valence_switch_changes_the_mode(mm):
     from cadenza.codecs.music.key_table import key_table
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.modes import draw_key, is_minor, mode_of
 
     codec = mm.codec

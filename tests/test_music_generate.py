@@ -17,7 +17,7 @@ import music_fixtures as mf  # noqa: E402
 
 from cadenza.codecs.music import MOODS, note_tuples  # noqa: E402
 from cadenza.errors import ConfigError, DataError  # noqa: E402
-from cadenza.music.generate import compose, continue_piece  # noqa: E402
+from cadenza.music.composition import compose, continue_piece  # noqa: E402
 from cadenza.music.harmony import harmonize  # noqa: E402
 from cadenza.music.inputs import duration_name, pitch_name, remi_for  # noqa: E402
 from cadenza.music.predict import predict_next  # noqa: E402
@@ -91,7 +91,7 @@ def test_controls_change_mid_piece_from_the_next_segment(mm):
 @pytest.mark.parametrize("bars", [1, 3])
 @pytest.mark.parametrize("ending", [False, True])
 def test_length_in_bars(mm, bars, ending):
-    from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
+    from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 
     p = compose(mm, bars=bars, seed=bars, time_signature="4/4", tempo=120, ending=ending)
     remi = remi_for(mm.codec)
@@ -144,7 +144,7 @@ def test_continue_keeps_the_input_exactly_and_adds_after_it(mm, tmp_path):
     assert new, "the continuation added no notes"
     assert {n[4] for n in new} <= {n[4] for n in kept}        # the input's instruments only
     remi = remi_for(codec)
-    st = RemiState(remi).feed_all(p.ids[:p.input_ids])
+    st = RemiState(remi).feed_all(p.ids[:p.input_tokens])
     assert p.bars - st.bars <= 2                              # at most 2 new bar lines
     tracks = {t.name.split(" (")[0]: len(t.notes) for t in p.score().tracks}
     assert tracks["input: in.mid"] == len(kept) and tracks["Cadenza continuation"] == len(new)
@@ -159,9 +159,9 @@ def test_continue_keeps_the_metre_and_slides_past_the_context(mm, tmp_path):
     assert len(ids) > mm.network.config.max_len
     p = continue_piece(mm, s, bars=2, seed=2)
     remi = remi_for(mm.codec)
-    assert p.ids[2:p.input_ids] == [int(i) for i in ids[2:-1]]     # all but the style, which is inferred
+    assert p.ids[2:p.input_tokens] == [int(i) for i in ids[2:-1]]     # all but the style, which is inferred
     assert mm.codec.token(p.ids[1]) in {f"Style_{st}" for st in mm.codec.offered_styles()}
-    new_ts = {remi.value[i] for i in p.ids[p.input_ids:] if remi.kind[i] == TS}
+    new_ts = {remi.value[i] for i in p.ids[p.input_tokens:] if remi.kind[i] == TS}
     assert new_ts <= {(3, 4)} and p.generated_tokens > 0
 
 

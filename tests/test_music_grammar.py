@@ -15,7 +15,8 @@ torch = require("torch")
 import music_fixtures as mf  # noqa: E402
 
 from cadenza.codecs.music import note_tuples  # noqa: E402
-from cadenza.music.grammar import BAR, DUR, GrammarConstraint, GrammarPolicy, RemiTables, RemiState  # noqa: E402
+from cadenza.music.grammar import (BAR, DUR, MOOD, VEL, GrammarConstraint, GrammarPolicy, RemiTables,  # noqa: E402
+                                   RemiState)
 
 torch.set_num_threads(1)
 
@@ -55,6 +56,22 @@ def test_state_times_match_the_decoded_notes(remi, which):
     assert got == decoded
     assert st.bars == sum(1 for i in ids if i == remi.bar)
     assert st.ended
+
+
+def test_notes_and_moods_are_named_records(remi):
+    """A recorded note says what each number is (onset, duration, pitch, program, velocity)
+    and a segment's Mood token its bar, valence and energy: the 3/4 piece's first note is
+    C4 on the viola (program 40) at tick 0, a quarter long."""
+    c = mf.codec()
+    ids = [int(i) for i in c.encode(_metre_piece(3, 4))]
+    st = RemiState(remi, record=True).feed_all(ids)
+    first = st.notes[0]
+    assert (first.onset, first.duration, first.pitch, first.program) == (0, remi.tpq, 60, 40)
+    assert first.velocity == remi.value[next(i for i in ids if remi.kind[i] == VEL)]
+    assert first.key == (0, 60, 40) and st.last_note.pitch == 60 + 23 % 12
+    assert [m.bar for m in st.moods] == list(range(0, st.bars, remi.segment_bars))
+    assert all(remi.value[i] == (m.valence, m.energy)
+               for m, i in zip(st.moods, (i for i in ids if remi.kind[i] == MOOD)))
 
 
 def test_the_grammar_accepts_real_pieces(remi):

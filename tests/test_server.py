@@ -144,6 +144,8 @@ def test_harmonize_and_predict(mm, tmp_path):
     ("/api/compose", {"key": "H"}, 422, "key"),
     ("/api/compose", {"bars": "many"}, 422, "bars"),
     ("/api/compose", {"temperature": -1}, 422, "temperature"),
+    ("/api/compose", {"time_signature": "0/0"}, 422, "time signature 0/0"),    # once a ZeroDivisionError (500)
+    ("/api/studio/sessions", {"time_signature": "3/0"}, 422, "time signature 3/0"),
     ("/api/continue", {"bars": 2}, 422, "either notes or midi_base64"),
     ("/api/continue", {"notes": []}, 422, "empty"),
     ("/api/continue", {"midi_base64": "not base64!"}, 422, "base 64"),

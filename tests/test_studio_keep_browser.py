@@ -126,8 +126,8 @@ def test_the_key_selector_changes_the_key_of_a_piece_with_notes(page, server):
     new_piece(page, "a")                                    # one C4: C major and A-flat major both hold it
     sent = len(page.requests_sent)
     page.locator("#key").select_option("Ab")
-    wait_for(page, "window.studioState.busy === 0 && /Key: Ab major/.test(document.getElementById('status').textContent)",
-             30, "the key change")
+    wait_for(page, "window.studioState.busy === 0 && "
+                   "/Key: Ab major/.test(document.getElementById('status').textContent)", 30, "the key change")
     patches = [r for r in page.requests_sent[sent:] if r[0] == "PATCH"]
     assert len(patches) == 1 and json.loads(patches[0][2]) == {"key": "Ab"}
     assert len(person(page)) == 1, "the notes stay"

@@ -75,7 +75,7 @@ def throwaway_model(workdir: Path) -> Path:
 
 
 def one_run(mm, settings: dict, seconds: float, seed: int, out_dir: Path, weights: str = "int8") -> dict:
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.output import write_piece
 
     mm.network.set_decode_weights(weights)
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
               f"d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.attention}, context {cfg.max_len}); loaded in "
               f"{load_s:.2f} s; {seconds:g} s of music at {args.tempo:g} bpm, {runs} seeds per case, "
               f"{args.threads} thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-        from cadenza.music.generate import compose
+        from cadenza.music.composition import compose
 
         for weights in ("float32", "int8"):   # warm-up, not counted
             mm.network.set_decode_weights(weights)

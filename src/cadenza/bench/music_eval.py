@@ -183,7 +183,7 @@ def ngram_baseline(data, pieces, pitch_ids, vocab, orders, train_tokens, n_val, 
 def _compose_sampler(codec, d, model, max_new, seed, top_p):
     """Pieces as ``cadenza compose`` makes them (grammar, top-p, int8 decoding): the
     held-out piece's style, key, tempo and metre forced, its length in bars, moods free."""
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.load import MusicModel
     from cadenza.music.registry import weights_digest
 

@@ -59,7 +59,7 @@ def composed(mm, keys, seeds: int, bars: int, progress: bool = True):
     """[(label, form, similarity, piece)] of pieces composed as the CLI does by default."""
     from tqdm import tqdm
 
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
 
     jobs = [(k, s) for k in keys for s in range(1, seeds + 1)]
     out = []

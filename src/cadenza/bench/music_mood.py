@@ -64,7 +64,7 @@ def run_cases(mm, seeds: int, bars: int, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from cadenza.music.eval.control_measures import notes_per_bar
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
 
     half = bars // 2
     rows = {name: [] for name in CASES}

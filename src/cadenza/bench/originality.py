@@ -7,7 +7,7 @@ once with ``--max-copy`` (the copy guard), and checks each with the corpus index
 transposition) shared with a training piece. Prints the share of pieces whose longest run
 exceeds 8, 12 and 16 notes for both, writes JSON and a PNG histogram. Example:
 
-    python benchmarks/originality.py --model models/cadenza-music-v3 --corpus data/music21 --pieces 200
+    python benchmarks/originality.py --pieces 200 --threads 1
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ THRESHOLDS = (8, 12, 16)
 def run(mm, idx, seeds, bars: int, guard) -> list[int]:
     from tqdm import tqdm
 
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.authorship.originality import check_score
 
     longest = []
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
         from cadenza.music.authorship.originality import CopyGuard, default_corpus, index_for
 
         mm = load_model(args.model)
-        idx = index_for(args.corpus or default_corpus(mm.path), progress=True)
+        corpus = args.corpus or default_corpus(mm.path)
+        idx = index_for(corpus, progress=True)
         seeds = list(range(args.pieces))
         t0 = time.perf_counter()
         free = run(mm, idx, seeds, args.bars, None)
@@ -75,13 +76,13 @@ def main(argv=None) -> int:
         return {str(t): float((a > t).mean()) for t in THRESHOLDS}
 
     result = {"command": "python benchmarks/originality.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-              "model": mm.version, "corpus": str(args.corpus), "pieces": args.pieces, "bars": args.bars,
+              "model": mm.version, "corpus": str(corpus), "pieces": args.pieces, "bars": args.bars,
               "max_copy": args.max_copy,
               "unguarded": {"longest_run": free, "share_longer_than": shares(free),
                             "median": float(np.median(free)), "seconds": t1 - t0},
               "guarded": {"longest_run": guarded, "share_longer_than": shares(guarded),
                           "median": float(np.median(guarded)), "seconds": t2 - t1}}
-    print(f"{args.pieces} pieces of {args.bars} bars from {mm.version}, checked against {args.corpus}")
+    print(f"{args.pieces} pieces of {args.bars} bars from {mm.version}, checked against {corpus}")
     print("                     " + "  ".join(f"> {t:>2} notes" for t in THRESHOLDS) + "   median longest run")
     for label, key in (("unguarded", "unguarded"), (f"--max-copy {args.max_copy}", "guarded")):
         r = result[key]

@@ -63,7 +63,7 @@ def evaluate(run: Path, written, played, codec, seeds: int, tmp: Path) -> dict:
     from cadenza.bench.next_note import model_folder
     from cadenza.music.eval import form as fm
     from cadenza.music.eval.scoring import context_gain
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.load import load_model
 
     folder = model_folder(run, Path(played["dir"]), tmp)

@@ -103,8 +103,9 @@ def keep_run(mm, pieces) -> dict:
             kept += sum(1 for i, n in mine.items() if i in s.notes and s.notes[i].to_dict() == n)
             total += len(mine)
             added += len(g.notes)
-        out[keep + (f", role={role}" if role else "")] = {"person_notes_in_bars": total, "kept_after_accept": kept, "kept_share": kept / total,
-                     "model_notes_added": added}
+        out[keep + (f", role={role}" if role else "")] = {
+            "person_notes_in_bars": total, "kept_after_accept": kept, "kept_share": kept / total,
+            "model_notes_added": added}
     return out
 
 
@@ -231,6 +232,7 @@ def main(argv=None) -> int:
         print(f"one C4, then the Key set to each of {o['keys']} keys holding C ({k}): "
               f"{o[k]['in_key']}/{o[k]['of']} predictions in the key")
     for style, row in res["tempo"].items():
-        print(f"tempo on auto, {style}: " + ", ".join(f"energy {lev} {v['mean_bpm']:.0f} bpm" for lev, v in row.items()))
+        print(f"tempo on auto, {style}: "
+              + ", ".join(f"energy {lev} {v['mean_bpm']:.0f} bpm" for lev, v in row.items()))
     print(f"wrote {path}")
     return 0

@@ -99,7 +99,7 @@ def _export(args) -> None:
 
     from cadenza.music.authorship.corpus_notes import export_notes
     from cadenza.music.registry import default_model_dir
-    from cadenza.music.authorship.originality import IndexError_, corpus_folder, model_corpus
+    from cadenza.music.authorship.originality import CorpusIndexError, corpus_folder, model_corpus
 
     m = Path(args.model) if args.model else default_model_dir()
     info = model_corpus(m) or {}
@@ -108,7 +108,7 @@ def _export(args) -> None:
         raise ConfigError(f"{m} names no training corpus; pass --corpus DATA_DIR to export one")
     d = Path(name) if args.corpus else corpus_folder(name)
     if not (d / "meta.json").is_file():
-        raise IndexError_(f"{d} is not a corpus folder (no meta.json); build it with "
+        raise CorpusIndexError(f"{d} is not a corpus folder (no meta.json); build it with "
                           f"`{info.get('build') or 'cadenza data music21 --out ' + str(name)}` first")
     e = export_notes(d, m, data_dir_name=str(name))
     print(f"wrote {m / e['path']} ({e['notes']:,} notes of {e['pieces']:,} pieces, {e['bytes'] / 1e6:.2f} MB, "

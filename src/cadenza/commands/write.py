@@ -103,7 +103,7 @@ def _copy_guard(args, mm):
 
 # --------------------------------------------------------------------------- compose
 def _compose(args) -> int:
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
     from cadenza.music.preflight import compose_seconds
 
     return _generate(args, "compose", lambda mm, guard: compose(
@@ -120,7 +120,7 @@ def _compose(args) -> int:
 
 # --------------------------------------------------------------------------- continue
 def _continue(args) -> int:
-    from cadenza.music.generate import continue_piece
+    from cadenza.music.composition import continue_piece
     from cadenza.music.preflight import continue_seconds
 
     return _generate(args, "continue", lambda mm, guard: continue_piece(

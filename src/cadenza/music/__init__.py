@@ -2,7 +2,7 @@
 
 - ``registry``: find and list music model directories (weights + tokenizer + card);
   ``load``: load one (``load_model``, ``MusicModel``) or write one (``save_model``).
-- ``generate``: ``compose``, ``continue_piece``; ``harmony``: ``harmonize``; ``predict``:
+- ``composition``: ``compose``, ``continue_piece``; ``harmony``: ``harmonize``; ``predict``:
   ``predict_next`` (all decode under the REMI grammar of ``grammar``, through
   ``cadenza.sampling.Decoder``).
 - ``output``: ``write_piece`` writes MIDI (+ WAV, PNG, JSON sidecar) with provenance.
@@ -14,7 +14,7 @@ The names below are importable from ``cadenza.music`` directly (loaded on first 
 """
 
 _EXPORTS = {
-    "compose": "generate", "continue_piece": "generate", "harmonize": "harmony", "predict_next": "predict",
+    "compose": "composition", "continue_piece": "composition", "harmonize": "harmony", "predict_next": "predict",
     "Piece": "piece", "Prediction": "predict", "NextNote": "predict",
     "load_model": "load", "list_models": "registry", "default_model_dir": "registry", "MusicModel": "load",
     "save_model": "load", "write_piece": "output",

@@ -5,20 +5,31 @@ the copy guard, the progress bar and the per-bar callback)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from cadenza.music.grammar import BAR, GrammarConstraint
 from cadenza.music.inputs import MAX_NEW_TOKENS, PROGRESS_DELAY_S
-from cadenza.music.policies import LengthTarget, _GuardedPolicy
+from cadenza.music.policies import LengthTarget, GuardedPolicy
 from cadenza.sampling import Decoder
 
 
 ENDING_TRIES = 8   # fresh draws of a closing piece's last bars when it was cut, not ended
 
 
+@dataclass(slots=True)
+class DecodeStats:
+    """How a decode to a length target went."""
+    stopped: str = "tokens"          # eos: the model ended it; tonic: ended on its last tonic; length; tokens
+    ending_tries: int = 0            # draws of the closing bars (0: the target does not close the piece)
+    first_bar_s: float | None = None  # seconds to the first finished bar
+    elapsed_s: float = 0.0
+    bars_done: int = 0               # bars written after the prompt
+
+
 def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, *, seed, temperature, top_k,
                      top_p, progress: bool, desc: str, on_bar=None, max_new_tokens: int = MAX_NEW_TOKENS,
                      total_bars: int | None = None, guard=None, memory: bool = False):
-    """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, stats).
+    """Sample after ``prompt`` under ``policy`` to ``target``; returns (new ids, ``DecodeStats``).
 
     The loop is ``cadenza.sampling.Decoder``'s with the grammar as its constraint; this adds
     the length target (a token past it ends the piece and is not taken), the progress bar
@@ -32,9 +43,8 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
     the bar where an ending is first allowed, each with its own seed derived from ``seed``);
     the first that the model ends on the tonic is kept; where none does, the first draw ends
     right after its last tonic note in the closing bars (``_last_tonic``), and only a draw with
-    none there is cut. ``stats`` says how the piece stopped ("eos": the model ended it,
-    "tonic": ended on its last tonic, "length", "tokens") and ``ending_tries`` how many draws
-    the ending took.
+    none there is cut. The stats say how the piece stopped ("eos": the model ended it,
+    "tonic": ended on its last tonic, "length", "tokens") and how many draws the ending took.
     """
     from tqdm import tqdm
 
@@ -46,13 +56,13 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
         remember = PieceMemory(sorted(policy.remi.pitch_ids))
         state.record = True
     if guard is not None:
-        policy = _GuardedPolicy(inner, guard, prompt)
+        policy = GuardedPolicy(inner, guard, prompt)
     remi = policy.remi
     state.feed_all(prompt)
     if target is not None:
         target.bars0 = state.bars
     bars0 = state.bars
-    stats = {"first_bar_s": None, "stopped": "tokens", "ending_tries": 0}
+    stats = DecodeStats()
     if target is not None and target.bars is not None:
         total, unit = target.bars, "bar"
     elif target is not None and target.seconds is not None:
@@ -81,8 +91,8 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
             if report and remi.kind[tok] == BAR and st.in_body and st.bars >= 1:   # a bar line ends the bar before it
                 now = time.perf_counter() - t0
                 done_bars += 1
-                if stats["first_bar_s"] is None:
-                    stats["first_bar_s"] = now
+                if stats.first_bar_s is None:
+                    stats.first_bar_s = now
                 if on_bar is not None:
                     on_bar(done_bars, now)
                 if progress and target is None:
@@ -107,41 +117,41 @@ def decode_to_target(model, prompt, policy, state, target: LengthTarget | None, 
         return taken_all, stopped
 
     try:
-        new, stats["stopped"] = run(list(prompt), state, policy, seed, max_new_tokens)
-        stats["ending_tries"] = 1 if target is not None and target.close else 0
-        cut = _closing_start(new, remi, target, bars0) if stats["stopped"] == "length" else None
+        new, stats.stopped = run(list(prompt), state, policy, seed, max_new_tokens)
+        stats.ending_tries = 1 if target is not None and target.close else 0
+        cut = _closing_start(new, remi, target, bars0) if stats.stopped == "length" else None
         for k in range(1, ENDING_TRIES if cut is not None else 0):
             context = list(prompt) + new[:cut]
             st = type(state)(state.remi, record=state.record)
-            pol = _GuardedPolicy(inner, guard, context) if guard is not None else policy
+            pol = GuardedPolicy(inner, guard, context) if guard is not None else policy
             tail, how = run(context, st, pol, _derived_seed(seed, k), max_new_tokens - cut, report=False)
-            stats["ending_tries"] = k + 1
+            stats.ending_tries = k + 1
             if how == "eos":
                 new = new[:cut] + tail
-                stats["stopped"] = how
+                stats.stopped = how
                 state.__dict__.update(st.__dict__)
                 break
-        if stats["stopped"] == "length" and cut is not None:   # no draw ended it: end on its last tonic
+        if stats.stopped == "length" and cut is not None:   # no draw ended it: end on its last tonic
             end = _last_tonic(prompt, new, state, target, bars0)
             if end is not None:
                 st = type(state)(state.remi, record=state.record).feed_all(list(prompt) + new[:end])
                 new = new[:end]              # the caller closes it with EOS, as a cut piece
-                stats["stopped"] = "tonic"
+                stats.stopped = "tonic"
                 state.__dict__.update(st.__dict__)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
-    if stats["first_bar_s"] is None:
-        stats["first_bar_s"] = elapsed
-    stats["elapsed_s"] = elapsed
-    stats["bars_done"] = state.bars - bars0
+    if stats.first_bar_s is None:
+        stats.first_bar_s = elapsed
+    stats.elapsed_s = elapsed
+    stats.bars_done = state.bars - bars0
     return new, stats
 
 
 def _closing_start(new: list[int], remi, target: LengthTarget | None, bars0: int) -> int | None:
     """Index in ``new`` of the Bar token that opens the first bar where a closing piece may end
     (bar N - CLOSE_EARLY), or None when there is nothing to draw again."""
-    from cadenza.music.inputs import CLOSE_EARLY
+    from cadenza.bounds import CLOSE_EARLY
 
     if target is None or not target.close or target.bars is None:
         return None
@@ -160,7 +170,7 @@ def _last_tonic(prompt, new: list[int], state, target: LengthTarget, bars0: int)
     (the top note of its onset) written in the closing bars (from bar N - CLOSE_EARLY), as an
     index into ``new``; None if it wrote none there."""
     from cadenza.music.grammar import DRUM, DUR, PITCH, PROG
-    from cadenza.music.inputs import CLOSE_EARLY
+    from cadenza.bounds import CLOSE_EARLY
 
     remi = state.remi
     st = type(state)(remi)

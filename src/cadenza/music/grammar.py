@@ -18,7 +18,7 @@ makes a policy the ``TokenSet`` constraint of ``cadenza.sampling.Decoder``, the 
 loop (a token the grammar alone allows is taken without sampling). Sampling under the
 grammar keeps every generated sequence decodable however little the model has learned,
 and it is how the music layer steers the model: forced prefix slots, a fixed metre, the
-instruments of an input, a melody that must appear (see ``cadenza.music.generate``).
+instruments of an input, a melody that must appear (see ``cadenza.music.composition``).
 
 Time: ``tpq`` ticks per quarter note, chosen so that every Position and Duration of the
 vocabulary is a whole number of ticks (a Position is 1/positions_per_beat of a beat and a
@@ -28,6 +28,7 @@ beat is the metre's denominator: a quarter in 3/4, an eighth in 6/8).
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 import torch
 
@@ -41,6 +42,28 @@ _KINDS = {"PAD": PAD, "BOS": BOS, "EOS": EOS, "Bar": BAR, "TimeSig": TS, "Positi
           "Pitch": PITCH, "PitchDrum": DRUM, "Velocity": VEL, "Duration": DUR, "Style": STYLE, "Key": KEY,
           "Tempo": TEMPO, "Mood": MOOD}
 _SLOT_KIND = {"style": STYLE, "key": KEY, "tempo": TEMPO, "time_signature": TS}
+
+
+class Note(NamedTuple):
+    """A note as a token stream writes it (``RemiState.notes``): times in ticks."""
+    onset: int
+    duration: int
+    pitch: int
+    program: int          # -1: drums
+    velocity: int         # the Velocity in force (0 before the first)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """(onset, pitch, program): the same note whatever its length and loudness."""
+        return self.onset, self.pitch, self.program
+
+
+class MoodMark(NamedTuple):
+    """A segment's Mood token (``RemiState.moods``): the segment's first bar (0-based) and
+    its valence and energy levels."""
+    bar: int
+    valence: int
+    energy: int
 
 
 class RemiTables:
@@ -149,9 +172,8 @@ class RemiState:
     ``onset``: the current onset in ticks; ``notes_here``: notes written at this onset;
     ``program`` / ``vel``: the instrument and velocity in force (None before the first);
     ``mood_due``: the bar opens a segment whose control token is not written yet;
-    ``moods``: (bar index, valence level, energy level) of every segment so far;
-    ``notes``: every note as (onset, duration, pitch, program, velocity) in ticks when
-    ``record`` is true. ``prefix``: the conditioning prefix {slot: token id}.
+    ``moods``: a ``MoodMark`` for every segment so far; ``notes``: every ``Note`` written,
+    when ``record`` is true; ``last_note``: the latest one (recorded or not). ``prefix``: the conditioning prefix {slot: token id}.
     """
 
     def __init__(self, remi: RemiTables, record: bool = False):
@@ -174,8 +196,8 @@ class RemiState:
         self.ended = False
         self.last_note = None
         self.mood_due = False
-        self.moods: list[tuple[int, int, int]] = []
-        self.notes: list[tuple] = []
+        self.moods: list[MoodMark] = []
+        self.notes: list[Note] = []
 
     @property
     def prefix_done(self) -> bool:
@@ -229,7 +251,7 @@ class RemiState:
             self.ts = r.value[i]
         elif kind == MOOD:
             self.mood_due = False
-            self.moods.append((self.bars - 1, *r.value[i]))
+            self.moods.append(MoodMark(self.bars - 1, *r.value[i]))
         elif kind == POS:
             self.pos = r.value[i]
             self.onset = self.bar_start + self.pos * r.position_ticks(self.ts[1])
@@ -242,8 +264,8 @@ class RemiState:
         elif kind == VEL:
             self.vel = r.value[i]
         elif kind == DUR:
-            note = (self.onset, r.duration_ticks(i, self.ts[1]), self.pitch, self.program,
-                    self.vel if self.vel is not None else 0)
+            note = Note(self.onset, r.duration_ticks(i, self.ts[1]), self.pitch, self.program,
+                        self.vel if self.vel is not None else 0)
             self.notes_here += 1
             if self.program != -1:
                 self.top_here = max(self.top_here, self.pitch)

@@ -65,16 +65,16 @@ class _Setup:
         self.ids, self.prefix, body = ids, ids[:start], ids[start:]
         state = RemiState(remi, record=True).feed_all(ids)
         bars = parse_melody(remi, body, remi.value[state.prefix["time_signature"]])
-        notes = [n[:4] for n in state.notes]
+        notes = list(state.notes)
         if keep and lower is not None:
             top_ids = codec.encode(top, style="other")
-            top_keys = {(n[0], n[2], n[3]) for n in RemiState(remi, record=True).feed_all(
+            top_keys = {n.key for n in RemiState(remi, record=True).feed_all(
                 [int(i) for i in top_ids]).notes}
-            melody_notes = [n for n in notes if (n[0], n[2], n[3]) in top_keys or n[3] == -1]
-            kept = [n for n in notes if (n[0], n[2], n[3]) not in top_keys and n[3] != -1]
+            melody_notes = [n for n in notes if n.key in top_keys or n.program == -1]
+            kept = [n for n in notes if n.key not in top_keys and n.program != -1]
         else:
             melody_notes, kept = notes, []
-        programs = [n[3] for n in melody_notes if n[3] != -1]
+        programs = [n.program for n in melody_notes if n.program != -1]
         if not programs:
             raise DataError("the melody has only drum notes; give a melody with pitched notes")
         self.program = max(set(programs), key=programs.count)
@@ -120,7 +120,7 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
     new, stats = decode_to_target(mm.network, prefix, setup.policy, state, None, seed=seed, temperature=temperature,
                                   top_k=top_k, top_p=top_p, progress=progress, desc="harmonize",
                                   total_bars=len(setup.bars), guard=guard)
-    if stats["stopped"] != "eos":
+    if stats.stopped != "eos":
         raise DataError("the melody is too long to harmonize in one go")
     out = finish_ids(codec, prefix, new)
     name = input_name(melody)
@@ -131,8 +131,8 @@ def harmonize(mm, melody, voices: int = 3, style: str | None = "bach", seed=None
                  conditioning=readable_prefix(codec, out), settings=settings, model=mm.provenance(),
                  kept=kept_notes(codec, setup.ids, qpm),
                  kept_label=f"{label}: {Path(name).name}" if name else label,
-                 input_ids=len(setup.ids), generated_tokens=len(new), elapsed_s=stats["elapsed_s"],
-                 first_bar_s=stats["first_bar_s"], bars=state.bars, stopped=stats["stopped"])
+                 input_tokens=len(setup.ids), generated_tokens=len(new), elapsed_s=stats.elapsed_s,
+                 first_bar_s=stats.first_bar_s, bars=state.bars, stopped=stats.stopped)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -186,7 +186,7 @@ def harmony_bits(mm, melody, full, voices: int = 3, style: str | None = "bach", 
             dec.take(tok)
             state.feed(tok)
     keys = policy.mel_keys
-    notes = sum(1 for n in state.notes if (n[0], n[2], n[3]) not in keys)
+    notes = sum(1 for n in state.notes if n.key not in keys)
     return {"bits": total, "notes": notes, "bits_per_note": total / notes if notes else None,
             "plain_bits_per_note": plain / notes if notes else None, "tokens": len(target), "forced": forced,
             "outside": outside}

@@ -10,13 +10,23 @@ among what is left. Measured by ``benchmarks/harmony.py`` (``docs/music.md``).
 from __future__ import annotations
 
 import bisect
+from typing import NamedTuple
+
 import torch
 
 from cadenza.music.chords import (CONSONANT, FOURTH, continue_voices, interval_class, is_chord, is_parallel,
                                   tonic_triad)
-from cadenza.music.grammar import (BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, GrammarPolicy, RemiState,
-                                   RemiTables)
+from cadenza.music.grammar import (BAR, DRUM, DUR, MOOD, PITCH, POS, PROG, TS, VEL, GrammarPolicy, Note,
+                                   RemiState, RemiTables)
 from cadenza.music.textures import TEXTURES, Texture
+
+
+class NoteTokens(NamedTuple):
+    """A given note as the token ids that write it (the Program and Velocity in force)."""
+    program: int
+    pitch: int
+    velocity: int
+    duration: int
 
 
 class _MelodyBar:
@@ -24,7 +34,7 @@ class _MelodyBar:
 
     def __init__(self):
         self.ts = None
-        self.onsets: dict[int, list[tuple[int, int, int, int]]] = {}   # pos -> [(prog, pitch, vel_id, dur_id)]
+        self.onsets: dict[int, list[NoteTokens]] = {}   # Position -> the given notes there
 
 
 class HarmonyPolicy(GrammarPolicy):
@@ -55,8 +65,8 @@ class HarmonyPolicy(GrammarPolicy):
     note is not dissonant with a later melody note on a beat, nor held into the final chord.
     """
 
-    def __init__(self, remi: RemiTables, bars: list, melody_notes: list, voices: int, program: int,
-                 span: int = 36, texture: Texture | None = None, kept_notes: list = (), tonic: int | None = None,
+    def __init__(self, remi: RemiTables, bars: list, melody_notes: list[Note], voices: int, program: int,
+                 span: int = 36, texture: Texture | None = None, kept_notes: list[Note] = (), tonic: int | None = None,
                  minor: bool = False):
         super().__init__(remi, programs=None)
         self.bars_info = bars
@@ -64,20 +74,20 @@ class HarmonyPolicy(GrammarPolicy):
         self.acc_program = program
         self.span = span
         self.texture = texture or TEXTURES["free"]
-        kept = sorted(n for n in kept_notes if n[3] != -1)
+        kept = sorted(n for n in kept_notes if n.program != -1)
         self.kept = kept                                                  # forced lower voices (--keep)
-        self.mel_keys = {(n[0], n[2], n[3]) for n in list(melody_notes) + kept}   # every forced note
-        self.melody = sorted(n for n in melody_notes if n[3] != -1)      # pitched: (onset, duration, pitch, program)
-        self.starts = [n[0] for n in self.melody]
+        self.mel_keys = {n.key for n in list(melody_notes) + kept}   # every forced note
+        self.melody = sorted(n for n in melody_notes if n.program != -1)   # the pitched Notes
+        self.starts = [n.onset for n in self.melody]
         self.start_set = set(self.starts)
-        self.kept_starts = [n[0] for n in kept]
-        self.max_dur = max([n[1] for n in self.melody + kept] + [remi.tpq * 16])
+        self.kept_starts = [n.onset for n in kept]
+        self.max_dur = max([n.duration for n in self.melody + kept] + [remi.tpq * 16])
         self.m_acc_prog = remi.one(remi.program_ids[program])
         lo, hi = remi.codec.config.pitch_range
         self.pitch_lo = lo
         # Accompaniment notes start within the melody: from its first onset to its last note's end.
         self.first_onset = self.starts[0] if self.starts else 0
-        self.last_end = max((n[0] + n[1] for n in self.melody), default=0)
+        self.last_end = max((n.onset + n.duration for n in self.melody), default=0)
         self.last_onset = self.starts[-1] if self.starts else 0
         self.bar_starts, t = [], 0
         for b in bars:
@@ -89,7 +99,7 @@ class HarmonyPolicy(GrammarPolicy):
         self.final = None
         self.penultimate = self.starts[-2] if len(self.starts) > 1 else self.last_onset
         if self.melody and tonic is not None:
-            self.final = final_root(tonic, minor, self.melody[-1][2])
+            self.final = final_root(tonic, minor, self.melody[-1].pitch)
 
     # ---- time ----------------------------------------------------------------------
     def _beat(self, t: int) -> tuple[bool, bool]:
@@ -116,16 +126,16 @@ class HarmonyPolicy(GrammarPolicy):
     def _melody_ceiling(self, t: int) -> int | None:
         """Lowest melody pitch sounding or starting at t; else the latest melody pitch before t."""
         i = bisect.bisect_right(self.starts, t)
-        sounding = [n[2] for n in self.melody[max(0, i - 64):i] if n[0] + n[1] > t or n[0] == t]
+        sounding = [n.pitch for n in self.melody[max(0, i - 64):i] if n.onset + n.duration > t or n.onset == t]
         if sounding:
             return min(sounding)
         if i > 0:
-            return self.melody[i - 1][2]
-        return self.melody[0][2] if self.melody else None
+            return self.melody[i - 1].pitch
+        return self.melody[0].pitch if self.melody else None
 
     def _melody_sounding(self, t: int) -> list[tuple]:
         i = bisect.bisect_right(self.starts, t)
-        return [n for n in self.melody[max(0, i - 64):i] if n[0] + n[1] > t]
+        return [n for n in self.melody[max(0, i - 64):i] if n.onset + n.duration > t]
 
     def _acc_recent(self, s: RemiState) -> list[tuple]:
         """Generated accompaniment notes that started recently enough to be sounding now."""
@@ -135,19 +145,20 @@ class HarmonyPolicy(GrammarPolicy):
         out = []
         self._recent_key, self._recent = (s, s.n), out
         for n in reversed(s.notes[-256:]):
-            if n[0] < t - self.max_dur:
+            if n.onset < t - self.max_dur:
                 break
-            if (n[0], n[2], n[3]) not in self.mel_keys:
+            if n.key not in self.mel_keys:
                 out.append(n)
         return out
 
     def _kept_sounding(self, t: int) -> list[int]:
         i = bisect.bisect_right(self.kept_starts, t)
-        return [n[2] for n in self.kept[max(0, i - 64):i] if n[0] + n[1] > t]
+        return [n.pitch for n in self.kept[max(0, i - 64):i] if n.onset + n.duration > t]
 
     def _acc_sounding(self, s: RemiState) -> list[int]:
         t = s.onset
-        return [n[2] for n in self._acc_recent(s) if n[0] <= t < n[0] + n[1]] + self._kept_sounding(t)
+        return [n.pitch for n in self._acc_recent(s)
+                if n.onset <= t < n.onset + n.duration] + self._kept_sounding(t)
 
     def _acc_pitches(self, s: RemiState) -> list[int]:
         """Accompaniment pitches allowed now ([] when no voice is free)."""
@@ -175,11 +186,11 @@ class HarmonyPolicy(GrammarPolicy):
     def _rule_pitches(self, s: RemiState, pitches: list[int], sounding: list[int], melody: int) -> list[int]:
         tex, t = self.texture, s.onset
         recent = self._acc_recent(s)
-        ended = [n[2] for n in recent if n[0] + n[1] == t]                 # voices that just moved on
-        moved = [n[2] for n in recent if n[0] == t]                        # notes already written here
+        ended = [n.pitch for n in recent if n.onset + n.duration == t]     # voices that just moved on
+        moved = [n.pitch for n in recent if n.onset == t]                  # notes already written here
         on_beat = self._beat(t)[0] or t in self.start_set
         low = min(sounding, default=None)
-        mel_now = [n[2] for n in self._melody_sounding(t)] or [melody]
+        mel_now = [n.pitch for n in self._melody_sounding(t)] or [melody]
 
         def fits_melody(p):
             ic = interval_class(p, melody)
@@ -203,7 +214,7 @@ class HarmonyPolicy(GrammarPolicy):
             return not any(is_parallel(*pairs[i], *pairs[j]) for i in range(len(pairs))
                            for j in range(i + 1, len(pairs)))
 
-        held = [n[2] for n in recent if n[0] < t < n[0] + n[1]] + self._kept_sounding(t)
+        held = [n.pitch for n in recent if n.onset < t < n.onset + n.duration] + self._kept_sounding(t)
 
         def no_crossing(p):
             a = next((a for a, b in continue_voices(ended, [*moved, p]) if b == p), None) if ended else None
@@ -237,7 +248,7 @@ class HarmonyPolicy(GrammarPolicy):
             return self.final, tonic_triad(self.final)
         dom = (self.final + 7) % 12
         tones = frozenset({dom, (dom + 4) % 12, (dom + 7) % 12, (dom + 10) % 12})
-        if any(n[2] % 12 not in tones for n in self._melody_sounding(t)):
+        if any(n.pitch % 12 not in tones for n in self._melody_sounding(t)):
             return None
         return dom, tones
 
@@ -247,7 +258,7 @@ class HarmonyPolicy(GrammarPolicy):
         if i == 0 or i >= len(self.starts) or self.starts[i] != t:
             return None
         prev = self.melody[i - 1]
-        return prev[2] if prev[0] + prev[1] == t else None
+        return prev.pitch if prev.onset + prev.duration == t else None
 
     def _rule_durations(self, s: RemiState) -> torch.Tensor:
         """Durations that do not hold the note into a later melody note on a beat it is dissonant with,
@@ -255,8 +266,9 @@ class HarmonyPolicy(GrammarPolicy):
         r, t, p = self.remi, s.onset, s.pitch
         m = self.m_dur.clone()
         i = bisect.bisect_right(self.starts, t)
-        later = [n for n in self.melody[i:i + 64] if n[0] < t + self.max_dur and self._beat(n[0])[0]]
-        bad = [n[0] for n in later if interval_class(p, n[2]) not in CONSONANT and interval_class(p, n[2]) != FOURTH]
+        later = [n for n in self.melody[i:i + 64] if n.onset < t + self.max_dur and self._beat(n.onset)[0]]
+        bad = [n.onset for n in later
+               if interval_class(p, n.pitch) not in CONSONANT and interval_class(p, n.pitch) != FOURTH]
         if t < self.last_onset and self.final is not None:
             bad.append(self.last_onset)             # every voice moves to the final chord together
         if not bad:
@@ -275,8 +287,8 @@ class HarmonyPolicy(GrammarPolicy):
         want = self.bars_info[s.bars - 1].onsets.get(s.pos)
         if not want:
             return []
-        done = {(n[2], n[3]) for n in s.notes[len(s.notes) - s.notes_here:]} if s.notes_here else set()
-        return [w for w in want if (self.remi.value[w[1]], self.remi.value[w[0]]) not in done]
+        done = {(n.pitch, n.program) for n in s.notes[len(s.notes) - s.notes_here:]} if s.notes_here else set()
+        return [w for w in want if (self.remi.value[w.pitch], self.remi.value[w.program]) not in done]
 
     def _note_start(self, s: RemiState, pending, acc_ok: bool) -> torch.Tensor:
         """A note may begin: a pending given note or an accompaniment note, each written
@@ -284,7 +296,7 @@ class HarmonyPolicy(GrammarPolicy):
         r = self.remi
         m = torch.zeros(r.vocab_size, dtype=torch.bool)
         for w in pending:
-            m[w[1] if r.value[w[0]] == s.program else w[0]] = True
+            m[w.pitch if r.value[w.program] == s.program else w.program] = True
         if acc_ok:
             if s.program == self.acc_program:
                 m |= r.mask_of(r.pitch_ids[p] for p in self._acc_pitches(s))
@@ -317,7 +329,7 @@ class HarmonyPolicy(GrammarPolicy):
         if last == POS:
             return self._note_start(s, self._pending(s), bool(self._acc_pitches(s)))
         if last == PROG:
-            m = r.mask_of(w[1] for w in self._pending(s) if r.value[w[0]] == s.program)
+            m = r.mask_of(w.pitch for w in self._pending(s) if r.value[w.program] == s.program)
             if s.program == self.acc_program:
                 acc = self._acc_pitches(s)
                 if acc:
@@ -326,7 +338,7 @@ class HarmonyPolicy(GrammarPolicy):
         if last in (PITCH, DRUM):
             w = self._current_given_note(s)
             if w is not None:
-                return r.one(w[3]) if r.value[w[2]] == s.vel else r.one(w[2])
+                return r.one(w.duration) if r.value[w.velocity] == s.vel else r.one(w.velocity)
             if s.vel is None:
                 return self.m_vel
             m = self.m_vel | self._acc_duration(s)
@@ -334,14 +346,14 @@ class HarmonyPolicy(GrammarPolicy):
             return m
         if last == VEL:
             w = self._current_given_note(s)
-            return r.one(w[3]) if w is not None else self._acc_duration(s)
+            return r.one(w.duration) if w is not None else self._acc_duration(s)
         if last in (MOOD, DUR):
             return self._onset_choices(s)
         return self.m_eos
 
     def _current_given_note(self, s: RemiState):
         for w in self._pending(s):
-            if self.remi.value[w[0]] == s.program and self.remi.value[w[1]] == s.pitch:
+            if self.remi.value[w.program] == s.program and self.remi.value[w.pitch] == s.pitch:
                 return w
         return None
 
@@ -358,7 +370,7 @@ class HarmonyPolicy(GrammarPolicy):
         later = [q for q in info.onsets if q > s.pos]
         nxt = min(later) if later else None
         # Positions before the next given onset only where a new accompaniment note may start.
-        ends = sorted(n[0] + n[1] for n in self._acc_recent(s) if n[0] + n[1] > s.onset)
+        ends = sorted(n.onset + n.duration for n in self._acc_recent(s) if n.onset + n.duration > s.onset)
         step = r.position_ticks(s.ts[1])
         hi = nxt if nxt is not None else r.bar_positions(s.ts)
         blocks = self.texture.starts == "complete"
@@ -389,7 +401,7 @@ def final_root(tonic: int, minor: bool, last_pitch: int) -> int:
 
 def parse_melody(remi: RemiTables, body: list[int], ts0) -> list[_MelodyBar]:
     """Bars of a lean body: each bar's metre and its notes by Position as
-    (program id, pitch id, velocity id, duration id), with the Program and Velocity in force."""
+    ``NoteTokens``, with the Program and Velocity in force."""
     bars: list[_MelodyBar] = []
     pos = -1
     ts = tuple(ts0)
@@ -412,5 +424,5 @@ def parse_melody(remi: RemiTables, body: list[int], ts0) -> list[_MelodyBar]:
         elif k == VEL:
             vel = i
         elif k == DUR:
-            bars[-1].onsets.setdefault(pos, []).append((prog, pitch, vel, i))
+            bars[-1].onsets.setdefault(pos, []).append(NoteTokens(prog, pitch, vel, i))
     return bars

@@ -23,7 +23,7 @@ from cadenza.errors import ConfigError
 from cadenza.music.constraints import ConstrainedPolicy
 from cadenza.music.kept_notes import KeptNotesPolicy
 from cadenza.music.grammar import BAR, GrammarConstraint, GrammarPolicy, RemiState
-from cadenza.music.studio_notes import MODEL, PERSON, SNote
+from cadenza.music.studio_notes import MODEL, PERSON, Draft, SNote
 from cadenza.sampling import Decoder
 
 KEEP = ("person", "all", "none")
@@ -81,14 +81,14 @@ def infill(session, from_bar, to_bar, constraints, k, seed, keep: str = "person"
                 notes.append(SNote(id=0, pitch=int(pitch), start=start, duration=dur / session.remi.tpq,
                                    velocity=int(vel or 80), program=max(0, int(prog)), by=MODEL))
         cands.append(notes)
-        written.append(sum(1 for n in state.notes[before:] if (n[0], int(n[2])) in kept_keys))
+        written.append(sum(1 for n in state.notes[before:] if (n.onset, int(n.pitch)) in kept_keys))
     scored = [right_score(session, left, c + kept, right, to_bar, primed) for c in cands]
     scores = [bits for bits, _ in scored]
     best = min(range(k), key=lambda j: scores[j])
     info = {"candidates": k, "right_bits_per_token": scores, "chosen": best, "right_tokens": scored[best][1],
             "keep": keep, "kept": len(kept), "kept_written": written[best]}
     kept_ids = {n.id for n in kept}
-    return cands[best], sorted(n.id for n in inside if n.id not in kept_ids), (a, b), info
+    return Draft(cands[best], sorted(n.id for n in inside if n.id not in kept_ids), (a, b), info)
 
 
 def kept_bars(session, kept, to_bar: int) -> tuple[list, set]:
@@ -98,7 +98,7 @@ def kept_bars(session, kept, to_bar: int) -> tuple[list, set]:
 
     ids = session.tokens(kept, bars=to_bar + 1)
     body = ids[len(session.prefix):]
-    keys = {(n[0], int(n[2])) for n in RemiState(session.remi, record=True).feed_all(ids).notes}
+    keys = {(n.onset, int(n.pitch)) for n in RemiState(session.remi, record=True).feed_all(ids).notes}
     return parse_melody(session.remi, body, session.ts), keys
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cadenza.bounds import BARS, CLOSE_EARLY, CLOSE_LATE, SECONDS, SEED, TEMPERATURE  # noqa: F401  (CLOSE_*: re-exported)
+from cadenza.bounds import BARS, SECONDS, SEED, TEMPERATURE
 from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
@@ -187,7 +187,6 @@ def kept_notes(codec, ids, tempo) -> frozenset:
     return frozenset(out)
 
 
-# The names these had while they were private; only for the modules that still import them
-# (music/generate.py, music/predict.py, music/soundtrack.py). Import the public names.
-_check_style, _check_length, _check_sampling, _check_seed = check_style, check_length, check_sampling, check_seed
-_load_score, _styled_input, _input_name, _kept_notes, _plain = load_score, styled_input, input_name, kept_notes, plain
+# The names these had while they were private; only for music/soundtrack.py, which still imports
+# them (it is being changed elsewhere). Import the public names.
+_check_sampling, _check_seed = check_sampling, check_seed

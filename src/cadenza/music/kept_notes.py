@@ -52,7 +52,7 @@ class KeptNotesPolicy:
         want = bar.onsets.get(s.pos) or []
         if not want:
             return []
-        done = [(n[2], n[3]) for n in s.notes[len(s.notes) - s.notes_here:]] if s.notes_here else []
+        done = [(n.pitch, n.program) for n in s.notes[len(s.notes) - s.notes_here:]] if s.notes_here else []
         out = []
         for w in want:
             key = (self.remi.value[w[1]], self.remi.value[w[0]] if w[0] is not None else s.program)
@@ -98,7 +98,7 @@ class KeptNotesPolicy:
         m = self._inner_allowed(s).clone()
         if last in (POS, PROG, DUR):        # the model's own notes: not on a pitch a kept note sounds
             here = s.notes[len(s.notes) - s.notes_here:] if s.notes_here else []
-            for p in self._sounding(s) | {n[2] for n in here if n[3] == s.program}:
+            for p in self._sounding(s) | {n.pitch for n in here if n.program == s.program}:
                 i = r.pitch_ids.get(p)
                 if i is not None:
                     m[i] = False
@@ -123,7 +123,7 @@ class KeptNotesPolicy:
         here = s.notes[len(s.notes) - s.notes_here:] if s.notes_here else []
         bar = self._bar(s)
         want = {(self.remi.value[w[1]]) for w in (bar.onsets.get(s.pos) or [])} if bar is not None else set()
-        kept_here = sum(1 for n in here if n[2] in want)
+        kept_here = sum(1 for n in here if n.pitch in want)
         if not kept_here:
             return self.inner.allowed(s)
         saved = s.notes_here

@@ -26,7 +26,7 @@ class Piece:
     model: dict
     kept: frozenset | None = None
     kept_label: str | None = None
-    input_ids: int = 0              # tokens of ids that came from the input
+    input_tokens: int = 0           # tokens of ids that came from the input
     generated_tokens: int = 0
     elapsed_s: float = 0.0
     first_bar_s: float | None = None
@@ -70,7 +70,7 @@ class Piece:
                 "model": self.model, "seed": self.seed, "settings": self.settings,
                 "conditioning": self.conditioning, "tempo_qpm": self.tempo, "bars": self.bars,
                 "tokens": len(self.ids), "generated_tokens": self.generated_tokens,
-                "input_tokens": self.input_ids, "stopped": self.stopped}
+                "input_tokens": self.input_tokens, "stopped": self.stopped}
 
 
 def readable_prefix(codec, ids) -> dict:
@@ -89,7 +89,3 @@ def finish_ids(codec, prompt, new) -> list[int]:
     if not ids or ids[-1] != codec.eos_id:
         ids.append(codec.eos_id)
     return ids
-
-
-# The old names, only for music/generate.py (not changed here); import the public ones.
-_readable_prefix, _finish_ids = readable_prefix, finish_ids

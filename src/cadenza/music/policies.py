@@ -7,8 +7,8 @@ import math
 
 import torch
 
+from cadenza.bounds import CLOSE_EARLY, CLOSE_LATE
 from cadenza.music.grammar import BAR, DUR, MOOD, PITCH, POS, GrammarPolicy, RemiTables, RemiState
-from cadenza.music.inputs import CLOSE_EARLY, CLOSE_LATE
 
 
 # --------------------------------------------------------------------------- length
@@ -114,7 +114,7 @@ class LengthPolicy(GrammarPolicy):
         return super().onset_choices(s)
 
 
-class _NoMoreInBar:
+class NoMoreInBar:
     """A policy whose first choice in the body is the bar line (the input's last bar is complete)."""
 
     def __init__(self, inner):
@@ -132,17 +132,17 @@ class _NoMoreInBar:
         return self.inner.allowed(s)
 
 
-class _GuardedPolicy:
+class GuardedPolicy:
     """A policy with ``--max-copy``: the pitches a ``CopyGuard`` bans are not allowed. It
     follows the stream's pitched notes (the prompt's, then each new one); where taking the
     banned pitches away would leave nothing (a forced melody note), ``strict`` guards raise
     ``CopyLimitError`` and others let the note through (counted in ``guard.unavoidable``)."""
 
     def __init__(self, inner, guard, prompt):
-        from cadenza.music.authorship.note_symbols import _Tables, notes_of_tokens
+        from cadenza.music.authorship.note_symbols import TokenTables, notes_of_tokens
 
         self.inner, self.guard, self.remi = inner, guard, inner.remi
-        self.pitches = [int(p) for p in notes_of_tokens(list(prompt), _Tables(inner.remi.codec))["pitch"]]
+        self.pitches = [int(p) for p in notes_of_tokens(list(prompt), TokenTables(inner.remi.codec))["pitch"]]
         self._last = None
         self._primed = False
         self.m_pitch = self.remi.masks[PITCH]
@@ -154,8 +154,8 @@ class _GuardedPolicy:
             self._primed, self._last = True, s.last_note
         elif s.last_note is not None and s.last_note is not self._last:
             self._last = s.last_note
-            if s.last_note[3] != -1:
-                self.pitches.append(int(s.last_note[2]))
+            if s.last_note.program != -1:
+                self.pitches.append(int(s.last_note.pitch))
         m = self.inner.allowed(s)
         if not bool((m & self.m_pitch).any()):
             return m

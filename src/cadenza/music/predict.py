@@ -10,7 +10,7 @@ import torch
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import DUR, PROG, RemiTables, RemiState
 from cadenza.sampling import Decoder
-from cadenza.music.inputs import _load_score, _styled_input, duration_name, pitch_name, remi_for
+from cadenza.music.inputs import duration_name, load_score, pitch_name, remi_for, styled_input
 
 
 # --------------------------------------------------------------------------- predict
@@ -62,8 +62,8 @@ class _Onset:
 
 
 @dataclass
-class _NextNote:
-    """What ``_next_note_core`` finds after the input (see ``predict_next``)."""
+class NextNoteDistribution:
+    """What ``next_note_distribution`` finds after the input (see ``predict_next``)."""
 
     pitches: dict               # {pitch: P(next note has it | one of ``onsets``)}
     p_end: float
@@ -74,8 +74,8 @@ class _NextNote:
     context_tokens: int
 
 
-def _next_note_core(remi: RemiTables, dec: Decoder, state: RemiState, max_onsets: int,
-                    onset_mass: float) -> _NextNote:
+def next_note_distribution(remi: RemiTables, dec: Decoder, state: RemiState, max_onsets: int,
+                           onset_mass: float) -> NextNoteDistribution:
     """Timing branches and the next-pitch distribution after the input (see ``predict_next``).
 
     ``dec``: a decoder that has read the input (the studio keeps one, so a played note costs
@@ -125,7 +125,7 @@ def _next_note_core(remi: RemiTables, dec: Decoder, state: RemiState, max_onsets
         for p, x in o.pitches.items():
             joint[p] = joint.get(p, 0.0) + o.p * x
     z = mass or 1.0
-    return _NextNote({p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog,
+    return NextNoteDistribution({p: x / z for p, x in joint.items()}, p_end, p_same, mass, chosen, prog,
                      len(dec.context))
 
 
@@ -140,7 +140,7 @@ def pitch_distribution_after(model, remi: RemiTables, ids: list[int], state: Rem
                              onset_mass: float = 0.9) -> dict[int, float]:
     """P(the next note has pitch p) after the tokens ``ids`` (which ``state`` has seen), as
     ``predict_next`` defines the next note. A dict {MIDI pitch: probability}."""
-    return _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass).pitches
+    return next_note_distribution(remi, input_decoder(model, ids), state, max_onsets, onset_mass).pitches
 
 
 def with_memory(remi: RemiTables, pitches: dict[int, float], state: RemiState) -> dict[int, float]:
@@ -161,8 +161,8 @@ def next_pitch_distribution(mm, midi, max_onsets: int = 4, onset_mass: float = 0
     with the piece memory (``cadenza.music.memory``); False gives the network alone."""
     codec = mm.codec
     remi = remi_for(codec)
-    score = _load_score(midi)
-    ids, _, _ = _styled_input(mm, score, None, "input")
+    score = load_score(midi)
+    ids, _, _ = styled_input(mm, score, None, "input")
     state = RemiState(remi, record=memory).feed_all(ids)
     with torch.inference_mode(), mm.network.decoding_with("float32"):
         dist = pitch_distribution_after(mm.network, remi, ids, state, max_onsets, onset_mass)
@@ -205,13 +205,13 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     remi = remi_for(codec)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
         raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
-    score = _load_score(midi)
-    ids, start, _ = _styled_input(mm, score, None, "input")
+    score = load_score(midi)
+    ids, start, _ = styled_input(mm, score, None, "input")
     state = RemiState(remi, record=True).feed_all(ids)
     ts = state.ts
     # exact float32 weights: these probabilities are printed, and speed does not matter here
     with torch.inference_mode(), model.decoding_with("float32"):
-        found = _next_note_core(remi, input_decoder(model, ids), state, max_onsets, onset_mass)
+        found = next_note_distribution(remi, input_decoder(model, ids), state, max_onsets, onset_mass)
         prog = found.program
         pitch_ids = remi.drum_ids if prog == -1 else remi.pitch_ids
         mixed = with_memory(remi, found.pitches, state) if memory else found.pitches
@@ -234,7 +234,7 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
                 duration_quarters=dq, duration=duration_name(dq), duration_probability=float(pd[d_id]) / zd,
                 network_probability=found.pitches.get(p, 0.0)))
     ln = state.last_note
-    last = (f"{pitch_name(ln[2])} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
+    last = (f"{pitch_name(ln.pitch)} at {_beat_label(remi, state.bars, state.pos, ts)}" if ln else "none")
     return Prediction(notes=notes, p_end=found.p_end, p_same_onset=found.p_same_onset, coverage=found.coverage,
                       onsets=[(_beat_label(remi, o.bar, o.pos, ts), o.p) for o in found.onsets], last_note=last,
                       program=prog, context_tokens=found.context_tokens, memory=memory)

@@ -35,7 +35,8 @@ from cadenza.errors import ConfigError
 from cadenza.music.constraints import Constraints
 from cadenza.music.grammar import RemiState
 from cadenza.music.infill import infill
-from cadenza.music.studio_notes import MODEL, PERSON, SNote, Suggestion, check_note, followed_voice, line  # noqa: F401
+from cadenza.music.studio_notes import (MODEL, PERSON, Draft, SNote, Suggestion, check_note,  # noqa: F401
+                                            followed_voice, line)
 
 KINDS = ("continue", "answer", "harmonize", "infill")
 TPQ = 480
@@ -141,12 +142,12 @@ class StudioSession:
         (``followed_voice``: the melody, or the bass they play), as ``predict_next`` defines it
         (with the piece memory)."""
         from cadenza.music.inputs import pitch_name
-        from cadenza.music.predict import _next_note_core, with_memory
+        from cadenza.music.predict import next_note_distribution, with_memory
 
         self._read(self.tokens(followed_voice(list(self.notes.values()))))
         state = RemiState(self.remi, record=True).feed_all(self._dec.context)
         with torch.inference_mode():
-            joint = with_memory(self.remi, _next_note_core(self.remi, self._dec, state, 4, 0.9).pitches, state)
+            joint = with_memory(self.remi, next_note_distribution(self.remi, self._dec, state, 4, 0.9).pitches, state)
         ranked = sorted(joint.items(), key=lambda kv: -kv[1])[:top]
         return [{"pitch": int(p), "name": pitch_name(p), "probability": float(q)} for p, q in ranked]
 
@@ -297,8 +298,8 @@ class StudioSession:
                                constraints=constraints, from_next_bar=(kind == "answer"), ending=False)
         new = [n for n in self._piece_notes(piece) if n.start >= min(n2.start for n2 in self.notes.values())]
         start = (math.floor(end / self.bar_beats + 1e-9) + (1 if kind == "answer" else 0)) * self.bar_beats
-        return new, [], (min([n.start for n in new], default=start), max([n.start + n.duration for n in new],
-                                                                        default=start)), {}
+        return Draft(new, [], (min([n.start for n in new], default=start),
+                               max([n.start + n.duration for n in new], default=start)), {})
 
     def _harmonize(self, voices, constraints, seed, from_bar=None, to_bar=None):
         """Voices under the piece's top line, in bars [from_bar, to_bar) or the whole piece: the
@@ -328,7 +329,7 @@ class StudioSession:
         new = [n for n in new if constraints.pitch_ok(n.pitch)] if constraints.scale else new
         replaces = sorted(n.id for n in region if n.id not in top and n.by == MODEL)
         lo, hi = min(n.start for n in region), max(n.start + n.duration for n in region)
-        return new, replaces, (lo, hi), {"melody_notes": len(melody), "kept_voices": len(lower)}
+        return Draft(new, replaces, (lo, hi), {"melody_notes": len(melody), "kept_voices": len(lower)})
 
     # ---- export -------------------------------------------------------------------------
     def export(self) -> tuple[bytes, dict]:

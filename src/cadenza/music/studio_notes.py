@@ -1,9 +1,10 @@
-"""The studio's records: a note with its author, a suggestion the model made, and a played
-note as the API takes it (checked, one sentence when it is wrong)."""
+"""The studio's records: a note with its author, a draft and the suggestion the model made of
+it, and a played note as the API takes it (checked, one sentence when it is wrong)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from cadenza.errors import ConfigError
 
@@ -27,6 +28,15 @@ class SNote:
 
     def key(self) -> tuple:
         return (round(self.start, 6), self.pitch, round(self.duration, 6), self.program)
+
+
+class Draft(NamedTuple):
+    """What a suggestion kind writes (``infill``, ``StudioSession._extend``), before it is
+    numbered and kept as a ``Suggestion``."""
+    notes: list[SNote]
+    replaces: list[int]                 # ids of the piece's notes that accepting removes
+    region: tuple[float, float]         # beats the suggestion may change
+    info: dict                          # how it was chosen (infill: the candidates' scores)
 
 
 @dataclass

@@ -183,8 +183,7 @@ def add_route(r, hub, sessions) -> None:
     @r.websocket("/sessions/{sid}/live")
     async def live(ws: WebSocket, sid: str):
         await ws.accept()
-        allowed = getattr(hub, "socket_allowed", None)
-        if allowed is not None and not allowed(ws):
+        if not hub.carries_token(ws):
             await ws.close(4401, "play along needs the server's access token: connect with ?token=TOKEN")
             return
         sessions.expire()

@@ -159,6 +159,8 @@ def normalize_time_signature(num: int, den: int, supported: dict | None = None):
     """
     supported = supported or {4: list(range(1, 9)), 8: list(range(2, 13))}
     num, den = int(num), int(den)
+    if num < 1 or den < 1:
+        return None                      # 0/0, 3/0, 0/4: not a metre
     if den in supported and num in supported[den]:
         return num, den
     for d in sorted(supported):

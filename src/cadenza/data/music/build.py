@@ -9,9 +9,9 @@ from pathlib import Path
 
 from cadenza.errors import ConfigError, DataError
 from cadenza.data.music.collections import COLLECTIONS
-from cadenza.data.music.manifest import BuildSummary, _finish
+from cadenza.data.music.manifest import BuildSummary, finish_build
 from cadenza.data.music.music21 import music21_sources
-from cadenza.data.music.pool import converter_version, _process_midi_file, _process_music21_file, _run_tasks
+from cadenza.data.music.pool import converter_version, process_midi_file, process_music21_file, run_tasks
 
 
 def _check_fractions(val_fraction, test_fraction):
@@ -63,15 +63,15 @@ def build_music21(out_dir, collections=None, limit: int | None = None, workers: 
     tasks = [(rel, p, f"take={take}{extra}", (coll, str(p), rel, take, timeout, convert_cache(p, rel, take),
                                               as_written))
              for coll, p, rel, take in sources]
-    results = _run_tasks(tasks, _process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
+    results = run_tasks(tasks, process_music21_file, codec, out, workers, "music21 corpus", progress, use_cache)
     all_results = [r for _, _, rel, _ in sources for r in results[rel]]
     info = {"source": "music21 corpus", "music21_version": str(music21.__version__),
             "limit_per_collection": limit, "repeats": "as written" if as_written else "expanded"}
     split_by = {c: COLLECTIONS[c].split_by for c in COLLECTIONS}
     info["commercial_ok"] = bool(commercial_ok)
-    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress,
-                   fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
-                   allow_unknown_licence=allow_unknown_licence)
+    return finish_build(out, codec, all_results, t0, val_fraction, test_fraction, info, split_by, progress,
+                        fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
+                        allow_unknown_licence=allow_unknown_licence)
 
 
 def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (your own files)",
@@ -108,9 +108,9 @@ def build_midi(in_dir, out_dir, style: str = "other", licence: str = "unknown (y
         rel = p.relative_to(src).as_posix()
         tasks.append((rel, p, f"{style}|{licence}|{composer}",
                       (str(p), rel, collection, style, licence, composer, timeout)))
-    results = _run_tasks(tasks, _process_midi_file, codec, out, workers, "MIDI files", progress, use_cache)
+    results = run_tasks(tasks, process_midi_file, codec, out, workers, "MIDI files", progress, use_cache)
     all_results = [r for rel in sorted(results) for r in results[rel]]
     info = {"source": "midi folder", "source_dir": str(src.resolve())}
-    return _finish(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress,
-                   fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
-                   allow_unknown_licence=allow_unknown_licence)
+    return finish_build(out, codec, all_results, t0, val_fraction, test_fraction, info, {}, progress,
+                        fixed_tokenizer=fixed_tokenizer, commercial_ok=commercial_ok,
+                        allow_unknown_licence=allow_unknown_licence)

@@ -49,9 +49,9 @@ class BuildSummary:
         return out
 
 
-def _finish(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
-            source_info: dict, split_by: dict, progress: bool, fixed_tokenizer: bool = False,
-            commercial_ok: bool = False, allow_unknown_licence: bool = False) -> BuildSummary:
+def finish_build(out_dir: Path, codec, all_results: list, t0: float, val_fraction: float, test_fraction: float,
+                 source_info: dict, split_by: dict, progress: bool, fixed_tokenizer: bool = False,
+                 commercial_ok: bool = False, allow_unknown_licence: bool = False) -> BuildSummary:
     from cadenza.data.format import write_dataset
 
     from cadenza.codecs.music import level_of, quantile_edges

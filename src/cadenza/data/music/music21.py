@@ -180,33 +180,29 @@ def read_score_text(path: Path) -> str:
         return data.decode("latin-1")
 
 
-def _one_line(text) -> str:
+def one_line(text) -> str:
     return " ".join(str(text).split())[:200]
 
 
-class _Timeout(BaseException):  # not an Exception: music21's broad handlers must not swallow it
+class ParseTimeout(BaseException):  # not an Exception: music21's broad handlers must not swallow it
     pass
 
 
-def _alarm(seconds: int):
+def alarm(seconds: int):
     def handler(signum, frame):
-        raise _Timeout()
+        raise ParseTimeout()
     if seconds and hasattr(signal, "SIGALRM"):
         signal.signal(signal.SIGALRM, handler)
         signal.alarm(int(seconds))
 
 
-def _cancel_alarm():
+def cancel_alarm():
     if hasattr(signal, "SIGALRM"):
         signal.alarm(0)
 
 
-def _clean_reason(exc: BaseException) -> str:
-    if isinstance(exc, _Timeout):
+def clean_reason(exc: BaseException) -> str:
+    if isinstance(exc, ParseTimeout):
         return "timed out"
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {msg}"[:200]
-
-
-# The old names, only for data/music/pool.py (not changed here); import the public ones.
-_read_text, _split_abc = read_score_text, split_abc

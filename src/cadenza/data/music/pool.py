@@ -14,8 +14,8 @@ from pathlib import Path
 from cadenza.errors import DataError
 from cadenza.io import write_bytes_atomic
 from cadenza.data.music.collections import COLLECTIONS
-from cadenza.data.music.music21 import (_Timeout, _alarm, _cancel_alarm, _clean_reason, _one_line, _read_text,
-                                        _split_abc, m21_to_score)
+from cadenza.data.music.music21 import (ParseTimeout, alarm, cancel_alarm, clean_reason, one_line, read_score_text,
+                                        split_abc, m21_to_score)
 from cadenza.data.music.splits import melody_signature
 
 CONVERTER_VERSION = 3  # bump when the conversion changes: invalidates the per-file caches (2: repeats expanded,
@@ -83,7 +83,7 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
             "style": coll.style}
     header = ""
     if path.suffix.lower() == ".abc":
-        header, tunes = _split_abc(_read_text(path))
+        header, tunes = split_abc(read_score_text(path))
         units = [(i, t) for i, t in enumerate(tunes)]
     else:
         units = [(0, None)]
@@ -100,10 +100,10 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
                 pid = f"{rel}#{num}.{idx + 1}"
             rec.update(id=pid, number=num)
             t = re.search(r"(?m)^T:\s*(.+)$", tune)
-            rec["title"] = _one_line(t.group(1)) if t else ""
+            rec["title"] = one_line(t.group(1)) if t else ""
         seen.add(rec["id"])
         try:
-            _alarm(timeout)
+            alarm(timeout)
             if tune is not None:
                 m21 = converter.parse(header + tune, format="abc")
             else:
@@ -113,9 +113,9 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
             md = getattr(m21, "metadata", None)
             if md is not None:
                 if md.composer:
-                    rec["composer"] = _one_line(md.composer)
+                    rec["composer"] = one_line(md.composer)
                 if not rec["title"]:
-                    rec["title"] = _one_line(md.title or md.movementName or "")
+                    rec["title"] = one_line(md.title or md.movementName or "")
             score, tempo_source = m21_to_score(m21, coll.tempo)
             played, rec["repeats"] = _as_played(m21, coll.tempo, score)
             rec["tempo_source"] = tempo_source
@@ -124,11 +124,11 @@ def _convert_music21_file(coll_name: str, path: Path, rel: str, max_pieces, time
                 written, score = score, played
             out.append((rec, pickle.dumps((score, written), protocol=pickle.HIGHEST_PROTOCOL)))
         except Exception as exc:  # a bad piece is skipped and listed, never fatal
-            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
-        except _Timeout as exc:
-            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
+            out.append((dict(rec, status="skipped", reason=clean_reason(exc)), None))
+        except ParseTimeout as exc:
+            out.append((dict(rec, status="skipped", reason=clean_reason(exc)), None))
         finally:
-            _cancel_alarm()
+            cancel_alarm()
     return out
 
 
@@ -176,7 +176,7 @@ def _as_played(m21, tempo: float, written):
         expanded = m21.expandRepeats()
         played, _ = m21_to_score(expanded, tempo)
     except Exception as exc:  # a malformed repeat structure: keep the piece as written
-        return None, f"failed: {_clean_reason(exc)}"[:120]
+        return None, f"failed: {clean_reason(exc)}"[:120]
     if played.note_num() <= written.note_num():
         return None, "none"
     if played.note_num() > MAX_PLAYED_RATIO * written.note_num():
@@ -184,7 +184,7 @@ def _as_played(m21, tempo: float, written):
     return played, "expanded"
 
 
-def _process_music21_file(job):
+def process_music21_file(job):
     """Worker: every piece of one corpus file -> (task id, [(record, ids or None), ...]).
 
     The music21 parse (the slow part) is cached on its own, so a changed tokenizer or
@@ -217,11 +217,11 @@ def _process_music21_file(job):
                 score, written, rec = written, None, dict(rec, repeats="kept as written (--as-written)")
             out.append(_piece(_CODEC, score, rec, style, rec.get("tempo_source", ""), written))
         except Exception as exc:
-            out.append((dict(rec, status="skipped", reason=_clean_reason(exc)), None))
+            out.append((dict(rec, status="skipped", reason=clean_reason(exc)), None))
     return task_id, out
 
 
-def _process_midi_file(job):
+def process_midi_file(job):
     """Worker: one user MIDI file -> (task id, [(record, ids or None)])."""
     task_id, (path, rel, collection, style, licence, composer, timeout) = job
     from cadenza.codecs.music import load_midi
@@ -229,18 +229,18 @@ def _process_midi_file(job):
     rec = {"id": rel, "source": rel, "number": "", "collection": collection, "composer": composer,
            "title": Path(rel).stem, "licence": licence, "style": style}
     try:
-        _alarm(timeout)
+        alarm(timeout)
         score = load_midi(path)
         tempo_source = "marked" if len(score.tempos) else "default"
         result = _piece(_CODEC, score, rec, style, tempo_source)
     except DataError as exc:  # the file's own problem, already one sentence
         result = (dict(rec, status="skipped", reason=str(exc)), None)
     except Exception as exc:
-        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
-    except _Timeout as exc:
-        result = (dict(rec, status="skipped", reason=_clean_reason(exc)), None)
+        result = (dict(rec, status="skipped", reason=clean_reason(exc)), None)
+    except ParseTimeout as exc:
+        result = (dict(rec, status="skipped", reason=clean_reason(exc)), None)
     finally:
-        _cancel_alarm()
+        cancel_alarm()
     return task_id, [result]
 
 
@@ -257,7 +257,7 @@ def _cache_key(codec, task_id: str, path: Path, extra: str = "") -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-def _run_tasks(tasks, func, codec, out_dir: Path, workers: int, desc: str, progress: bool, use_cache: bool):
+def run_tasks(tasks, func, codec, out_dir: Path, workers: int, desc: str, progress: bool, use_cache: bool):
     """Run tasks (each with its own cache entry) in a process pool; returns {task_id: results}."""
     from tqdm import tqdm
 

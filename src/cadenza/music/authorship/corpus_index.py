@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import CadenzaError
-from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, CorpusIndexError, cache_root, corpus_hash
 from cadenza.music.authorship.note_symbols import symbols_from_arrays
 
 MAX_COMPARE = 4096      # notes compared at once in the suffix array search
@@ -215,12 +215,12 @@ def load_index(folder) -> Index:
     try:
         info = json.loads((folder / "index.json").read_text(encoding="utf-8"))
         if info.get("version") != INDEX_VERSION:
-            raise IndexError_(f"{folder} holds an originality index of another version; delete it to rebuild")
+            raise CorpusIndexError(f"{folder} holds an originality index of another version; delete it to rebuild")
         z = np.load(folder / "index.npz")
         arrays = {k: z[k] for k in z.files}
         codec = MusicCodec.load(folder / "tokenizer.json")
     except (OSError, ValueError, KeyError) as exc:
-        raise IndexError_(f"{folder} is not a readable originality index ({type(exc).__name__}); "
+        raise CorpusIndexError(f"{folder} is not a readable originality index ({type(exc).__name__}); "
                           f"delete it to rebuild") from None
     return Index(key=info["key"], codec=codec, pieces=info["pieces"], corpus=info.get("corpus", ""),
                  build_seconds=float(info.get("build_seconds", 0.0)), **arrays)
@@ -239,7 +239,7 @@ def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
         key = corpus_hash(d)
         build = lambda: build_index(d, progress=progress)   # noqa: E731
     else:
-        raise IndexError_(f"{d} is not a corpus folder (no meta.json) or notes file; build one with "
+        raise CorpusIndexError(f"{d} is not a corpus folder (no meta.json) or notes file; build one with "
                           f"`cadenza data music21 --out {d}` or pass another --corpus")
     folder = cache_root() / "originality" / key[:24]
     if not rebuild and (folder / "index.json").is_file():
@@ -247,7 +247,7 @@ def index_for(data_dir, progress: bool = False, rebuild: bool = False) -> Index:
             idx = load_index(folder)
             idx.corpus = str(d)
             return idx
-        except IndexError_:
+        except CorpusIndexError:
             pass
     if progress:
         import sys

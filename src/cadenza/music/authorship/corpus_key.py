@@ -17,7 +17,7 @@ from cadenza.errors import CadenzaError, DataError
 INDEX_VERSION = 1
 
 
-class IndexError_(CadenzaError):
+class CorpusIndexError(CadenzaError):
     """No originality index or corpus could be found or read."""
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.errors import DataError
-from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, corpus_hash, train_rows
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, CorpusIndexError, corpus_hash, train_rows
 
 NOTES_VERSION = 1
 NOTES_FILE = "originality/notes.npz"
@@ -140,7 +140,7 @@ def save_notes(cn: CorpusNotes, path, data_dir_name: str = "") -> str:
 
 
 def _bad(path, why: str):
-    return IndexError_(f"{path} is not a readable originality notes file ({why}); re-export it with "
+    return CorpusIndexError(f"{path} is not a readable originality notes file ({why}); re-export it with "
                        f"`cadenza check --export-index`")
 
 
@@ -189,7 +189,7 @@ def shipped_notes(model_dir, info: dict | None) -> Path | None:
     if not p.is_file():
         return None
     if entry.get("sha256") and file_sha256(p) != entry["sha256"]:
-        raise IndexError_(f"{p} does not match the sha256 recorded in {Path(model_dir) / 'corpus.json'}; "
+        raise CorpusIndexError(f"{p} does not match the sha256 recorded in {Path(model_dir) / 'corpus.json'}; "
                           f"restore it (git checkout) or re-export it with `cadenza check --export-index`")
     return p
 

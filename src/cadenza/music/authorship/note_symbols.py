@@ -94,6 +94,3 @@ def symbols_from_arrays(p, ioi, du, pc, first=None) -> tuple[np.ndarray, np.ndar
     sp = np.where(new, sep, sp)
     sr = np.where(new, sep, sr)
     return sp, sr
-
-
-_Tables = TokenTables   # the old name, only for music/policies.py (not changed here); import TokenTables

@@ -48,12 +48,12 @@ from cadenza.errors import CadenzaError, ConfigError, DataError
 from cadenza.music.authorship.copy_guard import DEFAULT_MAX_COPY, CopyGuard, CopyLimitError
 from cadenza.music.authorship.corpus_index import (Index, build_index, index_for, index_from_notes, load_index,
                                                   save_index, suffix_array)
-from cadenza.music.authorship.corpus_key import INDEX_VERSION, IndexError_, cache_root, corpus_hash, manifest_sha256
+from cadenza.music.authorship.corpus_key import INDEX_VERSION, CorpusIndexError, cache_root, corpus_hash, manifest_sha256
 from cadenza.music.authorship.note_symbols import TokenTables, notes_of_tokens, symbols
 
 __all__ = [   # the check's own names and, for its callers, those of the index and the guard
     "DEFAULT_MAX_COPY", "FLAG_RUN", "INDEX_VERSION", "NEAR_TOLERANCE", "SCORE_RUN",
-    "CopyGuard", "CopyLimitError", "Index", "IndexError_", "Originality", "Run", "guard_for", "guard_settings", "model_index",
+    "CopyGuard", "CopyLimitError", "Index", "CorpusIndexError", "Originality", "Run", "guard_for", "guard_settings", "model_index",
     "build_index", "cache_root", "check_notes", "check_score", "check_tokens", "corpus_hash", "default_corpus",
     "index_for", "index_from_notes", "load_index", "longest_copy", "manifest_sha256", "model_corpus",
     "notes_of_tokens", "query_notes", "save_index", "suffix_array", "symbols", "training_data_of",
@@ -120,7 +120,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
     folder if it is on this disk (and, where the model ships a notes file, holds the same
     corpus), else the notes file the model ships (``corpus.json``'s ``originality_notes``,
     checked against its sha256). Where there is
-    neither: IndexError_ saying how to get one, or None if not ``required``."""
+    neither: CorpusIndexError saying how to get one, or None if not ``required``."""
     from cadenza.music.authorship.corpus_notes import shipped_notes
     from cadenza.music.registry import default_model_dir
 
@@ -132,7 +132,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
     if not info or not info.get("data_dir"):
         if not required:
             return None
-        raise IndexError_("no corpus to check against: the model names none; pass --corpus DATA_DIR "
+        raise CorpusIndexError("no corpus to check against: the model names none; pass --corpus DATA_DIR "
                           "(a folder built with `cadenza data music21 --out DATA_DIR`)")
     d = corpus_folder(info["data_dir"])
     shipped = shipped_notes(m, info)
@@ -145,7 +145,7 @@ def default_corpus(model_path=None, required: bool = True) -> Path | None:
         return shipped
     if not required:
         return None
-    raise IndexError_(f"the model's training corpus {d} is not on this disk and the model ships no notes file; "
+    raise CorpusIndexError(f"the model's training corpus {d} is not on this disk and the model ships no notes file; "
                       f"build it with `{info.get('build') or 'cadenza data music21 --out ' + str(info['data_dir'])}` "
                       f"(about 12 minutes on 2 cores the first time) or pass --corpus DATA_DIR")
 

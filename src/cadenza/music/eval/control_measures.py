@@ -249,6 +249,3 @@ def corpus_reference(codec, pieces, tempo: float = 120.0) -> dict:
             "valence": {k: mean_or_none(v) for k, v in sorted(thirds.items())},
             "energy_segments": {k: len(v) for k, v in sorted(npb.items())},
             "valence_segments": {k: len(v) for k, v in sorted(thirds.items())}, "segments": n_seg}
-
-
-_bar_starts = bar_starts   # the old name, only for music/eval/form.py (not changed here); import bar_starts

@@ -128,7 +128,7 @@ def run_checks(mm, seeds, bars: int = 16, style=None, progress: bool = True, tem
     """
     from tqdm import tqdm
 
-    from cadenza.music.generate import compose
+    from cadenza.music.composition import compose
 
     seeds = [int(s) for s in seeds]
     if not seeds:

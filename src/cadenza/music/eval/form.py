@@ -49,7 +49,7 @@ class TopLine:
 
 def top_line(x, n_bars: int | None = None) -> TopLine:
     """The top line of a symusic score or a ``Piece``; only its first ``n_bars`` bars when given."""
-    from cadenza.music.eval.control_measures import _bar_starts
+    from cadenza.music.eval.control_measures import bar_starts
 
     notes = notes_of(x)
     keep = np.ones(len(notes.pitch), dtype=bool)
@@ -61,7 +61,7 @@ def top_line(x, n_bars: int | None = None) -> TopLine:
         sel = bar < total
         pitch, onset, bar = pitch[sel], onset[sel], bar[sel]
     score = x.score() if hasattr(x, "ids") and hasattr(x, "score") else x
-    starts = _bar_starts(score, int(onset.max()) if len(onset) else 0)
+    starts = bar_starts(score, int(onset.max()) if len(onset) else 0)
     return TopLine(pitch=pitch, onset=onset, bar=bar, bar_start=starts[:max(total, 1)], n_bars=total)
 
 

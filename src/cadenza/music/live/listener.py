@@ -18,6 +18,8 @@ constraints (the ``answer`` role).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from cadenza.errors import ConfigError
@@ -29,6 +31,12 @@ from cadenza.music.predict import input_decoder
 GRID = 4               # onsets and durations on 16ths (4 per quarter-note beat)
 MOOD = (2, 2)          # the middle valence and energy level, as the studio writes them
 MAX_ANSWER_TOKENS = 64
+
+
+class HeldNote(NamedTuple):
+    """A played note still sounding, waiting for its Duration: where it started, its pitch."""
+    tick: int
+    pitch: int
 
 
 class Listener:
@@ -61,7 +69,7 @@ class Listener:
         self.onset = -1                # tick of the last Position read
         self.vel = None
         self.program = False
-        self.pending: tuple[int, int] | None = None   # (tick, pitch) of a note waiting for its Duration
+        self.pending: HeldNote | None = None          # a note waiting for its Duration
         self.line: list[int] = []      # the line's pitches so far (for the piece memory)
         self.tokens_read = 0
         self._stm = (None, None)       # (the line it was made for, the piece memory's distribution)
@@ -91,7 +99,7 @@ class Listener:
         return bars
 
     def _finish_pending(self, dec, state, end_tick: int | None) -> None:
-        tick, _ = self.pending
+        tick = self.pending.tick
         if end_tick is None or end_tick <= tick:     # a chord: the likeliest Duration
             with torch.inference_mode():
                 p = dec.probs()
@@ -122,16 +130,16 @@ class Listener:
             if vel != self.vel:
                 self._take(self.dec, self.state, r.vel_ids[vel])
                 self.vel = vel
-        self.pending = (tick, pitch)
+        self.pending = HeldNote(tick, pitch)
         self.line.append(pitch)
         del self.line[:-256]
         return tick
 
     def note_off(self, tick: int, pitch: int) -> None:
         """A note's end: its Duration, if it is the note waiting for one."""
-        if self.pending is not None and self.pending[1] == pitch:
+        if self.pending is not None and self.pending.pitch == pitch:
             with torch.inference_mode():
-                self._finish_pending(self.dec, self.state, max(tick, self.pending[0] + self.q))
+                self._finish_pending(self.dec, self.state, max(tick, self.pending.tick + self.q))
             self.pending = None
 
     def add_note(self, tick: int, pitch: int, velocity: int, duration: int) -> None:
@@ -167,7 +175,7 @@ class Listener:
         ``now_tick``), from the model's distribution over its Duration (0 when none is held)."""
         if self.pending is None:
             return 0.0
-        start = self.pending[0]
+        start = self.pending.tick
         with torch.inference_mode():
             p = self.dec.probs()
         past = lasted = 0.0

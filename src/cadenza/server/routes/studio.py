@@ -65,7 +65,8 @@ class SuggestRequest(BaseModel):
     bars: int = Field(default=4, **STUDIO_BARS.pydantic())
     voices: int = Field(default=2, **VOICES.pydantic())
     from_bar: int | None = Field(default=None, ge=0, le=4096,
-                                 description="infill, harmonize: first bar (from 0); harmonize without it: the whole piece")
+                                 description="infill, harmonize: first bar (from 0); "
+                                             "harmonize without it: the whole piece")
     to_bar: int | None = Field(default=None, ge=1, le=4096, description="infill, harmonize: the bar after the last")
     k: int = Field(default=8, **INFILL_CANDIDATES.pydantic(), description="infill: candidates to choose from")
     keep: Literal["person", "all", "none"] = Field(
