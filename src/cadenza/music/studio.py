@@ -2,7 +2,7 @@
 
 A ``StudioSession`` holds the piece as notes (each with who wrote it), the suggestions the
 model has made and not yet had accepted or rejected, and an undo/redo history. It is the
-library under ``/api/studio`` (``cadenza.server.studio``); the page is ``/studio``.
+library under ``/api/studio`` (``cadenza.server.routes.studio``); the page is ``/studio``.
 
 - ``play(notes)`` adds the person's notes and returns the model's five likeliest next
   pitches. The session keeps a KV cache of the piece's tokens: when the new tokens extend
