@@ -26,22 +26,16 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import Protocol
 
-from cadenza.errors import CadenzaError
 from cadenza.bounds import LIVE_TEMPO
+from cadenza.server.prefs_store import SCHEMA_VERSION, PrefsError, PrefsStore  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = 1
 LEVELS = 5
 VALENCE_WORDS = ("dark", "sad", "neutral", "warm", "bright")
 ENERGY_WORDS = ("calm", "gentle", "moderate", "lively", "energetic")
 TEMPO_BAND = 20
 EXPLORE_EVERY = 5   # every fifth choice of a control draws over all its regions, not only the liked ones
 LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class PrefsError(CadenzaError):
-    """The preferences database cannot be used."""
 
 
 def default_path() -> Path:
@@ -66,23 +60,6 @@ def tempo_band(bpm: float) -> int:
 
 
 TEMPO_BANDS = range(tempo_band(LIVE_TEMPO.lo), tempo_band(LIVE_TEMPO.hi) + 1, TEMPO_BAND)   # the bands a tempo is chosen from
-
-
-class PrefsStore(Protocol):
-    """Where the likes and skips live: ``prefs_sqlite.SQLiteStore`` (a file, the default) or
-    ``prefs_postgres.PostgresStore`` (one database that many server processes share). An
-    event is ``(listener, kind, style, valence, energy, tempo, key, at)``; a failure raises
-    ``PrefsError`` with one sentence. Each opens at ``SCHEMA_VERSION``, migrating an older
-    schema forward and refusing a newer one."""
-
-    where: str      # the file, or the URL without its password: what `cadenza serve` prints
-
-    def add(self, event: tuple) -> int: ...                  # one event; its row id
-    def rows(self, listener: str) -> list[tuple]: ...        # (kind, style, valence, energy, tempo), oldest first
-    def events(self) -> list[tuple]: ...                     # every event, oldest first
-    def count(self) -> int: ...
-    def add_all(self, events) -> int: ...                    # all in one transaction, or none
-    def close(self) -> None: ...
 
 
 def is_postgres_url(where) -> bool:

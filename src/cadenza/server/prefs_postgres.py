@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from cadenza.server.prefs import SCHEMA_VERSION, PrefsError
+from cadenza.server.prefs_store import SCHEMA_VERSION, PrefsError
 
 POOL_SIZE = 4
 LOCK_ID = 0x0CADE2A   # pg_advisory_xact_lock key of the migration

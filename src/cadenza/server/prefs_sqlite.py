@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from cadenza.server.prefs import SCHEMA_VERSION, PrefsError
+from cadenza.server.prefs_store import SCHEMA_VERSION, PrefsError
 
 EVENT_COLUMNS = "listener, kind, style, valence, energy, tempo, key, at"
 MIGRATIONS = [
