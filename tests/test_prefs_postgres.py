@@ -81,6 +81,18 @@ def test_processes_starting_together_migrate_once(pg_url):
         p.close()
 
 
+def test_dropped_connections_cost_no_like(pg_url):
+    """The database closes every connection (a restart, a failover): the next like is saved."""
+    p = Preferences(pg_url)
+    p.record("ann", "like", {"style": "folk"})
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        ended = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert ended >= 1
+    assert p.record("ann", "like", {"style": "folk"}) > 0 and p.learned("ann")["likes"] == 2
+    p.close()
+
+
 def test_unreachable_and_malformed_urls_give_one_sentence_without_the_password():
     with pytest.raises(PrefsError, match="cannot be used") as e:
         Preferences("postgresql://cadenza:s3cret@127.0.0.1:1/prefs", timeout=1)

@@ -107,4 +107,7 @@ def _check_and_serve(args) -> int:
         raise ConfigError(f"--max-streams must be from 1 to 256, not {args.max_streams}")
     if not 1 <= args.workers <= 32:
         raise ConfigError(f"--workers must be from 1 to 32, not {args.workers}")
+    from cadenza.server.prefs import check_where
+
+    check_where(args.prefs)
     return _serve(args)

@@ -66,14 +66,19 @@ def is_postgres_url(where) -> bool:
     return isinstance(where, str) and where.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
+def check_where(where) -> None:
+    """Refuse a URL of another database (``mysql://...``): it would be taken for a file name."""
+    if isinstance(where, str) and not is_postgres_url(where) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", where):
+        raise PrefsError(f"--prefs takes an SQLite file or a postgresql:// URL, not {where.split('://')[0]}://...")
+
+
 def open_store(where=None, timeout: float = 2.0) -> PrefsStore:
     """The store at ``where``: a ``postgresql://`` URL, else an SQLite file (default: ``default_path()``)."""
     if is_postgres_url(where):
         from cadenza.server.prefs_postgres import PostgresStore
 
         return PostgresStore(where, timeout=timeout)
-    if isinstance(where, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", where):
-        raise PrefsError(f"--prefs takes an SQLite file or a postgresql:// URL, not {where.split('://')[0]}://...")
+    check_where(where)
     from cadenza.server.prefs_sqlite import SQLiteStore
 
     return SQLiteStore(Path(where) if where is not None else default_path(), timeout=timeout)

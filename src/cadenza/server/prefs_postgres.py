@@ -6,8 +6,9 @@ first use, so the role needs CREATE on the database once. ``cadenza.meta.schema_
 names the schema; ``MIGRATIONS[v]`` takes it from version ``v`` to ``v + 1``. The first
 process to start migrates, in one transaction under an advisory lock, so processes starting
 together neither race nor see half a schema; a database from a newer Cadenza is refused.
-Queries go through a psycopg_pool connection pool (``POOL_SIZE`` connections at most); a
-database that cannot be reached answers ``PrefsError`` within about ``timeout`` seconds.
+Queries go through a psycopg_pool connection pool (``POOL_SIZE`` connections at most), which
+checks a connection before lending it, so a database restart costs no like; a database that
+cannot be reached answers ``PrefsError`` within about ``timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise PrefsError(f"the preferences database {self.where} cannot be used ({_one_line(exc)})") from None
         self.pool = ConnectionPool(kwargs=params, min_size=1, max_size=POOL_SIZE, timeout=timeout, open=False,
-                                   name="cadenza-prefs")
+                                   name="cadenza-prefs", check=ConnectionPool.check_connection)   # a restarted
+        # database's dead connections are replaced before use, not failed on
         try:
             self.pool.open(wait=True, timeout=max(timeout, 5.0))
         except Exception as exc:      # psycopg_pool.PoolTimeout: no connection in time
