@@ -203,13 +203,13 @@ def test_one_decode_loop():
 
 # --------------------------------------------------------------------------- the bounds table
 # The modules that read their user-facing bounds from ``cadenza.bounds``; none may write one
-# as a literal again. (``music/soundtrack.py`` still checks its tempo 30-240 itself, and
-# ``music/predict.py`` its top 1-128: both are being changed elsewhere; add them here when
-# they read the table.)
+# as a literal again. (``music/soundtrack.py`` still checks its tempo 30-240 itself: it is
+# being changed elsewhere; add it here when it reads the table.)
 READS_BOUNDS = ["music/inputs.py", "music/preflight.py", "music/harmony.py", "music/studio.py", "music/infill.py",
                 "prompts.py", "codecs/music/vocab.py", "data/music/music21.py", "commands/write.py",
-                "commands/music_options.py", "server/schemas.py", "server/routes/studio.py", "server/prefs.py"]
-BOUNDED = {"tempo", "bpm", "bars", "seconds", "voices", "temperature", "top_k", "top_p", "k"}
+                "commands/music_options.py", "server/schemas.py", "server/routes/studio.py", "server/prefs.py",
+                "music/predict.py", "commands/predict.py"]
+BOUNDED = {"tempo", "bpm", "bars", "seconds", "voices", "temperature", "top_k", "top_p", "k", "top"}
 # (file, field) pairs still bounded by a literal, each with its reason; the list only shrinks
 LITERAL_BOUNDS_LEFT = {
     ("server/schemas.py", "bars"): "the JSON cap 10,000 lets app.py answer with the server's own limit (Limits.bars)",

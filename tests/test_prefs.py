@@ -105,3 +105,17 @@ def test_what_the_likes_choose_is_what_the_preferences_list(tmp_path):
     assert all(d["style"] == "fiddle" and d["tempo"] == 108 for d in draws[:4])
     assert sum(d["style"] == "fiddle" for d in draws) / len(draws) > 0.8          # every fifth choice explores
     assert {d["style"] for d in draws[4::5]} == set(STYLES) and all(30 <= d["tempo"] <= 240 for d in draws)
+
+
+def test_an_older_schema_is_migrated_forward_in_both_backends(tmp_path):
+    from cadenza.server import prefs_postgres, prefs_sqlite
+
+    assert len(prefs_sqlite.MIGRATIONS) == len(prefs_postgres.MIGRATIONS) == SCHEMA_VERSION
+    old = tmp_path / "old.sqlite3"          # version 0: the bookkeeping table and nothing else
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.commit()
+    db.close()
+    p = Preferences(old)
+    assert p.store.version() == SCHEMA_VERSION and p.record("ann", "like", {"style": "folk"}) > 0
+    assert p.learned("ann")["more"] == ["folk"]

@@ -19,6 +19,7 @@ CLI's help and the server's schemas can read it without loading anything.
 | ``TOP_K`` | at least 1 | every sampler |
 | ``TOP_P`` | more than 0, at most 1 | every sampler |
 | ``SEED`` | 0 to 2**63 - 1 | the music functions, the API |
+| ``PREDICT_TOP`` | 1 to 128 | how many next notes ``predict`` lists (library, CLI, API) |
 
 ``CLOSE_EARLY`` and ``CLOSE_LATE`` say how far a piece given an ending may stray from its
 ``--bars`` (``policies.LengthTarget``).
@@ -57,6 +58,7 @@ TEMPERATURE = Bound(0, 10)
 TOP_K = Bound(1, integer=True)
 TOP_P = Bound(0, 1, above=True)
 SEED = Bound(0, 2**63 - 1, integer=True)
+PREDICT_TOP = Bound(1, 128, integer=True)
 
 CLOSE_EARLY = 1   # a piece given an ending may end from this many bars before its --bars ...
 CLOSE_LATE = 2    # ... and runs at most this many bars past it (policies.LengthTarget)

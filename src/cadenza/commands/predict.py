@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cadenza.bounds import PREDICT_TOP
 from cadenza.commands.music_options import load, options, threads
 
 
@@ -60,7 +61,7 @@ def register(subparsers) -> None:
                     "starting at one of them. For several notes at one onset it is the note the model would "
                     "write first (the REMI order: shorter, then lower, first).")
     p.add_argument("input", metavar="IN.mid", help="the MIDI file to predict from")
-    p.add_argument("--top", type=int, default=5, metavar="N", help="how many candidate notes to show (default 5)")
+    p.add_argument("--top", type=int, default=5, metavar="N", help=f"how many candidate notes to show, {PREDICT_TOP.lo} to {PREDICT_TOP.hi} (default 5)")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--no-memory", action="store_true",
                    help="the network alone: do not mix in the piece memory (a short-term model of the melody so "

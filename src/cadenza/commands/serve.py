@@ -56,7 +56,7 @@ def _serve(args) -> int:
     shown = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     q = "/?token=" + token if token is not None and is_loopback(args.host) else "/"
     print(f"Cadenza {hub.mm.version} at {shown}{q}   (listen: {shown}/listen, API: {shown}/docs)")
-    print(f"preferences: {hub.preferences}" + (f" ({hub.prefs.path})" if hub.prefs is not None else ""))
+    print(f"preferences: {hub.preferences}" + (f" ({hub.prefs.where})" if hub.prefs is not None else ""))
     for line in limits.lines():
         print(f"limits: {line}")
     for line in access.lines():
@@ -91,8 +91,9 @@ def register(sub) -> None:
                    help=f"also let web pages at ORIGIN (scheme://host[:port], like http://localhost:3000; * for any) "
                         f"open streams and send POST/DELETE, to embed the stream in your own app or game; "
                         f"repeatable, or ${ORIGINS_ENV} (comma-separated). Pages from the server itself always may")
-    p.add_argument("--prefs", default=None, help="listener preferences database (default: prefs.sqlite3 in the "
-                                                 "user data folder)")
+    p.add_argument("--prefs", default=None, help="listener preferences: an SQLite file (default: prefs.sqlite3 in "
+                                                 "the user data folder) or a postgresql://USER:PASSWORD@HOST:PORT/DB "
+                                                 "URL that several server processes share")
     p.add_argument("--no-preferences", action="store_true", help="do not keep likes and skips")
     p.add_argument("--max-streams", type=int, default=16, help="open soundtrack streams at most (default 16)")
     p.add_argument("--workers", type=int, default=2, help="generation threads (default 2, one per core)")
@@ -106,4 +107,7 @@ def _check_and_serve(args) -> int:
         raise ConfigError(f"--max-streams must be from 1 to 256, not {args.max_streams}")
     if not 1 <= args.workers <= 32:
         raise ConfigError(f"--workers must be from 1 to 32, not {args.workers}")
+    from cadenza.server.prefs import check_where
+
+    check_where(args.prefs)
     return _serve(args)

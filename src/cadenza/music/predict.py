@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import torch
 
+from cadenza.bounds import PREDICT_TOP
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import DUR, PROG, RemiTables, RemiState
 from cadenza.sampling import Decoder
@@ -203,8 +204,8 @@ def predict_next(mm, midi, top: int = 5, max_onsets: int = 4, onset_mass: float 
     codec = mm.codec
     model = mm.network
     remi = remi_for(codec)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 128:
-        raise ConfigError(f"--top must be a whole number from 1 to 128, not {top!r}")
+    if isinstance(top, bool) or not isinstance(top, int) or not PREDICT_TOP.lo <= top <= PREDICT_TOP.hi:
+        raise ConfigError(f"--top must be a whole number from {PREDICT_TOP.lo} to {PREDICT_TOP.hi}, not {top!r}")
     score = load_score(midi)
     ids, start, _ = styled_input(mm, score, None, "input")
     state = RemiState(remi, record=True).feed_all(ids)

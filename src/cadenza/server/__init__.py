@@ -6,6 +6,7 @@
 - ``limits``: what one request, generation or stream may cost, with the 4xx each breach gives.
 - ``schemas``: the typed (pydantic) request and response models.
 - ``soundtrack``: the stream sessions (``WS /api/stream``), scheduled over a small worker pool.
-- ``prefs``: listener likes and skips in SQLite, and the controls they make likelier.
+- ``prefs``: listener likes and skips, and the controls they make likelier; stored in SQLite
+  (``prefs_sqlite``) or in PostgreSQL shared by many processes (``prefs_postgres``).
 - ``static/``: the pages (``/``, ``/listen``) and the vendored browser synthesizer.
 """

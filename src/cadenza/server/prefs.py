@@ -1,8 +1,11 @@
-"""Listener preferences: likes and skips in SQLite, and the controls they make likelier.
+"""Listener preferences: likes and skips, and the controls they make likelier.
 
-The database (``prefs.sqlite3`` in the user's data directory, from platformdirs; WAL mode;
-``meta.schema_version``) holds one row per like or skip with the controls in force where it
-happened (style, valence, energy, tempo, key). ``learned(listener)`` sums them per region:
+A ``PrefsStore`` holds one row per like or skip with the controls in force where it happened
+(style, valence, energy, tempo, key): an SQLite file by default (``prefs.sqlite3`` in the
+user's data directory, from platformdirs: ``prefs_sqlite``), or a PostgreSQL database that
+many server processes share (``--prefs postgresql://...``: ``prefs_postgres``). Both keep a
+schema version and migrate older schemas forward; ``copy_events`` moves the rows from one
+store to another (``cadenza prefs migrate``). ``learned(listener)`` sums them per region:
 each style, each of the five valence and energy levels, tempo in 20-bpm bands. A region's
 score is likes minus skips. ``taste`` keeps the regions whose score is not zero: they are
 what the page's preferences line lists ("more", "less"), and the controls among them
@@ -13,7 +16,7 @@ in a stream draws over all its regions (the same weights), so liked regions come
 often, skipped ones least, and nothing is ever ruled out. A control whose likes and skips
 cancel out stays with the model.
 
-A database that cannot be opened or used (corrupt, locked, unwritable) raises
+A database that cannot be opened or used (corrupt, locked, unwritable, unreachable) raises
 ``PrefsError`` with one sentence; the server then runs with preferences off and says so.
 """
 
@@ -21,25 +24,18 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
-import threading
 import time
 from pathlib import Path
 
-from cadenza.errors import CadenzaError
 from cadenza.bounds import LIVE_TEMPO
+from cadenza.server.prefs_store import SCHEMA_VERSION, PrefsError, PrefsStore  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = 1
 LEVELS = 5
 VALENCE_WORDS = ("dark", "sad", "neutral", "warm", "bright")
 ENERGY_WORDS = ("calm", "gentle", "moderate", "lively", "energetic")
 TEMPO_BAND = 20
 EXPLORE_EVERY = 5   # every fifth choice of a control draws over all its regions, not only the liked ones
 LISTENER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class PrefsError(CadenzaError):
-    """The preferences database cannot be used."""
 
 
 def default_path() -> Path:
@@ -66,39 +62,39 @@ def tempo_band(bpm: float) -> int:
 TEMPO_BANDS = range(tempo_band(LIVE_TEMPO.lo), tempo_band(LIVE_TEMPO.hi) + 1, TEMPO_BAND)   # the bands a tempo is chosen from
 
 
-class Preferences:
-    def __init__(self, path=None, timeout: float = 2.0):
-        self.path = Path(path) if path is not None else default_path()
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                self._create()
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise PrefsError(f"{self.path} has preferences schema version {row[0]}, this Cadenza reads "
-                                 f"version {SCHEMA_VERSION}; move the file away to start afresh")
-            self.db.execute("SELECT count(*) FROM events").fetchone()
-        except sqlite3.Error as exc:
-            raise PrefsError(f"the preferences database {self.path} cannot be used ({exc}); "
-                             f"move it away or pass another --prefs file") from None
-        except OSError as exc:
-            raise PrefsError(f"the preferences database {self.path} cannot be opened ({exc.strerror or exc})") from None
+def is_postgres_url(where) -> bool:
+    return isinstance(where, str) and where.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
-    def _create(self) -> None:
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.execute("""CREATE TABLE IF NOT EXISTS events (
-                id INTEGER PRIMARY KEY, listener TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like', 'skip')),
-                style TEXT, valence REAL, energy REAL, tempo REAL, key TEXT, at REAL NOT NULL)""")
-            self.db.execute("CREATE INDEX IF NOT EXISTS events_listener ON events (listener)")
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+def check_where(where) -> None:
+    """Refuse a URL of another database (``mysql://...``): it would be taken for a file name."""
+    if isinstance(where, str) and not is_postgres_url(where) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", where):
+        raise PrefsError(f"--prefs takes an SQLite file or a postgresql:// URL, not {where.split('://')[0]}://...")
+
+
+def open_store(where=None, timeout: float = 2.0) -> PrefsStore:
+    """The store at ``where``: a ``postgresql://`` URL, else an SQLite file (default: ``default_path()``)."""
+    if is_postgres_url(where):
+        from cadenza.server.prefs_postgres import PostgresStore
+
+        return PostgresStore(where, timeout=timeout)
+    check_where(where)
+    from cadenza.server.prefs_sqlite import SQLiteStore
+
+    return SQLiteStore(Path(where) if where is not None else default_path(), timeout=timeout)
+
+
+class Preferences:
+    """Likes and skips kept in a ``PrefsStore`` (``where``: an SQLite file, a
+    ``postgresql://`` URL, or a store), and what they make likelier."""
+
+    def __init__(self, where=None, timeout: float = 2.0):
+        self.store: PrefsStore = open_store(where, timeout) if where is None or isinstance(where, (str, Path)) \
+            else where
+        self.where = self.store.where
 
     def close(self) -> None:
-        self.db.close()
+        self.store.close()
 
     def record(self, listener: str, kind: str, controls: dict) -> int:
         """Store a like or a skip with the controls in force; returns its row id."""
@@ -106,30 +102,15 @@ class Preferences:
         if kind not in ("like", "skip"):
             raise ValueError("kind is 'like' or 'skip'")
         c = controls or {}
-        try:
-            with self._lock:
-                cur = self.db.execute(
-                    "INSERT INTO events (listener, kind, style, valence, energy, tempo, key, at) VALUES (?,?,?,?,?,?,?,?)",
-                    (listener, kind, c.get("style"), c.get("valence"), c.get("energy"), c.get("tempo"), c.get("key"),
-                     time.time()))
-                return int(cur.lastrowid)
-        except sqlite3.Error as exc:
-            raise PrefsError(f"the {kind} was not saved: the preferences database {self.path} failed ({exc})") from None
-
-    def _rows(self, listener: str):
-        try:
-            with self._lock:
-                return self.db.execute("SELECT kind, style, valence, energy, tempo FROM events WHERE listener = ?",
-                                       (listener,)).fetchall()
-        except sqlite3.Error as exc:
-            raise PrefsError(f"the preferences database {self.path} failed ({exc})") from None
+        return self.store.add((listener, kind, c.get("style"), c.get("valence"), c.get("energy"), c.get("tempo"),
+                               c.get("key"), time.time()))
 
     def _tally(self, listener: str) -> tuple[dict, int, int, dict]:
         """(scores per control and region, likes, skips, mean liked tempo per tempo band)."""
         scores: dict[str, dict] = {"style": {}, "valence": {}, "energy": {}, "tempo": {}}
         likes = skips = 0
         liked_tempos: dict[str, list] = {}
-        for kind, style, valence, energy, tempo in self._rows(listener):
+        for kind, style, valence, energy, tempo in self.store.rows(listener):
             d = 1 if kind == "like" else -1
             likes += d > 0
             skips += d < 0
@@ -188,6 +169,16 @@ class Preferences:
             return out
 
         return choose
+
+
+def copy_events(src: PrefsStore, dst: PrefsStore) -> int:
+    """Copy every event of ``src`` into ``dst``, which must hold none (a second run would
+    count every like twice): all in one transaction, so ``dst`` gets every event or none."""
+    held = dst.count()
+    if held:
+        raise PrefsError(f"{dst.where} already holds {held} likes and skips; migrate into an empty database "
+                         f"(nothing was copied)")
+    return dst.add_all(src.events())
 
 
 def taste(scores: dict) -> dict:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cadenza.bounds import LIVE_TEMPO, SEED, TEMPERATURE, TOP_P, VOICES
+from cadenza.bounds import LIVE_TEMPO, PREDICT_TOP, SEED, TEMPERATURE, TOP_P, VOICES
 
 Beat = Field(ge=0, le=100_000, description="quarter-note beats from the start")
 TEMPO_MIN, TEMPO_MAX = LIVE_TEMPO.lo, LIVE_TEMPO.hi   # every tempo the API and the pages take (cadenza.bounds)
@@ -91,7 +91,7 @@ class HarmonizeRequest(MusicInput, Sampling, CopyLimit):
 
 
 class PredictRequest(MusicInput):
-    top: int = Field(default=5, ge=1, le=128)
+    top: int = Field(default=5, **PREDICT_TOP.pydantic())
 
 
 class PieceResponse(BaseModel):
