@@ -35,7 +35,7 @@ OPERATIONS = ["GET /api/health", "GET /api/models", "POST /api/compose", "POST /
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
-    import cadenza.server.routes.studio as studio
+    import cadenza.server.studio_sessions as studio
 
     app = create_app(mm=load_model(), limits=Limits(bars=2, seconds=2.0, notes=64),
                      prefs_path=tmp_path_factory.mktemp("fuzz") / "prefs.sqlite3",

@@ -169,7 +169,7 @@ def test_api_session_round_trip(client):
 
 
 def test_api_errors(client, monkeypatch):
-    import cadenza.server.routes.studio as st
+    import cadenza.server.studio_sessions as st
 
     assert client.get("/api/studio/sessions/nope").status_code == 404
     sid = client.post("/api/studio/sessions", json={}).json()["session"]

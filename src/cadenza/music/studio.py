@@ -290,7 +290,7 @@ class StudioSession:
         return out
 
     def _extend(self, kind, bars, voices, constraints, seed):
-        from cadenza.music.generate import continue_piece
+        from cadenza.music.composition import continue_piece
 
         score = self._score(list(self.notes.values()))
         end = max(n.start + n.duration for n in self.notes.values())

@@ -57,7 +57,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
     app.state.hub = hub
     add_checks(app, hub, access or Access())
     add_error_answers(app)
-    include_routes(app, hub)
+    include_routes(app)
     return app
 
 

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from cadenza.server.errors import Refused
 from cadenza.server.limits import Limits
 from cadenza.server.prefs import Preferences, PrefsError
+from cadenza.server.studio_sessions import StudioSessions
 
 TOKEN_COOKIE = "cadenza_token"
 log = logging.getLogger("cadenza.server")
@@ -31,6 +32,7 @@ class Hub:
         self.open()
         self.streams = 0
         self.generations = 0
+        self.studio = StudioSessions()
         self._lock = threading.Lock()
         self.prefs: Preferences | None = None
         self.prefs_problem = "off: --no-preferences" if not preferences else None

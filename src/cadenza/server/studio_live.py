@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from fastapi import WebSocket
 
 from cadenza.errors import CadenzaError
+from cadenza.server.errors import client_went_away
 
 MESSAGE_BYTES = 4096
 SETTINGS = ("role", "density", "count_in", "scale", "key", "tempo", "time_signature", "lead_ms")
@@ -178,32 +180,27 @@ class LiveSocket:
         return False
 
 
-def add_route(r, hub, sessions) -> None:
-    """The socket on the studio's router (``sessions``: its ``Sessions``)."""
-    @r.websocket("/sessions/{sid}/live")
-    async def live(ws: WebSocket, sid: str):
-        await ws.accept()
-        if not hub.carries_token(ws):
-            await ws.close(4401, "play along needs the server's access token: connect with ?token=TOKEN")
-            return
-        sessions.expire()
-        s = sessions.items.get(sid)
-        if s is None:
-            await ws.close(4404, "no such studio session (it expired, or never existed)")
-            return
-        s.touched = time.monotonic()
-        code, reason = 1000, "done"
-        try:
-            code, reason = await LiveSocket(hub, ws, s).run()
-        except Exception as exc:
-            if type(exc).__name__ not in ("WebSocketDisconnect", "ClientDisconnected", "ConnectionClosed",
-                                          "ConnectionClosedOK", "ConnectionClosedError"):
-                import logging
-
-                logging.getLogger("cadenza.server").exception("play along failed")
-                code, reason = 1011, "play along failed on the server (see its log)"
-        s.touched = time.monotonic()
-        try:
-            await ws.close(code, reason[:120])
-        except Exception:
-            pass
+async def play_along(ws: WebSocket, hub, sid: str) -> None:
+    """One play-along socket on the studio session ``sid`` (the route: ``server/routes/studio.py``)."""
+    await ws.accept()
+    if not hub.carries_token(ws):
+        await ws.close(4401, "play along needs the server's access token: connect with ?token=TOKEN")
+        return
+    hub.studio.expire()
+    s = hub.studio.items.get(sid)
+    if s is None:
+        await ws.close(4404, "no such studio session (it expired, or never existed)")
+        return
+    s.touched = time.monotonic()
+    code, reason = 1000, "done"
+    try:
+        code, reason = await LiveSocket(hub, ws, s).run()
+    except Exception as exc:
+        if not client_went_away(exc):
+            logging.getLogger("cadenza.server").exception("play along failed")
+            code, reason = 1011, "play along failed on the server (see its log)"
+    s.touched = time.monotonic()
+    try:
+        await ws.close(code, reason[:120])
+    except Exception:
+        pass

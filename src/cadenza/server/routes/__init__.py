@@ -16,10 +16,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 
-def include_routes(app: FastAPI, hub) -> None:
+def include_routes(app: FastAPI) -> None:
     from cadenza.server.routes import listener, music, pages, stream, studio, system
 
     pages.add_pages(app)
-    for r in (system.router, music.router, listener.router, stream.router):
+    for r in (system.router, music.router, listener.router, studio.router, stream.router):
         app.include_router(r)
-    app.include_router(studio.router(hub))

@@ -10,12 +10,12 @@ import logging
 from fastapi import APIRouter, WebSocket
 
 from cadenza.server import schemas as S
+from cadenza.server.errors import client_went_away
 from cadenza.server.hub import HubDep
 from cadenza.server.prefs import check_listener
 
 router = APIRouter()
 log = logging.getLogger("cadenza.server")
-GONE = ("WebSocketDisconnect", "ClientDisconnected", "ConnectionClosed", "ConnectionClosedOK", "ConnectionClosedError")
 
 
 def moods() -> dict:
@@ -66,7 +66,7 @@ async def stream(ws: WebSocket, hub: HubDep):
         await ws.send_text(ready_message(hub))
         code, reason = await session.run()
     except Exception as exc:   # the client went away mid-send, or a bug: never leave the slot taken
-        if type(exc).__name__ not in GONE:
+        if not client_went_away(exc):
             log.exception("stream failed")
             code, reason = 1011, "the stream failed on the server (see its log)"
     finally:

@@ -1,7 +1,9 @@
 """``/api/studio``: Cadenza Studio sessions over HTTP (thin over ``cadenza.music.studio``).
 
-A session lives in the server process. It expires after ``SESSION_IDLE_S`` without a
-request (then 404, "expired"). At most ``MAX_SESSIONS`` sessions are open (then 503). Each
+A session lives in the server process (``Hub.studio``, ``cadenza.server.studio_sessions``). It
+expires after ``SESSION_IDLE_S`` without a request (then 404, "expired"). At most
+``MAX_SESSIONS`` sessions are open (then 503). Routes get their session through the
+``session_of`` dependency. Each
 request that changes the piece says which notes it may change: ``play`` only adds notes,
 ``delete`` names its ids, and ``accept`` removes exactly the suggestion's ``replaces``.
 Tests check that no other note changes.
@@ -12,19 +14,17 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, WebSocket
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cadenza.bounds import INFILL_CANDIDATES, LIVE_TEMPO, STUDIO_BARS, VOICES
 from cadenza.errors import CadenzaError
 from cadenza.server.errors import Refused
-from cadenza.server.schemas import Bound, Note, bound_of
-
-SESSION_IDLE_S = 1800.0
-MAX_SESSIONS = 32
+from cadenza.server.hub import HubDep
+from cadenza.server.schemas import PROBLEMS, Bound, Note, bound_of
 
 
 class StudioOptions(BaseModel):
@@ -135,191 +135,173 @@ class Exported(BaseModel):
     provenance: dict
 
 
-class Sessions:
-    def __init__(self, hub):
-        self.hub = hub
-        self.items: dict[str, object] = {}
-
-    def expire(self) -> None:
-        now = time.monotonic()
-        for sid in [s for s, v in self.items.items() if now - v.touched > SESSION_IDLE_S]:
-            del self.items[sid]
-
-    def get(self, sid: str):
-        self.expire()
-        s = self.items.get(sid)
-        if s is None:
-            raise Refused(404, f"no studio session {sid[:40]!r}: it expired after {SESSION_IDLE_S / 60:.0f} minutes "
-                               f"without a request, or never existed; start a new one (POST /api/studio/sessions)")
-        s.touched = time.monotonic()
-        return s
+router = APIRouter(prefix="/api/studio", tags=["studio"], responses=PROBLEMS)
 
 
-def router(hub) -> APIRouter:
-    from cadenza.music.constraints import Constraints
+def session_of(sid: str, hub: HubDep):
+    """The path's studio session (404 when it expired or never existed); a dependency."""
+    return hub.studio.get(sid)
+
+
+Session = Annotated[object, Depends(session_of)]
+
+
+def state(sid, s, predictions=None, elapsed=None) -> dict:
+    out = {"session": sid, **s.state()}
+    if predictions is not None:
+        out["predictions"] = predictions
+        out["elapsed_ms"] = elapsed
+    return out
+
+
+async def locked(hub, s, fn, generation: bool = False):
+    """``fn()`` on the worker pool under the session's lock (counted as a generation when
+    asked); a missing id is 404, a library error 422."""
+    def run():
+        with s.lock:
+            return fn()
+
+    try:
+        return await (hub.generate(run) if generation else hub.run(run))
+    except KeyError as exc:
+        raise Refused(404, str(exc.args[0])) from None
+    except CadenzaError as exc:
+        raise Refused(422, " ".join(str(exc).split())) from None
+
+
+def timed(fn):
+    """``fn()`` and the milliseconds it took."""
+    t = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t) * 1000
+
+
+@router.get("/bounds", response_model=dict[str, Bound])
+async def input_bounds():
+    """The bounds of the studio's numbers (tempo; bars, voices and k of a suggestion), read
+    from the request schemas: the page gives its inputs these as min and max."""
+    return bounds()
+
+
+@router.post("/sessions", response_model=SessionState, status_code=201)
+async def new_session(hub: HubDep, opts: StudioOptions = StudioOptions()):
     from cadenza.music.studio import StudioSession
 
-    from cadenza.server.schemas import PROBLEMS
+    try:
+        s = StudioSession(hub.mm, tempo=opts.tempo, time_signature=opts.time_signature, key=opts.key,
+                          style=opts.style, seed=opts.seed)
+    except CadenzaError as exc:
+        raise Refused(422, " ".join(str(exc).split())) from None
+    sid = secrets.token_urlsafe(12)
+    hub.studio.add(sid, s)
+    preds, ms = await locked(hub, s, lambda: timed(s.predictions))
+    return state(sid, s, preds, ms)
 
-    r = APIRouter(prefix="/api/studio", tags=["studio"], responses=PROBLEMS)
-    sessions = Sessions(hub)
-    hub.studio = sessions
-    from cadenza.server.studio_live import add_route
 
-    add_route(r, hub, sessions)      # WS .../live: play along
+@router.get("/sessions/{sid}", response_model=SessionState)
+async def get_session(sid: str, s: Session):
+    return state(sid, s)
 
-    def state(sid, s, predictions=None, elapsed=None) -> dict:
-        out = {"session": sid, **s.state()}
-        if predictions is not None:
-            out["predictions"] = predictions
-            out["elapsed_ms"] = elapsed
-        return out
 
-    async def locked(s, fn):
-        def run():
-            with s.lock:
-                return fn()
+@router.patch("/sessions/{sid}", response_model=SessionState)
+async def settings(sid: str, req: SettingsRequest, s: Session, hub: HubDep):
+    """Change the session's key (the Key selector): predictions and suggestions from now on
+    are conditioned on it; the notes stay; open suggestions go stale."""
+    def run():
+        s.set_key(req.key)
+        return timed(s.predictions)
 
-        try:
-            return await hub.run(run)
-        except KeyError as exc:
-            raise Refused(404, str(exc.args[0])) from None
-        except CadenzaError as exc:
-            raise Refused(422, " ".join(str(exc).split())) from None
+    preds, ms = await locked(hub, s, run)
+    return state(sid, s, preds, ms)
 
-    @r.get("/bounds", response_model=dict[str, Bound])
-    async def input_bounds():
-        """The bounds of the studio's numbers (tempo; bars, voices and k of a suggestion), read
-        from the request schemas: the page gives its inputs these as min and max."""
-        return bounds()
 
-    @r.post("/sessions", response_model=SessionState, status_code=201)
-    async def new_session(opts: StudioOptions = StudioOptions()):
-        sessions.expire()
-        if len(sessions.items) >= MAX_SESSIONS:
-            raise Refused(503, f"{MAX_SESSIONS} studio sessions are open (the limit); try again later",
-                          {"Retry-After": "60"})
-        try:
-            s = StudioSession(hub.mm, tempo=opts.tempo, time_signature=opts.time_signature, key=opts.key,
-                              style=opts.style, seed=opts.seed)
-        except CadenzaError as exc:
-            raise Refused(422, " ".join(str(exc).split())) from None
-        sid = secrets.token_urlsafe(12)
-        sessions.items[sid] = s
-        t = time.perf_counter()
-        preds = await locked(s, s.predictions)
-        return state(sid, s, preds, (time.perf_counter() - t) * 1000)
+@router.post("/sessions/{sid}/notes", response_model=SessionState)
+async def play(sid: str, req: PlayRequest, s: Session, hub: HubDep):
+    def run():
+        s.play([n.model_dump() for n in req.notes])
+        return timed(s.predictions) if req.predict else (None, None)
 
-    @r.get("/sessions/{sid}", response_model=SessionState)
-    async def get_session(sid: str):
-        return state(sid, sessions.get(sid))
+    preds, ms = await locked(hub, s, run)
+    return state(sid, s, preds, ms)
 
-    @r.patch("/sessions/{sid}", response_model=SessionState)
-    async def settings(sid: str, req: SettingsRequest):
-        """Change the session's key (the Key selector): predictions and suggestions from now on
-        are conditioned on it; the notes stay; open suggestions go stale."""
-        s = sessions.get(sid)
 
-        def run():
-            s.set_key(req.key)
-            t = time.perf_counter()
-            return s.predictions(), (time.perf_counter() - t) * 1000
+@router.post("/sessions/{sid}/delete", response_model=SessionState)
+async def delete(sid: str, req: DeleteRequest, s: Session, hub: HubDep):
+    await locked(hub, s, lambda: s.delete(req.ids))
+    return state(sid, s)
 
-        preds, ms = await locked(s, run)
-        return state(sid, s, preds, ms)
 
-    @r.post("/sessions/{sid}/notes", response_model=SessionState)
-    async def play(sid: str, req: PlayRequest):
-        s = sessions.get(sid)
+@router.get("/sessions/{sid}/predictions", response_model=list[Prediction])
+async def predictions(s: Session, hub: HubDep):
+    return await locked(hub, s, s.predictions)
 
-        def run():
-            s.play([n.model_dump() for n in req.notes])
-            if not req.predict:
-                return None, None
-            t = time.perf_counter()
-            p = s.predictions()
-            return p, (time.perf_counter() - t) * 1000
 
-        preds, ms = await locked(s, run)
-        return state(sid, s, preds, ms)
+@router.post("/sessions/{sid}/suggest", response_model=SuggestionOut)
+async def suggest(req: SuggestRequest, s: Session, hub: HubDep):
+    from cadenza.music.constraints import Constraints
 
-    @r.post("/sessions/{sid}/delete", response_model=SessionState)
-    async def delete(sid: str, req: DeleteRequest):
-        s = sessions.get(sid)
-        await locked(s, lambda: s.delete(req.ids))
-        return state(sid, s)
+    try:
+        c = Constraints(**req.constraints.model_dump())
+    except CadenzaError as exc:
+        raise Refused(422, " ".join(str(exc).split())) from None
+    sg = await locked(hub, s, lambda: s.suggest(req.kind, bars=req.bars, voices=req.voices, from_bar=req.from_bar,
+                                                to_bar=req.to_bar, constraints=c, k=req.k, seed=req.seed,
+                                                keep=req.keep), generation=True)
+    return sg.to_dict()
 
-    @r.get("/sessions/{sid}/predictions", response_model=list[Prediction])
-    async def predictions(sid: str):
-        s = sessions.get(sid)
-        return await locked(s, s.predictions)
 
-    @r.post("/sessions/{sid}/suggest", response_model=SuggestionOut)
-    async def suggest(sid: str, req: SuggestRequest):
-        s = sessions.get(sid)
-        try:
-            c = Constraints(**req.constraints.model_dump())
-        except CadenzaError as exc:
-            raise Refused(422, " ".join(str(exc).split())) from None
-        hub.start_generation()
-        try:
-            sg = await locked(s, lambda: s.suggest(req.kind, bars=req.bars, voices=req.voices, from_bar=req.from_bar,
-                                                   to_bar=req.to_bar, constraints=c, k=req.k, seed=req.seed,
-                                                   keep=req.keep))
-        finally:
-            hub.end_generation()
-        return sg.to_dict()
+@router.post("/sessions/{sid}/suggestions/{gid}/{action}", response_model=SessionState)
+async def act(sid: str, gid: int, action: Literal["accept", "reject", "regenerate"], s: Session, hub: HubDep):
+    if action == "regenerate":
+        await locked(hub, s, lambda: s.regenerate(gid), generation=True)
+    else:
+        await locked(hub, s, lambda: s.accept(gid) if action == "accept" else s.reject(gid))
+    return state(sid, s)
 
-    @r.post("/sessions/{sid}/suggestions/{gid}/{action}", response_model=SessionState)
-    async def act(sid: str, gid: int, action: Literal["accept", "reject", "regenerate"]):
-        s = sessions.get(sid)
-        if action == "regenerate":
-            hub.start_generation()
-            try:
-                await locked(s, lambda: s.regenerate(gid))
-            finally:
-                hub.end_generation()
-        else:
-            await locked(s, lambda: s.accept(gid) if action == "accept" else s.reject(gid))
-        return state(sid, s)
 
-    @r.post("/sessions/{sid}/{action}", response_model=SessionState)
-    async def history(sid: str, action: Literal["undo", "redo"]):
-        s = sessions.get(sid)
-        done = await locked(s, s.undo if action == "undo" else s.redo)
-        if not done:
-            raise Refused(409, f"nothing to {action}")
-        return state(sid, s)
+@router.post("/sessions/{sid}/{action}", response_model=SessionState)
+async def history(sid: str, action: Literal["undo", "redo"], s: Session, hub: HubDep):
+    done = await locked(hub, s, s.undo if action == "undo" else s.redo)
+    if not done:
+        raise Refused(409, f"nothing to {action}")
+    return state(sid, s)
 
-    @r.get("/sessions/{sid}/export", response_model=Exported, responses={
-        200: {"content": {"audio/midi": {"schema": {"type": "string", "format": "binary"}},
-                          "audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-              "description": "the piece: JSON (MIDI in base 64 + provenance), the MIDI file or a WAV render"}})
-    async def export(sid: str, format: Literal["json", "midi", "wav"] = "json"):
-        s = sessions.get(sid)
-        if not s.notes:
-            raise Refused(409, "the piece has no notes yet; nothing to export")
-        data, record = await locked(s, s.export)
-        if format == "midi":
-            return Response(data, media_type="audio/midi",
-                            headers={"Content-Disposition": 'attachment; filename="cadenza-studio.mid"'})
-        if format == "wav":
-            def render():
-                import tempfile
-                from pathlib import Path
 
-                from cadenza.codecs.music import score_from_bytes
-                from cadenza.codecs.audio import write_wav
-                from cadenza.render import SAMPLE_RATE, synthesize
+def wav_of(data: bytes) -> bytes:
+    """A MIDI file rendered to WAV bytes (the SoundFont synthesizer)."""
+    import tempfile
+    from pathlib import Path
 
-                audio = synthesize(score_from_bytes(data))
-                with tempfile.TemporaryDirectory() as d:
-                    return write_wav(Path(d) / "studio.wav", audio, SAMPLE_RATE).read_bytes()
+    from cadenza.codecs.audio import write_wav
+    from cadenza.codecs.music import score_from_bytes
+    from cadenza.render import SAMPLE_RATE, synthesize
 
-            wav = await hub.run(render)
-            return Response(wav, media_type="audio/wav",
-                            headers={"Content-Disposition": 'attachment; filename="cadenza-studio.wav"'})
-        return {"midi_base64": base64.b64encode(data).decode("ascii"),
-                "provenance": {k: v for k, v in record.items()}}
+    audio = synthesize(score_from_bytes(data))
+    with tempfile.TemporaryDirectory() as d:
+        return write_wav(Path(d) / "studio.wav", audio, SAMPLE_RATE).read_bytes()
 
-    return r
+
+@router.get("/sessions/{sid}/export", response_model=Exported, responses={
+    200: {"content": {"audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                      "audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the piece: JSON (MIDI in base 64 + provenance), the MIDI file or a WAV render"}})
+async def export(s: Session, hub: HubDep, format: Literal["json", "midi", "wav"] = "json"):
+    if not s.notes:
+        raise Refused(409, "the piece has no notes yet; nothing to export")
+    data, record = await locked(hub, s, s.export)
+    if format == "midi":
+        return Response(data, media_type="audio/midi",
+                        headers={"Content-Disposition": 'attachment; filename="cadenza-studio.mid"'})
+    if format == "wav":
+        wav = await hub.run(wav_of, data)
+        return Response(wav, media_type="audio/wav",
+                        headers={"Content-Disposition": 'attachment; filename="cadenza-studio.wav"'})
+    return {"midi_base64": base64.b64encode(data).decode("ascii"), "provenance": dict(record)}
+
+
+@router.websocket("/sessions/{sid}/live")
+async def live(ws: WebSocket, sid: str, hub: HubDep):
+    """Play along (the protocol: ``cadenza.server.studio_live``)."""
+    from cadenza.server.studio_live import play_along
+
+    await play_along(ws, hub, sid)
