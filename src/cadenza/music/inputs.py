@@ -138,11 +138,16 @@ def _encode_input(codec, score, style, what: str):
     return ids, start
 
 
-def _best_style(mm, ids: list[int], start: int, max_tokens: int = 512) -> str:
+def likeliest_style(mm, ids: list[int] | None = None, start: int = 0, max_tokens: int = 512) -> str:
     """The offered style under which the model finds the encoded piece ``ids`` (prefix up to
-    ``start``) most likely: its first ``max_tokens`` tokens scored once per style, in one batch."""
+    ``start``) most likely: its first ``max_tokens`` tokens scored once per style, in one batch.
+    With no piece (``ids`` None): the style the model itself most likely writes first, after BOS."""
     codec = mm.codec
     offered = codec.offered_styles()
+    if ids is None:
+        with torch.inference_mode():
+            logits = mm.network(torch.tensor([[codec.bos_id]]))[0, -1]
+        return offered[int(torch.argmax(logits[[codec.style_id(s) for s in offered]]))]
     if len(offered) == 1 or len(ids) <= start + 1:
         return offered[0]
     x = ids[:max_tokens]
@@ -162,7 +167,7 @@ def _best_style(mm, ids: list[int], start: int, max_tokens: int = 512) -> str:
 def infer_style(mm, score, max_tokens: int = 512) -> str:
     """The offered style under which the model finds the piece most likely."""
     ids, start = _encode_input(mm.codec, score, "other", "input")
-    return _best_style(mm, ids, start, max_tokens)
+    return likeliest_style(mm, ids, start, max_tokens)
 
 
 def styled_input(mm, score, style, what: str):
@@ -171,7 +176,7 @@ def styled_input(mm, score, style, what: str):
     codec = mm.codec
     style = check_style(codec, style)
     ids, start = _encode_input(codec, score, "other", what)
-    style = style or _best_style(mm, ids, start)
+    style = style or likeliest_style(mm, ids, start)
     ids[1] = codec.style_id(style)           # the prefix is BOS, Style, ...
     return ids, start, style
 

@@ -35,6 +35,7 @@ from cadenza.errors import ConfigError
 from cadenza.music.constraints import Constraints
 from cadenza.music.grammar import RemiState
 from cadenza.music.infill import infill
+from cadenza.music.inputs import likeliest_style
 from cadenza.music.studio_notes import (MODEL, PERSON, Draft, SNote, Suggestion, check_note,  # noqa: F401
                                             followed_voice, line)
 
@@ -55,7 +56,7 @@ class StudioSession:
         self.tempo = float(tempo)
         style = check_style(self.codec, style)
         if style is None:       # the prefix needs every slot: the style the model finds likeliest first
-            style = self._likeliest_style()
+            style = likeliest_style(self.mm)
         self.style, self.time_signature = style, time_signature
         self.set_key(key or "C")
         self.bar_beats = self.ts[0] * 4 / self.ts[1]
@@ -82,13 +83,6 @@ class StudioSession:
         self._dec = None
         if hasattr(self, "suggestions"):
             self.suggestions.clear()
-
-    def _likeliest_style(self) -> str:
-        offered = list(self.codec.offered_styles())
-        ids = [self.codec.style_id(s) for s in offered]
-        with torch.inference_mode():
-            logits = self.mm.network(torch.tensor([[self.codec.bos_id]]))[0, -1]
-        return offered[int(torch.argmax(logits[ids]))]
 
     # ---- the piece as tokens --------------------------------------------------------------
     def _score(self, notes):
@@ -339,7 +333,7 @@ class StudioSession:
 
         from cadenza._version import __version__
         from cadenza.music.output import midi_bytes, provenance_line
-        from cadenza.music.authorship.provenance import credit_summary, note_credit, notes_sha256
+        from cadenza.music.authorship.provenance import SCHEMA, with_notes
 
         s = symusic.Score(TPQ)
         s.tempos.append(symusic.Tempo(0, qpm=self.tempo))
@@ -353,13 +347,10 @@ class StudioSession:
                         t.notes.append(symusic.Note(round(n.start * TPQ), max(1, round(n.duration * TPQ)), n.pitch,
                                                     n.velocity))
                 s.tracks.append(t)
-        notes = note_credit(s, ["person"])
-        digest = notes_sha256(s)
-        record = {"schema": "cadenza.provenance/1", "generator": "Cadenza", "cadenza_version": __version__,
-                  "kind": "studio", "model": self.mm.provenance(), "seed": self.seed,
-                  "settings": {"tempo": self.tempo, "time_signature": f"{self.ts[0]}/{self.ts[1]}", "key": self.key,
-                               "style": self.style},
-                  "notes_sha256": digest, "ticks_per_quarter": TPQ, "credit": credit_summary(notes), "notes": notes}
+        record = with_notes({"schema": SCHEMA, "generator": "Cadenza", "cadenza_version": __version__, "kind": "studio",
+                             "model": self.mm.provenance(), "seed": self.seed,
+                             "settings": {"tempo": self.tempo, "time_signature": f"{self.ts[0]}/{self.ts[1]}",
+                                          "key": self.key, "style": self.style}}, s, ["person"])
         line = (provenance_line(record) + f"; person and model together "
                 f"({record['credit']['human_percent']}% of the notes by the person)")
         s.markers.insert(0, symusic.TextMeta(0, line))

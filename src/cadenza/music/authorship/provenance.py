@@ -106,7 +106,14 @@ def record_for(piece, score, command=None, training_data=None) -> dict:
         from cadenza.io import file_sha256
 
         prov["input"] = {"path": str(input_path), "sha256": file_sha256(input_path)}
-    notes = note_credit(score, [piece.kept_label or "input"] if piece.kept is not None else [])
+    return with_notes(prov, score, [piece.kept_label or "input"] if piece.kept is not None else [])
+
+
+def with_notes(prov: dict, score, person_tracks) -> dict:
+    """``prov`` (who made it and how: schema, generator, kind, model, seed, settings...) completed
+    into a provenance record of ``score``: the notes' digest, their credit (notes on a track named
+    in ``person_tracks`` are the person's) and the notes."""
+    notes = note_credit(score, person_tracks)
     prov["notes_sha256"] = notes_sha256(score)
     prov["ticks_per_quarter"] = int(score.ticks_per_quarter)
     prov["credit"] = credit_summary(notes)
