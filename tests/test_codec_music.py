@@ -424,3 +424,18 @@ def test_decode_to_midi_is_atomic(codec, tmp_path, monkeypatch):
         codec.decode_to_midi(ids, out)
     assert out.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["piece.mid"]
+
+
+def test_every_token_name_is_read_by_one_parser(codec):
+    """``token_value`` reads every token's name; the ids made from values come back to them."""
+    from cadenza.codecs.music.vocab import token_value
+
+    assert token_value("Pitch_61") == 61 and token_value("TimeSig_6/8") == (6, 8)
+    assert token_value("Duration_1.2.8") == (1, 2, 8) and token_value("Mood_3.0") == (3, 0)
+    assert token_value("Key_F#m") == "F#m" and token_value("Bar_None") is None
+    for i in range(codec.vocab_size):
+        kind, v = codec.token_type(i), codec.value(i)
+        assert (v is None) == (kind in ("Bar", "PAD", "BOS", "EOS")), codec.token(i)
+    assert all(codec.id(f"Pitch_{p}") == i for i, p in codec.pitch_ids().items())
+    assert all(codec.mood_id(*codec.mood_levels_of(i)) == i for i in codec.ids_of_type("Mood"))
+    assert all(codec.time_signature_id(*codec.value(i)) == i for i in codec.ids_of_type("TimeSig"))

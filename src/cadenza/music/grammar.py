@@ -81,22 +81,13 @@ class RemiTables:
         self.kind = [OTHER] * V
         self.value: list = [None] * V
         for i in range(V):
-            name = codec.token(i)
-            k, _, v = name.partition("_")
-            kind = _KINDS.get(k, OTHER)
-            self.kind[i] = kind
-            if kind in (POS, PROG, PITCH, DRUM, VEL, TEMPO):
-                self.value[i] = int(v)
-            elif kind == MOOD:
-                self.value[i] = codec.mood_levels_of(i)
-            elif kind == TS:
-                n, d = v.split("/")
-                self.value[i] = (int(n), int(d))
-            elif kind == DUR:
-                a, b, r = (int(x) for x in v.split("."))
-                self.value[i] = Fraction(a) + Fraction(b, r)   # beats of the metre's denominator
-            elif kind in (STYLE, KEY):
+            kind = self.kind[i] = _KINDS.get(codec.token_type(i), OTHER)
+            v = codec.value(i)
+            if kind in (POS, PROG, PITCH, DRUM, VEL, TEMPO, MOOD, TS, STYLE, KEY):
                 self.value[i] = v
+            elif kind == DUR:
+                a, b, r = v
+                self.value[i] = Fraction(a) + Fraction(b, r)   # beats of the metre's denominator
         self.bos, self.eos, self.pad = codec.bos_id, codec.eos_id, codec.pad_id
         self.bar = codec.bar_ids()[0]
         self.pos_ids = {self.value[i]: i for i in range(V) if self.kind[i] == POS}

@@ -75,12 +75,8 @@ class MusicCodec(MusicVocab):
             seq = seq[0]
         return [int(i) for i in seq.ids]
 
-    def _ts_value(self, i: int) -> tuple[int, int]:
-        n, d = self.token(i).split("_")[1].split("/")
-        return int(n), int(d)
-
     def _duration_quarters(self, i: int, den: int) -> float:
-        a, b, r = (int(x) for x in self.token(i).split("_")[1].split("."))
+        a, b, r = self.value(i)
         return (a + b / r) * 4.0 / den
 
     def segment_raw_values(self, ids, qpm: float, ts0=(4, 4)) -> list[tuple[float, float]]:
@@ -100,14 +96,14 @@ class MusicCodec(MusicVocab):
                     seg_quarters.append(0.0)
                 seg_quarters[-1] += ts[0] * 4.0 / ts[1]
             elif kind == "TimeSig":
-                new_ts = self._ts_value(i)
+                new_ts = self.value(i)
                 if bar >= 0 and new_ts != ts:
                     seg_quarters[-1] += (new_ts[0] / new_ts[1] - ts[0] / ts[1]) * 4.0
                 ts = new_ts
             elif kind in ("Pitch", "PitchDrum"):
-                pitch = int(self.token(i).split("_")[1]) if kind == "Pitch" else -1
+                pitch = self.value(i) if kind == "Pitch" else -1
             elif kind == "Velocity":
-                vel = int(self.token(i).split("_")[1])
+                vel = self.value(i)
             elif kind == "Duration" and bar >= 0 and pitch >= 0:
                 seg_notes[-1].append((pitch, self._duration_quarters(i, ts[1]), vel))
         spq = 60.0 / float(qpm)
@@ -224,7 +220,7 @@ class MusicCodec(MusicVocab):
         ts_ids = set(self.ids_of_type("TimeSig"))
         first_ts = next((i for i in remi if i in ts_ids), None)
         if first_ts is not None:
-            features = dataclasses.replace(features, time_signature=self._ts_value(first_ts))
+            features = dataclasses.replace(features, time_signature=self.value(first_ts))
         prefix = self.prefix(features, style)
         qpm = self.tempo_bin(features.tempo)
         raw = self.segment_raw_values(remi, qpm, features.time_signature)

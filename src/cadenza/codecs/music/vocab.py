@@ -13,6 +13,32 @@ from cadenza.codecs.music.midi import normalize_time_signature
 from cadenza.errors import ConfigError, DataError
 
 
+INT_VALUED = ("Pitch", "PitchDrum", "Position", "Program", "Velocity", "Tempo")
+
+
+def token_value(token: str):
+    """A token's value, read from its name (the one parser of token names): an int for
+    Pitch, PitchDrum, Position, Program, Velocity and Tempo; (numerator, denominator) for a
+    TimeSig; (beats, part, resolution) for a Duration (beats + part / resolution of the
+    metre's denominator); (valence, energy) levels for a Mood; the name for a Style or Key;
+    None for the rest (Bar, PAD, BOS, EOS)."""
+    kind, _, v = token.partition("_")
+    if kind in INT_VALUED:
+        return int(v)
+    if kind == "TimeSig":
+        n, d = v.split("/")
+        return int(n), int(d)
+    if kind == "Duration":
+        a, b, r = (int(x) for x in v.split("."))
+        return a, b, r
+    if kind == "Mood":
+        va, e = v.split(".")
+        return int(va), int(e)
+    if kind in ("Style", "Key"):
+        return v
+    return None
+
+
 class MusicVocab:
     """The token table: MidiTok's ids, then the Style, Key, Tempo and Mood tokens; ids by type,
     the prefix and the segment control ids. ``MusicCodec`` adds scores <-> tokens."""
@@ -84,13 +110,17 @@ class MusicVocab:
     def token_type(self, i: int) -> str:
         return self._id_to_token[int(i)].split("_", 1)[0]
 
+    def value(self, i: int):
+        """Token ``i``'s value (``token_value``)."""
+        return token_value(self._id_to_token[int(i)])
+
     def pitch_ids(self) -> dict[int, int]:
         """Token id -> MIDI pitch for every pitch token (drum pitches excluded)."""
-        return {i: int(self.token(i).split("_")[1]) for i in self.ids_of_type("Pitch")}
+        return {i: self.value(i) for i in self.ids_of_type("Pitch")}
 
     def program_ids(self) -> dict[int, int]:
         """Token id -> MIDI program (-1 = drums)."""
-        return {i: int(self.token(i).split("_")[1]) for i in self.ids_of_type("Program")}
+        return {i: self.value(i) for i in self.ids_of_type("Program")}
 
     def bar_ids(self) -> list[int]:
         """Ids that start a bar (REMI's Bar token; empty for TSD)."""
@@ -134,8 +164,7 @@ class MusicVocab:
         return self.id(f"Mood_{int(valence)}.{int(energy)}")
 
     def mood_levels_of(self, i: int) -> tuple[int, int]:
-        v, e = self.token(i).split("_")[1].split(".")
-        return int(v), int(e)
+        return self.value(i)
 
     def _check_level(self, level):
         if not isinstance(level, (int, np.integer)) or not 0 <= level < self.config.levels:
