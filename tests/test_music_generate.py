@@ -19,7 +19,8 @@ from cadenza.codecs.music import MOODS, note_tuples  # noqa: E402
 from cadenza.errors import ConfigError, DataError  # noqa: E402
 from cadenza.music.composition import compose, continue_piece  # noqa: E402
 from cadenza.music.harmony import harmonize  # noqa: E402
-from cadenza.music.inputs import duration_name, pitch_name, remi_for  # noqa: E402
+from cadenza.codecs.music.names import duration_name, pitch_name  # noqa: E402
+from cadenza.music.inputs import remi_for  # noqa: E402
 from cadenza.music.predict import predict_next  # noqa: E402
 from cadenza.music.grammar import DUR, TS, RemiState  # noqa: E402
 

@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass
 
 from cadenza.music.grammar import BAR, GrammarConstraint
-from cadenza.music.inputs import MAX_NEW_TOKENS, PROGRESS_DELAY_S
 from cadenza.music.policies import LengthTarget, GuardedPolicy
 from cadenza.sampling import Decoder
 
 
+MAX_NEW_TOKENS = 400_000   # no decode runs longer than this many tokens
+PROGRESS_DELAY_S = 0.5     # the progress bar appears only for work that takes longer than this
 ENDING_TRIES = 8   # fresh draws of a closing piece's last bars when it was cut, not ended
 
 

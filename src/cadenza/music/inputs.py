@@ -1,18 +1,17 @@
 """What the music functions check and read before any sampling: lengths, sampling settings,
 seeds, input pieces (a path, MIDI bytes or a score), styles (given, or inferred as the one the
-model finds likeliest), and the names of pitches and durations."""
+model finds likeliest). (The names of pitches and durations: ``cadenza.codecs.music.names``.)"""
 
 from __future__ import annotations
 
 import math
 import secrets
-from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 from cadenza.bounds import BARS, SECONDS, SEED, TEMPERATURE
-from cadenza.codecs.music import NOTE_NAMES, load_midi, score_from_bytes
+from cadenza.codecs.music import load_midi, score_from_bytes
 from cadenza.errors import ConfigError, DataError
 from cadenza.music.grammar import DRUM, PITCH, RemiTables
 from cadenza.prompts import check_settings
@@ -21,8 +20,6 @@ from cadenza.prompts import check_settings
 MAX_BARS = BARS.hi          # the bounds are set in cadenza.bounds; these names stay for their importers
 MAX_SECONDS = SECONDS.hi
 DEFAULT_BARS = 16
-MAX_NEW_TOKENS = 400_000
-PROGRESS_DELAY_S = 0.5   # the progress bar appears only for work that takes longer than this
 _REMI_CACHE: dict = {}
 
 
@@ -33,29 +30,6 @@ def remi_for(codec) -> RemiTables:
     if hit is None or hit[0] is not codec:
         hit = _REMI_CACHE[key] = (codec, RemiTables(codec))
     return hit[1]
-
-
-def pitch_name(pitch: int) -> str:
-    """MIDI pitch -> scientific name (60 -> C4)."""
-    return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
-
-
-_DURATION_NAMES = {Fraction(6): "dotted whole", Fraction(4): "whole", Fraction(3): "dotted half",
-                   Fraction(2): "half", Fraction(3, 2): "dotted quarter", Fraction(1): "quarter",
-                   Fraction(4, 3): "half-note triplet", Fraction(3, 4): "dotted eighth", Fraction(1, 2): "eighth",
-                   Fraction(2, 3): "quarter triplet", Fraction(1, 3): "eighth triplet",
-                   Fraction(3, 8): "dotted sixteenth", Fraction(1, 4): "sixteenth",
-                   Fraction(1, 6): "sixteenth triplet", Fraction(1, 8): "thirty-second"}
-
-
-def duration_name(quarters) -> str:
-    """A duration in quarter notes -> 'dotted quarter', 'eighth triplet', or '2 1/2 quarters'."""
-    q = Fraction(quarters).limit_denominator(96)
-    if q in _DURATION_NAMES:
-        return _DURATION_NAMES[q]
-    whole, rest = divmod(q, 1)
-    text = (f"{int(whole)} " if whole else "") + (f"{rest.numerator}/{rest.denominator}" if rest else "")
-    return f"{text.strip()} quarters"
 
 
 # --------------------------------------------------------------------------- validation

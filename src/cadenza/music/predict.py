@@ -11,7 +11,8 @@ from cadenza.bounds import PREDICT_TOP
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import DUR, PROG, RemiTables, RemiState
 from cadenza.sampling import Decoder
-from cadenza.music.inputs import duration_name, load_score, pitch_name, remi_for, styled_input
+from cadenza.codecs.music.names import duration_name, pitch_name
+from cadenza.music.inputs import load_score, remi_for, styled_input
 
 
 # --------------------------------------------------------------------------- predict

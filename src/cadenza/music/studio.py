@@ -135,7 +135,7 @@ class StudioSession:
         """The ``top`` likeliest pitches of the next note of the voice the person is playing
         (``followed_voice``: the melody, or the bass they play), as ``predict_next`` defines it
         (with the piece memory)."""
-        from cadenza.music.inputs import pitch_name
+        from cadenza.codecs.music.names import pitch_name
         from cadenza.music.predict import next_note_distribution, with_memory
 
         self._read(self.tokens(followed_voice(list(self.notes.values()))))

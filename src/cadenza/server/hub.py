@@ -63,7 +63,7 @@ class Hub:
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def generate(self, fn):
+    async def counted(self, fn):
         """``fn`` on the worker pool, counted against the generation limit (503 past it)."""
         self.start_generation()
         try:

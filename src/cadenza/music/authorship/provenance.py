@@ -223,7 +223,7 @@ def verify(path) -> Verdict:
 
 
 def describe_note(n, tpq: int) -> str:
-    from cadenza.music.inputs import pitch_name
+    from cadenza.codecs.music.names import pitch_name
 
     onset = Fraction(int(n[0]), tpq)
     inst = "drums" if int(n[4]) == -1 else f"program {int(n[4])}"

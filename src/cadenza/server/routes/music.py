@@ -46,7 +46,7 @@ async def compose(req: S.ComposeRequest, hub: HubDep):
     from cadenza.music.composition import compose as run
 
     check_length(req, hub.limits)
-    piece = await hub.generate(guarded(hub, req, lambda guard: run(
+    piece = await hub.counted(guarded(hub, req, lambda guard: run(
         hub.mm, style=req.style, mood=req.mood, valence=req.valence, energy=req.energy, bars=req.bars,
         seconds=req.seconds, tempo=req.tempo, key=req.key, time_signature=req.time_signature, seed=req.seed,
         temperature=req.temperature, top_p=req.top_p, guard=guard)))
@@ -59,7 +59,7 @@ async def continue_(req: S.ContinueRequest, hub: HubDep):
 
     check_length(req, hub.limits)
     score = score_of(req, hub.limits)
-    piece = await hub.generate(guarded(hub, req, lambda guard: continue_piece(
+    piece = await hub.counted(guarded(hub, req, lambda guard: continue_piece(
         hub.mm, score, bars=req.bars, seconds=req.seconds, style=req.style, seed=req.seed,
         temperature=req.temperature, top_p=req.top_p, mood=req.mood, valence=req.valence, energy=req.energy,
         guard=guard)))
@@ -75,7 +75,7 @@ async def harmonize(req: S.HarmonizeRequest, hub: HubDep):
     bars_in = score.end() / max(1, score.ticks_per_quarter * 4)
     if bars_in > limits.bars:
         raise Refused(422, f"the melody is about {bars_in:.0f} bars; this server harmonizes at most {limits.bars}")
-    piece = await hub.generate(guarded(hub, req, lambda guard: run(
+    piece = await hub.counted(guarded(hub, req, lambda guard: run(
         hub.mm, score, voices=req.voices, style=req.style, seed=req.seed, temperature=req.temperature,
         top_p=req.top_p, guard=guard), strict=False))
     return answer(piece, "/api/harmonize", req)
@@ -86,7 +86,7 @@ async def predict(req: S.PredictRequest, hub: HubDep):
     from cadenza.music.predict import predict_next
 
     score = score_of(req, hub.limits)
-    p = await hub.generate(lambda: predict_next(hub.mm, score, top=req.top))
+    p = await hub.counted(lambda: predict_next(hub.mm, score, top=req.top))
     return {"notes": [{"pitch": n.pitch, "name": n.name, "probability": float(n.probability), "onset": n.onset,
                        "duration": n.duration} for n in p.notes],
             "p_end": float(p.p_end), "coverage": float(p.coverage), "last_note": p.last_note,

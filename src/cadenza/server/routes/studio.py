@@ -162,7 +162,7 @@ async def locked(hub, s, fn, generation: bool = False):
             return fn()
 
     try:
-        return await (hub.generate(run) if generation else hub.run(run))
+        return await (hub.counted(run) if generation else hub.run(run))
     except KeyError as exc:
         raise Refused(404, str(exc.args[0])) from None
     except CadenzaError as exc:
