@@ -47,8 +47,8 @@ export function startMetronome(t0ms) {
 
 function click(atMs, down) {
   state.metronomeClicks++;
+  if (!audio() || !player.synth) return;
   const synth = player.synth, ctx = player.ctx;
-  if (!audio() || !synth) return;
   const when = Math.max(ctx.currentTime, ctx.currentTime + (atMs - performance.now()) / 1000);
   const note = down ? 76 : 77;   // GM percussion: high / low wood block
   synth.noteOn(9, note, down ? 110 : 80, { time: when });
