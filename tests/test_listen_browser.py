@@ -36,7 +36,7 @@ require_chromium()
 pytestmark = pytest.mark.timeout(120)
 
 
-def state(page, expr: str = "window.cadenzaState"):
+def state(page, expr: str = "window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -73,7 +73,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def page(server, chromium):
     context, pg = open_page(chromium, server["url"], "/listen", sockets=True)
-    wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
+    wait_for(pg, "window.cadenza && window.cadenza.debug.state.connected", 20, "the stream's ready message")
     yield pg
     context.close()
 
@@ -91,14 +91,14 @@ def roll_pixels(page) -> int:
 
 
 def test_start_plays_notes_in_the_roll(page):
-    assert state(page, "window.cadenzaState.ready.styles"), "the ready message lists the styles"
+    assert state(page, "window.cadenza.debug.state.ready.styles"), "the ready message lists the styles"
     options = page.locator("#style option").all_inner_texts()
-    assert options[0] == "any" and len(options) == 1 + len(state(page, "window.cadenzaState.ready.styles"))
+    assert options[0] == "any" and len(options) == 1 + len(state(page, "window.cadenza.debug.state.ready.styles"))
     before = roll_pixels(page)
     page.locator("#tempo").fill("160")  # quick bars keep the test short; also checks the tempo control
     page.click("#start")
-    wait_for(page, "window.cadenzaState.notesPlayed > 0", 30, "the first notes to play")
-    wait_for(page, "window.cadenzaState.synth === 'ready'", 30, "the SoundFont to load")
+    wait_for(page, "window.cadenza.debug.state.notesPlayed > 0", 30, "the first notes to play")
+    wait_for(page, "window.cadenza.debug.state.synth === 'ready'", 30, "the SoundFont to load")
     s = state(page)
     assert s["audioState"] == "running"
     assert s["notesReceived"] >= s["notesPlayed"] > 0
@@ -106,8 +106,8 @@ def test_start_plays_notes_in_the_roll(page):
     assert first["controls"]["tempo"] == pytest.approx(160, abs=1) and first["chosen_by"]["tempo"] == "listener"
     # the playhead moves with the audio clock, and the roll shows notes and the playhead
     beat0 = s["playheadBeat"]
-    wait_for(page, f"window.cadenzaState.playheadBeat > {beat0} + 1", 10, "the playhead to move")
-    wait_for(page, "window.cadenzaState.rollNotesDrawn > 0", 5, "notes in the roll")
+    wait_for(page, f"window.cadenza.debug.state.playheadBeat > {beat0} + 1", 10, "the playhead to move")
+    wait_for(page, "window.cadenza.debug.state.rollNotesDrawn > 0", 5, "notes in the roll")
     after = roll_pixels(page)
     assert after > before + 200, f"the roll drew {after} non-background pixels (before start: {before})"
     status = page.locator("#status").inner_text()
@@ -128,7 +128,7 @@ def test_mood_pad_steers_later_segments(page):
     page.mouse.click(x, y)
     want_v = ">= 0.8" if right else "<= 0.2"
     want_e = ">= 0.8" if top else "<= 0.2"
-    wait_for(page, f"""window.cadenzaState.segments.slice({n_before}).some(g =>
+    wait_for(page, f"""window.cadenza.debug.state.segments.slice({n_before}).some(g =>
                  g.controls.valence {want_v} && g.controls.energy {want_e})""",
              30, f"a later segment with valence {want_v} and energy {want_e}")
     s = state(page)
@@ -143,8 +143,8 @@ def test_mood_pad_steers_later_segments(page):
 
 def test_like_is_stored_in_sqlite(page, server):
     page.click("#like")
-    wait_for(page, "window.cadenzaState.acks.some(a => a.type === 'liked')", 10, "the like acknowledgement")
-    listener = state(page, "window.cadenzaState.listener")
+    wait_for(page, "window.cadenza.debug.state.acks.some(a => a.type === 'liked')", 10, "the like acknowledgement")
+    listener = state(page, "window.cadenza.debug.state.listener")
     assert listener == page.evaluate("localStorage.getItem('cadenza.listener')")
     with sqlite3.connect(server["prefs"]) as db:
         rows = db.execute("SELECT kind, style, valence, energy FROM events WHERE listener = ?", (listener,)).fetchall()
@@ -155,7 +155,7 @@ def test_like_is_stored_in_sqlite(page, server):
 
 def test_screenshot(page, tmp_path):
     """The README's picture: playing, the pad moved and followed, one like learned."""
-    wait_for(page, "window.cadenzaState.rollNotesDrawn > 8 && window.cadenzaState.playheadBeat > 12", 15,
+    wait_for(page, "window.cadenza.debug.state.rollNotesDrawn > 8 && window.cadenza.debug.state.playheadBeat > 12", 15,
              "a fuller roll for the screenshot")
     page.wait_for_timeout(600)
     target = SCREENSHOT if os.environ.get("CADENZA_SCREENSHOTS") == "1" else tmp_path / "listen.png"
@@ -168,16 +168,16 @@ def test_skip_cuts_and_new_music_follows(page, server):
     before = state(page)
     received, heard_at, n_cuts = before["notesReceived"], before["playheadBeat"], len(before["cuts"])
     page.click("#skip")
-    wait_for(page, f"window.cadenzaState.cuts.length > {n_cuts} && "
-                   "window.cadenzaState.acks.some(a => a.type === 'skipped')", 15, "a cut after the skip")
+    wait_for(page, f"window.cadenza.debug.state.cuts.length > {n_cuts} && "
+                   "window.cadenza.debug.state.acks.some(a => a.type === 'skipped')", 15, "a cut after the skip")
     s = state(page)
     cut = s["cuts"][-1]
     assert cut >= heard_at - 0.25, f"the cut at beat {cut} drops music already heard (playhead {heard_at})"
     seq_before = s["lastCut"]["seqBefore"]
-    wait_for(page, f"window.cadenzaState.notesReceived > {received} && "
-                   f"window.cadenzaState.segments.some(g => g.beat >= {cut})", 20, "new music after the cut")
+    wait_for(page, f"window.cadenza.debug.state.notesReceived > {received} && "
+                   f"window.cadenza.debug.state.segments.some(g => g.beat >= {cut})", 20, "new music after the cut")
     # on the page's timeline, every note from the cut on came after it: the old ones were dropped
-    later = page.evaluate(f"() => window.cadenzaNotes().filter(n => n.start >= {cut})")
+    later = page.evaluate(f"() => window.cadenza.debug.notes().filter(n => n.start >= {cut})")
     assert later and all(n["seq"] > seq_before for n in later), (cut, seq_before, later[:3])
     listener = s["listener"]
     with sqlite3.connect(server["prefs"]) as db:
@@ -191,7 +191,7 @@ def test_download_midi_has_the_heard_notes(page, tmp_path):
     path = tmp_path / "heard.mid"
     info.value.save_as(path)
     assert info.value.suggested_filename.endswith(".mid")
-    made = state(page, "window.cadenzaState.lastDownload")
+    made = state(page, "window.cadenza.debug.state.lastDownload")
     pm = pretty_midi.PrettyMIDI(str(path))
     notes = [n for inst in pm.instruments for n in inst.notes]
     assert len(notes) == made["notes"] > 0
@@ -202,20 +202,20 @@ def test_download_midi_has_the_heard_notes(page, tmp_path):
 def test_nothing_loaded_from_outside_then_stop_and_start_again(page):
     assert page.foreign == [], f"the page asked for something outside its server: {page.foreign}"
     assert page.problems == [], page.problems  # no page error, no console error (a 404 is one)
-    assert state(page, "window.cadenzaState.errors") == []
+    assert state(page, "window.cadenza.debug.state.errors") == []
     # and the guard does catch an outside request
     page.evaluate("() => { const i = new Image(); i.src = 'http://192.0.2.1/x.png'; document.body.append(i); }")
     page.wait_for_timeout(300)
     assert any("192.0.2.1" in u for u in page.foreign)
     page.click("#start")  # stop
-    wait_for(page, "!window.cadenzaState.playing && !window.cadenzaState.connected", 5, "stop")
+    wait_for(page, "!window.cadenza.debug.state.playing && !window.cadenza.debug.state.connected", 5, "stop")
     # and Start again: a new stream on a new socket, from beat 0
     page.click("#start")
-    wait_for(page, "window.cadenzaState.playing && window.cadenzaState.notesPlayed > 0", 30, "a second start")
+    wait_for(page, "window.cadenza.debug.state.playing && window.cadenza.debug.state.notesPlayed > 0", 30, "a second start")
     s = state(page)
     assert s["cuts"] == [] and s["segments"][0]["beat"] == 0 and s["playheadBeat"] < 16
     page.click("#start")
-    wait_for(page, "!window.cadenzaState.playing", 5, "stop")
+    wait_for(page, "!window.cadenza.debug.state.playing", 5, "stop")
 
 
 def test_token_goes_on_every_request(model, chromium, tmp_path):
@@ -234,11 +234,11 @@ def test_token_goes_on_every_request(model, chromium, tmp_path):
             denied = pg.goto(url + "/listen")
             assert denied.status == 401, "the server asks for its token"
             pg.goto(f"{url}/listen?token={secret}")
-            wait_for(pg, "window.cadenzaState.connected", 20, "the stream's ready message with the token")
+            wait_for(pg, "window.cadenza.debug.state.connected", 20, "the stream's ready message with the token")
             pg.click("#start")
-            wait_for(pg, "window.cadenzaState.notesPlayed > 0 && window.cadenzaState.synth === 'ready'", 30,
+            wait_for(pg, "window.cadenza.debug.state.notesPlayed > 0 && window.cadenza.debug.state.synth === 'ready'", 30,
                      "notes and the SoundFont through the token")
-            wait_for(pg, "window.cadenzaState.preferences !== null", 10, "the listener's preferences")
+            wait_for(pg, "window.cadenza.debug.state.preferences !== null", 10, "the listener's preferences")
             pg.click("#start")  # stop
         finally:
             context.close()
@@ -260,7 +260,7 @@ def test_preferences_off_the_page_says_so_and_plays(model, chromium, tmp_path):
         pg = context.new_page()
         try:
             pg.goto(url + "/listen")
-            wait_for(pg, "window.cadenzaState.connected", 20, "the stream's ready message")
+            wait_for(pg, "window.cadenza.debug.state.connected", 20, "the stream's ready message")
             text = pg.locator("#prefs").inner_text()
             assert text.startswith("Preferences are off") and "still plays" in text, text
             # the pad's very corners register (before Start: remembered, then sent with start)
@@ -268,18 +268,18 @@ def test_preferences_off_the_page_says_so_and_plays(model, chromium, tmp_path):
             for dx, dy, v, e in [(1, 1, 0, 1), (-1, 1, 1, 1), (1, -1, 0, 0), (-1, -1, 1, 0)]:
                 pg.mouse.click(box["x"] + (dx if dx > 0 else box["width"] + dx),
                                box["y"] + (dy if dy > 0 else box["height"] + dy))
-                got = state(pg, "window.cadenzaState.pad")
+                got = state(pg, "window.cadenza.debug.state.pad")
                 assert got["touched"] and got["valence"] == pytest.approx(v, abs=0.02) \
                     and got["energy"] == pytest.approx(e, abs=0.02), (dx, dy, got)
             pg.focus("#pad")
             pg.keyboard.press("ArrowUp")  # arrows move it too: now valence 1, energy 0.05
             pg.click("#start")
-            wait_for(pg, "window.cadenzaState.notesPlayed > 0", 30, "notes with preferences off")
-            first = state(pg, "window.cadenzaState.segments[0]")
+            wait_for(pg, "window.cadenza.debug.state.notesPlayed > 0", 30, "notes with preferences off")
+            first = state(pg, "window.cadenza.debug.state.segments[0]")
             assert first["chosen_by"]["valence"] == first["chosen_by"]["energy"] == "listener", first
             assert first["controls"]["valence"] >= 0.8 and first["controls"]["energy"] <= 0.2, first
             pg.click("#like")
-            wait_for(pg, "window.cadenzaState.acks.length > 0", 10, "the like's acknowledgement")
+            wait_for(pg, "window.cadenza.debug.state.acks.length > 0", 10, "the like's acknowledgement")
             assert pg.locator("#prefs").inner_text() == text
             pg.click("#start")  # stop
         finally:

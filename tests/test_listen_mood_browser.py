@@ -18,7 +18,7 @@ require_chromium()
 pytestmark = pytest.mark.timeout(180)
 
 
-def state(page, expr="window.cadenzaState"):
+def state(page, expr="window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -32,10 +32,10 @@ def server(tmp_path_factory):
 def page(server):
     with chromium_browser() as chromium:
         context, pg = open_page(chromium, server["url"], "/listen?seed=3", sockets=True)
-        wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
+        wait_for(pg, "window.cadenza && window.cadenza.debug.state.connected", 20, "the stream's ready message")
         yield pg
         assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
-        assert state(pg, "window.cadenzaState.errors") == []
+        assert state(pg, "window.cadenza.debug.state.errors") == []
         context.close()
 
 
@@ -51,8 +51,8 @@ def section_at(page, n: int, high: bool, what: str) -> tuple[dict, int]:
     both low (<= 0.2), waited for; and how many segments there are then."""
     cond = ("g.controls.valence >= 0.8 && g.controls.energy >= 0.8" if high else
             "g.controls.valence <= 0.2 && g.controls.energy <= 0.2")
-    wait_for(page, f"window.cadenzaState.segments.slice({n}).some(g => {cond})", 40, what)
-    segs = state(page, "window.cadenzaState.segments")
+    wait_for(page, f"window.cadenza.debug.state.segments.slice({n}).some(g => {cond})", 40, what)
+    segs = state(page, "window.cadenza.debug.state.segments")
     hit = [g for g in segs[n:] if all((g["controls"][k] >= 0.8) if high else (g["controls"][k] <= 0.2)
                                       for k in ("valence", "energy"))]
     return hit[0], len(segs)
@@ -62,8 +62,8 @@ def test_the_pad_moves_the_tempo_and_the_mode(page):
     page.select_option("#style", "fiddle")
     assert page.locator("#tempo-auto").is_hidden(), "the tempo is on auto"
     page.click("#start")
-    wait_for(page, "window.cadenzaState.segments.length > 0", 30, "the first segment")
-    n = len(state(page, "window.cadenzaState.segments"))
+    wait_for(page, "window.cadenza.debug.state.segments.length > 0", 30, "the first segment")
+    n = len(state(page, "window.cadenza.debug.state.segments"))
     corner(page, right=True, top=True)              # happy, energetic
     happy, n = section_at(page, n, True, "a happy, energetic section")
     corner(page, right=False, top=False)            # sad, calm
@@ -74,7 +74,7 @@ def test_the_pad_moves_the_tempo_and_the_mode(page):
     tonic, mode = parse_key(happy["controls"]["key"])
     assert mode == "major" and parse_key(sad["controls"]["key"]) == (tonic, "minor"), \
         (happy["controls"]["key"], sad["controls"]["key"])
-    wait_for(page, f"window.cadenzaState.currentSegment && window.cadenzaState.currentSegment.beat >= {sad['beat']}",
+    wait_for(page, f"window.cadenza.debug.state.currentSegment && window.cadenza.debug.state.currentSegment.beat >= {sad['beat']}",
              40, "the sad section under the playhead")
     t = round(sad["controls"]["tempo"])
     text = page.locator("#status").inner_text()

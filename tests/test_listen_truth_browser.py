@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(180)
 MOODS = {"tense", "happy", "calm", "sad", "energetic"}
 
 
-def state(page, expr="window.cadenzaState"):
+def state(page, expr="window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -41,10 +41,10 @@ def server(tmp_path_factory):
 def page(server):
     with chromium_browser() as chromium:
         context, pg = open_page(chromium, server["url"], "/listen?seed=7", sockets=True)
-        wait_for(pg, "window.cadenzaState && window.cadenzaState.connected", 20, "the stream's ready message")
+        wait_for(pg, "window.cadenza && window.cadenza.debug.state.connected", 20, "the stream's ready message")
         yield pg
         assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
-        assert state(pg, "window.cadenzaState.errors") == []
+        assert state(pg, "window.cadenza.debug.state.errors") == []
         context.close()
 
 
@@ -59,9 +59,9 @@ def status(page):
 
 
 def test_the_pad_carries_the_status_words(page):
-    ready = state(page, "window.cadenzaState.ready")
+    ready = state(page, "window.cadenza.debug.state.ready")
     pad = ready["pad"]
-    labels = state(page, "window.cadenzaState.padLabels")
+    labels = state(page, "window.cadenza.debug.state.padLabels")
     assert {lab["name"] for lab in labels} == MOODS == set(ready["moods"])
     for lab in labels:    # each word sits on a cell the status would name with that word
         assert pad_mood(pad, lab["valence"], lab["energy"]) == lab["name"]
@@ -77,8 +77,8 @@ def test_status_counts_bars_from_1_and_says_who_chose(page):
     assert page.locator("#tempo-value").inner_text() == "108 bpm" and page.locator("#tempo-auto").is_visible()
     page.click("#start")
     wait_for(page, "document.getElementById('status').textContent.startsWith('bar 1 ·')", 30, "the status at bar 1")
-    wait_for(page, "window.cadenzaState.currentSegment !== null", 10, "the first segment under the playhead")
-    seg = state(page, "window.cadenzaState.currentSegment")
+    wait_for(page, "window.cadenza.debug.state.currentSegment !== null", 10, "the first segment under the playhead")
+    seg = state(page, "window.cadenza.debug.state.currentSegment")
     c, by = seg["controls"], seg["chosen_by"]
     assert c["style"] == "fiddle" and c["tempo"] == pytest.approx(108) and by["style"] == by["tempo"] == "listener"
     text = status(page)
@@ -87,32 +87,32 @@ def test_status_counts_bars_from_1_and_says_who_chose(page):
     assert f"{c['mood']} (the model)" in text, text        # the pad was never touched
     assert "(the model)" in text.split("bpm")[-1], text    # the key
     # the ring (where the music is) sits on the cell the status names; no dot before a touch
-    assert pad_mood(state(page, "window.cadenzaState.ready.pad"), c["valence"], c["energy"]) == c["mood"]
-    assert not state(page, "window.cadenzaState.pad")["touched"]
+    assert pad_mood(state(page, "window.cadenza.debug.state.ready.pad"), c["valence"], c["energy"]) == c["mood"]
+    assert not state(page, "window.cadenza.debug.state.pad")["touched"]
     assert page.locator("#tempo").input_value() == "108"
 
 
 def test_a_like_steers_the_next_section_and_the_words_agree(page):
     page.click("#like")
-    wait_for(page, "window.cadenzaState.acks.some(a => a.type === 'liked' && a.saved)", 10, "the like, saved")
+    wait_for(page, "window.cadenza.debug.state.acks.some(a => a.type === 'liked' && a.saved)", 10, "the like, saved")
     wait_for(page, "document.getElementById('prefs').textContent.includes('1 like')", 10, "the preferences line")
     prefs = page.locator("#prefs").inner_text()
     assert "fiddle" in prefs and "90-110 bpm" in prefs, prefs
     assert "Your likes choose the style, mood and tempo you leave free." in prefs, prefs
-    n = len(state(page, "window.cadenzaState.segments"))
+    n = len(state(page, "window.cadenza.debug.state.segments"))
     page.select_option("#style", "")     # "any": the style is free again
     page.click("#tempo-auto")            # and the tempo
     assert page.locator("#tempo-auto").is_hidden()
-    wait_for(page, f"""window.cadenzaState.segments.slice({n}).some(g =>
+    wait_for(page, f"""window.cadenza.debug.state.segments.slice({n}).some(g =>
                  g.chosen_by.style === 'preferences' && g.chosen_by.tempo === 'preferences')""",
              30, "a section whose style and tempo the likes chose")
-    seg = next(g for g in state(page, "window.cadenzaState.segments")[n:]
+    seg = next(g for g in state(page, "window.cadenza.debug.state.segments")[n:]
                if g["chosen_by"]["style"] == g["chosen_by"]["tempo"] == "preferences")
     assert seg["controls"]["style"] == "fiddle"
     assert seg["controls"]["tempo"] == pytest.approx(108, abs=2)
-    wait_for(page, f"window.cadenzaState.currentSegment && window.cadenzaState.currentSegment.beat >= {seg['beat']}",
+    wait_for(page, f"window.cadenza.debug.state.currentSegment && window.cadenza.debug.state.currentSegment.beat >= {seg['beat']}",
              30, "that section under the playhead")
-    text, who = status(page), state(page, "window.cadenzaState.statusChoosers")
+    text, who = status(page), state(page, "window.cadenza.debug.state.statusChoosers")
     assert "fiddle (your likes)" in text and f"{round(seg['controls']['tempo'])} bpm (your likes)" in text, text
     credited = {k for k, v in who.items() if v == "your likes"}
     assert {"style", "tempo"} <= credited and credited <= {"style", "mood", "tempo"}, who

@@ -59,7 +59,7 @@ FAKE_MIDI = """
 """
 
 
-def state(page, expr: str = "window.studioState"):
+def state(page, expr: str = "window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -75,7 +75,7 @@ def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):
 
 
 def settle(page, what="the page's requests"):
-    wait_for(page, "window.studioState.ready && window.studioState.busy === 0", 30, what)
+    wait_for(page, "window.cadenza.debug.state.ready && window.cadenza.debug.state.busy === 0", 30, what)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def page(server, chromium):
 
 
 def api(server, page, rest="", method="GET"):
-    sid = state(page, "window.studioState.session")
+    sid = state(page, "window.cadenza.debug.state.session")
     req = urllib.request.Request(f"{server['url']}/api/studio/sessions/{sid}{rest}", method=method)
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
@@ -157,7 +157,7 @@ def test_page_loads_with_a_session_a_piano_and_midi(page):
     page.keyboard.press("z")
     assert key(page, 60).locator(".kb").inner_text().lower() == "a"
     # two requests so far: the number boxes' bounds and the session
-    assert state(page, "window.studioState.notes") == [] and state(page, "window.studioState.requests") == 2
+    assert state(page, "window.cadenza.debug.state.notes") == [] and state(page, "window.cadenza.debug.state.requests") == 2
     # the fake Web MIDI was asked for without sysex, and its ports are listed
     assert page.evaluate("window.__fakeMidi.asked") == [{"sysex": False}]
     assert s["midi"]["available"] and s["midi"]["inputs"] == ["Fake keyboard"] and s["midi"]["outputs"] == ["Fake synth"]
@@ -194,7 +194,7 @@ def test_click_and_type_notes_light_the_predicted_keys(page, server):
     assert by_pitch[best]["p"] == pytest.approx(1.0) and all(k["p"] <= 1.0 for k in lit)
     assert "Next, the model thinks" in page.locator("#predictions-text").inner_text()
     # the roll draws the person's notes in the person's colour
-    assert state(page, "window.studioState.rollStats")["person"] == 8
+    assert state(page, "window.cadenza.debug.state.rollStats")["person"] == 8
     assert color_pixels(page, PERSON_RGB) > 100
     assert page.locator("#credit").inner_text() == "you wrote 100% of the notes (8 of 8)"
 
@@ -204,7 +204,7 @@ def test_recording_a_midi_phrase_quantizes_to_16ths(page, server):
     recording started (its events' time stamps), which land on the 16th grid from bar 3."""
     page.locator("#metronome").check()
     page.click("#record")
-    wait_for(page, "window.studioState.recording", 5, "recording")
+    wait_for(page, "window.cadenza.debug.state.recording", 5, "recording")
     s = state(page)
     assert s["recordOrigin"] == 8.0, "recording starts at the bar line after the piece"
     t0, ms = s["recordStart"], 60000 / s["tempo"]   # 100 bpm: 600 ms a beat
@@ -215,13 +215,13 @@ def test_recording_a_midi_phrase_quantizes_to_16ths(page, server):
         page.evaluate(f"window.__fakeMidi.fire([0x90, {p}, 100], {t0 + on * ms})")
         page.evaluate(f"window.__fakeMidi.fire([0x80, {p}, 0], {t0 + off * ms})")
     settle(page)
-    wait_for(page, "window.studioState.metronomeClicks >= 2", 10, "the metronome's clicks")
+    wait_for(page, "window.cadenza.debug.state.metronomeClicks >= 2", 10, "the metronome's clicks")
     page.click("#record")
-    wait_for(page, "!window.studioState.recording", 5, "recording to stop")
+    wait_for(page, "!window.cadenza.debug.state.recording", 5, "recording to stop")
     want = [(71, 8.0, 1.0), (72, 9.0, 0.5), (74, 9.5, 0.5), (76, 10.5, 2.0)]
     page.played.extend(want)
     assert notes_of(api(server, page), "person") == page.played
-    assert state(page, "window.studioState.midi.received") == 4
+    assert state(page, "window.cadenza.debug.state.midi.received") == 4
     page.locator("#metronome").uncheck()
 
 
@@ -240,23 +240,23 @@ def test_continue_preview_accept_undo_redo(page, server):
     before = api(server, page)
     page.locator("#bars").fill("2")
     page.click("#continue")
-    wait_for(page, "window.studioState.suggestion !== null", 30, "the continue suggestion")
+    wait_for(page, "window.cadenza.debug.state.suggestion !== null", 30, "the continue suggestion")
     settle(page)
-    g = state(page, "window.studioState.suggestion")
+    g = state(page, "window.cadenza.debug.state.suggestion")
     assert g["kind"] == "continue" and g["notes"] and g["replaces"] == []
     assert page.locator("#suggestion").is_visible() and "continue" in page.locator("#suggestion-text").inner_text()
     # a preview: dashed green in the roll, nothing in the piece yet
-    wait_for(page, f"window.studioState.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
+    wait_for(page, f"window.cadenza.debug.state.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
     assert color_pixels(page, PREVIEW_RGB) > 50
     assert color_pixels(page, MODEL_RGB) == 0
     assert api(server, page)["notes"] == before["notes"]
     page.click("#accept")
     settle(page)
-    wait_for(page, "window.studioState.suggestion === null", 5, "the suggestion to close")
+    wait_for(page, "window.cadenza.debug.state.suggestion === null", 5, "the suggestion to close")
     after = api(server, page)
     assert sorted(notes_of(after, "model")) == sorted((n["pitch"], n["start"], n["duration"]) for n in g["notes"])
     assert notes_of(after, "person") == page.played
-    assert state(page, "window.studioState.rollStats")["model"] == len(g["notes"])
+    assert state(page, "window.cadenza.debug.state.rollStats")["model"] == len(g["notes"])
     assert color_pixels(page, MODEL_RGB) > 50 and color_pixels(page, PREVIEW_RGB) == 0
     assert not page.locator("#suggestion").is_visible()
     # the lit keys follow the piece after accept too
@@ -265,7 +265,7 @@ def test_continue_preview_accept_undo_redo(page, server):
     page.click("#undo")
     settle(page)
     assert api(server, page)["notes"] == before["notes"]
-    assert state(page, "window.studioState.rollStats")["model"] == 0
+    assert state(page, "window.cadenza.debug.state.rollStats")["model"] == 0
     page.keyboard.press("Control+Shift+Z")
     settle(page)
     assert api(server, page)["notes"] == after["notes"]
@@ -275,12 +275,12 @@ def test_continue_preview_accept_undo_redo(page, server):
     page.keyboard.press("Control+Shift+Z")
     settle(page)
     assert api(server, page)["notes"] == after["notes"]
-    assert state(page, "window.studioState.notes") == after["notes"]
+    assert state(page, "window.cadenza.debug.state.notes") == after["notes"]
 
 
 def drag_bars(page, first: int, last: int):
     """Drag in the roll from the middle of bar ``first`` to the middle of bar ``last`` (from 0)."""
-    L = state(page, "window.studioState.rollLayout")
+    L = state(page, "window.cadenza.debug.state.rollLayout")
     box = page.locator("#roll").bounding_box()
     x = lambda bar: box["x"] + L["left"] + (bar + 0.5) * L["barBeats"] * L["beatWidth"]
     y = box["y"] + box["height"] / 2
@@ -293,9 +293,9 @@ def drag_bars(page, first: int, last: int):
 
 def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     drag_bars(page, 2, 0)   # a drag selects bars 1-3 ...
-    assert state(page, "window.studioState.selection") == {"from_bar": 0, "to_bar": 3}
+    assert state(page, "window.cadenza.debug.state.selection") == {"from_bar": 0, "to_bar": 3}
     drag_bars(page, 1, 1)   # ... and bar 2 (from 0: bar 1) alone
-    assert state(page, "window.studioState.selection") == {"from_bar": 1, "to_bar": 2}
+    assert state(page, "window.cadenza.debug.state.selection") == {"from_bar": 1, "to_bar": 2}
     assert page.locator("#infill").inner_text() == "Infill bar 2"
     before = api(server, page)
     a, b = 4.0, 8.0
@@ -306,16 +306,16 @@ def test_infill_a_selected_bar_changes_only_that_bar(page, server, tmp_path):
     page.locator("#scale").select_option("C")
     page.locator("#infill-keep").select_option("none")     # rewrite the bar (the default keeps the person's notes)
     page.click("#infill")
-    wait_for(page, "window.studioState.suggestion !== null", 30, "the infill suggestion")
+    wait_for(page, "window.cadenza.debug.state.suggestion !== null", 30, "the infill suggestion")
     settle(page)
-    g = state(page, "window.studioState.suggestion")
+    g = state(page, "window.cadenza.debug.state.suggestion")
     assert g["kind"] == "infill" and g["request"]["from_bar"] == 1 and g["request"]["to_bar"] == 2
     assert "infill in bar 2" in page.locator("#suggestion-text").inner_text()
     assert g["request"]["constraints"]["scale"] == "C" and g["request"]["k"] == 4
     assert sorted(g["replaces"]) == sorted(n["id"] for n in inside)
     assert all(a <= n["start"] < b for n in g["notes"])
     assert all(n["pitch"] % 12 in (0, 2, 4, 5, 7, 9, 11) for n in g["notes"]), "the scale lock"
-    wait_for(page, f"window.studioState.rollStats.replaced === {len(inside)}", 5, "the replaced notes dimmed")
+    wait_for(page, f"window.cadenza.debug.state.rollStats.replaced === {len(inside)}", 5, "the replaced notes dimmed")
     target = SHOTS["infill"] if os.environ.get("CADENZA_SCREENSHOTS") == "1" else tmp_path / "studio-infill.png"
     page.wait_for_timeout(100)
     page.screenshot(path=str(target), full_page=True)
@@ -338,33 +338,33 @@ def test_answer_harmonize_regenerate_reject(page, server):
     page.locator("#scale").select_option("")
     for kind in ("answer", "harmonize"):
         page.click(f"#{kind}")
-        wait_for(page, f"window.studioState.suggestion && window.studioState.suggestion.kind === '{kind}'", 30,
+        wait_for(page, f"window.cadenza.debug.state.suggestion && window.cadenza.debug.state.suggestion.kind === '{kind}'", 30,
                  f"the {kind} suggestion")
         settle(page)
-        g = state(page, "window.studioState.suggestion")
+        g = state(page, "window.cadenza.debug.state.suggestion")
         by = {n["id"]: n["by"] for n in before}
         assert g["notes"] and all(by[i] == "model" for i in g["replaces"]) and g["request"]["constraints"] == {
             "scale": None, "role": None, "density": None}
         assert kind == "harmonize" or g["replaces"] == []
-        wait_for(page, f"window.studioState.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
+        wait_for(page, f"window.cadenza.debug.state.rollStats.preview === {len(g['notes'])}", 5, "the preview drawn")
     last_onset = max(n["start"] for n in before)
     next_bar = (last_onset // 4 + 1) * 4   # the bar line after the last onset (a held note may cross it)
     page.locator("#role").select_option("bass")
     page.click("#answer")
-    wait_for(page, "window.studioState.suggestion && window.studioState.suggestion.kind === 'answer'", 30, "answer")
+    wait_for(page, "window.cadenza.debug.state.suggestion && window.cadenza.debug.state.suggestion.kind === 'answer'", 30, "answer")
     settle(page)
-    g = state(page, "window.studioState.suggestion")
+    g = state(page, "window.cadenza.debug.state.suggestion")
     assert g["request"]["constraints"]["role"] == "bass"
     assert all(n["start"] >= next_bar - 1e-9 for n in g["notes"]), \
         ("an answer starts at the next bar line", next_bar, sorted(n["start"] for n in g["notes"]), g["region"])
     page.click("#regenerate")
-    wait_for(page, f"window.studioState.suggestion && window.studioState.suggestion.id !== {g['id']}", 30, "regenerate")
+    wait_for(page, f"window.cadenza.debug.state.suggestion && window.cadenza.debug.state.suggestion.id !== {g['id']}", 30, "regenerate")
     settle(page)
-    g2 = state(page, "window.studioState.suggestion")
+    g2 = state(page, "window.cadenza.debug.state.suggestion")
     assert g2["kind"] == "answer" and g2["request"]["seed"] != g["request"]["seed"]
     page.click("#reject")
     settle(page)
-    assert state(page, "window.studioState.suggestion") is None and not page.locator("#suggestion").is_visible()
+    assert state(page, "window.cadenza.debug.state.suggestion") is None and not page.locator("#suggestion").is_visible()
     page.locator("#role").select_option("")
     assert api(server, page)["notes"] == before, "asking changes nothing until a suggestion is accepted"
 
@@ -382,7 +382,7 @@ def test_midi_out_receives_the_piece(page, server):
     # timed by the beats: the first note first, each note-off after its note-on
     first_on = min(ons, key=lambda m: m["timestamp"])
     assert first_on["data"][1] in [n["pitch"] for n in notes if n["start"] == min(x["start"] for x in notes)]
-    ms = 60000 / state(page, "window.studioState.tempo")
+    ms = 60000 / state(page, "window.cadenza.debug.state.tempo")
     t0 = first_on["timestamp"]
     for m, n in zip(ons, sorted(notes, key=lambda n: n["start"])):
         assert m["timestamp"] - t0 == pytest.approx(n["start"] * ms, abs=1)
@@ -421,7 +421,7 @@ def test_download_wav(page, tmp_path):
 def test_right_click_deletes_a_note_and_undo_brings_it_back(page, server):
     before = api(server, page)["notes"]
     first = min(before, key=lambda n: (n["start"], n["pitch"]))
-    L = state(page, "window.studioState.rollLayout")
+    L = state(page, "window.cadenza.debug.state.rollLayout")
     box = page.locator("#roll").bounding_box()
     x = box["x"] + L["left"] + (first["start"] + first["duration"] / 2) * L["beatWidth"]
     y = box["y"] + L["height"] - (first["pitch"] - L["lo"] + 0.5) * L["rowH"]
@@ -429,23 +429,23 @@ def test_right_click_deletes_a_note_and_undo_brings_it_back(page, server):
     settle(page)
     after = api(server, page)["notes"]
     assert after == [n for n in before if n["id"] != first["id"]]
-    assert state(page, "window.studioState.selection") == {"from_bar": 1, "to_bar": 2}, "a right-click selects nothing"
+    assert state(page, "window.cadenza.debug.state.selection") == {"from_bar": 1, "to_bar": 2}, "a right-click selects nothing"
     page.keyboard.press("Control+Z")
     settle(page)
     assert api(server, page)["notes"] == before
 
 
 def test_play_runs_the_playhead_then_screenshot(page, tmp_path):
-    wait_for(page, "window.studioState.synth === 'ready'", 30, "the SoundFont")
-    assert state(page, "window.studioState.audioState") == "running"
+    wait_for(page, "window.cadenza.debug.state.synth === 'ready'", 30, "the SoundFont")
+    assert state(page, "window.cadenza.debug.state.audioState") == "running"
     page.click("#play")
-    wait_for(page, "window.studioState.playing && window.studioState.playheadBeat > 0.5", 10, "the playhead")
+    wait_for(page, "window.cadenza.debug.state.playing && window.cadenza.debug.state.playheadBeat > 0.5", 10, "the playhead")
     page.click("#play")
-    wait_for(page, "!window.studioState.playing", 5, "stop")
+    wait_for(page, "!window.cadenza.debug.state.playing", 5, "stop")
     # the README's picture: a piece by both, the predictions lit, a continuation previewed
     page.locator("#bars").fill("2")
     page.click("#continue")
-    wait_for(page, "window.studioState.suggestion !== null", 30, "a suggestion for the screenshot")
+    wait_for(page, "window.cadenza.debug.state.suggestion !== null", 30, "a suggestion for the screenshot")
     settle(page)
     page.wait_for_timeout(100)
     target = SHOTS["main"] if os.environ.get("CADENZA_SCREENSHOTS") == "1" else tmp_path / "studio.png"
@@ -453,13 +453,13 @@ def test_play_runs_the_playhead_then_screenshot(page, tmp_path):
     assert target.stat().st_size > 10_000
     page.click("#reject")
     settle(page)
-    assert state(page, "window.studioState.suggestion") is None
+    assert state(page, "window.cadenza.debug.state.suggestion") is None
 
 
 def test_nothing_loaded_from_outside(page):
     assert page.foreign == [], f"the page asked for something outside its server: {page.foreign}"
     assert page.problems == [], page.problems
-    assert state(page, "window.studioState.errors") == []
+    assert state(page, "window.cadenza.debug.state.errors") == []
     page.evaluate("() => { const i = new Image(); i.src = 'http://192.0.2.1/x.png'; document.body.append(i); }")
     page.wait_for_timeout(300)
     assert any("192.0.2.1" in u for u in page.foreign), "the guard catches an outside request"
@@ -478,8 +478,8 @@ def test_token_goes_on_every_request(model, chromium, tmp_path):
             settle(pg, "a session through the token")
             key(pg, 60).click()
             settle(pg)
-            assert [n["pitch"] for n in state(pg, "window.studioState.notes")] == [60]
-            wait_for(pg, "window.studioState.synth === 'ready'", 30, "the SoundFont through the token")
+            assert [n["pitch"] for n in state(pg, "window.cadenza.debug.state.notes")] == [60]
+            wait_for(pg, "window.cadenza.debug.state.synth === 'ready'", 30, "the SoundFont through the token")
             assert pg.problems == [] and pg.foreign == []
         finally:
             context.close()

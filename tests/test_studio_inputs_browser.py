@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 ASKS = {"bars": "continue", "voices": "harmonize", "k": "infill"}   # the button each box goes with
 
 
-def state(page, expr="window.studioState"):
+def state(page, expr="window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -60,12 +60,12 @@ def test_bounds_are_the_request_schemas(server):
 
 
 def test_infill_on_empty_bars_says_it_writes_from_nothing(page):
-    assert state(page, "window.studioState.notes") == []
+    assert state(page, "window.cadenza.debug.state.notes") == []
     drag_bars(page, 0, 0)
     note = page.locator("#infill-note")
     assert note.is_visible() and "from nothing" in note.inner_text() and "bar 1" in note.inner_text()
     page.click("#infill")
-    wait_for(page, "window.studioState.suggestion !== null", 60, "the infill suggestion")
+    wait_for(page, "window.cadenza.debug.state.suggestion !== null", 60, "the infill suggestion")
     settle(page)
     assert "written from nothing" in page.locator("#suggestion-text").inner_text()
     assert "from nothing" in page.locator("#status").inner_text()
@@ -97,7 +97,7 @@ def test_every_number_box_takes_its_bounds_and_refuses_past_them(page, server):
             assert not error.is_visible() and el.get_attribute("aria-invalid") == "false"
             sent = len(page.suggests)
             page.click(ask)
-            wait_for(page, "window.studioState.suggestion !== null", 90, f"{box['id']} = {value}")
+            wait_for(page, "window.cadenza.debug.state.suggestion !== null", 90, f"{box['id']} = {value}")
             settle(page)
             assert page.suggests[sent][box["id"]] == value and len(page.suggests) == sent + 1
             assert not error.is_visible(), error.inner_text()

@@ -21,7 +21,7 @@ TUNE = "asdfgfdsadgkjgda"      # C D E F G F E D C E G C5 B G E C on the compute
 PITCH = {"a": 60, "s": 62, "d": 64, "f": 65, "g": 67, "h": 69, "j": 71, "k": 72}
 
 
-def state(page, expr="window.studioState"):
+def state(page, expr="window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -54,14 +54,14 @@ def new_piece(page, letters: str):
 
 
 def person(page):
-    return [n for n in state(page, "window.studioState.notes") if n["by"] == "person"]
+    return [n for n in state(page, "window.cadenza.debug.state.notes") if n["by"] == "person"]
 
 
 def ask(page, kind):
     page.click(f"#{kind}")
-    wait_for(page, f"window.studioState.suggestion && window.studioState.suggestion.kind === '{kind}'", 90, kind)
+    wait_for(page, f"window.cadenza.debug.state.suggestion && window.cadenza.debug.state.suggestion.kind === '{kind}'", 90, kind)
     settle(page)
-    return state(page, "window.studioState.suggestion")
+    return state(page, "window.cadenza.debug.state.suggestion")
 
 
 def accept(page):
@@ -93,7 +93,7 @@ def test_harmonize_covers_the_whole_piece(page):
     assert any(n["start"] >= 8 for n in accept_continue["notes"])
     accept(page)
     page.dblclick("#roll")                                  # no selection: the whole piece
-    assert state(page, "window.studioState.selection") is None
+    assert state(page, "window.cadenza.debug.state.selection") is None
     g = ask(page, "harmonize")
     assert g["request"]["from_bar"] is None
     bars = {int(n["start"] // 4) for n in g["notes"]}
@@ -126,7 +126,7 @@ def test_the_key_selector_changes_the_key_of_a_piece_with_notes(page, server):
     new_piece(page, "a")                                    # one C4: C major and A-flat major both hold it
     sent = len(page.requests_sent)
     page.locator("#key").select_option("Ab")
-    wait_for(page, "window.studioState.busy === 0 && "
+    wait_for(page, "window.cadenza.debug.state.busy === 0 && "
                    "/Key: Ab major/.test(document.getElementById('status').textContent)", 30, "the key change")
     patches = [r for r in page.requests_sent[sent:] if r[0] == "PATCH"]
     assert len(patches) == 1 and json.loads(patches[0][2]) == {"key": "Ab"}

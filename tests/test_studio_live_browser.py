@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 TUNE = [60, 64, 67, 65, 64, 62, 60, 62, 64, 65, 67, 72]
 
 
-def state(page, expr="window.studioState"):
+def state(page, expr="window.cadenza.debug.state"):
     return _state(page, expr)
 
 
@@ -36,9 +36,9 @@ def wait_for(page, js, timeout_s=30.0, what=""):
     try:
         page.wait_for_function(js, timeout=timeout_s * 1000, polling=50)
     except sync_api.TimeoutError:
-        live = state(page, "window.studioState.live")
+        live = state(page, "window.cadenza.debug.state.live")
         pytest.fail(f"timed out waiting for {what or js}; live: { {k: live.get(k) for k in ('on', 'status', 'origin')} }"
-                    f", errors {state(page, 'window.studioState.errors')}, problems {page.problems}")
+                    f", errors {state(page, 'window.cadenza.debug.state.errors')}, problems {page.problems}")
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,14 @@ def test_play_along_keep_and_export(server):
         context, page = open_page(chromium, server["url"], "/studio", viewport=(1280, 900), init_script=FAKE_MIDI,
                                   sockets=True)
         try:
-            wait_for(page, "window.studioState.ready && window.studioState.busy === 0", 60, "the first session")
-            wait_for(page, "window.studioState.midi.outputs.length === 1", 10, "the fake MIDI output")
+            wait_for(page, "window.cadenza.debug.state.ready && window.cadenza.debug.state.busy === 0", 60, "the first session")
+            wait_for(page, "window.cadenza.debug.state.midi.outputs.length === 1", 10, "the fake MIDI output")
             page.select_option("#live-role", "chords")
             page.select_option("#live-count-in", "2")
             page.click("#live")
-            wait_for(page, "window.studioState.live.origin !== null", 30, "the count-in")
+            wait_for(page, "window.cadenza.debug.state.live.origin !== null", 30, "the count-in")
             page.evaluate("""(tune) => {
-                const L = window.studioState.live, spb = 60000 / L.tempo;
+                const L = window.cadenza.debug.state.live, spb = 60000 / L.tempo;
                 tune.forEach((p, k) => {
                     const on = L.origin + k * spb, off = on + 0.8 * spb;
                     setTimeout(() => window.__fakeMidi.fire([0x90, p, 90], on), Math.max(0, on - performance.now()));
@@ -67,9 +67,9 @@ def test_play_along_keep_and_export(server):
                 });
                 window.__tuneEnd = L.origin + (tune.length + 1.5) * spb;
             }""", TUNE)
-            wait_for(page, "window.studioState.rollStats.live > 4", 20, "the take in the roll")
+            wait_for(page, "window.cadenza.debug.state.rollStats.live > 4", 20, "the take in the roll")
             wait_for(page, "performance.now() > window.__tuneEnd", 30, "the end of the tune")
-            live = state(page, "window.studioState.live")
+            live = state(page, "window.cadenza.debug.state.live")
             events = [e for e in live["events"] if e["role"] == "chords"]
             ons = [e for e in events if e["on"]]
             clicks = [e for e in live["events"] if e["role"] == "click" and e["on"]]
@@ -83,13 +83,13 @@ def test_play_along_keep_and_export(server):
             assert sorted(m["timestamp"] for m in out) == pytest.approx(sorted(e["t"] for e in ons), abs=1e-6)
             assert [p["pitch"] for p in live["person"]] == TUNE
             page.click("#keep")
-            wait_for(page, "window.studioState.live.kept !== null && window.studioState.busy === 0", 30, "Keep")
-            wait_for(page, "window.studioState.notes.some(n => n.by === 'model')", 10, "the kept notes")
-            notes = state(page, "window.studioState.notes")
+            wait_for(page, "window.cadenza.debug.state.live.kept !== null && window.cadenza.debug.state.busy === 0", 30, "Keep")
+            wait_for(page, "window.cadenza.debug.state.notes.some(n => n.by === 'model')", 10, "the kept notes")
+            notes = state(page, "window.cadenza.debug.state.notes")
             assert [n["pitch"] for n in sorted(notes, key=lambda n: n["start"]) if n["by"] == "person"] == TUNE
             assert sum(n["by"] == "model" for n in notes) >= len(ons) - 3
             assert "you wrote" in page.locator("#credit").inner_text()
-            sid = state(page, "window.studioState.session")
+            sid = state(page, "window.cadenza.debug.state.session")
             with urllib.request.urlopen(f"{server['url']}/api/studio/sessions/{sid}/export?format=midi", timeout=30) as r:
                 score = symusic.Score.from_midi(r.read())
             assert {t.name for t in score.tracks} == {"person", "Cadenza"}

@@ -1,5 +1,5 @@
-// What the pages share: the access token carried on every request, and the SoundFont synth.
-import { WorkletSynthesizer } from "/static/vendor/cadenza-vendor.js";
+// What the pages share: the access token carried on every request, the status and error lines,
+// and the testing hooks. (The SoundFont synth is synth.js, so the home page does not load it.)
 
 const token = new URLSearchParams(location.search).get("token");
 
@@ -11,31 +11,21 @@ export function withToken(path, extra = {}) {
   return s ? `${path}${path.includes("?") ? "&" : "?"}${s}` : path;
 }
 
-// The General MIDI synth on `ctx`: the vendored AudioWorklet with the server's SoundFont.
-export async function openSynth(ctx) {
-  const [, bank] = await Promise.all([
-    ctx.audioWorklet.addModule("/static/vendor/spessasynth_processor.min.js"),
-    fetch(withToken("/api/soundfont")).then((r) => {
-      if (!r.ok) throw new Error(`GET /api/soundfont answered ${r.status}`);
-      return r.arrayBuffer();
-    }),
-  ]);
-  const s = new WorkletSynthesizer(ctx);
-  s.connect(ctx.destination);
-  await s.soundBankManager.addSoundBank(bank, "main");
-  await s.isReady;
-  return s;
-}
+export const $ = (id) => document.getElementById(id);
 
-// Open the synth for a page: `state.synth` goes "loading" -> "ready" or "failed: <why>"; `use(synth)`
-// gets it before it says "ready"; without sound, `problem` is told why and that `still` works.
-export async function startSynth(ctx, state, problem, still, use) {
-  state.synth = "loading";
-  try {
-    use(await openSynth(ctx));
-    state.synth = "ready";
-  } catch (e) {
-    state.synth = `failed: ${e.message || e}`;
-    problem(`no sound: ${e.message || e} (${still})`);
-  }
-}
+// Testing hooks, read-only by convention: window.cadenza.debug.state (the page's state) and
+// whatever else a page puts there (listen: .notes()).
+export const debug = {};
+window.cadenza = { debug };
+
+// Every problem the page has shown, in order (the page's state lists it as `errors`).
+export const errors = [];
+
+// The status line (#status).
+export function setStatus(s) { const el = $("status"); if (el.textContent !== s) el.textContent = s; }
+
+// The error line (#error). `from`: the id of the input whose refusal it shows, if it is one.
+let problemFrom = null;
+export function problem(s, from = null) { errors.push(s); problemFrom = from; const el = $("error"); el.textContent = s; el.hidden = false; }
+export function clearProblem() { problemFrom = null; const el = $("error"); el.hidden = true; el.textContent = ""; }
+export const problemSource = () => problemFrom;

@@ -1,8 +1,6 @@
 // The home page: carries the access token (when the server needs one) on to the linked pages,
 // and names the model the server has loaded (GET /api/models, GET /api/health).
-// (Not common.js: that loads the synthesizer, which this page does not need.)
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
+import { withToken } from "/static/common.js";
 
 for (const a of document.querySelectorAll("a[href^='/']")) a.href = withToken(a.getAttribute("href"));
 
