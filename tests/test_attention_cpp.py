@@ -327,3 +327,19 @@ def _fused_against_python(attention, integration, weights, batch, positions):
     tol = 1e-4 if weights == "float32" else 0.5
     assert float((fused[0] - python[0]).abs().max()) < (1e-5 if weights == "float32" else 1e-2)
     assert float((fused[0] - full).abs().max()) < tol
+
+
+def test_the_decode_steps_loops_run_on_helper_threads():
+    """The fused step's loops are shared with helper threads (not OpenMP regions, whose end waits
+    for every thread of the team however long the OS keeps one off a core): at 2 and 3 threads a
+    helper joins in, at 1 thread none runs."""
+    ext = kernels.load()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert ext.share_threads_used(16) == 1
+        for threads in (2, 3):
+            torch.set_num_threads(threads)
+            assert 2 <= ext.share_threads_used(16) <= threads
+    finally:
+        torch.set_num_threads(before)
