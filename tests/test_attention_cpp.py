@@ -314,7 +314,11 @@ def _fused_against_python(attention, integration, weights, batch, positions):
                 torch.set_num_threads(1)         # the prefill's own ops round by thread count
                 steps = [model(x[:, :11], cache=cache)[:, -1:]]
                 torch.set_num_threads(threads)
-                steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                small = kernels.load().set_share_min_work(0 if threads > 1 else 1 << 16)  # share every loop
+                try:
+                    steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                finally:
+                    kernels.load().set_share_min_work(small)
                 outs[fused, threads] = (torch.cat(steps, 1), cache.keys_read, cache.positions_held())
             model.__dict__["_no_fused"] = False
             full = model(x)[:, 10:]

@@ -25,6 +25,9 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +36,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <mutex>
@@ -651,7 +655,10 @@ class SharePool {
     while (done_.load() < count) std::this_thread::yield();   // only items a helper holds
     open_.store(false);
     while (inside_.load() > 0) std::this_thread::yield();     // no helper still reads fn_
+    std::exception_ptr error;
+    std::swap(error, error_);
     busy_.store(false);
+    if (error) std::rethrow_exception(error);
   }
 
  private:
@@ -660,7 +667,12 @@ class SharePool {
       const int64_t u = next_.fetch_add(step_);
       if (u >= count_) return;
       const int64_t e = std::min(count_, u + step_);
-      (*fn_)(u, e);
+      try {
+        (*fn_)(u, e);
+      } catch (...) {   // rethrown by run() on the calling thread
+        std::lock_guard<std::mutex> lock(error_mu_);
+        if (!error_) error_ = std::current_exception();
+      }
       done_.fetch_add(e - u);
     }
   }
@@ -674,6 +686,9 @@ class SharePool {
   }
 
   void helper(int index) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
     uint64_t seen = gen_.load();
     for (;;) {
       uint64_t g = gen_.load();
@@ -701,6 +716,8 @@ class SharePool {
   void after_fork() {   // the child has no helpers: forget them, fresh locks
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
+    new (&error_mu_) std::mutex();
+    error_ = nullptr;
     threads_ = 0;
     sleeping_.store(0);
     inside_.store(0);
@@ -708,8 +725,9 @@ class SharePool {
     busy_.store(false);
   }
 
-  std::mutex mu_;
+  std::mutex mu_, error_mu_;
   std::condition_variable cv_;
+  std::exception_ptr error_;
   size_t threads_ = 0;
   std::atomic<uint64_t> gen_{0};
   std::atomic<int> sleeping_{0}, inside_{0};
@@ -721,9 +739,14 @@ class SharePool {
 };
 
 // The decode step's loops: items [0, count) in claims of `step`, on this thread and the helpers.
+// Loops below share_min_work multiply-adds (default 65536, ~5-10 us) run inline: waking a helper
+// costs more than they do. Tests set it to 0 to share every loop.
+std::atomic<int64_t> share_min_work{1 << 16};
+
 template <typename F>
-void share(int64_t count, const F& f, int64_t step = 1) {
-  SharePool::get().run(count, step, at::get_num_threads(), f);
+void share(int64_t count, const F& f, int64_t step = 1, int64_t work = -1) {
+  const bool small = work >= 0 && work < share_min_work.load(std::memory_order_relaxed);
+  SharePool::get().run(count, step, small ? 1 : at::get_num_threads(), f);
 }
 
 constexpr int64_t GROUP_INTS = 8;
@@ -776,7 +799,7 @@ void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const flo
       gemm(false, true, B, cols, in, 1.f, x, in, W + o0 * in, in, 0.f, r.data(), cols);
     }
     for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
-  }, rows);
+  }, rows, B * in * out);
 }
 
 void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
@@ -922,9 +945,24 @@ void group_segments(const Group& g, int64_t B, int64_t b, int64_t h, int64_t hd,
   }
 }
 
+// ATen ops called inside a shared loop run on their calling thread alone (no OpenMP team of their
+// own: intra-op threads read the calling thread's omp nthreads).
+struct OneThread {
+#ifdef _OPENMP
+  int before = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(before); }
+#endif
+};
+
+// y = x W^T + bias with the int8 weight (torch._weight_int8pack_mm, bfloat16 input), on the calling
+// thread alone: the op's own at::parallel_for would be an OpenMP region per layer (a stall each on a
+// busy machine: 222 ms vs 0.67 ms per step of the music model at 2 threads), and the layers are
+// too small to split (each call costs ~6 us of dispatch; a 640 x 160 layer ~10 us of work).
 at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, bool int8) {
   if (!int8) return at::linear(x, a, b);
   at::Tensor xb = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
+  OneThread one;
   return at::_weight_int8pack_mm(xb, a, b) + c;
 }
 
@@ -1004,6 +1042,8 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
       for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
     float* yp = y.data_ptr<float>();
     const float scale = (float)scales[layer];
+    int64_t attend_work = 0;   // multiply-adds of this layer's attention (q.k and p.v)
+    for (const Group* g : mine) attend_work += 2 * B * (g->h1 - g->h0) * (g->near + g->far) * hd;
     share(B * H, [&](int64_t u0, int64_t u1) {
       thread_local std::vector<float> s;
       for (int64_t u = u0; u < u1; ++u) {
@@ -1015,7 +1055,7 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
         group_segments(*g, B, b, hh - g->h0, hd, i, a, f);
         attend_one(qp + (b * 3 * H + hh) * hd, hd, scale, a, f, out, s);
       }
-    });
+    }, 1, attend_work);
     if (int8) {
       x = x + lin3(y, w[k + 5], w[k + 6], w[k + 7], int8);
       at::Tensor hn = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
@@ -1064,6 +1104,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     at::parallel_for(0, items, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
     return (int64_t)std::count(seen.begin(), seen.end(), 1);
   }, "how many threads a parallel_for over `items` work items runs on (a test of the build)");
+  m.def("set_share_min_work", [](int64_t work) { return share_min_work.exchange(work); },
+        "the decode step's smallest shared loop in multiply-adds (returns the previous value)");
   m.def("share_threads_used", [](int64_t items) {
     // the decode step's loop sharing: item 0 waits (up to 5 s) until another thread has run an item
     std::atomic<int> others{0};
