@@ -652,9 +652,9 @@ class SharePool {
     }
     if (sleeping_.load() > 0) cv_.notify_all();
     claim();
-    while (done_.load() < count) std::this_thread::yield();   // only items a helper holds
+    wait([&] { return done_.load() >= count; });   // only items a helper holds
     open_.store(false);
-    while (inside_.load() > 0) std::this_thread::yield();     // no helper still reads fn_
+    wait([&] { return inside_.load() == 0; });     // no helper still reads fn_
     std::exception_ptr error;
     std::swap(error, error_);
     busy_.store(false);
@@ -662,6 +662,21 @@ class SharePool {
   }
 
  private:
+  // Spin first (a helper's item takes microseconds; yielding the core could cost a time slice on
+  // a busy machine), then yield.
+  template <typename P>
+  static void wait(const P& ready) {
+    for (int spin = 0; !ready(); ++spin) {
+      if (spin < 20000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
   void claim() {
     for (;;) {
       const int64_t u = next_.fetch_add(step_);
