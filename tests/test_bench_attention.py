@@ -70,3 +70,16 @@ def test_real_tiny_case_and_outputs(tmp_path):
     data = json.loads(open(json_path).read())
     assert [c["method"] for c in data["cases"]] == ["dense", "strided", "fixed", "fixed-flash"]
     assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rounds_merge_to_medians():
+    """--rounds: every figure is its median over rounds, case by case (not the first round's)."""
+    from cadenza.bench.attention import Case, merge_rounds
+
+    rounds = [[Case("strided", 16384, threads=t, fwd_bwd_ms=x * t, note=note)]
+              for x, t, note in ((100.0, 1, ""), (300.0, 1, "slow"), (200.0, 1, ""))]
+    (merged,) = merge_rounds(rounds)
+    assert merged.fwd_bwd_ms == 200.0 and merged.fwd_ms is None and merged.note == "slow"
+    two = merge_rounds([[Case("dense", 1, threads=1, fwd_ms=1.0), Case("dense", 1, threads=2, fwd_ms=4.0)],
+                        [Case("dense", 1, threads=1, fwd_ms=3.0), Case("dense", 1, threads=2, fwd_ms=2.0)]])
+    assert [(c.threads, c.fwd_ms) for c in two] == [(1, 2.0), (2, 3.0)]
