@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cadenza.bench.machine import load_average, thread_cpu_ns
+from cadenza.bench.machine import load_average, status_mb as _status_mb, thread_cpu_ns, tune_allocator
 
 FULL_NS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 QUICK_NS = [1024, 2048, 4096]
@@ -64,27 +64,6 @@ def allowed_pairs(kind: str, n: int, l: int, c: int) -> int:
     if kind == "fixed":
         return int((i % l + 1 + (i // l) * c).sum())
     raise ValueError(kind)
-
-
-def tune_allocator() -> None:
-    """Keep freed memory in the process (glibc): large tensors then skip page faults on reuse."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 32)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def _status_mb(field: str) -> float:
-    """A memory figure of this process from /proc (VmHWM: peak resident, VmRSS: resident)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _attention_fn(method: str, l: int, c: int, n: int):
