@@ -615,8 +615,9 @@ namespace {
 // use, one fewer than at::get_num_threads()) and claims items itself from the same counter; it
 // waits only for items a helper has already claimed. A helper that wakes late finds no items
 // left and goes back to waiting, so a held-up helper costs nothing. Which thread runs an item
-// never changes its result. Helpers spin briefly after each loop (the next loop of a step
-// follows within microseconds), then sleep on a condition variable.
+// never changes its result. Helpers spin about a millisecond after each loop (the next loop
+// follows within microseconds, the next step's within a fraction of a millisecond), then sleep
+// on a condition variable.
 class SharePool {
  public:
   static SharePool& get() {
@@ -666,15 +667,22 @@ class SharePool {
   // a busy machine), then yield.
   template <typename P>
   static void wait(const P& ready) {
-    for (int spin = 0; !ready(); ++spin) {
-      if (spin < 20000) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+    bool spinning = true;
+    for (int spin = 1; !ready(); ++spin) {
+      if (spinning) {
+        pause();
+        if (spin % 64 == 0) spinning = std::chrono::steady_clock::now() < until;
       } else {
         std::this_thread::yield();
       }
     }
+  }
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
   }
 
   void claim() {
@@ -707,11 +715,12 @@ class SharePool {
 #endif
     for (;;) {
       uint64_t g = gen_.load();
-      for (int spin = 0; g == seen && spin < 4000; ++spin) {   // ~0.1-0.2 ms
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+      // spin ~1 ms (the next step's loops come sooner), then sleep
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
+      for (int spin = 1; g == seen; ++spin) {
+        pause();
         g = gen_.load();
+        if (spin % 64 == 0 && std::chrono::steady_clock::now() > until) break;
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lock(mu_);
@@ -744,10 +753,13 @@ class SharePool {
   std::condition_variable cv_;
   std::exception_ptr error_;
   size_t threads_ = 0;
-  std::atomic<uint64_t> gen_{0};
-  std::atomic<int> sleeping_{0}, inside_{0};
+  // each counter the threads update on a cache line of its own (no false sharing between cores)
+  alignas(64) std::atomic<uint64_t> gen_{0};
+  alignas(64) std::atomic<int64_t> next_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<int> inside_{0};
+  alignas(64) std::atomic<int> sleeping_{0};
   std::atomic<bool> open_{false}, busy_{false};
-  std::atomic<int64_t> next_{0}, done_{0};
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t count_ = 0, step_ = 1;
   std::atomic<int> wanted_{0};
