@@ -314,7 +314,11 @@ def _fused_against_python(attention, integration, weights, batch, positions):
                 torch.set_num_threads(1)         # the prefill's own ops round by thread count
                 steps = [model(x[:, :11], cache=cache)[:, -1:]]
                 torch.set_num_threads(threads)
-                steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                small = kernels.load().set_share_min_work(0 if threads > 1 else 1 << 16)  # share every loop
+                try:
+                    steps += [model(x[:, t:t + 1], cache=cache) for t in range(11, 70)]
+                finally:
+                    kernels.load().set_share_min_work(small)
                 outs[fused, threads] = (torch.cat(steps, 1), cache.keys_read, cache.positions_held())
             model.__dict__["_no_fused"] = False
             full = model(x)[:, 10:]
@@ -327,3 +331,17 @@ def _fused_against_python(attention, integration, weights, batch, positions):
     tol = 1e-4 if weights == "float32" else 0.5
     assert float((fused[0] - python[0]).abs().max()) < (1e-5 if weights == "float32" else 1e-2)
     assert float((fused[0] - full).abs().max()) < tol
+
+
+def test_the_decode_steps_loops_run_on_helper_threads():
+    """The fused step's loops are shared with helper threads (not OpenMP regions, whose end waits
+    for every thread of the team however long the OS keeps one off a core): at 2 and 3 threads a
+    helper joins in, at 1 thread none runs."""
+    ext = kernels.load()
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3, 2, 1):
+            torch.set_num_threads(threads)
+            assert ext.share_helped(16) == (threads > 1)
+    finally:
+        torch.set_num_threads(before)

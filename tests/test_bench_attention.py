@@ -70,3 +70,30 @@ def test_real_tiny_case_and_outputs(tmp_path):
     data = json.loads(open(json_path).read())
     assert [c["method"] for c in data["cases"]] == ["dense", "strided", "fixed", "fixed-flash"]
     assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rounds_merge_to_medians():
+    """--rounds: every figure is its median over rounds, case by case (not the first round's)."""
+    from cadenza.bench.attention import Case, merge_rounds
+
+    rounds = [[Case("strided", 16384, threads=t, fwd_bwd_ms=x * t, note=note)]
+              for x, t, note in ((100.0, 1, ""), (300.0, 1, "slow"), (200.0, 1, ""))]
+    (merged,) = merge_rounds(rounds)
+    assert merged.fwd_bwd_ms == 200.0 and merged.fwd_ms is None and merged.note == "slow"
+    two = merge_rounds([[Case("dense", 1, threads=1, fwd_ms=1.0), Case("dense", 1, threads=2, fwd_ms=4.0)],
+                        [Case("dense", 1, threads=1, fwd_ms=3.0), Case("dense", 1, threads=2, fwd_ms=2.0)]])
+    assert [(c.threads, c.fwd_ms) for c in two] == [(1, 2.0), (2, 3.0)]
+
+
+def test_thread_profile_report_estimates_scaling_from_cpu_times():
+    """2 vs 1 is the 1-thread CPU time over the 2-thread busiest thread's, and the part outside
+    the kernel is the full call less forward and backward."""
+    from cadenza.bench.thread_profile import report
+
+    parts = ["fwd", "bwd", "full"]
+    med = {("fwd", 1): (90.0, 80.0, 80.0), ("fwd", 2): (70.0, 40.0, 81.0),
+           ("bwd", 1): (200.0, 190.0, 190.0), ("bwd", 2): (150.0, 100.0, 195.0),
+           ("full", 1): (300.0, 280.0, 280.0), ("full", 2): (200.0, 146.0, 290.0)}
+    text = report({"threads": [1, 2], "parts": parts, "median": med})
+    assert "2.00x" in text and "1.90x" in text and "1.92x" in text
+    assert "10.0 ms CPU at 1 thread(s), 6.0 ms on the busiest thread at 2" in text

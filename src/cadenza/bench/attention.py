@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cadenza.bench.machine import load_average, thread_cpu_ns
+from cadenza.bench.machine import load_average, status_mb as _status_mb, thread_cpu_ns, tune_allocator
 
 FULL_NS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 QUICK_NS = [1024, 2048, 4096]
@@ -64,27 +64,6 @@ def allowed_pairs(kind: str, n: int, l: int, c: int) -> int:
     if kind == "fixed":
         return int((i % l + 1 + (i // l) * c).sum())
     raise ValueError(kind)
-
-
-def tune_allocator() -> None:
-    """Keep freed memory in the process (glibc): large tensors then skip page faults on reuse."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 32)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def _status_mb(field: str) -> float:
-    """A memory figure of this process from /proc (VmHWM: peak resident, VmRSS: resident)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _attention_fn(method: str, l: int, c: int, n: int):
@@ -185,9 +164,29 @@ def _run_subprocess(method, n, c, threads, args) -> Case:
     return Case(method, n, c, threads, note=f"crashed: {err[:100]}")
 
 
+def merge_rounds(rounds: list[list[Case]]) -> list[Case]:
+    """One case per (method, n, c, threads): the median over rounds of each measured figure."""
+    out = []
+    for same in zip(*rounds):
+        merged = Case(same[0].method, same[0].n, same[0].c, same[0].threads)
+        for f in Case.__dataclass_fields__:
+            if f in ("method", "n", "c", "threads"):
+                continue
+            vals = [getattr(c, f) for c in same if getattr(c, f) is not None]
+            if f == "note":
+                merged.note = "; ".join(dict.fromkeys(v for v in vals if v))
+            elif vals:
+                setattr(merged, f, float(np.median(vals)))
+        out.append(merged)
+    return out
+
+
 def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=16384,
-        dense_max_n=65536, case_timeout=900, progress=True, threads=0, flash_max_n=65536) -> list[Case]:
-    """Every case in its own process; ``threads`` is one count or several (each case at each)."""
+        dense_max_n=65536, case_timeout=900, progress=True, threads=0, flash_max_n=65536,
+        rounds=1) -> list[Case]:
+    """Every case in its own process; ``threads`` is one count or several (each case at each).
+    ``rounds`` > 1 runs the whole list that many times, one case after another (so a change in
+    the machine's load hits every case alike), and reports each figure's median over rounds."""
     from tqdm import tqdm
 
     summaries = (c,) if isinstance(c, int) else tuple(c)
@@ -205,12 +204,16 @@ def run(ns, methods, l=128, c=(1,), repeats=3, heads=4, head_dim=64, flex_max_n=
             for cc in (summaries if "fixed" in m else (0,)):
                 for t in counts:
                     todo.append((m, n, cc, t))
-    cases = []
-    bar = tqdm(todo, desc="attention bench", unit="case", disable=not progress, file=sys.stderr)
-    for m, n, cc, t in bar:
-        bar.set_postfix_str(f"{m} n={n}" + (f" c={cc}" if cc else "") + (f" {t} threads" if t else ""))
-        cases.append(_run_subprocess(m, n, cc, t, args))
-    return cases
+    done = [[] for _ in range(rounds)]
+    bar = tqdm(total=len(todo) * rounds, desc="attention bench", unit="case", disable=not progress, file=sys.stderr)
+    for r in range(rounds):
+        for m, n, cc, t in todo:
+            bar.set_postfix_str(f"{m} n={n}" + (f" c={cc}" if cc else "") + (f" {t} threads" if t else "")
+                                + (f" round {r + 1}/{rounds}" if rounds > 1 else ""))
+            done[r].append(_run_subprocess(m, n, cc, t, args))
+            bar.update()
+    bar.close()
+    return done[0] if rounds == 1 else merge_rounds(done)
 
 
 def _fmt(x, spec=".1f"):
@@ -392,6 +395,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[0],
                    help="torch threads per case; several (e.g. 1 2) run every case at each and report "
                         "the scaling (default: torch's default, one per core)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every case this many times, interleaved, and report medians over rounds (default 1)")
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and PNG (default benchmarks/results)")
 
 
@@ -401,14 +406,14 @@ def run_cli(args, host="") -> int:
     ns = args.ns or (QUICK_NS if args.quick else FULL_NS)
     methods = args.methods or ([m for m in METHODS if not m.startswith("flex")] if args.quick else METHODS)
     if (any(n < 1 for n in ns) or args.stride < 1 or not all(1 <= c <= args.stride for c in args.summaries)
-            or args.repeats < 1 or any(t < 0 for t in args.threads)):
-        raise ConfigError("lengths, --stride and --repeats must be positive, --threads not negative, "
+            or args.repeats < 1 or args.rounds < 1 or any(t < 0 for t in args.threads)):
+        raise ConfigError("lengths, --stride, --repeats and --rounds must be positive, --threads not negative, "
                           "and 1 <= --summaries <= --stride")
     threads = args.threads[0] if len(args.threads) == 1 else args.threads
     load_before = load_average()
     cases = run(ns, methods, l=args.stride, c=args.summaries, repeats=args.repeats,
                 flex_max_n=args.flex_max_n, dense_max_n=args.dense_max_n, threads=threads,
-                flash_max_n=args.flash_max_n)
+                flash_max_n=args.flash_max_n, rounds=args.rounds)
     print(table(cases))
     print()
     for t, m, ok in targets(cases, threads):
@@ -417,7 +422,7 @@ def run_cli(args, host="") -> int:
     from cadenza.attention import kernels
 
     load_after = load_average()
-    config = {"stride": args.stride, "summaries": args.summaries, "repeats": args.repeats, "heads": 4,
+    config = {"stride": args.stride, "summaries": args.summaries, "repeats": args.repeats, "rounds": args.rounds, "heads": 4,
               "head_dim": 64, "dtype": "float32", "batch": 1, "host": host, "cores": os.cpu_count(),
               "threads": threads or "default", "load_average_before_after": [load_before, load_after],
               "kernel_threaded": kernels.threaded(), "path": "strided/fixed: backend auto (" + ("C++ kernel" if kernels.available() else

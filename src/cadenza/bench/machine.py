@@ -1,5 +1,6 @@
 """What machine a benchmark ran on, in words (for result files and tables), how loaded it was, and
-how much CPU time each thread of this process has used (to tell threads' work from the machine's load)."""
+how much CPU time each thread of this process has used (to tell threads' work from the machine's load),
+and this process's memory (its resident sizes; the allocator kept from returning freed memory)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,24 @@ def thread_cpu_ns() -> dict:
         except (OSError, ValueError, IndexError):
             pass
     return out
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the process (glibc): large tensors then skip page faults on reuse."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 32)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmHWM: peak resident, VmRSS: resident)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")

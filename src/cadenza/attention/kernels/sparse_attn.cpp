@@ -25,13 +25,24 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <limits>
+#include <mutex>
+#include <new>
+#include <pthread.h>
+#include <thread>
 #include <vector>
 
 // ------------------------------------------------------------------------------------
@@ -366,25 +377,45 @@ std::vector<at::Tensor> strided_backward(at::Tensor dout, at::Tensor q, at::Tens
   check(dout, "dout"); check(q, "q"); check(k, "k"); check(v, "v"); check(out, "out");
   const int64_t BH = q.size(0), n = q.size(1), D = q.size(2);
   const float scale = (float)scale_d;
-  auto delta = row_delta(dout, out);
-  // every row of dq is first written by exactly one tile (beta = 0): no zero fill
-  auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
+  // No separate passes over memory before the tiles (they cost a third of the backward's
+  // non-GEMM time and a barrier each): every row of dq is first written by exactly one band
+  // tile (beta = 0); delta = rowsum(dout * out) of a row is computed by the band tile that
+  // owns the row, just before its GEMMs read the same dout rows; and dk, dv are zeroed by the
+  // tiles of colour 0, whose key ranges [ks(t), ks(t + colours)) partition [0, n) (colours * T
+  // >= w + T: a tile's keys end before the next colour-0 tile's start), before any tile
+  // accumulates into them (colour 0 runs first; the residue classes run after every colour).
+  auto delta = at::empty({BH, n}, out.options());
+  auto dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
-  const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *dlp = delta.data_ptr<float>();
+  const float *gp = dout.data_ptr<float>(), *lp = lse.data_ptr<float>(), *outp = out.data_ptr<float>();
+  float *dlp = delta.data_ptr<float>();
   float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dv.data_ptr<float>();
   const int64_t T = tile, nt = (n + T - 1) / T;
   // band tiles t and t + colours never share a key: t's keys are [t T - w, t T + T)
   const int64_t colours = std::min(nt, (w + T + T - 1) / T);
+  auto key_start = [&](int64_t t) { return t >= nt ? n : std::max<int64_t>(0, t * T - w); };
   for (int64_t colour = 0; colour < colours; ++colour) {
     const int64_t per = (nt - colour + colours - 1) / colours;
     for_tiles(BH * per, [&](int64_t u0, int64_t u1) {
-    SerialBlas serial;
+      SerialBlas serial;
       Scratch& sc = scratch();
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t bh = u / per, t = colour + (u % per) * colours;
         const int64_t i0 = t * T, M = std::min(T, n - i0);
-        const int64_t ks = std::max<int64_t>(0, i0 - w), N = i0 + M - ks;
+        const int64_t ks = key_start(t), N = i0 + M - ks;
         const int64_t off = bh * n * D;
+        if (colour == 0) {
+          const int64_t z1 = key_start(t + colours);
+          std::memset(dkp + off + ks * D, 0, sizeof(float) * (z1 - ks) * D);
+          std::memset(dvp + off + ks * D, 0, sizeof(float) * (z1 - ks) * D);
+        }
+        for (int64_t m = 0; m < M; ++m) {
+          const float *g = gp + off + (i0 + m) * D, *o = outp + off + (i0 + m) * D;
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t d = 0; d < D; ++d) acc += g[d] * o[d];
+          dlp[bh * n + i0 + m] = acc;
+        }
         Seg a{kp + off + ks * D, vp + off + ks * D, D, N};
         GSeg ga{dkp + off + ks * D, dvp + off + ks * D, D};
         auto range = [&](int64_t m, int64_t& lo, int64_t& hi) {
@@ -573,6 +604,178 @@ std::vector<at::Tensor> fixed_backward(at::Tensor dout, at::Tensor q, at::Tensor
 
 namespace {
 
+// ---------------------------------------------------------------------------------------------
+// Sharing a decode step's small loops without waiting for a thread that has not started.
+//
+// A one-token step runs ~5 loops per layer of tens of microseconds each. As OpenMP regions
+// (at::parallel_for) every loop ends at a barrier that waits for every thread of the team, so a
+// thread that the OS has not scheduled (another process on the core) holds the step up for a
+// scheduling delay each time: on 2 shared cores a d256 6-layer step took 60 ms at 2 threads vs
+// 1.5 ms at 1 (issue 24). share() instead publishes the loop to helper threads (started on first
+// use, one fewer than at::get_num_threads()) and claims items itself from the same counter; it
+// waits only for items a helper has already claimed. A helper that wakes late finds no items
+// left and goes back to waiting, so a held-up helper costs nothing. Which thread runs an item
+// never changes its result. Helpers spin about a millisecond after each loop (the next loop
+// follows within microseconds, the next step's within a fraction of a millisecond), then sleep
+// on a condition variable.
+class SharePool {
+ public:
+  static SharePool& get() {
+    static SharePool* pool = [] {   // never destroyed: helpers may still wait at process exit
+      auto* p = new SharePool();
+      pthread_atfork(nullptr, nullptr, [] { SharePool::get().after_fork(); });
+      return p;
+    }();
+    return *pool;
+  }
+
+  template <typename F>
+  void run(int64_t count, int64_t step, int threads, const F& f) {
+    if (count <= 0) return;
+    step = std::max<int64_t>(1, step);
+    const int helpers = (int)std::min<int64_t>(threads - 1, (count + step - 1) / step - 1);
+    if (helpers <= 0 || busy_.exchange(true)) {   // serial, or a nested / concurrent call
+      for (int64_t u = 0; u < count; u += step) f(u, std::min(count, u + step));
+      return;
+    }
+    start(helpers);
+    const std::function<void(int64_t, int64_t)> fn = [&f](int64_t a, int64_t b) { f(a, b); };
+    fn_ = &fn;
+    count_ = count;
+    step_ = step;
+    wanted_.store(helpers);
+    next_.store(0);
+    done_.store(0);
+    open_.store(true);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      gen_.fetch_add(1);
+    }
+    if (sleeping_.load() > 0) cv_.notify_all();
+    claim();
+    wait([&] { return done_.load() >= count; });   // only items a helper holds
+    open_.store(false);
+    wait([&] { return inside_.load() == 0; });     // no helper still reads fn_
+    std::exception_ptr error;
+    std::swap(error, error_);
+    busy_.store(false);
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  // Spin first (a helper's item takes microseconds; yielding the core could cost a time slice on
+  // a busy machine), then yield.
+  template <typename P>
+  static void wait(const P& ready) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+    bool spinning = true;
+    for (int spin = 1; !ready(); ++spin) {
+      if (spinning) {
+        pause();
+        if (spin % 64 == 0) spinning = std::chrono::steady_clock::now() < until;
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  void claim() {
+    for (;;) {
+      const int64_t u = next_.fetch_add(step_);
+      if (u >= count_) return;
+      const int64_t e = std::min(count_, u + step_);
+      try {
+        (*fn_)(u, e);
+      } catch (...) {   // rethrown by run() on the calling thread
+        std::lock_guard<std::mutex> lock(error_mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      done_.fetch_add(e - u);
+    }
+  }
+
+  void start(int helpers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t before = gen_.load();   // a new helper takes part in the job published next
+    while ((int)threads_ < helpers) {
+      const int index = (int)threads_++;
+      std::thread([this, index, before] { helper(index, before); }).detach();
+    }
+  }
+
+  void helper(int index, uint64_t seen) {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+    for (;;) {
+      uint64_t g = gen_.load();
+      // spin ~1 ms (the next step's loops come sooner), then sleep
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
+      for (int spin = 1; g == seen; ++spin) {
+        pause();
+        g = gen_.load();
+        if (spin % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lock(mu_);
+        sleeping_.fetch_add(1);
+        cv_.wait(lock, [&] { return gen_.load() != seen; });
+        sleeping_.fetch_sub(1);
+        g = gen_.load();
+      }
+      seen = g;
+      if (index >= wanted_.load()) continue;
+      inside_.fetch_add(1);
+      if (open_.load() && gen_.load() == seen) claim();
+      inside_.fetch_sub(1);
+    }
+  }
+
+  void after_fork() {   // the child has no helpers: forget them, fresh locks
+    new (&mu_) std::mutex();
+    new (&cv_) std::condition_variable();
+    new (&error_mu_) std::mutex();
+    error_ = nullptr;
+    threads_ = 0;
+    sleeping_.store(0);
+    inside_.store(0);
+    open_.store(false);
+    busy_.store(false);
+  }
+
+  std::mutex mu_, error_mu_;
+  std::condition_variable cv_;
+  std::exception_ptr error_;
+  size_t threads_ = 0;
+  // each counter the threads update on a cache line of its own (no false sharing between cores)
+  alignas(64) std::atomic<uint64_t> gen_{0};
+  alignas(64) std::atomic<int64_t> next_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<int> inside_{0};
+  alignas(64) std::atomic<int> sleeping_{0};
+  std::atomic<bool> open_{false}, busy_{false};
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t count_ = 0, step_ = 1;
+  std::atomic<int> wanted_{0};
+};
+
+// The decode step's loops: items [0, count) in claims of `step`, on this thread and the helpers.
+// Loops below share_min_work multiply-adds (default 65536, ~5-10 us) run inline: waking a helper
+// costs more than they do. Tests set it to 0 to share every loop.
+std::atomic<int64_t> share_min_work{1 << 16};
+
+template <typename F>
+void share(int64_t count, const F& f, int64_t step = 1, int64_t work = -1) {
+  const bool small = work >= 0 && work < share_min_work.load(std::memory_order_relaxed);
+  SharePool::get().run(count, step, small ? 1 : at::get_num_threads(), f);
+}
+
 constexpr int64_t GROUP_INTS = 8;
 constexpr int64_t SMALL_BATCH = 8;   // up to this many rows, linear layers read each weight row once
 
@@ -609,7 +812,7 @@ inline void finish(float* y, const float* r, const float* bias, int64_t count, i
 void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const float* bias, int64_t out,
                 float* y, int act) {
   const int64_t rows = std::max<int64_t>(8, 8192 / std::max<int64_t>(1, in));   // >= 32 KB of weights a claim
-  for_tiles(out, [&](int64_t o0, int64_t o1) {
+  share(out, [&](int64_t o0, int64_t o1) {
     const int64_t cols = o1 - o0;
     thread_local std::vector<float> r;
     if ((int64_t)r.size() < B * cols) r.resize(B * cols);
@@ -623,7 +826,7 @@ void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const flo
       gemm(false, true, B, cols, in, 1.f, x, in, W + o0 * in, in, 0.f, r.data(), cols);
     }
     for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
-  }, rows);
+  }, rows, B * in * out);
 }
 
 void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
@@ -769,9 +972,24 @@ void group_segments(const Group& g, int64_t B, int64_t b, int64_t h, int64_t hd,
   }
 }
 
+// ATen ops run under it on their calling thread alone (no OpenMP team of their own: ATen's and
+// oneDNN's thread counts read the calling thread's omp nthreads).
+struct OneThread {
+#ifdef _OPENMP
+  int before = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(before); }
+#endif
+};
+
+// y = x W^T + bias with the int8 weight (torch._weight_int8pack_mm, bfloat16 input), on the calling
+// thread alone: the op's own at::parallel_for would be an OpenMP region per layer (a stall each on a
+// busy machine: 222 ms vs 0.67 ms per step of the music model at 2 threads), and the layers are
+// too small to split (each call costs ~6 us of dispatch; a 640 x 160 layer ~10 us of work).
 at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, bool int8) {
   if (!int8) return at::linear(x, a, b);
   at::Tensor xb = x.scalar_type() == at::kBFloat16 ? x : x.to(at::kBFloat16);
+  OneThread one;
   return at::_weight_int8pack_mm(xb, a, b) + c;
 }
 
@@ -816,6 +1034,7 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
   for (int64_t layer = 0; layer < L; ++layer) {
     at::Tensor qkv;
     if (int8) {
+      OneThread one;   // ATen's ops here (oneDNN's bfloat16 GELU too) start no OpenMP teams
       at::Tensor hn = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * layer]);
       qkv = lin3(hn, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat).contiguous();
     } else {
@@ -851,7 +1070,9 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
       for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
     float* yp = y.data_ptr<float>();
     const float scale = (float)scales[layer];
-    for_tiles(B * H, [&](int64_t u0, int64_t u1) {
+    int64_t attend_work = 0;   // multiply-adds of this layer's attention (q.k and p.v)
+    for (const Group* g : mine) attend_work += 2 * B * (g->h1 - g->h0) * (g->near + g->far) * hd;
+    share(B * H, [&](int64_t u0, int64_t u1) {
       thread_local std::vector<float> s;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t b = u / H, hh = u % H;
@@ -862,8 +1083,9 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
         group_segments(*g, B, b, hh - g->h0, hd, i, a, f);
         attend_one(qp + (b * 3 * H + hh) * hd, hd, scale, a, f, out, s);
       }
-    });
+    }, 1, attend_work);
     if (int8) {
+      OneThread one;
       x = x + lin3(y, w[k + 5], w[k + 6], w[k + 7], int8);
       at::Tensor hn = at::layer_norm(x, {d}, w[k + 8], w[k + 9], eps[2 * layer + 1]);
       at::Tensor g = at::gelu(lin3(hn, w[k + 10], w[k + 11], w[k + 12], int8));
@@ -883,6 +1105,7 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
     k += 16;
   }
   if (int8) {
+    OneThread one;
     at::Tensor hf = at::layer_norm(x, {d}, w[k], w[k + 1], eps[2 * L]);
     return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
   }
@@ -911,4 +1134,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     at::parallel_for(0, items, 1, [&](int64_t, int64_t) { seen[at::get_thread_num()] = 1; });
     return (int64_t)std::count(seen.begin(), seen.end(), 1);
   }, "how many threads a parallel_for over `items` work items runs on (a test of the build)");
+  m.def("set_share_min_work", [](int64_t work) { return share_min_work.exchange(work); },
+        "the decode step's smallest shared loop in multiply-adds (returns the previous value)");
+  m.def("share_helped", [](int64_t items) {
+    // the decode step's loop sharing: item 0 waits (up to 5 s) until another thread has run an item
+    const auto me = std::this_thread::get_id();
+    std::atomic<int> others{0};
+    share(items, [&](int64_t u0, int64_t) {
+      if (std::this_thread::get_id() != me) others.fetch_add(1);
+      if (u0 == 0 && at::get_num_threads() > 1)
+        for (int t = 0; t < 5000 && others.load() == 0; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    return others.load() > 0;
+  }, "whether a thread other than the caller ran items of a shared loop (a test of the decode step's pool)");
 }
