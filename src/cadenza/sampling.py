@@ -175,6 +175,7 @@ class Decoder:
             seed = int(torch.randint(0, 2**62, ()))
         self.generator.manual_seed(int(seed))
         self._was_training = model.training
+        self.reader = None            # reads one token for the model (see ``read``); None: the model's own step
         model.eval()
         try:
             self.restart(context, constraint, primed=primed)
@@ -238,6 +239,9 @@ class Decoder:
             return
         with torch.inference_mode():
             for j in range(pending, 0, -1):
+                if self.reader is not None and self.rows == 1:
+                    self.logits = self.reader([self.ids[0][-j]], [self.cache])
+                    continue
                 x = torch.tensor([[row[-j]] for row in self.ids], device=self.model.device)
                 self.logits = self.model(x, cache=self.cache)[:, -1]
 
@@ -251,6 +255,23 @@ class Decoder:
             self._buffer[:, done:n] = torch.tensor([row[done:] for row in self.ids], device=self.model.device)
             self._buffer_n = n
         return self._buffer[:, :n]
+
+    # ---- reading from outside (a batch of decoders: ``cadenza.batching``) -------------------
+    def unread(self) -> int | None:
+        """The next token the model has yet to read (one sequence), or None when it has read
+        them all. A read that would pass ``max_len`` slides the window here, at once."""
+        if not self._pending:
+            return None
+        if self.cache.length + self._pending > self.max_len:
+            self._catch_up()
+            return None
+        return self.ids[0][-self._pending]
+
+    def read(self, logits: torch.Tensor) -> None:
+        """The model read ``unread()`` into ``self.cache`` (its length counted) and gave these
+        logits (vocab,) or (1, vocab) after it."""
+        self.logits = logits.reshape(1, -1)
+        self._pending -= 1
 
     # ---- choosing -------------------------------------------------------------------------
     def choose(self) -> list[int]:
