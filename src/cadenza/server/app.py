@@ -39,6 +39,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 PIECE_RESPONSES = {200: {"content": {"audio/midi": BINARY},
                          "description": 'the piece: JSON, or with "format": "midi" the MIDI file'}}
 TOKEN_COOKIE = "cadenza_token"
+RETRY_STREAM_S = 10      # the Retry-After hint of a stream refused for want of room (close 1013)
 log = logging.getLogger("cadenza.server")
 
 
@@ -47,7 +48,7 @@ class Hub:
 
     def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True):
         self.mm, self.limits = mm, limits
-        self.pool = None
+        self.pool = self.decoder = None
         self.open()
         self.streams = 0
         self.generations = 0
@@ -98,11 +99,18 @@ class Hub:
         """The worker pool (again, after ``close``: an ASGI host may run the app's lifespan more than once)."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="cadenza-gen")
+        if self.decoder is None:      # every stream's bars, in one batch (server.batcher)
+            from cadenza.server.batcher import StreamDecoder
+
+            self.decoder = StreamDecoder(self.mm.network)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = None
 
 
 # --------------------------------------------------------------------------- conversions
@@ -381,8 +389,10 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
             except ValueError as exc:
                 await ws.close(4400, str(exc))
                 return
-        if hub.streams >= limits.streams:
-            await ws.close(1013, f"the server already plays {hub.streams} streams (its limit); try again later")
+        if hub.streams >= limits.streams or hub.decoder.strained():
+            why = "its limit" if hub.streams >= limits.streams else "all it can carry now"
+            await ws.close(1013, f"the server already plays {hub.streams} streams ({why}); Retry-After: "
+                                 f"{RETRY_STREAM_S}")
             return
         hub.streams += 1
         session = StreamSession(hub, ws, listener)
