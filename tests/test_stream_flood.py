@@ -1,0 +1,128 @@
+"""A real server with several WebSocket clients: one client flooding the stream (garbage as fast
+as it can, or control changes just under the message rate) neither stalls nor starves another
+that plays in real time."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import require
+
+require("miditok")
+websockets = require("websockets.sync.client")
+closed_error = require("websockets.exceptions").ConnectionClosed
+
+PLAY_S = 8.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(tmp_path):
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "serve", "--port", str(port), "--prefs",
+                             str(tmp_path / "p.sqlite3"), "--max-streams", "8"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return proc, f"ws://127.0.0.1:{port}/api/stream"
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the server did not start")
+
+
+def _listen(url, out):
+    """Play in real time (tempo 200), reporting the playhead every 0.25 s; record the lead."""
+    bars, leads, playhead = [], [], 0.0
+    with websockets.connect(url) as ws:
+        json.loads(ws.recv())
+        ws.send(json.dumps({"type": "start", "seed": 3, "tempo": 200, "time_signature": "4/4"}))
+        last = None
+        end = time.monotonic() + PLAY_S
+        while time.monotonic() < end:
+            try:
+                while True:
+                    m = json.loads(ws.recv(timeout=0.25))
+                    if m["type"] == "notes":
+                        bars.append(m)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if bars:
+                if last is not None:
+                    playhead += (now - last) * 200 / 60.0
+                last = now
+                leads.append(max(b["end_beat"] for b in bars) - playhead)
+            ws.send(json.dumps({"type": "playhead", "beat": playhead}))
+    out.update(bars=len(bars), leads=leads)
+
+
+def _garbage(url, out):
+    errors = 0
+    try:
+        with websockets.connect(url) as ws:
+            json.loads(ws.recv())
+            for i in range(100000):
+                ws.send("{not json" if i % 2 else json.dumps({"type": "dance"}))
+                try:
+                    while json.loads(ws.recv(timeout=0))["type"] == "error":
+                        errors += 1
+                except TimeoutError:
+                    pass
+    except closed_error as exc:
+        out["code"] = exc.rcvd.code if exc.rcvd else None
+    out["errors"] = errors
+
+
+def _controls(url, out):
+    """Valid mood changes at 18 a second, just under the limit: every one asks for a restart."""
+    cuts, closed = 0, None
+    try:
+        with websockets.connect(url) as ws:
+            json.loads(ws.recv())
+            ws.send(json.dumps({"type": "start", "seed": 5}))
+            end = time.monotonic() + PLAY_S
+            i = 0
+            while time.monotonic() < end:
+                ws.send(json.dumps({"type": "control", "energy": 0.05 if i % 2 else 0.95}))
+                i += 1
+                t = time.monotonic() + 1 / 18
+                while (left := t - time.monotonic()) > 0:
+                    try:
+                        cuts += json.loads(ws.recv(timeout=left))["type"] == "cut"
+                    except TimeoutError:
+                        break
+    except closed_error as exc:
+        closed = exc.rcvd.code if exc.rcvd else None
+    out.update(cuts=cuts, closed=closed, sent=i)
+
+
+def test_a_flooding_client_does_not_make_another_run_dry(tmp_path):
+    proc, url = _serve(tmp_path)
+    try:
+        listener, garbage, controls = {}, {}, {}
+        threads = [threading.Thread(target=f, args=(url, o)) for f, o in
+                   ((_listen, listener), (_garbage, garbage), (_controls, controls))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(PLAY_S + 30)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert garbage["code"] == 1008 and garbage["errors"] > 0       # errors first, then closed
+    assert controls["closed"] is None and controls["sent"] > 100
+    assert 1 <= controls["cuts"] <= PLAY_S / 0.25 + 2                # restarts merged, at most 4 a second
+    assert listener["bars"] >= 4
+    assert min(listener["leads"]) > 0, listener["leads"]             # never ran dry
