@@ -168,7 +168,8 @@ def decode_rows(model, tokens: list[int], caches: list[KVCache]) -> torch.Tensor
         with torch.inference_mode():
             return torch.cat([decode_one(model, torch.tensor([[t]], device=model.device), c, "float32")[:, -1]
                               for t, c in zip(tokens, caches)])
-    ext, weights, eps, scales, _, spec = plan
+    ext, _, eps, scales, _, spec = plan
+    weights = rows_weights(model, fast)
     H, hd = model.config.n_heads, model.config.head_dim
     pos = [int(c.length) for c in caches]
     with torch.inference_mode():
@@ -192,6 +193,32 @@ def decode_rows(model, tokens: list[int], caches: list[KVCache]) -> torch.Tensor
     for c in caches:
         c.length += 1
     return logits
+
+
+ROWS_PAD = 32   # decode_rows' weights: output columns padded to its register tile
+
+
+def rows_weights(model, fast: dict) -> list:
+    """The fused plan's float32 weights for ``decode_rows``: every linear weight transposed to
+    (in, out rounded up to ROWS_PAD), zero-padded; made again when a parameter changed in place."""
+    stamp = (model.tok_emb.weight._version, model.blocks[0].attn.qkv.weight._version,
+             model.head.weight._version)
+    kept = fast.get("rows")
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    flat = _plan(model, fast)[1]
+    L = model.config.n_layers
+    linear = {16 * i + j for i in range(L) for j in (2, 5, 10, 13)} | {16 * L + 2}
+    out = []
+    for i, w in enumerate(flat):
+        if i in linear:
+            n_out, n_in = w.shape
+            t = torch.zeros((n_in, -(-n_out // ROWS_PAD) * ROWS_PAD), dtype=w.dtype, device=w.device)
+            t[:, :n_out] = w.detach().t()
+            w = t
+        out.append(w)
+    fast["rows"] = (stamp, out)
+    return out
 
 
 def group_spec(layer: int, h0: int, h1: int, g) -> list[int]:

@@ -606,16 +606,14 @@ inline void finish(float* y, const float* r, const float* bias, int64_t count, i
 }
 
 // y (B, out) (op)= x (B, in) W^T + bias, W (out, in) row-major; output rows split over threads.
-// ``rowwise``: every row by the same dot products whatever B is (the batched stream decoder's
-// rows then match a batch of one bit for bit); else BLAS above SMALL_BATCH rows.
 void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const float* bias, int64_t out,
-                float* y, int act, bool rowwise = false) {
+                float* y, int act) {
   const int64_t rows = std::max<int64_t>(8, 8192 / std::max<int64_t>(1, in));   // >= 32 KB of weights a claim
   for_tiles(out, [&](int64_t o0, int64_t o1) {
     const int64_t cols = o1 - o0;
     thread_local std::vector<float> r;
     if ((int64_t)r.size() < B * cols) r.resize(B * cols);
-    if (B <= SMALL_BATCH || rowwise) {
+    if (B <= SMALL_BATCH) {
       for (int64_t o = o0; o < o1; ++o) {
         const float* w = W + o * in;
         for (int64_t b = 0; b < B; ++b) r[b * cols + o - o0] = dot(w, x + b * in, in);
@@ -626,6 +624,37 @@ void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const flo
     }
     for (int64_t b = 0; b < B; ++b) finish(y + b * out + o0, r.data() + b * cols, bias + o0, cols, act);
   }, rows);
+}
+
+// y (B, out) (op)= x (B, in) W^T + bias for the batched stream decoder, from Wt = W transposed
+// (in, ldw >= out rounded up to OV, zero-padded). Every output is one chain of multiply-adds over
+// the inputs in order, computed by the same code whichever tile and slot its row falls in, so a
+// row's values do not depend on the rows beside it (nor on the thread count); register tiles of
+// RB rows x OV outputs read each weight once per RB rows.
+void linear_rows(const float* x, int64_t B, int64_t in, const float* Wt, int64_t ldw, const float* bias,
+                 int64_t out, float* y, int act) {
+  constexpr int64_t OV = 32, RB = 6;
+  const int64_t otiles = (out + OV - 1) / OV, rtiles = (B + RB - 1) / RB;
+  for_tiles(otiles * rtiles, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t o0 = (u % otiles) * OV, r0 = (u / otiles) * RB;
+      const int64_t oc = std::min(OV, out - o0), rc = std::min(RB, B - r0);
+      const float* xr[RB];
+      for (int64_t r = 0; r < RB; ++r) xr[r] = x + (r0 + std::min(r, rc - 1)) * in;   // a short tile repeats its last row
+      float acc[RB][OV];
+      for (int64_t r = 0; r < RB; ++r)
+        for (int64_t o = 0; o < OV; ++o) acc[r][o] = 0.f;
+      for (int64_t j = 0; j < in; ++j) {
+        const float* wj = Wt + j * ldw + o0;
+        for (int64_t r = 0; r < RB; ++r) {
+          const float xv = xr[r][j];
+#pragma omp simd
+          for (int64_t o = 0; o < OV; ++o) acc[r][o] += xv * wj[o];
+        }
+      }
+      for (int64_t r = 0; r < rc; ++r) finish(y + (r0 + r) * out + o0, acc[r], bias + o0, oc, act);
+    }
+  });
 }
 
 void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
@@ -811,6 +840,16 @@ at::Tensor decode_core(at::Tensor x_in, const std::vector<at::Tensor>& w, std::v
   at::Tensor hid;   // float32 MLP hidden (B, hidden)
   float* xp = x.data_ptr<float>();
   size_t k = 0;
+  // a linear layer: weight (out, in) and BLAS above SMALL_BATCH rows, or (rowwise) Wt (in, ldw)
+  auto lin = [&](const float* in_p, int64_t in, const at::Tensor& W, const at::Tensor& bias, int64_t out, float* y_p,
+                 int act) {
+    if (rowwise) {
+      TORCH_CHECK(W.dim() == 2 && W.size(0) == in && W.size(1) >= out, "decode_rows: weights must be transposed");
+      linear_rows(in_p, B, in, W.data_ptr<float>(), W.size(1), bias.data_ptr<float>(), out, y_p, act);
+    } else {
+      linear_f32(in_p, B, in, W.data_ptr<float>(), bias.data_ptr<float>(), out, y_p, act);
+    }
+  };
   // head -> its group index within a row
   std::vector<std::vector<int64_t>> of_layer(L, std::vector<int64_t>(H, -1));
   for (int64_t q = 0; q < G; ++q)
@@ -823,8 +862,7 @@ at::Tensor decode_core(at::Tensor x_in, const std::vector<at::Tensor>& w, std::v
     } else {
       layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * layer],
                       h.data_ptr<float>());
-      linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), 3 * d,
-                 qkv_f32.data_ptr<float>(), PLAIN, rowwise);
+      lin(h.data_ptr<float>(), d, w[k + 2], w[k + 3], 3 * d, qkv_f32.data_ptr<float>(), PLAIN);
       qkv = qkv_f32;
     }
     float* qp = qkv.data_ptr<float>();
@@ -870,15 +908,13 @@ at::Tensor decode_core(at::Tensor x_in, const std::vector<at::Tensor>& w, std::v
       x = (x + lin3(g, w[k + 13], w[k + 14], w[k + 15], int8)).contiguous();
       xp = x.data_ptr<float>();
     } else {
-      linear_f32(yp, B, d, w[k + 5].data_ptr<float>(), w[k + 6].data_ptr<float>(), d, xp, ADD, rowwise);
+      lin(yp, d, w[k + 5], w[k + 6], d, xp, ADD);
       layer_norm_rows(xp, B, d, w[k + 8].data_ptr<float>(), w[k + 9].data_ptr<float>(), eps[2 * layer + 1],
                       h.data_ptr<float>());
-      const int64_t hidden = w[k + 10].size(0);
+      const int64_t hidden = w[k + 11].size(0);
       if (!hid.defined() || hid.size(1) != hidden) hid = at::empty({B, hidden}, opts);
-      linear_f32(h.data_ptr<float>(), B, d, w[k + 10].data_ptr<float>(), w[k + 11].data_ptr<float>(), hidden,
-                 hid.data_ptr<float>(), GELU, rowwise);
-      linear_f32(hid.data_ptr<float>(), B, hidden, w[k + 13].data_ptr<float>(), w[k + 14].data_ptr<float>(), d,
-                 xp, ADD, rowwise);
+      lin(h.data_ptr<float>(), d, w[k + 10], w[k + 11], hidden, hid.data_ptr<float>(), GELU);
+      lin(hid.data_ptr<float>(), hidden, w[k + 13], w[k + 14], d, xp, ADD);
     }
     k += 16;
   }
@@ -887,10 +923,9 @@ at::Tensor decode_core(at::Tensor x_in, const std::vector<at::Tensor>& w, std::v
     return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
   }
   layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * L], h.data_ptr<float>());
-  const int64_t vocab = w[k + 2].size(0);
+  const int64_t vocab = w[k + 3].size(0);
   at::Tensor logits = at::empty({B, vocab}, opts);
-  linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), vocab,
-             logits.data_ptr<float>(), PLAIN, rowwise);
+  lin(h.data_ptr<float>(), d, w[k + 2], w[k + 3], vocab, logits.data_ptr<float>(), PLAIN);
   return logits;
 }
 
@@ -932,8 +967,9 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
 }
 
 // B sequences, each with its own cache (rings[b * G + q], stores[b * G + q], each holding one
-// sequence) at its own position pos[b]; ``rope`` empty or (B, 2, hd / 2). Every row is computed
-// as a batch of one would be (rowwise linear layers): a row's logits do not depend on the others.
+// sequence) at its own position pos[b]; ``rope`` empty or (B, 2, hd / 2). Float32 only; every
+// linear weight comes transposed (in, out padded to 32; ``linear_rows``), so a row's logits do not
+// depend on the other rows: a batch of one computes them bit for bit.
 at::Tensor decode_rows(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
                        std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, std::vector<int64_t> pos,
                        int64_t n_heads, std::vector<double> eps, std::vector<double> scales, at::Tensor rope) {
@@ -956,8 +992,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
   m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
-  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)");
-  m.def("decode_rows", &decode_rows, "one cached decode step of rows with their own caches and positions");
+  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("decode_rows", &decode_rows, "one cached decode step of rows with their own caches and positions (weights "
+        "transposed: decode_step.rows_weights)", py::call_guard<py::gil_scoped_release>());
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
 #ifdef INTRA_OP_PARALLEL
   m.def("threaded", []() { return true; }, "whether at::parallel_for runs on several threads here");
