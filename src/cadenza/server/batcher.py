@@ -28,7 +28,7 @@ DANGER_S = 1.5        # a waiting bar due within this many seconds is one about 
 
 
 class StreamDecoder:
-    def __init__(self, model, rows: int = 64):
+    def __init__(self, model, rows: int = 32):
         self.model, self.rows = model, rows
         self.batch = Batch(model)
         self._inbox: deque = deque()
