@@ -22,6 +22,7 @@ token, alone or batched with any others (tests/test_batching.py).
 from __future__ import annotations
 
 import itertools
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any, Generator
 
@@ -54,6 +55,7 @@ def drive(model, job: Job) -> Any:
 
 
 _order = itertools.count()
+_urgency = attrgetter("deadline", "seq")
 
 
 @dataclass(order=True)
@@ -104,7 +106,7 @@ class Batch:
     def step(self, rows: int | None = None) -> list[Entry]:
         """Advance the ``rows`` most urgent jobs by one read each; returns the jobs that ended
         (removed from the batch), with ``result`` or ``error``."""
-        self.entries.sort()
+        self.entries.sort(key=_urgency)
         chosen = self.entries if rows is None else self.entries[:rows]
         ended, reading = [], []
         for e in chosen:

@@ -389,7 +389,7 @@ def create_app(model_dir=None, token: str | None = None, limits: Limits | None =
             except ValueError as exc:
                 await ws.close(4400, str(exc))
                 return
-        if hub.streams >= limits.streams or hub.decoder.strained():
+        if hub.streams >= limits.streams or hub.decoder.strained(hub.streams):
             why = "its limit" if hub.streams >= limits.streams else "all it can carry now"
             await ws.close(1013, f"the server already plays {hub.streams} streams ({why}); Retry-After: "
                                  f"{RETRY_STREAM_S}")

@@ -7,9 +7,11 @@ skip), run between steps. Each bar job carries a deadline, the moment its listen
 dry (now + the music it holds ahead of its playhead); a step serves at most ``rows`` jobs, the
 nearest deadlines first, so the stream nearest to running dry is served first.
 
-``strained()`` tells the server to refuse new streams (close 1013 with a Retry-After hint)
-before anyone already listening runs dry: the thread was busy nearly all of the last
-``WINDOW_S`` seconds and a waiting bar is due within ``DANGER_S`` seconds.
+``strained(streams)`` tells the server to refuse a new stream (close 1013 with a Retry-After
+hint) before anyone already listening runs dry: when one more stream would need more than
+``HEADROOM`` of the tokens a second the thread has been making while busy (the streams' need
+is their count times the tokens a second of music has cost so far), or when more streams
+that have music are within ``DANGER_S`` seconds of running dry than one step serves.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import time
 from collections import deque
 
 from cadenza.batching import Batch
+from cadenza.music.soundtrack import Bar
 
-WINDOW_S = 2.0        # how far back the busy fraction looks
-BUSY = 0.9            # a thread busier than this (fraction of WINDOW_S) has no room left
-DANGER_S = 1.5        # a waiting bar due within this many seconds is one about to run dry
+WINDOW_S = 5.0        # how far back the decoder's speed is measured
+HEADROOM = 0.85       # the share of that speed the streams may need
+DANGER_S = 1.0        # a playing stream whose bar is due within this many seconds is about to run dry
 
 
 class StreamDecoder:
@@ -34,33 +37,42 @@ class StreamDecoder:
         self._inbox: deque = deque()
         self._cv = threading.Condition()
         self._stop = False
-        self._busy: deque = deque()          # (start, end) of recent busy spans
+        self._busy: deque = deque()          # (start, end, tokens read) of recent busy spans
         self.tokens = 0
+        self.music_s = 0.0                   # seconds of music in the bars made (for the tokens they cost)
+        self.bar_tokens = 0
         self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
         self.thread.start()
 
     # ---- from the event loop -------------------------------------------------------------
     def submit(self, fn, *args, deadline: float | None = None) -> asyncio.Future:
         """Run ``fn(*args)`` on the decoder thread: a generator it returns is a batch job (served
-        by ``deadline``, a ``time.monotonic()`` value; default now); else its value is the result."""
+        by ``deadline``, a ``time.monotonic()`` value; default now: a stream with no music
+        ahead); else its value is the result."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        now = time.monotonic()
+        playing = deadline is not None and deadline > now
         with self._cv:
-            self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline, fut, loop))
+            self._inbox.append((fn, args, now if deadline is None else deadline, (fut, loop, playing)))
             self._cv.notify()
         return fut
 
-    def busy_fraction(self) -> float:
-        now = time.monotonic()
-        lo = now - WINDOW_S
-        return sum(max(0.0, min(e, now) - max(s, lo)) for s, e in list(self._busy)) / WINDOW_S
+    def speed(self) -> float | None:
+        """Tokens read a second while busy, over the last WINDOW_S (None before a second of work)."""
+        spans = list(self._busy)
+        busy = sum(e - s for s, e, _ in spans)
+        return sum(n for _, _, n in spans) / busy if busy >= 1.0 else None
 
-    def strained(self) -> bool:
-        """No room for another stream: busy nearly all the time, and a waiting bar is nearly due."""
-        if self.busy_fraction() < BUSY:
-            return False
+    def strained(self, streams: int) -> bool:
+        """No room for one more stream beside ``streams`` (see the module docstring)."""
         soon = time.monotonic() + DANGER_S
-        return any(e.deadline < soon for e in list(self.batch.entries))
+        if sum(1 for e in list(self.batch.entries) if e.tag[2] and e.deadline < soon) > self.rows:
+            return True             # more playing streams near dry than one step serves
+        speed = self.speed()
+        if speed is None or self.music_s < 10.0:
+            return False
+        return (streams + 1) * self.bar_tokens / self.music_s > HEADROOM * speed
 
     def close(self) -> None:
         with self._cv:
@@ -90,7 +102,8 @@ class StreamDecoder:
         return new
 
     def _start(self, new: list) -> None:
-        for fn, args, deadline, fut, loop in new:
+        for fn, args, deadline, tag in new:
+            fut, loop = tag[:2]
             if fut.cancelled():
                 continue
             try:
@@ -99,7 +112,7 @@ class StreamDecoder:
                 self._resolve(fut, loop, error=exc)
                 continue
             if inspect.isgenerator(out):
-                self.batch.add(out, deadline, tag=(fut, loop))
+                self.batch.add(out, deadline, tag=tag)
             else:
                 self._resolve(fut, loop, result=out)
 
@@ -113,13 +126,18 @@ class StreamDecoder:
                 self._start(new)
                 for e in [e for e in self.batch.entries if e.tag[0].cancelled()]:   # the listener left
                     self.batch.drop(e)
+                read = 0
                 if self.batch.entries:
                     rows0 = self.batch.rows_read
                     for e in self.batch.step(self.rows):
-                        self._resolve(*e.tag, result=e.result, error=e.error)
-                    self.tokens += self.batch.rows_read - rows0
+                        self._resolve(*e.tag[:2], result=e.result, error=e.error)
+                        if isinstance(e.result, Bar):
+                            self.music_s += (e.result.end - e.result.start) * 60.0 / e.result.tempo
+                    read = self.batch.rows_read - rows0
+                    self.tokens += read
+                    self.bar_tokens += read
                 t1 = time.monotonic()
-                self._busy.append((t0, t1))
+                self._busy.append((t0, t1, read))
                 while self._busy and self._busy[0][1] < t1 - WINDOW_S:
                     self._busy.popleft()
 
