@@ -129,3 +129,48 @@ def test_a_flooding_client_does_not_make_another_run_dry(tmp_path):
     assert 1 <= controls["cuts"] <= PLAY_S / 0.25 + 2                # restarts merged, at most 4 a second
     assert listener["bars"] >= 4
     assert min(listener["leads"]) > 0, listener["leads"]             # never ran dry
+
+
+def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
+    """The decoder's own measure: one more stream than its speed carries (with HEADROOM) is
+    refused, and so is any while more playing streams are near dry than one step serves; the
+    server closes such a stream with 1013 and a Retry-After hint, before any notes."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from cadenza.batching import Entry
+    from cadenza.music.load import load_model
+    from cadenza.server import batcher
+    from cadenza.server.access import Access
+    from cadenza.server.app import create_app
+
+    mm = load_model()
+    d = batcher.StreamDecoder(mm.network, rows=2)
+    try:
+        now = time.monotonic()
+        d._busy.extend([(now - 2.0, now - 1.0, 1000)])        # 1,000 tokens a busy second
+        d.music_s, d.bar_tokens = 100.0, 700                  # 7 tokens a second of music
+        assert not d.strained(100)                            # 101 x 7 = 707 <= 850
+        assert d.strained(125)                                # 126 x 7 = 882 > 850
+        loop = asyncio.new_event_loop()
+        futs = [loop.create_future() for _ in range(3)]
+        d.batch.entries = [Entry(now + 0.2, tag=(f, loop, True)) for f in futs]   # three playing, nearly dry
+        assert d.strained(0)
+        d.batch.entries[0].tag = (futs[0], loop, False)       # a new stream (no music yet) is no sign
+        assert not d.strained(0)
+        d.batch.entries = []
+        loop.close()
+    finally:
+        d.close()
+    app = create_app(mm=mm, prefs_path=tmp_path / "p.sqlite3", access=Access.serving("127.0.0.1", ["testserver"]))
+    with TestClient(app) as c:
+        c.app.state.hub.decoder.strained = lambda streams: True
+        with c.websocket_connect("/api/stream") as ws:
+            try:
+                ws.receive_text()
+                raise AssertionError("the stream was not refused")
+            except WebSocketDisconnect as e:
+                assert e.code == 1013 and "Retry-After: 10" in e.reason and "carry" in e.reason
+        assert c.app.state.hub.streams == 0
