@@ -174,8 +174,7 @@ class Decoder:
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         self.generator.manual_seed(int(seed))
-        self._was_training = model.training
-        self.reader = None            # reads one token for the model (see ``read``); None: the model's own step
+        self._was_training, self.reader = model.training, None   # reader(tokens, caches): reads for the model
         model.eval()
         try:
             self.restart(context, constraint, primed=primed)
@@ -256,22 +255,16 @@ class Decoder:
             self._buffer_n = n
         return self._buffer[:, :n]
 
-    # ---- reading from outside (a batch of decoders: ``cadenza.batching``) -------------------
+    # ---- reads done from outside (a batch of decoders: ``cadenza.batching``) ---------------
     def unread(self) -> int | None:
-        """The next token the model has yet to read (one sequence), or None when it has read
-        them all. A read that would pass ``max_len`` slides the window here, at once."""
-        if not self._pending:
-            return None
-        if self.cache.length + self._pending > self.max_len:
+        """The next token the model has yet to read (one sequence), or None (a read past
+        ``max_len`` slides the window here). ``read(logits)``: it was read into the cache."""
+        if self._pending and self.cache.length + self._pending > self.max_len:
             self._catch_up()
-            return None
-        return self.ids[0][-self._pending]
+        return self.ids[0][-self._pending] if self._pending else None
 
     def read(self, logits: torch.Tensor) -> None:
-        """The model read ``unread()`` into ``self.cache`` (its length counted) and gave these
-        logits (vocab,) or (1, vocab) after it."""
-        self.logits = logits.reshape(1, -1)
-        self._pending -= 1
+        self.logits, self._pending = logits.reshape(1, -1), self._pending - 1
 
     # ---- choosing -------------------------------------------------------------------------
     def choose(self) -> list[int]:
