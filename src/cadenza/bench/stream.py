@@ -8,7 +8,7 @@ use).
    segment with the new energy (median; target <= 2 s);
 3. load: ``--listeners`` clients (default 256, joining over ``--ramp`` s) play in real time for
    ``--seconds`` (default 60), report their playhead every 0.25 s and move the mood pad every
-   12 s. Targets: every one gets its first notes within 3 s; none runs dry (the playhead never
+   30 s (from a random moment; none in a run's last 6 s). Targets: every one gets its first notes within 3 s; none runs dry (the playhead never
    passes the end of the music received); a mood change is heard within 2 s (median) and 3 s
    (95th percentile) of playback;
 4. ``--find 64,128,...``: the same load at each count in turn (``--find-seconds`` each) until one

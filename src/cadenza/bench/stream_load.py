@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--listeners", type=int, required=True)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds over which the listeners join")
-    ap.add_argument("--change-every", type=float, default=12.0)
+    ap.add_argument("--change-every", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
