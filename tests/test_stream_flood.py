@@ -149,6 +149,9 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
     mm = load_model()
     d = batcher.StreamDecoder(mm.network, rows=2)
     try:
+        assert not d.strained(batcher.MEASURING - 1) and d.strained(batcher.MEASURING)   # not measured yet
+        d.tokens = 5000                                       # measured, and idle now: room
+        assert not d.strained(100)
         now = time.monotonic()
         d._busy.extend([(now - 2.0, now - 1.0, 1000)])        # 1,000 tokens a busy second
         d.music_s, d.bar_tokens = 100.0, 700                  # 7 tokens a second of music

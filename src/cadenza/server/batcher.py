@@ -10,7 +10,8 @@ nearest deadlines first, so the stream nearest to running dry is served first.
 ``strained(streams)`` tells the server to refuse a new stream (close 1013 with a Retry-After
 hint) before anyone already listening runs dry: when one more stream would need more than
 ``HEADROOM`` of the tokens a second the thread has been making while busy (the streams' need
-is their count times the tokens a second of music has cost so far), or when more streams
+is their count times the tokens a second of music has cost so far; before the thread has been
+read its first 1,000 tokens, only ``MEASURING`` streams are let in), or when more streams
 that have music are within ``DANGER_S`` seconds of running dry than one step serves.
 """
 
@@ -28,6 +29,8 @@ from cadenza.music.soundtrack import Bar
 WINDOW_S = 5.0        # how far back the decoder's speed is measured
 HEADROOM = 0.85       # the share of that speed the streams may need
 DANGER_S = 1.0        # a playing stream whose bar is due within this many seconds is about to run dry
+PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
+MEASURING = 8         # streams admitted before the decoder has read its first 1,000 tokens
 
 
 class StreamDecoder:
@@ -70,9 +73,10 @@ class StreamDecoder:
         if sum(1 for e in list(self.batch.entries) if e.tag[2] and e.deadline < soon) > self.rows:
             return True             # more playing streams near dry than one step serves
         speed = self.speed()
-        if speed is None or self.music_s < 10.0:
-            return False
-        return (streams + 1) * self.bar_tokens / self.music_s > HEADROOM * speed
+        if speed is None:             # busy under a second of the window: room, once it has been measured
+            return self.tokens < 1000 and streams >= MEASURING
+        per_stream = self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS
+        return (streams + 1) * per_stream > HEADROOM * speed
 
     def close(self) -> None:
         with self._cv:
