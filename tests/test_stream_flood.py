@@ -161,7 +161,7 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
         futs = [loop.create_future() for _ in range(3)]
         d.batch.entries = [Entry(now + 0.2, tag=(f, loop, True)) for f in futs]   # three playing, nearly dry
         assert d.strained(0)
-        d.batch.entries[0].tag = (futs[0], loop, False)       # a new stream (no music yet) is no sign
+        d.batch.entries[0].tag = (futs[0], loop, False)       # a new stream's first bar is no sign
         assert not d.strained(0)
         d.batch.entries = []
         loop.close()

@@ -48,16 +48,14 @@ class StreamDecoder:
         self.thread.start()
 
     # ---- from the event loop -------------------------------------------------------------
-    def submit(self, fn, *args, deadline: float | None = None) -> asyncio.Future:
+    def submit(self, fn, *args, deadline: float | None = None, playing: bool = False) -> asyncio.Future:
         """Run ``fn(*args)`` on the decoder thread: a generator it returns is a batch job (served
-        by ``deadline``, a ``time.monotonic()`` value; default now: a stream with no music
-        ahead); else its value is the result."""
+        by ``deadline``, a ``time.monotonic()`` value, default now; ``playing``: for a listener
+        who has music, so its coming due is a sign of strain); else its value is the result."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        now = time.monotonic()
-        playing = deadline is not None and deadline > now
         with self._cv:
-            self._inbox.append((fn, args, now if deadline is None else deadline, (fut, loop, playing)))
+            self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline, (fut, loop, playing)))
             self._cv.notify()
         return fut
 

@@ -17,7 +17,8 @@ extrapolates it at the tempo in force (for at most ``EXTRAPOLATE_S`` seconds, so
 that stops reporting stops the stream from running ahead). The producer makes bars while
 the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead, and waits otherwise. Bars are
 made by the server's one stream decoder (``server.batcher``): every stream's bar is a job in one
-batch, due when its listener would run dry, and the nearest deadline is served first.
+batch, due when its listener would run dry, and the nearest deadline is served first (a new
+stream's first bar is due ``FIRST_BAR_S`` from its start, so listeners about to run dry go first).
 
 A client may send at most ``RATE`` messages a second (``BURST`` at once); one that floods is
 closed (1008), and a control change restarts the music at most every ``RESTART_GAP_S``
@@ -42,6 +43,7 @@ EXTRAPOLATE_S = 10.0
 CHANGE_MARGIN_S = 0.5
 RATE, BURST = 20.0, 40.0  # messages a second a client may send, sustained / at once
 RESTART_GAP_S = 0.25      # restarts of one stream at most this often
+FIRST_BAR_S = 1.0         # a new stream's first bar is due as if it had this much music (listeners first)
 RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
@@ -135,8 +137,10 @@ class StreamSession:
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
             if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
-                bar = await self.hub.decoder.submit(self.st.bar_steps,
-                                                    deadline=time.monotonic() + self.lead_seconds())
+                lead = self.lead_seconds()
+                playing = bool(self.sent_bars)       # a new stream's first bar waits behind those about to run dry
+                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=playing,
+                                                    deadline=time.monotonic() + (lead if playing else FIRST_BAR_S))
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
                     continue                       # made under the old controls: dropped unsent
                 self.sent_bars.append(bar)
