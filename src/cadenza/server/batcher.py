@@ -95,6 +95,27 @@ class StreamDecoder:
         except RuntimeError:       # the loop has closed: nobody waits any more
             pass
 
+    @staticmethod
+    def _resolve_all(ended: list) -> None:
+        """Hand the ended jobs' results back, one wake-up of each event loop for all of them."""
+        by_loop: dict = {}
+        for e in ended:
+            by_loop.setdefault(id(e.tag[1]), (e.tag[1], []))[1].append(e)
+
+        def put(entries):
+            for e in entries:
+                fut = e.tag[0]
+                if not fut.done():
+                    if e.error is not None:
+                        fut.set_exception(e.error)
+                    else:
+                        fut.set_result(e.result)
+        for loop, entries in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(put, entries)
+            except RuntimeError:   # the loop has closed: nobody waits any more
+                pass
+
     def _wait(self) -> list:
         with self._cv:
             while not self._inbox and not self.batch.entries and not self._stop:
@@ -131,10 +152,11 @@ class StreamDecoder:
                 read = 0
                 if self.batch.entries:
                     rows0 = self.batch.rows_read
-                    for e in self.batch.step(self.rows):
-                        self._resolve(*e.tag[:2], result=e.result, error=e.error)
+                    ended = self.batch.step(self.rows)
+                    for e in ended:
                         if isinstance(e.result, Bar):
                             self.music_s += (e.result.end - e.result.start) * 60.0 / e.result.tempo
+                    self._resolve_all(ended)
                     read = self.batch.rows_read - rows0
                     self.tokens += read
                     self.bar_tokens += read
