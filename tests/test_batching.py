@@ -68,6 +68,8 @@ def test_batch_serves_the_most_urgent_first_and_jobs_leave():
     early = b.add(job(2, 9), deadline=1.0)
     ended = b.step(rows=1)                 # one row: only the most urgent job reads
     assert ended == [] and early.dec is not None and late.dec is None
+    b.step(rows=2, urgent=2.0)              # only the job due before 2.0 reads
+    assert late.dec is None
     third = b.add(job(3, 2), deadline=5.0)  # joins between steps
     done = []
     while len(b):

@@ -150,13 +150,17 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
     d = batcher.StreamDecoder(mm.network, rows=2)
     try:
         assert not d.strained(batcher.MEASURING - 1) and d.strained(batcher.MEASURING)   # not measured yet
-        d.tokens = 5000                                       # measured, and idle now: room
-        assert not d.strained(100)
         now = time.monotonic()
-        d._busy.extend([(now - 2.0, now - 1.0, 1000)])        # 1,000 tokens a busy second
+        d._busy.extend([(now - 2.0, now - 1.0, 0.0, 0.5, 500), (now - 1.0, now - 0.5, 0.0, 0.5, 2)])
+        assert d.speed() == 1000                              # 1,000 rows a second in big steps (small ones left out)
+        assert not d.strained(100)
         d.music_s, d.bar_tokens = 100.0, 700                  # 7 tokens a second of music
         assert not d.strained(100)                            # 101 x 7 = 707 <= 850
         assert d.strained(125)                                # 126 x 7 = 882 > 850
+        d._busy.append((now - 0.5, now, 2.5, 0.0, 0))         # new streams and restarts took half the window
+        assert d.speed() == 500 and d.strained(70)            # 71 x 7 = 497 > 425
+        d._busy.clear()
+        assert d.speed() == 1000                              # idle lately: the last measure stands
         loop = asyncio.new_event_loop()
         futs = [loop.create_future() for _ in range(3)]
         d.batch.entries = [Entry(now + 0.2, tag=(f, loop, True)) for f in futs]   # three playing, nearly dry

@@ -16,7 +16,8 @@ of one would (``decode_step.decode_rows``), sampling draws from the row's own ge
 token, alone or batched with any others (tests/test_batching.py).
 
 ``Batch.step(rows)`` serves at most ``rows`` jobs, the most urgent first (the smallest
-``Job.deadline``); the others wait for a later step.
+``Job.deadline``); the others wait for a later step. With ``urgent``, a step serves only
+the jobs due before it while any is, so a job about to be late gets quick small steps.
 """
 
 from __future__ import annotations
@@ -103,11 +104,14 @@ class Batch:
         except Exception as exc:   # noqa: BLE001 - the job's own failure is its result
             e.done, e.error, e.dec = True, exc, None
 
-    def step(self, rows: int | None = None) -> list[Entry]:
-        """Advance the ``rows`` most urgent jobs by one read each; returns the jobs that ended
+    def step(self, rows: int | None = None, urgent: float | None = None) -> list[Entry]:
+        """Advance the ``rows`` most urgent jobs by one read each (only those due before
+        ``urgent`` while any is: small, quick steps for them); returns the jobs that ended
         (removed from the batch), with ``result`` or ``error``."""
         self.entries.sort(key=_urgency)
         chosen = self.entries if rows is None else self.entries[:rows]
+        if urgent is not None and chosen and chosen[0].deadline < urgent:
+            chosen = [e for e in chosen if e.deadline < urgent]
         ended, reading = [], []
         for e in chosen:
             if e.dec is None:          # new, or read last step: on to its next read (or its end)

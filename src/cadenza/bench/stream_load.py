@@ -29,6 +29,7 @@ class Listener(Player):
     def __init__(self, url, start, change_every: float, rng: random.Random):
         super().__init__(url, start)
         self.dry_s = 0.0
+        self.dry_at: list[float] = []     # seconds after the first notes when each dry spell began
         self.changes: list[tuple[float, int, int]] = []     # (playhead beat, energy level asked, segments seen)
         self.next_change = None
         self.change_every, self.rng = change_every, rng
@@ -37,6 +38,11 @@ class Listener(Player):
     def advance(self, seconds: float) -> None:
         beat = self.seconds_to_beats(seconds)
         held = self.playhead_seconds_between(self.playhead, beat)
+        if seconds - held > 1e-6:
+            if not self.dry_at or self.dry_at[-1] < 0:
+                self.dry_at.append(round(time.perf_counter() - self.t0 - self.first_notes_s, 2))
+        elif self.dry_at and self.dry_at[-1] >= 0:
+            self.dry_at.append(-1.0)
         self.dry_s += max(0.0, seconds - held)
         self.playhead = beat
 
@@ -96,7 +102,7 @@ async def run(url: str, listeners: int, seconds: float, ramp: float, change_ever
         await p.run(seconds)
 
     await asyncio.gather(*(one(i, p) for i, p in enumerate(people)))
-    return [{"first_notes_s": p.first_notes_s, "dry_s": round(p.dry_s, 3),
+    return [{"first_notes_s": p.first_notes_s, "dry_s": round(p.dry_s, 3), "dry_at_s": [x for x in p.dry_at if x >= 0],
              "lead_min_s": round(min(p.leads), 3) if p.leads else None,
              "changes_s": [round(x, 3) if x != float("inf") else None for x in p.change_latencies()],
              "closed": p.closed} for p in people]

@@ -5,13 +5,16 @@ Every open stream's work goes to this thread: its bars as jobs of a ``cadenza.ba
 the short calls between them (a new ``Soundtrack``, a ``restart`` after a control change or a
 skip), run between steps. Each bar job carries a deadline, the moment its listener would run
 dry (now + the music it holds ahead of its playhead); a step serves at most ``rows`` jobs, the
-nearest deadlines first, so the stream nearest to running dry is served first.
+nearest deadlines first, so the stream nearest to running dry is served first; while bars are
+due within ``URGENT_S`` (a bar after a cut, a new stream's first), steps serve only those, so
+each of their tokens waits for a small step rather than a full one.
 
 ``strained(streams)`` tells the server to refuse a new stream (close 1013 with a Retry-After
 hint) before anyone already listening runs dry: when one more stream would need more than
-``HEADROOM`` of the tokens a second the thread has been making while busy (the streams' need
-is their count times the tokens a second of music has cost so far; before the thread has been
-read its first 1,000 tokens, only ``MEASURING`` streams are let in), or when more streams
+``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
+many rows, less the time its other calls take); the streams' need is their count times the
+tokens a second of music has cost so far. Before the first measure only ``MEASURING``
+streams are let in. Or when more streams
 that have music are within ``DANGER_S`` seconds of running dry than one step serves.
 """
 
@@ -29,8 +32,9 @@ from cadenza.music.soundtrack import Bar
 WINDOW_S = 5.0        # how far back the decoder's speed is measured
 HEADROOM = 0.85       # the share of that speed the streams may need
 DANGER_S = 1.0        # a playing stream whose bar is due within this many seconds is about to run dry
+URGENT_S = 1.0        # bars due within this many seconds get steps of their own (quick, small)
 PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
-MEASURING = 8         # streams admitted before the decoder has read its first 1,000 tokens
+MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
 
 
 class StreamDecoder:
@@ -40,7 +44,8 @@ class StreamDecoder:
         self._inbox: deque = deque()
         self._cv = threading.Condition()
         self._stop = False
-        self._busy: deque = deque()          # (start, end, tokens read) of recent busy spans
+        self._busy: deque = deque()          # (start, end, calls' seconds, step seconds, rows) of recent spans
+        self._speed = None                   # rows a second in steps of at least MEASURING rows (kept)
         self.tokens = 0
         self.music_s = 0.0                   # seconds of music in the bars made (for the tokens they cost)
         self.bar_tokens = 0
@@ -60,10 +65,17 @@ class StreamDecoder:
         return fut
 
     def speed(self) -> float | None:
-        """Tokens read a second while busy, over the last WINDOW_S (None before a second of work)."""
+        """Tokens the thread can read a second: the rows a second of its recent steps of at least
+        MEASURING rows (the last such figure when there were none lately), less the share of the
+        window its other calls (new streams, restarts) took. None before any such step."""
         spans = list(self._busy)
-        busy = sum(e - s for s, e, _ in spans)
-        return sum(n for _, _, n in spans) / busy if busy >= 1.0 else None
+        big = [(t, n) for _, _, _, t, n in spans if n >= MEASURING]
+        if sum(t for t, _ in big) >= 0.2:
+            self._speed = sum(n for _, n in big) / sum(t for t, _ in big)
+        if self._speed is None:
+            return None
+        calls = sum(c for _, _, c, _, _ in spans) / WINDOW_S
+        return self._speed * max(0.1, 1.0 - calls)
 
     def strained(self, streams: int) -> bool:
         """No room for one more stream beside ``streams`` (see the module docstring)."""
@@ -71,8 +83,8 @@ class StreamDecoder:
         if sum(1 for e in list(self.batch.entries) if e.tag[2] and e.deadline < soon) > self.rows:
             return True             # more playing streams near dry than one step serves
         speed = self.speed()
-        if speed is None:             # busy under a second of the window: room, once it has been measured
-            return self.tokens < 1000 and streams >= MEASURING
+        if speed is None:             # not measured yet: a few streams while it is
+            return streams >= MEASURING
         per_stream = self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS
         return (streams + 1) * per_stream > HEADROOM * speed
 
@@ -147,12 +159,13 @@ class StreamDecoder:
                 new = self._wait()
                 t0 = time.monotonic()
                 self._start(new)
+                t1 = time.monotonic()
                 for e in [e for e in self.batch.entries if e.tag[0].cancelled()]:   # the listener left
                     self.batch.drop(e)
                 read = 0
                 if self.batch.entries:
                     rows0 = self.batch.rows_read
-                    ended = self.batch.step(self.rows)
+                    ended = self.batch.step(self.rows, urgent=time.monotonic() + URGENT_S)
                     for e in ended:
                         if isinstance(e.result, Bar):
                             self.music_s += (e.result.end - e.result.start) * 60.0 / e.result.tempo
@@ -160,9 +173,9 @@ class StreamDecoder:
                     read = self.batch.rows_read - rows0
                     self.tokens += read
                     self.bar_tokens += read
-                t1 = time.monotonic()
-                self._busy.append((t0, t1, read))
-                while self._busy and self._busy[0][1] < t1 - WINDOW_S:
+                t2 = time.monotonic()
+                self._busy.append((t0, t2, t1 - t0, t2 - t1, read))
+                while self._busy and self._busy[0][1] < t2 - WINDOW_S:
                     self._busy.popleft()
 
 
