@@ -163,9 +163,11 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
         assert d.speed() == 1000                              # idle lately: the last measure stands
         loop = asyncio.new_event_loop()
         futs = [loop.create_future() for _ in range(3)]
-        d.batch.entries = [Entry(now + 0.2, tag=(f, loop, True)) for f in futs]   # three playing, nearly dry
+        d.batch.entries = [Entry(now + 0.2, tag=(f, loop, False)) for f in futs]  # three first bars, due soon
+        assert not d.strained(0)                              # new streams' first bars are no sign
+        d.batch.entries[0].tag = (futs[0], loop, True)        # one listener's bar, due in 0.2 s
         assert d.strained(0)
-        d.batch.entries[0].tag = (futs[0], loop, False)       # a new stream's first bar is no sign
+        d.batch.entries[0].deadline = now + 2 * batcher.LOW_LEAD_S
         assert not d.strained(0)
         d.batch.entries = []
         loop.close()

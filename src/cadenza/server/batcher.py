@@ -14,8 +14,8 @@ hint) before anyone already listening runs dry: when one more stream would need 
 ``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
 many rows, less the time its other calls take); the streams' need is their count times the
 tokens a second of music has cost so far. Before the first measure only ``MEASURING``
-streams are let in. Or when more streams
-that have music are within ``DANGER_S`` seconds of running dry than one step serves.
+streams are let in. Or when a playing listener's next bar (asked for with the lead nearly
+full) still waits within ``LOW_LEAD_S`` of its deadline.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from cadenza.music.soundtrack import Bar
 
 WINDOW_S = 5.0        # how far back the decoder's speed is measured
 HEADROOM = 0.85       # the share of that speed the streams may need
-DANGER_S = 1.0        # a playing stream whose bar is due within this many seconds is about to run dry
+LOW_LEAD_S = 3.0      # a listener's next bar still waiting this close to its deadline: the decoder is behind
 URGENT_S = 1.0        # bars due within this many seconds get steps of their own (quick, small)
 PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
 MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
@@ -79,9 +79,10 @@ class StreamDecoder:
 
     def strained(self, streams: int) -> bool:
         """No room for one more stream beside ``streams`` (see the module docstring)."""
-        soon = time.monotonic() + DANGER_S
-        if sum(1 for e in list(self.batch.entries) if e.tag[2] and e.deadline < soon) > self.rows:
-            return True             # more playing streams near dry than one step serves
+        now = time.monotonic()
+        playing = [e.deadline for e in list(self.batch.entries) if e.tag[2]]
+        if any(d < now + LOW_LEAD_S for d in playing):
+            return True             # a listener's next bar (asked for with a full lead) is still not made
         speed = self.speed()
         if speed is None:             # not measured yet: a few streams while it is
             return streams >= MEASURING

@@ -69,6 +69,7 @@ class StreamSession:
         self.pending_fresh = False
         self.started = asyncio.Event()
         self.last_restart = 0.0
+        self.just_cut = False
         self.allowance, self.allowance_at = BURST, time.monotonic()
 
     # ---- clock ---------------------------------------------------------------------------
@@ -134,13 +135,15 @@ class StreamSession:
                 self.pending_cut, self.pending_fresh = None, False
                 self.last_restart = time.monotonic()
                 beat = await self.hub.decoder.submit(self.st.restart, at, fresh)
+                self.just_cut = True                 # the bar after a cut is due soon by design: no sign of strain
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
             if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
                 lead = self.lead_seconds()
-                playing = bool(self.sent_bars)       # a new stream's first bar waits behind those about to run dry
-                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=playing,
-                                                    deadline=time.monotonic() + (lead if playing else FIRST_BAR_S))
+                first = not self.sent_bars           # a new stream's first bar waits behind those about to run dry
+                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=not first and not self.just_cut,
+                                                    deadline=time.monotonic() + (FIRST_BAR_S if first else lead))
+                self.just_cut = False
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
                     continue                       # made under the old controls: dropped unsent
                 self.sent_bars.append(bar)
