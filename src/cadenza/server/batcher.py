@@ -14,8 +14,8 @@ hint) before anyone already listening runs dry: when one more stream would need 
 ``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
 many rows, less the time its other calls take); the streams' need is their count times the
 tokens a second of music has cost so far. Before the first measure only ``MEASURING``
-streams are let in. Or when a playing listener's next bar (asked for with the lead nearly
-full) still waits within ``LOW_LEAD_S`` of its deadline.
+streams are let in. Or when a settled listener's next bar (asked for with at least
+``stream.SETTLED_S`` of music ahead) still waits within ``LOW_LEAD_S`` of its deadline.
 """
 
 from __future__ import annotations

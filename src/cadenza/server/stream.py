@@ -44,6 +44,7 @@ CHANGE_MARGIN_S = 0.5
 RATE, BURST = 20.0, 40.0  # messages a second a client may send, sustained / at once
 RESTART_GAP_S = 0.25      # restarts of one stream at most this often
 FIRST_BAR_S = 1.0         # a new stream's first bar is due as if it had this much music (listeners first)
+SETTLED_S = 6.0           # a stream with this much music ahead is settled: its bar coming due is a sign of strain
 RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
@@ -141,7 +142,8 @@ class StreamSession:
             if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
                 lead = self.lead_seconds()
                 first = not self.sent_bars           # a new stream's first bar waits behind those about to run dry
-                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=not first and not self.just_cut,
+                settled = lead >= SETTLED_S and not self.just_cut   # a full lead: its bar coming due is strain
+                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=settled,
                                                     deadline=time.monotonic() + (FIRST_BAR_S if first else lead))
                 self.just_cut = False
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
