@@ -46,8 +46,10 @@ def test_rows_equal_lone_rows_bit_for_bit(positions, attention, integration, fus
             own = torch.cat([m(torch.tensor([[t]]), cache=c)[:, -1] for t, c in zip(toks, model_own)])
             torch.testing.assert_close(got, own, atol=2e-5, rtol=1e-4)
         assert [c.length for c in caches] == [n + 3 for n in lens]
+        empty = m.new_cache(1)                            # an empty cache: its first token is a step too
+        torch.testing.assert_close(decode_rows(m, [3], [empty]), m(torch.tensor([[3]]))[:, -1], atol=2e-5, rtol=1e-4)
         with pytest.raises(ConfigError):
-            decode_rows(m, [1], [m.new_cache(1)])         # an empty cache: prime it with the model first
+            decode_rows(m, [1], [m.new_cache(2)])         # a cache of two sequences
 
 
 def test_batch_serves_the_most_urgent_first_and_jobs_leave():

@@ -159,9 +159,8 @@ def decode_rows(model, tokens: list[int], caches: list[KVCache]) -> torch.Tensor
     if not tokens:
         return torch.empty((0, model.config.vocab_size))
     for c in caches:
-        if c.length == 0 or c.batch_size != 1 or c.length >= model.config.max_len:
-            raise ConfigError(f"decode_rows takes caches of one sequence holding 1 to max_len - 1 tokens, "
-                              f"not {c!r}")
+        if c.batch_size != 1 or c.length >= model.config.max_len:
+            raise ConfigError(f"decode_rows takes caches of one sequence holding under max_len tokens, not {c!r}")
     fast = fast_weights(model, "float32")
     plan = _plan(model, fast)
     if plan is None:

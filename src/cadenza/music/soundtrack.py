@@ -292,8 +292,8 @@ class Soundtrack:
         grammar = GrammarConstraint(policy, state)
         if self.decoder is None:
             self.decoder = Decoder(self.mm.network, context, constraint=grammar, seed=self.seed,
-                                   temperature=self.temperature, top_p=self.top_p, desc="stream")
-            self.decoder.reader = reader(self.mm.network)   # alone or batched: the same logits
+                                   temperature=self.temperature, top_p=self.top_p, desc="stream",
+                                   reader=reader(self.mm.network))   # alone or batched: the same logits
         else:
             self.decoder.restart(context, grammar)
         self._opened = False          # the section's first bar is opened by the next bar_steps()
