@@ -149,8 +149,11 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
     mm = load_model()
     d = batcher.StreamDecoder(mm.network, rows=2)
     try:
-        assert not d.strained(batcher.MEASURING - 1) and d.strained(batcher.MEASURING)   # not measured yet
         now = time.monotonic()
+        assert not d.strained(batcher.MEASURING)                 # not measured, idle: room
+        d._busy.append((now - 3.0, now, 0.0, 3.0, batcher.MEASURING - 1))   # busy with small steps only
+        assert not d.strained(batcher.MEASURING - 1) and d.strained(batcher.MEASURING)
+        d._busy.clear()
         d._busy.extend([(now - 2.0, now - 1.0, 0.0, 0.5, 500), (now - 1.0, now - 0.5, 0.0, 0.5, 2)])
         assert d.speed() == 1000                              # 1,000 rows a second in big steps (small ones left out)
         assert not d.strained(100)

@@ -13,8 +13,8 @@ each of their tokens waits for a small step rather than a full one.
 hint) before anyone already listening runs dry: when one more stream would need more than
 ``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
 many rows, less the time its other calls take); the streams' need is their count times the
-tokens a second of music has cost so far. Before the first measure only ``MEASURING``
-streams are let in. Or when a settled listener's next bar (asked for with at least
+tokens a second of music has cost so far. Before the first measure, more than ``MEASURING``
+streams are let in only while the thread is idle over half the time. Or when a settled listener's next bar (asked for with at least
 ``stream.SETTLED_S`` of music ahead) still waits within ``LOW_LEAD_S`` of its deadline.
 """
 
@@ -84,8 +84,9 @@ class StreamDecoder:
         if any(d < now + LOW_LEAD_S for d in playing):
             return True             # a listener's next bar (asked for with a full lead) is still not made
         speed = self.speed()
-        if speed is None:             # not measured yet: a few streams while it is
-            return streams >= MEASURING
+        if speed is None:             # not measured yet: past a few streams, only while it is mostly idle
+            busy = sum(e - s for s, e, *_ in list(self._busy)) / WINDOW_S
+            return streams >= MEASURING and busy > 0.5
         per_stream = self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS
         return (streams + 1) * per_stream > HEADROOM * speed
 
