@@ -49,15 +49,15 @@ def _linear(x: torch.Tensor, w) -> torch.Tensor:
     return F.linear(x, w[0], w[1])
 
 
-def decode_one(model, idx, cache: KVCache) -> torch.Tensor:
+def decode_one(model, idx, cache: KVCache, kind: str | None = None) -> torch.Tensor:
     """``model(idx, cache=cache)`` for one new token per sequence, with the module overhead removed.
 
     Same maths as the model's blocks (the tests check cached == full logits), written with
     plain functional calls on weights gathered once, because at one token per step the
     Python cost of module calls is comparable to the matmuls themselves. With
-    ``set_decode_weights("int8")`` the linear layers use int8 weights.
+    ``set_decode_weights("int8")`` the linear layers use int8 weights (``kind`` overrides it).
     """
-    fast = fast_weights(model)
+    fast = fast_weights(model, kind)
     start = cache.length
     fused = fused_step(model, fast, cache)
     if fused is not None:
@@ -96,15 +96,8 @@ def fused_step(model, fast: dict, cache: KVCache):
     Whether it applies is decided once per set of decode weights (kept in ``fast``); a "no"
     is looked at again only once this process has loaded the kernel, so a step costs no
     file check or hashing."""
-    from cadenza.attention import kernels
-
-    if model.__dict__.get("_no_fused") or _autocast_on("cpu"):
-        return None
-    plan = fast.get("fused")
-    if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
-        plan = fast["fused"] = _fused_plan(model, fast) if kernels.ready() else False
-        fast["fused_loaded"] = kernels.loaded()
-    if plan is False:
+    plan = _plan(model, fast)
+    if plan is None:
         return None
     ext, weights, eps, scales, int8, spec = plan
     groups = [(h1 - h0, g) for layer in cache.layers for h0, h1, g in layer]
@@ -129,6 +122,102 @@ def fused_step(model, fast: dict, cache: KVCache):
         return logits[:, None, :]
 
     return step
+
+
+def _plan(model, fast: dict):
+    """The fused step's plan (see ``fused_step``), or None where it does not apply."""
+    from cadenza.attention import kernels
+
+    if model.__dict__.get("_no_fused") or _autocast_on("cpu"):
+        return None
+    plan = fast.get("fused")
+    if plan is None or (plan is False and fast.get("fused_loaded") != kernels.loaded()):
+        plan = fast["fused"] = _fused_plan(model, fast) if kernels.ready() else False
+        fast["fused_loaded"] = kernels.loaded()
+    return None if plan is False else plan
+
+
+def _rope_at(model, p: int) -> torch.Tensor:
+    """``model.rotary.at(p)``, kept per position (the very tensor a lone step computes)."""
+    table = model.__dict__.setdefault("_rope_rows", {})
+    t = table.get(p)
+    if t is None:
+        t = table[p] = model.rotary.at(p)
+    return t
+
+
+def decode_rows(model, tokens: list[int], caches: list[KVCache]) -> torch.Tensor:
+    """One new token for each of several sequences that keep their own caches (each made for a
+    batch of one, each at its own length): logits (rows, vocab), float32.
+
+    Row r's logits are bit for bit those of ``model(tensor([[tokens[r]]]), cache=caches[r])``
+    whatever the other rows are: the fused C++ step computes every row as a batch of one would
+    (``decode_rows`` in ``cadenza.attention.kernels``), so the weights are read once per step
+    for all rows. Where the fused step does not apply (int8 weights, no kernel, another device)
+    each row takes the Python step, one after another (the same maths, no sharing). Always the
+    float32 weights, whatever ``set_decode_weights`` chose for lone steps."""
+    if not tokens:
+        return torch.empty((0, model.config.vocab_size))
+    for c in caches:
+        if c.batch_size != 1 or c.length >= model.config.max_len:
+            raise ConfigError(f"decode_rows takes caches of one sequence holding under max_len tokens, not {c!r}")
+    fast = fast_weights(model, "float32")
+    plan = _plan(model, fast)
+    if plan is None:
+        with torch.inference_mode():
+            return torch.cat([decode_one(model, torch.tensor([[t]], device=model.device), c, "float32")[:, -1]
+                              for t, c in zip(tokens, caches)])
+    ext, _, eps, scales, _, spec = plan
+    weights = rows_weights(model, fast)
+    H, hd = model.config.n_heads, model.config.head_dim
+    pos = [int(c.length) for c in caches]
+    with torch.inference_mode():
+        x = F.embedding(torch.tensor(tokens, device=model.device), model.tok_emb.weight)
+        if model.pos_emb is not None:
+            x = x + torch.stack([model.pos_emb.at(p) for p in pos])
+        rope = torch.stack([_rope_at(model, p) for p in pos]) if model.rotary is not None else torch.empty(0)
+        empty = torch.empty(0)
+        rings, stores, groups = [], [], []
+        for c in caches:
+            for layer in c.layers:
+                for h0, h1, g in layer:
+                    g.reserve(1, h1 - h0, hd, x)
+                    rings.append(g.ring_kv if g.ring_kv is not None else empty)
+                    far = g.res_kv if g.skip is not None else g.sum_kv
+                    stores.append(far if far is not None else empty)
+                    groups.append(g)
+        logits = ext.decode_rows(x, weights, spec, rings, stores, pos, H, eps, scales, rope)
+    for g in groups:
+        g.advance_one()
+    for c in caches:
+        c.length += 1
+    return logits
+
+
+ROWS_PAD = 32   # decode_rows' weights: output columns padded to its register tile
+
+
+def rows_weights(model, fast: dict) -> list:
+    """The fused plan's float32 weights for ``decode_rows``: every linear weight transposed to
+    (in, out rounded up to ROWS_PAD), zero-padded; made again when a parameter changed in place."""
+    stamp = (model.tok_emb.weight._version, model.blocks[0].attn.qkv.weight._version,
+             model.head.weight._version)
+    kept = fast.get("rows")
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    flat = _plan(model, fast)[1]
+    L = model.config.n_layers
+    linear = {16 * i + j for i in range(L) for j in (2, 5, 10, 13)} | {16 * L + 2}
+    out = []
+    for i, w in enumerate(flat):
+        if i in linear:
+            n_out, n_in = w.shape
+            t = torch.zeros((n_in, -(-n_out // ROWS_PAD) * ROWS_PAD), dtype=w.dtype, device=w.device)
+            t[:, :n_out] = w.detach().t()
+            w = t
+        out.append(w)
+    fast["rows"] = (stamp, out)
+    return out
 
 
 def group_spec(layer: int, h0: int, h1: int, g) -> list[int]:
@@ -173,14 +262,14 @@ def _fused_plan(model, fast: dict):
     return ext, flat, eps, [float(x) for x in fast["scales"]], int8, spec
 
 
-def fast_weights(model) -> dict:
+def fast_weights(model, kind: str | None = None) -> dict:
     """The weights ``decode_one`` uses, gathered (and packed, for int8) once per kind.
 
     Packed int8 copies go stale when the parameters change in place (an optimizer step,
     ``copy_``): the in-place version counters of a few parameters, which every such
     update bumps, tell.
     """
-    kind = model.decode_weights
+    kind = kind or model.decode_weights
     stamp = (model.tok_emb.weight._version, model.blocks[0].attn.qkv.weight._version,
              model.head.weight._version)
     fast = model.__dict__.setdefault("_fast", {}).get(kind)

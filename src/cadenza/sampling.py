@@ -163,7 +163,7 @@ class Decoder:
 
     def __init__(self, model, context, *, constraint=None, seed: int | None = None,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 primed=None, desc: str = "generate"):
+                 primed=None, desc: str = "generate", reader=None):
         check_settings(temperature, top_k, top_p)
         _check_constraint(constraint)
         self.model = model
@@ -174,7 +174,7 @@ class Decoder:
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         self.generator.manual_seed(int(seed))
-        self._was_training = model.training
+        self._was_training, self.reader = model.training, reader   # reader(tokens, caches): reads for the model
         model.eval()
         try:
             self.restart(context, constraint, primed=primed)
@@ -226,7 +226,9 @@ class Decoder:
     def _read(self, window) -> None:
         with torch.inference_mode():
             self.cache = self.model.new_cache(self.rows)
-            self.logits = self.model(torch.tensor(window, device=self.model.device), cache=self.cache)[:, -1]
+            one = self.reader is not None and self.rows == 1 and len(window[0]) == 1   # one token: a step
+            self.logits = (self.reader(window[0], [self.cache]) if one else
+                           self.model(torch.tensor(window, device=self.model.device), cache=self.cache)[:, -1])
 
     def _catch_up(self) -> None:
         """The model reads the tokens taken since it last did (sliding past ``max_len``)."""
@@ -238,8 +240,9 @@ class Decoder:
             return
         with torch.inference_mode():
             for j in range(pending, 0, -1):
-                x = torch.tensor([[row[-j]] for row in self.ids], device=self.model.device)
-                self.logits = self.model(x, cache=self.cache)[:, -1]
+                one = self.reader is not None and self.rows == 1
+                self.logits = (self.reader([self.ids[0][-j]], [self.cache]) if one else self.model(
+                    torch.tensor([[row[-j]] for row in self.ids], device=self.model.device), cache=self.cache)[:, -1])
 
     def _context_tensor(self) -> torch.Tensor:
         """The context as a (batch, n) tensor, kept in a buffer that grows by doubling."""
@@ -251,6 +254,16 @@ class Decoder:
             self._buffer[:, done:n] = torch.tensor([row[done:] for row in self.ids], device=self.model.device)
             self._buffer_n = n
         return self._buffer[:, :n]
+
+    # ---- reads done from outside (``cadenza.batching``): ``read(logits)`` once it is in the cache
+    def unread(self) -> int | None:
+        """The next token the model has yet to read (one sequence), or None (past max_len: slid)."""
+        if self._pending and self.cache.length + self._pending > self.max_len:
+            self._catch_up()
+        return self.ids[0][-self._pending] if self._pending else None
+
+    def read(self, logits: torch.Tensor) -> None:
+        self.logits, self._pending = logits.reshape(1, -1), self._pending - 1
 
     # ---- choosing -------------------------------------------------------------------------
     def choose(self) -> list[int]:

@@ -12,6 +12,7 @@ import re
 
 from cadenza.errors import ConfigError
 from cadenza.server.access import Access, is_loopback
+from cadenza.server.limits import STREAMS_CARRIED
 
 TOKEN_ENV = "CADENZA_TOKEN"
 HOSTS_ENV = "CADENZA_ALLOWED_HOSTS"
@@ -95,7 +96,9 @@ def register(sub) -> None:
                                                  "the user data folder) or a postgresql://USER:PASSWORD@HOST:PORT/DB "
                                                  "URL that several server processes share")
     p.add_argument("--no-preferences", action="store_true", help="do not keep likes and skips")
-    p.add_argument("--max-streams", type=int, default=16, help="open soundtrack streams at most (default 16)")
+    p.add_argument("--max-streams", type=int, default=STREAMS_CARRIED,
+                   help=f"open soundtrack streams at most (default {STREAMS_CARRIED}: what a 2-core machine carried "
+                        "in benchmarks/stream.py --find; new streams are also refused while the decoder is strained)")
     p.add_argument("--workers", type=int, default=2, help="generation threads (default 2, one per core)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default warning)")
@@ -103,8 +106,8 @@ def register(sub) -> None:
 
 
 def _check_and_serve(args) -> int:
-    if not 1 <= args.max_streams <= 256:
-        raise ConfigError(f"--max-streams must be from 1 to 256, not {args.max_streams}")
+    if not 1 <= args.max_streams <= 4096:
+        raise ConfigError(f"--max-streams must be from 1 to 4096, not {args.max_streams}")
     if not 1 <= args.workers <= 32:
         raise ConfigError(f"--workers must be from 1 to 32, not {args.workers}")
     from cadenza.server.prefs import check_where

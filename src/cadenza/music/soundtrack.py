@@ -37,6 +37,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 
 from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
+from cadenza.batching import need_reads
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import BAR, MOOD, GrammarPolicy, RemiState
 
@@ -271,6 +272,7 @@ class Soundtrack:
     def _start_section(self, at_bar: int, fresh: bool = False) -> None:
         """A new section from bar ``at_bar``; ``fresh``: a new start (the model chooses every
         control nobody set again, and no bars are kept), as a skip asks."""
+        from cadenza.batching import reader
         from cadenza.music.grammar import GrammarConstraint
         from cadenza.music.tempo import auto_tempo
         from cadenza.sampling import Decoder
@@ -293,10 +295,11 @@ class Soundtrack:
         grammar = GrammarConstraint(policy, state)
         if self.decoder is None:
             self.decoder = Decoder(self.mm.network, context, constraint=grammar, seed=self.seed,
-                                   temperature=self.temperature, top_p=self.top_p, desc="stream")
+                                   temperature=self.temperature, top_p=self.top_p, desc="stream",
+                                   reader=reader(self.mm.network))   # alone or batched: the same logits
         else:
             self.decoder.restart(context, grammar)
-        self._open_bar_tokens()
+        self._opened = False          # the section's first bar is opened by the next bar_steps()
         self.sections.append({"section": self.section, "bar": at_bar, "kept_bars": kept,
                               "context_tokens": len(context)})
         del self.sections[:-self.retain_bars]
@@ -310,14 +313,20 @@ class Soundtrack:
         return lambda segment: ids
 
     # ---- bars ----------------------------------------------------------------------------
-    def _open_bar_tokens(self) -> None:
+    def _step(self):
+        """One decoder step, after the model has read what it needs (a job: ``cadenza.batching``)."""
+        yield from need_reads(self.decoder)
+        self.decoder.step()
+
+    def _open_bar_steps(self):
         """Sample until the stream is inside the section's first new bar (prefix, Bar, Mood)."""
         s = self.decoder.constraint.state
         while not (s.in_body and s.bars > self._bar_open):
-            self.decoder.step()
+            yield from self._step()
             s = self.decoder.constraint.state
         self._bar_from = len(self.decoder.context) - self._tokens_since_bar()
         self._mark_open(s)
+        self._opened = True
 
     def _tokens_since_bar(self) -> int:
         ctx = self.decoder.context
@@ -329,6 +338,13 @@ class Soundtrack:
     def next_bar(self) -> Bar:
         """Make the next bar (restarting the section first where the context is nearly full
         or the preferences are due to choose again)."""
+        from cadenza.batching import drive
+
+        return drive(self.mm.network, self.bar_steps())
+
+    def bar_steps(self):
+        """``next_bar`` as a job for ``cadenza.batching``: yields the decoder whenever the model
+        must read a token, returns the Bar. A batch of streams steps many such jobs at once."""
         dec = self.decoder
         bar_no = self.bars_made
         if bar_no > self._first_bar and (
@@ -336,10 +352,12 @@ class Soundtrack:
                 or (self.chooser is not None and (bar_no - self._first_bar) % self.section_bars == 0)):
             self._start_section(bar_no)
             dec = self.decoder
+        if not self._opened:
+            yield from self._open_bar_steps()
         s = dec.constraint.state
         target = s.bars
         while s.bars == target:            # the bar is done when the next Bar token comes
-            self.decoder.step()
+            yield from self._step()
             s = dec.constraint.state
         return self._finish_bar(bar_no)
 

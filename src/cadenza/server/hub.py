@@ -28,7 +28,7 @@ class Hub:
 
     def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True, token: str | None = None):
         self.mm, self.limits, self.token = mm, limits, token
-        self.pool = None
+        self.pool = self.decoder = None
         self.open()
         self.streams = 0
         self.generations = 0
@@ -114,11 +114,18 @@ class Hub:
         """The worker pool (again, after ``close``: an ASGI host may run the app's lifespan more than once)."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="cadenza-gen")
+        if self.decoder is None:      # every stream's bars, in one batch (server.batcher)
+            from cadenza.server.batcher import StreamDecoder
+
+            self.decoder = StreamDecoder(self.mm.network)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = None
 
 
 def hub_of(conn: HTTPConnection) -> Hub:

@@ -8,7 +8,7 @@ Every limit gives a clear answer, never a 500 or a hang:
 | ``notes``: notes in one request (JSON notes or the MIDI file's) | 4,096 | 422 |
 | ``bars`` / ``seconds``: length of one generation | 64 bars / 120 s | 422 |
 | ``generations``: HTTP generations running at once | 2 | 503 with Retry-After |
-| ``streams``: open soundtrack streams | 16 | WebSocket close 1013 |
+| ``streams``: open soundtrack streams | ``STREAMS_CARRIED`` | WebSocket close 1013 (also while the decoder is strained) |
 | ``stream_idle_s``: a stream with no message from its client | 60 s | close 4408 |
 | ``send_timeout_s``: a client that does not take a message | 10 s | close 1011, dropped |
 | ``message_bytes``: one WebSocket message from a client | 16 KB | close 1009 |
@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# What this 2-core machine carried with no listener running dry (``python benchmarks/stream.py
+# --find ...``, docs/server.md): the default of ``cadenza serve --max-streams``.
+STREAMS_CARRIED = 64
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -27,7 +31,7 @@ class Limits:
     bars: int = 64
     seconds: float = 120.0
     generations: int = 2
-    streams: int = 16
+    streams: int = STREAMS_CARRIED
     stream_idle_s: float = 60.0
     send_timeout_s: float = 10.0
     message_bytes: int = 16_384

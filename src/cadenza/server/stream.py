@@ -9,14 +9,21 @@ Protocol (JSON objects with a ``type``; docs/server.md has the full table):
   bar, with who chose each), ``notes`` (one bar's note events), ``cut`` {beat, bar}
   (drop every scheduled note from that beat: new music for it follows), ``liked`` /
   ``skipped``, ``error`` {reason} (the socket stays open), then a close code with a reason
-  for what ends a stream (1000 stop, 1009 message too big, 1011 client too slow, 1013
-  server full, 4401 token, 4408 idle).
+  for what ends a stream (1000 stop, 1008 too many messages, 1009 message too big, 1011 client
+  too slow, 1013 server full (the reason ends with a Retry-After hint in seconds), 4401 token, 4408 idle).
 
 The client owns the clock. It reports its playhead in beats; between reports the server
 extrapolates it at the tempo in force (for at most ``EXTRAPOLATE_S`` seconds, so a client
 that stops reporting stops the stream from running ahead). The producer makes bars while
 the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead, and waits otherwise. Bars are
-made on the shared worker pool (one bar per job), so streams take turns fairly.
+made by the server's one stream decoder (``server.batcher``): every stream's bar is a job in one
+batch, due when its listener would run dry, and the nearest deadline is served first (a new
+stream's first bar is due ``FIRST_BAR_S`` from its start, so listeners about to run dry go first).
+
+A client may send at most ``RATE`` messages a second (``BURST`` at once); one that floods is
+closed (1008), and a control change restarts the music at most every ``RESTART_GAP_S``
+seconds (later changes within the gap are merged into the next restart), so one client cannot
+take the decoder from the others.
 
 A control change or a skip takes effect at the first bar that starts at least
 ``CHANGE_MARGIN_S`` seconds after the playhead: the bars from there on are dropped
@@ -34,6 +41,10 @@ from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
 
 EXTRAPOLATE_S = 10.0
 CHANGE_MARGIN_S = 0.5
+RATE, BURST = 20.0, 40.0  # messages a second a client may send, sustained / at once
+RESTART_GAP_S = 0.25      # restarts of one stream at most this often
+FIRST_BAR_S = 1.0         # a new stream's first bar is due as if it had this much music (listeners first)
+SETTLED_S = 6.0           # a stream with this much music ahead is settled: its bar coming due is a sign of strain
 RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
 TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
@@ -58,6 +69,9 @@ class StreamSession:
         self.pending_cut: int | None = None   # bar to restart at
         self.pending_fresh = False
         self.started = asyncio.Event()
+        self.last_restart = 0.0
+        self.just_cut = False
+        self.allowance, self.allowance_at = BURST, time.monotonic()
 
     # ---- clock ---------------------------------------------------------------------------
     def tempo_at(self, beat: float) -> float:
@@ -79,6 +93,11 @@ class StreamSession:
                 break
             lead += 1.0 if b.start >= ph else (b.end - ph) / (b.end - b.start)
         return lead
+
+    def lead_seconds(self) -> float:
+        """Seconds of music made but not yet played."""
+        ph = self.playhead_now()
+        return sum((b.end - max(b.start, ph)) * 60.0 / b.tempo for b in self.sent_bars if b.end > ph)
 
     def change_bar(self) -> int:
         """The first made bar that starts at least CHANGE_MARGIN_S after the playhead (or the next to make)."""
@@ -110,13 +129,23 @@ class StreamSession:
         await self.started.wait()
         while True:
             if self.pending_cut is not None:
+                gap = self.last_restart + RESTART_GAP_S - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)       # later changes within the gap join this restart
                 at, fresh = self.pending_cut, self.pending_fresh
                 self.pending_cut, self.pending_fresh = None, False
-                beat = await self.hub.run(self.st.restart, at, fresh)
+                self.last_restart = time.monotonic()
+                beat = await self.hub.decoder.submit(self.st.restart, at, fresh)
+                self.just_cut = True                 # the bar after a cut is due soon by design: no sign of strain
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
             if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
-                bar = await self.hub.run(self.st.next_bar)
+                lead = self.lead_seconds()
+                first = not self.sent_bars           # a new stream's first bar waits behind those about to run dry
+                settled = lead >= SETTLED_S and not self.just_cut   # a full lead: its bar coming due is strain
+                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=settled,
+                                                    deadline=time.monotonic() + (FIRST_BAR_S if first else lead))
+                self.just_cut = False
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
                     continue                       # made under the old controls: dropped unsent
                 self.sent_bars.append(bar)
@@ -160,9 +189,9 @@ class StreamSession:
             seed = msg.get("seed")
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
                 raise ValueError("seed must be a whole number")
-            chooser = self.hub.chooser(self.listener)
-            self.st = await self.hub.run(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=seed,
-                                                            chooser=chooser))
+            chooser = await self.hub.run(self.hub.chooser, self.listener)   # the store may be a network away
+            self.st = await self.hub.decoder.submit(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=seed,
+                                                                       chooser=chooser))
             self.playhead, self.playhead_at = 0.0, time.monotonic()
             self.started.set()
             return
@@ -184,7 +213,7 @@ class StreamSession:
             return
         if kind in ("like", "skip"):
             controls = self.controls_heard()
-            saved = self.hub.remember(self.listener, kind, controls)
+            saved = await self.hub.run(self.hub.remember, self.listener, kind, controls)   # off the event loop
             if kind == "skip":
                 self._cut(fresh=True)
             await self.send({"type": "liked" if kind == "like" else "skipped", "controls": controls, **saved})
@@ -223,6 +252,12 @@ class StreamSession:
                 continue
             if len(text.encode("utf-8", "replace")) > self.limits.message_bytes:
                 raise Closed(1009, f"a message is at most {self.limits.message_bytes:,} bytes")
+            now = time.monotonic()
+            self.allowance = min(BURST, self.allowance + (now - self.allowance_at) * RATE)
+            self.allowance_at = now
+            if self.allowance < 1.0:
+                raise Closed(1008, f"more than {RATE:g} messages a second; stream closed")
+            self.allowance -= 1.0
             try:
                 msg = json.loads(text)
             except ValueError:

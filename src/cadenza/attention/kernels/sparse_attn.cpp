@@ -829,6 +829,37 @@ void linear_f32(const float* x, int64_t B, int64_t in, const float* W, const flo
   }, rows, B * in * out);
 }
 
+// y (B, out) (op)= x (B, in) W^T + bias for the batched stream decoder, from Wt = W transposed
+// (in, ldw >= out rounded up to OV, zero-padded). Every output is one chain of multiply-adds over
+// the inputs in order, computed by the same code whichever tile and slot its row falls in, so a
+// row's values do not depend on the rows beside it (nor on the thread count); register tiles of
+// RB rows x OV outputs read each weight once per RB rows.
+void linear_rows(const float* x, int64_t B, int64_t in, const float* Wt, int64_t ldw, const float* bias,
+                 int64_t out, float* y, int act) {
+  constexpr int64_t OV = 32, RB = 6;
+  const int64_t otiles = (out + OV - 1) / OV, rtiles = (B + RB - 1) / RB;
+  for_tiles(otiles * rtiles, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t o0 = (u % otiles) * OV, r0 = (u / otiles) * RB;
+      const int64_t oc = std::min(OV, out - o0), rc = std::min(RB, B - r0);
+      const float* xr[RB];
+      for (int64_t r = 0; r < RB; ++r) xr[r] = x + (r0 + std::min(r, rc - 1)) * in;   // a short tile repeats its last row
+      float acc[RB][OV];
+      for (int64_t r = 0; r < RB; ++r)
+        for (int64_t o = 0; o < OV; ++o) acc[r][o] = 0.f;
+      for (int64_t j = 0; j < in; ++j) {
+        const float* wj = Wt + j * ldw + o0;
+        for (int64_t r = 0; r < RB; ++r) {
+          const float xv = xr[r][j];
+#pragma omp simd
+          for (int64_t o = 0; o < OV; ++o) acc[r][o] += xv * wj[o];
+        }
+      }
+      for (int64_t r = 0; r < rc; ++r) finish(y + (r0 + r) * out + o0, acc[r], bias + o0, oc, act);
+    }
+  });
+}
+
 void layer_norm_rows(const float* x, int64_t B, int64_t d, const float* w, const float* b, double eps, float* y) {
   for (int64_t r = 0; r < B; ++r) {
     const float* xr = x + r * d;
@@ -893,6 +924,7 @@ struct Group {
   int64_t layer, h0, h1, near_kind, near_size, far_kind, far_size, c;
   at::Tensor ring, store;
   int64_t slot = 0, near = 0, far = 0, lo = 0;   // this step's ring slot and key counts
+  int64_t rows = 1, row = 0;                     // the stores hold `rows` sequences; this one is `row`
 };
 
 void check_store(const at::Tensor& t, const char* name) {
@@ -924,36 +956,35 @@ void plan_group(Group& g, int64_t i) {
   }
 }
 
-// Write the new token's k and v (qkv: (B, 3, H, hd), turned) into a group's ring and far store.
-void write_group(const Group& g, const float* qkv, int64_t B, int64_t H, int64_t hd, int64_t i) {
-  const int64_t Hg = g.h1 - g.h0;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t kv = 0; kv < 2; ++kv)
-      for (int64_t h = 0; h < Hg; ++h) {
-        const float* src = qkv + ((b * 3 + 1 + kv) * H + g.h0 + h) * hd;
-        if (g.near_kind != 0) {
-          const int64_t ring = g.ring.size(3);
-          float* dst = g.ring.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * ring + g.slot) * hd;
-          std::memcpy(dst, src, hd * sizeof(float));
-        }
-        if (g.far_kind == 1) {
-          const int64_t s = g.far_size, cap = g.store.size(4);
-          TORCH_CHECK(i / s < cap, "decode_step: no room in the residue-class store");
-          float* dst = g.store.data_ptr<float>() +
-                       (((((i % s) * B + b) * 2 + kv) * Hg + h) * cap + i / s) * hd;
-          std::memcpy(dst, src, hd * sizeof(float));
-        } else if (g.far_kind == 2 && i % g.far_size >= g.far_size - g.c) {
-          const int64_t cap = g.store.size(3), at_ = summary_count(i, g.far_size, g.c);
-          TORCH_CHECK(at_ < cap, "decode_step: no room in the summary store");
-          float* dst = g.store.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * cap + at_) * hd;
-          std::memcpy(dst, src, hd * sizeof(float));
-        }
+// Write one row's new k and v (qkv: that row's (3, H, hd), turned) into a group's ring and far store.
+void write_group(const Group& g, const float* qkv, int64_t H, int64_t hd, int64_t i) {
+  const int64_t Hg = g.h1 - g.h0, B = g.rows, b = g.row;
+  for (int64_t kv = 0; kv < 2; ++kv)
+    for (int64_t h = 0; h < Hg; ++h) {
+      const float* src = qkv + ((1 + kv) * H + g.h0 + h) * hd;
+      if (g.near_kind != 0) {
+        const int64_t ring = g.ring.size(3);
+        float* dst = g.ring.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * ring + g.slot) * hd;
+        std::memcpy(dst, src, hd * sizeof(float));
       }
+      if (g.far_kind == 1) {
+        const int64_t s = g.far_size, cap = g.store.size(4);
+        TORCH_CHECK(i / s < cap, "decode_step: no room in the residue-class store");
+        float* dst = g.store.data_ptr<float>() +
+                     (((((i % s) * B + b) * 2 + kv) * Hg + h) * cap + i / s) * hd;
+        std::memcpy(dst, src, hd * sizeof(float));
+      } else if (g.far_kind == 2 && i % g.far_size >= g.far_size - g.c) {
+        const int64_t cap = g.store.size(3), at_ = summary_count(i, g.far_size, g.c);
+        TORCH_CHECK(at_ < cap, "decode_step: no room in the summary store");
+        float* dst = g.store.data_ptr<float>() + (((b * 2 + kv) * Hg + h) * cap + at_) * hd;
+        std::memcpy(dst, src, hd * sizeof(float));
+      }
+    }
 }
 
 // The near and far key segments of (row b, group head h) after the writes.
-void group_segments(const Group& g, int64_t B, int64_t b, int64_t h, int64_t hd, int64_t i, Seg& a, Seg& f) {
-  const int64_t Hg = g.h1 - g.h0;
+void group_segments(const Group& g, int64_t h, int64_t hd, int64_t i, Seg& a, Seg& f) {
+  const int64_t Hg = g.h1 - g.h0, B = g.rows, b = g.row;
   a = NO_SEG;
   f = NO_SEG;
   if (g.near > 0) {
@@ -993,37 +1024,33 @@ at::Tensor lin3(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, c
   return at::_weight_int8pack_mm(xb, a, b) + c;
 }
 
-}  // namespace
 
-at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
-                       std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, int64_t i,
-                       int64_t n_heads, std::vector<double> eps, std::vector<double> scales, bool int8,
-                       at::Tensor rope) {
-  at::NoGradGuard no_grad;
-  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "decode_step: x must be (B, d) float32");
+// The step of B rows, row b at position pos[b] with its own groups (groups[b * G + k]): the
+// caller planned nothing yet. ``rope``: empty, or (B, 2, hd / 2) (each row's cos and sin).
+at::Tensor decode_core(at::Tensor x_in, const std::vector<at::Tensor>& w, std::vector<Group>& groups, int64_t G,
+                       const std::vector<int64_t>& pos, int64_t n_heads, const std::vector<double>& eps,
+                       const std::vector<double>& scales, bool int8, at::Tensor rope, bool rowwise) {
   const int64_t B = x_in.size(0), d = x_in.size(1), H = n_heads, hd = d / n_heads;
   const int64_t L = (int64_t)scales.size();
-  const int64_t G = (int64_t)spec.size() / GROUP_INTS;
-  TORCH_CHECK((int64_t)rings.size() == G && (int64_t)stores.size() == G && (int64_t)w.size() == 16 * L + 5,
-              "decode_step: weights, groups and stores do not match");
-  std::vector<Group> groups(G);
-  for (int64_t k = 0; k < G; ++k) {
-    const int64_t* s = spec.data() + k * GROUP_INTS;
-    groups[k] = Group{s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], rings[k], stores[k]};
-    check_store(rings[k], "a ring");
-    check_store(stores[k], "a far store");
-    const Group& g = groups[k];
-    const bool writes_summary = g.far_kind == 2 && i % g.far_size >= g.far_size - g.c;
-    TORCH_CHECK(g.near_kind == 0 || rings[k].dim() == 5, "decode_step: a group lacks its ring");
-    TORCH_CHECK(g.far_kind != 1 || stores[k].dim() == 6, "decode_step: a group lacks its residue-class store");
-    TORCH_CHECK(!writes_summary || stores[k].dim() == 5, "decode_step: a group lacks its summary store");
-    TORCH_CHECK(g.h0 >= 0 && g.h0 < g.h1 && g.h1 <= n_heads && g.layer >= 0 && g.layer < L,
-                "decode_step: a group's heads or layer are out of range");
-    plan_group(groups[k], i);
-    TORCH_CHECK(groups[k].far == 0 || stores[k].dim() >= 5, "decode_step: a group lacks its far store");
-  }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < G; ++k) {
+      Group& g = groups[b * G + k];
+      const int64_t i = pos[b];
+      const bool writes_summary = g.far_kind == 2 && i % g.far_size >= g.far_size - g.c;
+      TORCH_CHECK(g.near_kind == 0 || g.ring.dim() == 5, "decode_step: a group lacks its ring");
+      TORCH_CHECK(g.far_kind != 1 || g.store.dim() == 6, "decode_step: a group lacks its residue-class store");
+      TORCH_CHECK(!writes_summary || g.store.dim() == 5, "decode_step: a group lacks its summary store");
+      TORCH_CHECK(g.h0 >= 0 && g.h0 < g.h1 && g.h1 <= n_heads && g.layer >= 0 && g.layer < L,
+                  "decode_step: a group's heads or layer are out of range");
+      TORCH_CHECK(g.row >= 0 && g.row < g.rows && (g.near_kind == 0 || g.ring.size(0) == g.rows),
+                  "decode_step: a group's row is out of range");
+      plan_group(g, i);
+      TORCH_CHECK(g.far == 0 || g.store.dim() >= 5, "decode_step: a group lacks its far store");
+    }
   const bool turn = rope.numel() > 0;
   at::Tensor rope_f = turn ? rope.to(at::kFloat).contiguous() : rope;
+  TORCH_CHECK(!turn || (rope_f.dim() == 3 && rope_f.size(0) == B && rope_f.size(2) * 2 == hd),
+              "decode_step: rope must be (B, 2, head_dim / 2)");
   const int64_t half = hd / 2;
   at::Tensor x = x_in.contiguous().clone();
   auto opts = x.options();
@@ -1031,6 +1058,20 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
   at::Tensor hid;   // float32 MLP hidden (B, hidden)
   float* xp = x.data_ptr<float>();
   size_t k = 0;
+  // a linear layer: weight (out, in) and BLAS above SMALL_BATCH rows, or (rowwise) Wt (in, ldw)
+  auto lin = [&](const float* in_p, int64_t in, const at::Tensor& W, const at::Tensor& bias, int64_t out, float* y_p,
+                 int act) {
+    if (rowwise) {
+      TORCH_CHECK(W.dim() == 2 && W.size(0) == in && W.size(1) >= out, "decode_rows: weights must be transposed");
+      linear_rows(in_p, B, in, W.data_ptr<float>(), W.size(1), bias.data_ptr<float>(), out, y_p, act);
+    } else {
+      linear_f32(in_p, B, in, W.data_ptr<float>(), bias.data_ptr<float>(), out, y_p, act);
+    }
+  };
+  // head -> its group index within a row
+  std::vector<std::vector<int64_t>> of_layer(L, std::vector<int64_t>(H, -1));
+  for (int64_t q = 0; q < G; ++q)
+    for (int64_t hh = groups[q].h0; hh < groups[q].h1; ++hh) of_layer[groups[q].layer][hh] = q;
   for (int64_t layer = 0; layer < L; ++layer) {
     at::Tensor qkv;
     if (int8) {
@@ -1040,14 +1081,14 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
     } else {
       layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * layer],
                       h.data_ptr<float>());
-      linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), 3 * d,
-                 qkv_f32.data_ptr<float>(), PLAIN);
+      lin(h.data_ptr<float>(), d, w[k + 2], w[k + 3], 3 * d, qkv_f32.data_ptr<float>(), PLAIN);
       qkv = qkv_f32;
     }
     float* qp = qkv.data_ptr<float>();
-    if (turn) {   // q and k of every head turned at position i
-      const float *cs = rope_f.data_ptr<float>(), *sn = cs + half;
-      for (int64_t b = 0; b < B; ++b)
+    if (turn) {   // q and k of every head turned at the row's position
+      const float* rp = rope_f.data_ptr<float>();
+      for (int64_t b = 0; b < B; ++b) {
+        const float *cs = rp + b * 2 * half, *sn = cs + half;
         for (int64_t part = 0; part < 2; ++part)
           for (int64_t hh = 0; hh < H; ++hh) {
             float* v = qp + ((b * 3 + part) * H + hh) * hd;
@@ -1057,30 +1098,28 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
               v[half + j] = x2 * cs[j] + x1 * sn[j];
             }
           }
-    }
-    std::vector<const Group*> mine;
-    for (const Group& g : groups)
-      if (g.layer == layer) {
-        write_group(g, qp, B, H, hd, i);
-        mine.push_back(&g);
       }
-    // head -> its group
-    std::vector<const Group*> of(H, nullptr);
-    for (const Group* g : mine)
-      for (int64_t hh = g->h0; hh < g->h1; ++hh) of[hh] = g;
+    }
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t q = 0; q < G; ++q) {
+        const Group& g = groups[b * G + q];
+        if (g.layer == layer) write_group(g, qp + b * 3 * d, H, hd, pos[b]);
+      }
+    const std::vector<int64_t>& of = of_layer[layer];
     float* yp = y.data_ptr<float>();
     const float scale = (float)scales[layer];
     int64_t attend_work = 0;   // multiply-adds of this layer's attention (q.k and p.v)
-    for (const Group* g : mine) attend_work += 2 * B * (g->h1 - g->h0) * (g->near + g->far) * hd;
+    for (const Group& g : groups)   // every row's groups of this layer, each planned at the row's position
+      if (g.layer == layer) attend_work += 2 * (g.h1 - g.h0) * (g.near + g.far) * hd;
     share(B * H, [&](int64_t u0, int64_t u1) {
       thread_local std::vector<float> s;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t b = u / H, hh = u % H;
-        const Group* g = of[hh];
         float* out = yp + b * d + hh * hd;
-        if (g == nullptr) { std::fill(out, out + hd, 0.f); continue; }
+        if (of[hh] < 0) { std::fill(out, out + hd, 0.f); continue; }
+        const Group& g = groups[b * G + of[hh]];
         Seg a, f;
-        group_segments(*g, B, b, hh - g->h0, hd, i, a, f);
+        group_segments(g, hh - g.h0, hd, pos[b], a, f);
         attend_one(qp + (b * 3 * H + hh) * hd, hd, scale, a, f, out, s);
       }
     }, 1, attend_work);
@@ -1092,15 +1131,13 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
       x = (x + lin3(g, w[k + 13], w[k + 14], w[k + 15], int8)).contiguous();
       xp = x.data_ptr<float>();
     } else {
-      linear_f32(yp, B, d, w[k + 5].data_ptr<float>(), w[k + 6].data_ptr<float>(), d, xp, ADD);
+      lin(yp, d, w[k + 5], w[k + 6], d, xp, ADD);
       layer_norm_rows(xp, B, d, w[k + 8].data_ptr<float>(), w[k + 9].data_ptr<float>(), eps[2 * layer + 1],
                       h.data_ptr<float>());
-      const int64_t hidden = w[k + 10].size(0);
+      const int64_t hidden = w[k + 11].size(0);
       if (!hid.defined() || hid.size(1) != hidden) hid = at::empty({B, hidden}, opts);
-      linear_f32(h.data_ptr<float>(), B, d, w[k + 10].data_ptr<float>(), w[k + 11].data_ptr<float>(), hidden,
-                 hid.data_ptr<float>(), GELU);
-      linear_f32(hid.data_ptr<float>(), B, hidden, w[k + 13].data_ptr<float>(), w[k + 14].data_ptr<float>(), d,
-                 xp, ADD);
+      lin(h.data_ptr<float>(), d, w[k + 10], w[k + 11], hidden, hid.data_ptr<float>(), GELU);
+      lin(hid.data_ptr<float>(), hidden, w[k + 13], w[k + 14], d, xp, ADD);
     }
     k += 16;
   }
@@ -1110,11 +1147,68 @@ at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<i
     return lin3(hf, w[k + 2], w[k + 3], w[k + 4], int8).to(at::kFloat);
   }
   layer_norm_rows(xp, B, d, w[k].data_ptr<float>(), w[k + 1].data_ptr<float>(), eps[2 * L], h.data_ptr<float>());
-  const int64_t vocab = w[k + 2].size(0);
+  const int64_t vocab = w[k + 3].size(0);
   at::Tensor logits = at::empty({B, vocab}, opts);
-  linear_f32(h.data_ptr<float>(), B, d, w[k + 2].data_ptr<float>(), w[k + 3].data_ptr<float>(), vocab,
-             logits.data_ptr<float>(), PLAIN);
+  lin(h.data_ptr<float>(), d, w[k + 2], w[k + 3], vocab, logits.data_ptr<float>(), PLAIN);
   return logits;
+}
+
+void check_inputs(const at::Tensor& x_in, const std::vector<at::Tensor>& w, int64_t L, int64_t G) {
+  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "decode_step: x must be (B, d) float32");
+  TORCH_CHECK((int64_t)w.size() == 16 * L + 5, "decode_step: weights and layers do not match");
+  (void)G;
+}
+
+Group group_of(const int64_t* s, const at::Tensor& ring, const at::Tensor& store, int64_t rows, int64_t row) {
+  check_store(ring, "a ring");
+  check_store(store, "a far store");
+  Group g{s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], ring, store};
+  g.rows = rows;
+  g.row = row;
+  return g;
+}
+
+}  // namespace
+
+// B sequences at one position i, their caches batched (every store holds the B rows).
+at::Tensor decode_step(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
+                       std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, int64_t i,
+                       int64_t n_heads, std::vector<double> eps, std::vector<double> scales, bool int8,
+                       at::Tensor rope) {
+  at::NoGradGuard no_grad;
+  const int64_t L = (int64_t)scales.size(), G = (int64_t)spec.size() / GROUP_INTS;
+  check_inputs(x_in, w, L, G);
+  TORCH_CHECK((int64_t)rings.size() == G && (int64_t)stores.size() == G,
+              "decode_step: weights, groups and stores do not match");
+  const int64_t B = x_in.size(0);
+  std::vector<Group> groups;
+  groups.reserve(B * G);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t q = 0; q < G; ++q) groups.push_back(group_of(spec.data() + q * GROUP_INTS, rings[q], stores[q], B, b));
+  at::Tensor rope_rows = rope.numel() > 0 ? rope.to(at::kFloat).reshape({1, 2, -1}).expand({B, 2, rope.size(-1)})
+                                          : rope;
+  return decode_core(x_in, w, groups, G, std::vector<int64_t>(B, i), n_heads, eps, scales, int8, rope_rows, false);
+}
+
+// B sequences, each with its own cache (rings[b * G + q], stores[b * G + q], each holding one
+// sequence) at its own position pos[b]; ``rope`` empty or (B, 2, hd / 2). Float32 only; every
+// linear weight comes transposed (in, out padded to 32; ``linear_rows``), so a row's logits do not
+// depend on the other rows: a batch of one computes them bit for bit.
+at::Tensor decode_rows(at::Tensor x_in, std::vector<at::Tensor> w, std::vector<int64_t> spec,
+                       std::vector<at::Tensor> rings, std::vector<at::Tensor> stores, std::vector<int64_t> pos,
+                       int64_t n_heads, std::vector<double> eps, std::vector<double> scales, at::Tensor rope) {
+  at::NoGradGuard no_grad;
+  const int64_t L = (int64_t)scales.size(), G = (int64_t)spec.size() / GROUP_INTS;
+  check_inputs(x_in, w, L, G);
+  const int64_t B = x_in.size(0);
+  TORCH_CHECK((int64_t)pos.size() == B && (int64_t)rings.size() == B * G && (int64_t)stores.size() == B * G,
+              "decode_rows: rows, positions, groups and stores do not match");
+  std::vector<Group> groups;
+  groups.reserve(B * G);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t q = 0; q < G; ++q)
+      groups.push_back(group_of(spec.data() + q * GROUP_INTS, rings[b * G + q], stores[b * G + q], 1, 0));
+  return decode_core(x_in, w, groups, G, pos, n_heads, eps, scales, false, rope, true);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -1122,7 +1216,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("strided_backward", &strided_backward, "band + residue-class attention, backward");
   m.def("fixed_forward", &fixed_forward, "own block + summary columns attention, forward");
   m.def("fixed_backward", &fixed_backward, "own block + summary columns attention, backward");
-  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)");
+  m.def("decode_step", &decode_step, "one cached decode step through every layer (every head group's near and far keys)",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("decode_rows", &decode_rows, "one cached decode step of rows with their own caches and positions (weights "
+        "transposed: decode_step.rows_weights)", py::call_guard<py::gil_scoped_release>());
   m.def("uses_blas", []() { return sgemm_ != nullptr; }, "whether GEMMs call the linked BLAS");
 #ifdef INTRA_OP_PARALLEL
   m.def("threaded", []() { return true; }, "whether at::parallel_for runs on several threads here");

@@ -15,6 +15,7 @@ from cadenza.server.hub import HubDep
 from cadenza.server.prefs import check_listener
 
 router = APIRouter()
+RETRY_STREAM_S = 10      # the Retry-After hint of a stream refused for want of room (close 1013)
 log = logging.getLogger("cadenza.server")
 
 
@@ -56,8 +57,10 @@ async def stream(ws: WebSocket, hub: HubDep):
         except ValueError as exc:
             await ws.close(4400, str(exc))
             return
-    if hub.streams >= hub.limits.streams:
-        await ws.close(1013, f"the server already plays {hub.streams} streams (its limit); try again later")
+    if hub.streams >= hub.limits.streams or hub.decoder.strained(hub.streams):
+        why = "its limit" if hub.streams >= hub.limits.streams else "all it can carry now"
+        await ws.close(1013, f"the server already plays {hub.streams} streams ({why}); Retry-After: "
+                             f"{RETRY_STREAM_S}")
         return
     hub.streams += 1
     session = StreamSession(hub, ws, listener)

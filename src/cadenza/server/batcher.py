@@ -1,0 +1,184 @@
+"""The server's one stream decoder: a thread that makes every stream's bars in one batch.
+
+Every open stream's work goes to this thread: its bars as jobs of a ``cadenza.batching.Batch``
+(``Soundtrack.bar_steps``; one model step reads one token for every stream that needs one), and
+the short calls between them (a new ``Soundtrack``, a ``restart`` after a control change or a
+skip), run between steps. Each bar job carries a deadline, the moment its listener would run
+dry (now + the music it holds ahead of its playhead); a step serves at most ``rows`` jobs, the
+nearest deadlines first, so the stream nearest to running dry is served first; while bars are
+due within ``URGENT_S`` (a bar after a cut, a new stream's first), steps serve only those, so
+each of their tokens waits for a small step rather than a full one.
+
+``strained(streams)`` tells the server to refuse a new stream (close 1013 with a Retry-After
+hint) before anyone already listening runs dry: when one more stream would need more than
+``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
+many rows, less the time its other calls take); the streams' need is their count times the
+tokens a second of music has cost so far. Before the first measure, more than ``MEASURING``
+streams are let in only while the thread is idle over half the time. Or when a settled listener's next bar (asked for with at least
+``stream.SETTLED_S`` of music ahead) still waits within ``LOW_LEAD_S`` of its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections import deque
+
+from cadenza.batching import Batch
+from cadenza.music.soundtrack import Bar
+
+WINDOW_S = 5.0        # how far back the decoder's speed is measured
+HEADROOM = 0.85       # the share of that speed the streams may need
+LOW_LEAD_S = 3.0      # a listener's next bar still waiting this close to its deadline: the decoder is behind
+URGENT_S = 1.0        # bars due within this many seconds get steps of their own (quick, small)
+PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
+MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
+
+
+class StreamDecoder:
+    def __init__(self, model, rows: int = 32):
+        self.model, self.rows = model, rows
+        self.batch = Batch(model)
+        self._inbox: deque = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._busy: deque = deque()          # (start, end, calls' seconds, step seconds, rows) of recent spans
+        self._speed = None                   # rows a second in steps of at least MEASURING rows (kept)
+        self.tokens = 0
+        self.music_s = 0.0                   # seconds of music in the bars made (for the tokens they cost)
+        self.bar_tokens = 0
+        self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
+        self.thread.start()
+
+    # ---- from the event loop -------------------------------------------------------------
+    def submit(self, fn, *args, deadline: float | None = None, playing: bool = False) -> asyncio.Future:
+        """Run ``fn(*args)`` on the decoder thread: a generator it returns is a batch job (served
+        by ``deadline``, a ``time.monotonic()`` value, default now; ``playing``: for a listener
+        who has music, so its coming due is a sign of strain); else its value is the result."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._cv:
+            self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline, (fut, loop, playing)))
+            self._cv.notify()
+        return fut
+
+    def speed(self) -> float | None:
+        """Tokens the thread can read a second: the rows a second of its recent steps of at least
+        MEASURING rows (the last such figure when there were none lately), less the share of the
+        window its other calls (new streams, restarts) took. None before any such step."""
+        spans = list(self._busy)
+        big = [(t, n) for _, _, _, t, n in spans if n >= MEASURING]
+        if sum(t for t, _ in big) >= 0.2:
+            self._speed = sum(n for _, n in big) / sum(t for t, _ in big)
+        if self._speed is None:
+            return None
+        calls = sum(c for _, _, c, _, _ in spans) / WINDOW_S
+        return self._speed * max(0.1, 1.0 - calls)
+
+    def strained(self, streams: int) -> bool:
+        """No room for one more stream beside ``streams`` (see the module docstring)."""
+        now = time.monotonic()
+        playing = [e.deadline for e in list(self.batch.entries) if e.tag[2]]
+        if any(d < now + LOW_LEAD_S for d in playing):
+            return True             # a listener's next bar (asked for with a full lead) is still not made
+        speed = self.speed()
+        if speed is None:             # not measured yet: past a few streams, only while it is mostly idle
+            busy = sum(e - s for s, e, *_ in list(self._busy)) / WINDOW_S
+            return streams >= MEASURING and busy > 0.5
+        per_stream = self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS
+        return (streams + 1) * per_stream > HEADROOM * speed
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+
+    # ---- on the thread -------------------------------------------------------------------
+    @staticmethod
+    def _resolve(fut, loop, result=None, error=None) -> None:
+        def put():
+            if not fut.done():
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
+        try:
+            loop.call_soon_threadsafe(put)
+        except RuntimeError:       # the loop has closed: nobody waits any more
+            pass
+
+    @staticmethod
+    def _resolve_all(ended: list) -> None:
+        """Hand the ended jobs' results back, one wake-up of each event loop for all of them."""
+        by_loop: dict = {}
+        for e in ended:
+            by_loop.setdefault(id(e.tag[1]), (e.tag[1], []))[1].append(e)
+
+        def put(entries):
+            for e in entries:
+                fut = e.tag[0]
+                if not fut.done():
+                    if e.error is not None:
+                        fut.set_exception(e.error)
+                    else:
+                        fut.set_result(e.result)
+        for loop, entries in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(put, entries)
+            except RuntimeError:   # the loop has closed: nobody waits any more
+                pass
+
+    def _wait(self) -> list:
+        with self._cv:
+            while not self._inbox and not self.batch.entries and not self._stop:
+                self._cv.wait()
+            new = list(self._inbox)
+            self._inbox.clear()
+        return new
+
+    def _start(self, new: list) -> None:
+        for fn, args, deadline, tag in new:
+            fut, loop = tag[:2]
+            if fut.cancelled():
+                continue
+            try:
+                out = fn(*args)
+            except Exception as exc:   # noqa: BLE001 - the caller's error, handed back to it
+                self._resolve(fut, loop, error=exc)
+                continue
+            if inspect.isgenerator(out):
+                self.batch.add(out, deadline, tag=tag)
+            else:
+                self._resolve(fut, loop, result=out)
+
+    def _loop(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while not self._stop:
+                new = self._wait()
+                t0 = time.monotonic()
+                self._start(new)
+                t1 = time.monotonic()
+                for e in [e for e in self.batch.entries if e.tag[0].cancelled()]:   # the listener left
+                    self.batch.drop(e)
+                read = 0
+                if self.batch.entries:
+                    rows0 = self.batch.rows_read
+                    ended = self.batch.step(self.rows, urgent=time.monotonic() + URGENT_S)
+                    for e in ended:
+                        if isinstance(e.result, Bar):
+                            self.music_s += (e.result.end - e.result.start) * 60.0 / e.result.tempo
+                    self._resolve_all(ended)
+                    read = self.batch.rows_read - rows0
+                    self.tokens += read
+                    self.bar_tokens += read
+                t2 = time.monotonic()
+                self._busy.append((t0, t2, t1 - t0, t2 - t1, read))
+                while self._busy and self._busy[0][1] < t2 - WINDOW_S:
+                    self._busy.popleft()
+
+
+__all__ = ["StreamDecoder"]
