@@ -203,12 +203,11 @@ def test_one_decode_loop():
 
 # --------------------------------------------------------------------------- the bounds table
 # The modules that read their user-facing bounds from ``cadenza.bounds``; none may write one
-# as a literal again. (``music/soundtrack.py`` still checks its tempo 30-240 itself: it is
-# being changed elsewhere; add it here when it reads the table.)
+# as a literal again.
 READS_BOUNDS = ["music/inputs.py", "music/preflight.py", "music/harmony.py", "music/studio.py", "music/infill.py",
                 "prompts.py", "codecs/music/vocab.py", "data/music/music21.py", "commands/write.py",
                 "commands/music_options.py", "server/schemas.py", "server/routes/studio.py", "server/prefs.py",
-                "music/predict.py", "commands/predict.py"]
+                "music/predict.py", "commands/predict.py", "music/soundtrack.py"]
 BOUNDED = {"tempo", "bpm", "bars", "seconds", "voices", "temperature", "top_k", "top_p", "k", "top"}
 # (file, field) pairs still bounded by a literal, each with its reason; the list only shrinks
 LITERAL_BOUNDS_LEFT = {
@@ -285,9 +284,7 @@ def test_the_bounds_check_sees_a_literal():
 # src/cadenza, without .py). The list only shrinks: make the name public where it is defined
 # and import that; a file that cannot change yet may keep importing the old name through an
 # alias (``_x = x``) at the source.
-PRIVATE_IMPORTS_LEFT = {   # each importer is being changed elsewhere (issues 23, 25); the alias at the source goes with it
-    "music/soundtrack: music/inputs._check_sampling", "music/soundtrack: music/inputs._check_seed",
-}
+PRIVATE_IMPORTS_LEFT: set[str] = set()   # empty: every name shared across modules is public
 
 
 def _private(name: str) -> bool:

@@ -164,8 +164,3 @@ def kept_notes(codec, ids, tempo) -> frozenset:
         for n in t.notes:
             out.add((int(n.time), int(n.duration), int(n.pitch), prog))
     return frozenset(out)
-
-
-# The names these had while they were private; only for music/soundtrack.py, which still imports
-# them (it is being changed elsewhere). Import the public names.
-_check_sampling, _check_seed = check_sampling, check_seed

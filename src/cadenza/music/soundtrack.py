@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
 from cadenza.batching import need_reads
+from cadenza.bounds import LIVE_TEMPO
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import BAR, MOOD, GrammarPolicy, RemiState
 
@@ -106,8 +107,9 @@ def _check_controls(codec, c: Controls) -> Controls:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= float(v) <= 1):
             raise ConfigError(f"{name} must be a number from 0 to 1, not {v!r}")
     if c.tempo is not None and (isinstance(c.tempo, bool) or not isinstance(c.tempo, (int, float))
-                                or not 30 <= float(c.tempo) <= 240):
-        raise ConfigError(f"tempo must be a number of beats per minute from 30 to 240, not {c.tempo!r}")
+                                or not LIVE_TEMPO.lo <= float(c.tempo) <= LIVE_TEMPO.hi):
+        raise ConfigError(f"tempo must be a number of beats per minute from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi}, "
+                          f"not {c.tempo!r}")
     codec.conditioning(key=c.key, time_signature=c.time_signature)   # raises on a bad key or metre
     return c
 
@@ -131,13 +133,13 @@ class Soundtrack:
     def __init__(self, mm, controls: Controls | None = None, seed: int | None = None, chooser=None,
                  temperature: float = 1.0, top_p: float | None = 0.95, keep_bars: int = 8,
                  keep_tokens: int = 512, headroom: int = 640, section_bars: int = 16, retain_bars: int = 64):
-        from cadenza.music.inputs import _check_sampling, _check_seed, remi_for
+        from cadenza.music.inputs import check_sampling, check_seed, remi_for
 
         self.mm, self.codec = mm, mm.codec
         self.remi = remi_for(self.codec)
         self.S = self.remi.segment_bars
-        _check_sampling(temperature, None, top_p)
-        self.seed = _check_seed(seed)
+        check_sampling(temperature, None, top_p)
+        self.seed = check_seed(seed)
         self.rng = random.Random(self.seed)
         self.temperature, self.top_p = temperature, top_p
         self.keep_bars, self.keep_tokens = keep_bars, keep_tokens
