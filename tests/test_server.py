@@ -520,3 +520,25 @@ def test_real_server_process_http_and_websocket(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_stream_messages_are_typed_and_their_schemas_served(mm, tmp_path):
+    """Every client message of the stream is a pydantic model: its schema is served beside the
+    HTTP API, and what the schema forbids is refused in one sentence."""
+    from cadenza.server.stream_messages import parse_message
+
+    with client(mm, tmp_path) as c:
+        schemas = c.get("/api/stream/messages").json()
+        assert "/api/stream/messages" in c.get("/openapi.json").json()["paths"]
+    assert sorted(schemas) == ["control", "like", "playhead", "skip", "start", "stop"]
+    assert set(schemas["start"]["properties"]) == {"type", "seed", "style", "valence", "energy", "tempo", "key",
+                                                   "time_signature"}
+    assert schemas["playhead"]["required"] == ["type", "beat"]
+    start = parse_message({"type": "start", "energy": 1, "style": None})
+    assert start.changes() == {"energy": 1.0, "style": None} and isinstance(start.changes()["energy"], float)
+    for bad, words in [({"type": "start", "seed": True}, "seed must be a whole number"),
+                       ({"type": "control", "key": 5}, "key must be text"),
+                       ({"type": "like", "extra": 1}, "unknown field 'extra'"),
+                       ({"type": "playhead"}, "playhead needs"), ([1], "JSON object")]:
+        with pytest.raises(ValueError, match=words):
+            parse_message(bad)

@@ -22,7 +22,7 @@ from cadenza.server.access import Access  # noqa: E402
 from cadenza.server.app import create_app  # noqa: E402
 from cadenza.server.limits import Limits  # noqa: E402
 
-OPERATIONS = ["GET /api/health", "GET /api/models", "POST /api/compose", "POST /api/continue",
+OPERATIONS = ["GET /api/health", "GET /api/models", "GET /api/stream/messages", "POST /api/compose", "POST /api/continue",
               "POST /api/harmonize", "POST /api/predict", "GET /api/listener/{listener}",
               "GET /api/studio/bounds", "POST /api/studio/sessions", "GET /api/studio/sessions/{sid}",
               "PATCH /api/studio/sessions/{sid}",

@@ -38,6 +38,7 @@ import time
 
 from cadenza.errors import CadenzaError
 from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
+from cadenza.server.stream_messages import Control, Playhead, Start, Stop, parse_message
 
 EXTRAPOLATE_S = 10.0
 CHANGE_MARGIN_S = 0.5
@@ -46,7 +47,6 @@ RESTART_GAP_S = 0.25      # restarts of one stream at most this often
 FIRST_BAR_S = 1.0         # a new stream's first bar is due as if it had this much music (listeners first)
 SETTLED_S = 6.0           # a stream with this much music ahead is settled: its bar coming due is a sign of strain
 RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
-TYPES = ("start", "control", "like", "skip", "playhead", "stop")
 
 
 class Closed(Exception):
@@ -159,64 +159,39 @@ class StreamSession:
                 pass
 
     # ---- messages ------------------------------------------------------------------------
-    def _controls_of(self, msg: dict) -> dict:
-        out = {}
-        for k, v in msg.items():
-            if k in ("type", "seed"):
-                continue
-            if k not in CONTROL_FIELDS:
-                raise ValueError(f"unknown field {k!r}; controls are {', '.join(CONTROL_FIELDS)}")
-            if k in ("valence", "energy", "tempo") and v is not None and (
-                    isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"{k} must be a number, not {json.dumps(v)}")
-            if k in ("style", "key", "time_signature") and v is not None and not isinstance(v, str):
-                raise ValueError(f"{k} must be text, not {json.dumps(v)}")
-            out[k] = float(v) if k in ("valence", "energy", "tempo") and v is not None else v
-        return out
-
     async def handle(self, msg) -> None:
-        if not isinstance(msg, dict) or msg.get("type") not in TYPES:
-            kind = msg.get("type") if isinstance(msg, dict) else None
-            raise ValueError(f"unknown message type {kind!r}; send one of {', '.join(TYPES)}"
-                             if isinstance(msg, dict) else "a message is a JSON object with a 'type'")
-        kind = msg["type"]
-        if kind == "stop":
+        m = parse_message(msg)
+        if isinstance(m, Stop):
             raise Closed(1000, "stopped by the client")
-        if kind == "start":
+        if isinstance(m, Start):
             if self.st is not None:
                 raise ValueError("the stream has already started; send 'control' to change it")
-            changes = self._controls_of(msg)
-            seed = msg.get("seed")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                raise ValueError("seed must be a whole number")
+            changes = m.changes()
             chooser = await self.hub.run(self.hub.chooser, self.listener)   # the store may be a network away
-            self.st = await self.hub.decoder.submit(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=seed,
+            self.st = await self.hub.decoder.submit(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=m.seed,
                                                                        chooser=chooser))
             self.playhead, self.playhead_at = 0.0, time.monotonic()
             self.started.set()
             return
-        if kind == "playhead":
-            beat = msg.get("beat")
-            if isinstance(beat, bool) or not isinstance(beat, (int, float)) or beat < 0:
-                raise ValueError("playhead needs 'beat', a number of beats >= 0")
-            self.playhead, self.playhead_at = float(beat), time.monotonic()
+        if isinstance(m, Playhead):
+            self.playhead, self.playhead_at = float(m.beat), time.monotonic()
             self.wake.set()
             return
         if self.st is None:
-            raise ValueError(f"send 'start' before '{kind}'")
-        if kind == "control":
-            changes = self._controls_of(msg)
+            raise ValueError(f"send 'start' before '{m.type}'")
+        if isinstance(m, Control):
+            changes = m.changes()
             if not changes:
                 raise ValueError("a control message names at least one of " + ", ".join(CONTROL_FIELDS))
             self.st.set_controls(**changes)
             self._cut(fresh=False)
             return
-        if kind in ("like", "skip"):
-            controls = self.controls_heard()
-            saved = await self.hub.run(self.hub.remember, self.listener, kind, controls)   # off the event loop
-            if kind == "skip":
-                self._cut(fresh=True)
-            await self.send({"type": "liked" if kind == "like" else "skipped", "controls": controls, **saved})
+        kind = m.type                   # like or skip
+        controls = self.controls_heard()
+        saved = await self.hub.run(self.hub.remember, self.listener, kind, controls)   # off the event loop
+        if kind == "skip":
+            self._cut(fresh=True)
+        await self.send({"type": "liked" if kind == "like" else "skipped", "controls": controls, **saved})
 
     def _cut(self, fresh: bool) -> None:
         at = self.change_bar()

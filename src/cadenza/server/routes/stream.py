@@ -42,6 +42,15 @@ def ready_message(hub) -> str:
                        "pad": mood_pad(hub.mm.codec), "preferences": hub.preferences})
 
 
+@router.get("/api/stream/messages", tags=["stream"])
+async def stream_messages() -> dict:
+    """The JSON schema of every message a client may send on ``WS /api/stream`` (by its
+    ``type``); what the server sends back is listed in docs/server.md."""
+    from cadenza.server.stream_messages import schemas
+
+    return schemas()
+
+
 @router.websocket("/api/stream")
 async def stream(ws: WebSocket, hub: HubDep):
     from cadenza.server.stream import StreamSession
