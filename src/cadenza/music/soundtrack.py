@@ -161,6 +161,21 @@ class Soundtrack:
         self.sections: list[dict] = []
         self.decoder = None
         self._voices: dict[int, int] = {}
+        self._transposer = None       # made on the first key change (_transpose)
+        # the section in force (set by _start_section)
+        self._values: dict = {}       # each control's value ...
+        self._by: dict = {}           # ... and who chose it
+        self._first_bar = 0           # the section's first bar
+        self._tempo_exact = None      # the tempo as asked (the prefix holds only its bin)
+        self._bar_open = 0            # bars of the context already complete
+        self._opened = False          # the first bar of the section is open
+        # the bar being made (set by _mark_open, read by _finish_bar)
+        self._bar_from = 0            # its first token in the decoder
+        self._notes_from = 0          # its first note in the grammar's record
+        self._carry = (None, None)    # the Program and Velocity ids in force at its start
+        self._bar_ts = None           # its metre
+        self._bar_tick = 0            # its first tick
+        self._bar_local = 0           # its number within the section (1-based once open)
         self._start_section(at_bar=0)
 
     # ---- controls ------------------------------------------------------------------------
@@ -267,7 +282,7 @@ class Soundtrack:
 
         shift = (parse_key(new_key)[0] - parse_key(old_key)[0]) % 12
         shift = shift - 12 if shift > 6 else shift
-        if not hasattr(self, "_transposer"):
+        if self._transposer is None:
             self._transposer = Transposer(self.codec)
         return [int(i) for i in self._transposer(np.asarray(ids), shift)]
 
@@ -288,7 +303,7 @@ class Soundtrack:
         context, kept = self._context_for(prefix, at_bar if not fresh else 0)
         self.section += 1
         self._values, self._by = values, by
-        self._kept, self._first_bar = kept, at_bar
+        self._first_bar = at_bar
         self._tempo_exact = float(values["tempo"]) if values["tempo"] is not None else None
         state = RemiState(self.remi, record=True).feed_all(context)
         self._bar_open = state.bars            # the kept bars are already complete
