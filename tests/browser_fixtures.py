@@ -37,8 +37,22 @@ def require_chromium() -> None:
         pytest.skip(why, allow_module_level=True)
 
 
-def state(page, expr: str):
+def state(page, expr: str = "window.cadenza.debug.state"):
+    """A page value as plain JSON (by default the page's test probe, ``window.cadenza.debug.state``)."""
     return page.evaluate(f"() => JSON.parse(JSON.stringify({expr}))")
+
+
+@contextlib.contextmanager
+def listen_page(origin: str, path: str, wait_for):
+    """The listening page at ``path`` in a fresh chromium, once its stream said ready; on the way
+    out, checks that no request left 127.0.0.1 and the page logged no error."""
+    with chromium_browser() as chromium:
+        context, pg = open_page(chromium, origin, path, sockets=True)
+        wait_for(pg, "window.cadenza && window.cadenza.debug.state.connected", 20, "the stream's ready message")
+        yield pg
+        assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
+        assert state(pg, "window.cadenza.debug.state.errors") == []
+        context.close()
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import sqlite3
 import pytest
 
 from browser_fixtures import ROOT, chromium_browser, open_page, page_server, require_chromium, serving, shipped_model
-from browser_fixtures import state as _state
+from browser_fixtures import state
 from browser_fixtures import sync_api
 from conftest import require
 
@@ -34,10 +34,6 @@ SCREENSHOT = ROOT / "docs" / "listen.png"
 require_chromium()
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def state(page, expr: str = "window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):

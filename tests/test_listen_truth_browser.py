@@ -17,18 +17,14 @@ import re
 
 import pytest
 
-from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
-from browser_fixtures import state as _state
+from browser_fixtures import listen_page, page_server, require_chromium, shipped_model
+from browser_fixtures import state
 from test_listen_browser import wait_for
 
 require_chromium()
 
 pytestmark = pytest.mark.timeout(180)
 MOODS = {"tense", "happy", "calm", "sad", "energetic"}
-
-
-def state(page, expr="window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +35,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    with chromium_browser() as chromium:
-        context, pg = open_page(chromium, server["url"], "/listen?seed=7", sockets=True)
-        wait_for(pg, "window.cadenza && window.cadenza.debug.state.connected", 20, "the stream's ready message")
+    with listen_page(server["url"], "/listen?seed=7", wait_for) as pg:
         yield pg
-        assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
-        assert state(pg, "window.cadenza.debug.state.errors") == []
-        context.close()
 
 
 def pad_mood(pad, valence, energy):

@@ -26,7 +26,7 @@ import pytest
 
 from browser_fixtures import ROOT, chromium_browser, page_server, require_chromium, serving, shipped_model
 from browser_fixtures import open_page as _open_page
-from browser_fixtures import state as _state
+from browser_fixtures import state
 from browser_fixtures import sync_api
 from conftest import require
 
@@ -57,10 +57,6 @@ FAKE_MIDI = """
   } });
 })();
 """
-
-
-def state(page, expr: str = "window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 def wait_for(page, js: str, timeout_s: float = 20.0, what: str = ""):

@@ -13,17 +13,13 @@ import urllib.request
 import pytest
 
 from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
-from browser_fixtures import state as _state
+from browser_fixtures import state
 from test_studio_browser import FAKE_MIDI, drag_bars, settle, wait_for
 
 require_chromium()
 
 pytestmark = pytest.mark.timeout(240)
 ASKS = {"bars": "continue", "voices": "harmonize", "k": "infill"}   # the button each box goes with
-
-
-def state(page, expr="window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 def get(url):

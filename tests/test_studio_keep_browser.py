@@ -11,7 +11,7 @@ import json
 import pytest
 
 from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
-from browser_fixtures import state as _state
+from browser_fixtures import state
 from test_studio_browser import FAKE_MIDI, drag_bars, lit_keys, settle, wait_for
 
 require_chromium()
@@ -19,10 +19,6 @@ require_chromium()
 pytestmark = pytest.mark.timeout(240)
 TUNE = "asdfgfdsadgkjgda"      # C D E F G F E D C E G C5 B G E C on the computer keyboard (4 bars)
 PITCH = {"a": 60, "s": 62, "d": 64, "f": 65, "g": 67, "h": 69, "j": 71, "k": 72}
-
-
-def state(page, expr="window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
-from browser_fixtures import state as _state
+from browser_fixtures import state
 from browser_fixtures import sync_api
 from conftest import require
 
@@ -26,10 +26,6 @@ from test_studio_browser import FAKE_MIDI  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 TUNE = [60, 64, 67, 65, 64, 62, 60, 62, 64, 65, 67, 72]
-
-
-def state(page, expr="window.cadenza.debug.state"):
-    return _state(page, expr)
 
 
 def wait_for(page, js, timeout_s=30.0, what=""):
