@@ -34,42 +34,13 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
-from cadenza.codecs.music import MOODS, PREFIX_SLOTS, parse_key
+from cadenza.codecs.music import PREFIX_SLOTS, parse_key
 from cadenza.batching import need_reads
-from cadenza.bounds import LIVE_TEMPO
 from cadenza.errors import ConfigError
 from cadenza.music.grammar import BAR, MOOD, GrammarPolicy, RemiState
-
-CONTROL_FIELDS = ("style", "valence", "energy", "tempo", "key", "time_signature")
-PREFIX_FIELDS = ("style", "key", "tempo", "time_signature")
-
-
-@dataclass(frozen=True)
-class Controls:
-    """What the listener asked for; None leaves a control to the preferences or the model.
-    ``valence`` and ``energy`` are 0..1 (a position among the corpus's segments, see
-    ``MusicCodec.control_level``); ``tempo`` in quarter notes per minute; ``key`` like "D" or
-    "F#m"; ``time_signature`` like "3/4"."""
-
-    style: str | None = None
-    valence: float | None = None
-    energy: float | None = None
-    tempo: float | None = None
-    key: str | None = None
-    time_signature: str | None = None
-
-    def changed(self, **changes) -> "Controls":
-        """A copy with ``changes`` applied (a None value frees that control again)."""
-        unknown = set(changes) - set(CONTROL_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown control {sorted(unknown)[0]!r}; controls are {', '.join(CONTROL_FIELDS)}")
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from cadenza.music.stream_controls import CONTROL_FIELDS, Controls, check_controls, mood_name  # noqa: F401
 
 @dataclass
 class Bar:
@@ -94,30 +65,6 @@ class _Record:
     ts: tuple
     levels: tuple                 # (valence level, energy level) of the segment it is in
     prefix: dict                  # slot -> token id of its section
-
-
-def _check_controls(codec, c: Controls) -> Controls:
-    """Controls validated against the codec (one-sentence ConfigErrors)."""
-    if c.style is not None:
-        offered = codec.offered_styles()
-        if c.style not in offered:
-            raise ConfigError(f"unknown style {c.style!r}; this model offers {', '.join(offered)}")
-    for name in ("valence", "energy"):
-        v = getattr(c, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= float(v) <= 1):
-            raise ConfigError(f"{name} must be a number from 0 to 1, not {v!r}")
-    if c.tempo is not None and (isinstance(c.tempo, bool) or not isinstance(c.tempo, (int, float))
-                                or not LIVE_TEMPO.lo <= float(c.tempo) <= LIVE_TEMPO.hi):
-        raise ConfigError(f"tempo must be a number of beats per minute from {LIVE_TEMPO.lo} to {LIVE_TEMPO.hi}, "
-                          f"not {c.tempo!r}")
-    codec.conditioning(key=c.key, time_signature=c.time_signature)   # raises on a bad key or metre
-    return c
-
-
-def mood_name(levels: tuple) -> str:
-    """The named mood nearest to (valence level, energy level)."""
-    v, e = levels
-    return min(MOODS, key=lambda m: (MOODS[m][0] - v) ** 2 + (MOODS[m][1] - e) ** 2)
 
 
 class Soundtrack:
@@ -147,7 +94,7 @@ class Soundtrack:
         self.section_bars = section_bars
         self.chooser = chooser
         self._lock = threading.Lock()
-        self.controls = _check_controls(self.codec, controls or Controls())
+        self.controls = check_controls(self.codec, controls or Controls())
         # The most recent bars only (an endless stream must not grow without bound): records[j]
         # is bar ``dropped + j``. ``retain_bars`` covers the kept bars of a re-prime plus any
         # bar a caller may still restart at (the server's lead is 8 bars).
@@ -182,7 +129,7 @@ class Soundtrack:
     def set_controls(self, **changes) -> Controls:
         """Change the listener's controls (validated now; heard from the next ``restart``)."""
         with self._lock:
-            new = _check_controls(self.codec, self.controls.changed(**changes))
+            new = check_controls(self.codec, self.controls.changed(**changes))
             self.controls = new
             return new
 
@@ -203,7 +150,7 @@ class Soundtrack:
             suggested = {k: v for k, v in (self.chooser(self.rng, self.controls) or {}).items()
                          if k in CONTROL_FIELDS and mine.get(k) is None and v is not None}
             try:
-                _check_controls(self.codec, Controls(**suggested))
+                check_controls(self.codec, Controls(**suggested))
             except ConfigError:
                 suggested = {}
         values, by = {}, {}
