@@ -73,24 +73,30 @@ def tiny_model():
     return load_model(tiny_model_dir())
 
 
-def melody_score(n_bars: int = 4):
-    """The soprano line of a chorale (one track, program 0), the first n_bars bars."""
+def chorale_voices(n_bars: int, voices):
+    """Voices of a chorale (bwv66.6), the first n_bars bars: ``voices`` lists (part index,
+    track name) pairs, each written as one track, program 0."""
     import symusic
 
     s = corpus_scores()[-1]   # bwv66.6
-    src = s.tracks[0]
     bar = 4 * s.ticks_per_quarter
     out = symusic.Score(s.ticks_per_quarter)
     for t in s.time_signatures:
         out.time_signatures.append(t)
     for t in s.tempos:
         out.tempos.append(t)
-    tr = symusic.Track(name="melody", program=0)
-    for n in src.notes:
-        if n.time < n_bars * bar:
-            tr.notes.append(n)
-    out.tracks.append(tr)
+    for i, name in voices:
+        tr = symusic.Track(name=name, program=0)
+        for n in s.tracks[i].notes:
+            if n.time < n_bars * bar:
+                tr.notes.append(n)
+        out.tracks.append(tr)
     return out
+
+
+def melody_score(n_bars: int = 4):
+    """The soprano line of a chorale (one track, program 0), the first n_bars bars."""
+    return chorale_voices(n_bars, [(0, "melody")])
 
 
 def write_midi_file(score, path) -> Path:

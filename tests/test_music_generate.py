@@ -310,20 +310,7 @@ def test_predict_leaves_torchs_global_generator_alone(mm, melody_file):
 # --------------------------------------------------------------------------- harmonize: textures, --keep, bits
 def _two_voices(n_bars: int = 3):
     """Soprano and bass of a chorale (two tracks), the first n_bars bars."""
-    s = mf.corpus_scores()[-1]
-    bar = 4 * s.ticks_per_quarter
-    out = symusic.Score(s.ticks_per_quarter)
-    for t in s.time_signatures:
-        out.time_signatures.append(t)
-    for t in s.tempos:
-        out.tempos.append(t)
-    for i, name in ((0, "soprano"), (3, "bass")):
-        tr = symusic.Track(name=name, program=0)
-        for n in s.tracks[i].notes:
-            if n.time < n_bars * bar:
-                tr.notes.append(n)
-        out.tracks.append(tr)
-    return out
+    return mf.chorale_voices(n_bars, [(0, "soprano"), (3, "bass")])
 
 
 def test_harmonize_takes_one_to_four_voices(mm, melody_file):

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import require
+from pg_fixtures import free_port
 
 require("fastapi")
 require("httpx")
@@ -466,17 +467,11 @@ def test_preferences_survive_a_restart_and_a_corrupt_database_turns_them_off(mm,
 
 
 # --------------------------------------------------------------------------- a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_server_process_http_and_websocket(tmp_path):
     import httpx
 
     websockets = require("websockets.sync.client")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "serve", "--port", str(port), "--prefs",
                              str(tmp_path / "p.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

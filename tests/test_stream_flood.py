@@ -3,43 +3,17 @@ as it can, or control changes just under the message rate) neither stalls nor st
 that plays in real time."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 from conftest import require
+from serve_processes import serving
 
 require("miditok")
 websockets = require("websockets.sync.client")
 closed_error = require("websockets.exceptions").ConnectionClosed
 
 PLAY_S = 8.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(tmp_path):
-    import httpx
-
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "serve", "--port", str(port), "--prefs",
-                             str(tmp_path / "p.sqlite3"), "--max-streams", "8"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return proc, f"ws://127.0.0.1:{port}/api/stream"
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the server did not start")
 
 
 def _listen(url, out):
@@ -112,8 +86,8 @@ def _controls(url, out):
 
 
 def test_a_flooding_client_does_not_make_another_run_dry(tmp_path):
-    proc, url = _serve(tmp_path)
-    try:
+    with serving(1, str(tmp_path / "p.sqlite3"), "--max-streams", "8") as (base,):
+        url = base.replace("http://", "ws://") + "/api/stream"
         listener, garbage, controls = {}, {}, {}
         threads = [threading.Thread(target=f, args=(url, o)) for f, o in
                    ((_listen, listener), (_garbage, garbage), (_controls, controls))]
@@ -121,9 +95,6 @@ def test_a_flooding_client_does_not_make_another_run_dry(tmp_path):
             t.start()
         for t in threads:
             t.join(PLAY_S + 30)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert garbage["code"] == 1008 and garbage["errors"] >= 2      # errors first, then closed
     assert controls["closed"] is None and controls["sent"] > 100
     assert 1 <= controls["cuts"] <= PLAY_S / 0.25 + 2                # restarts merged, at most 4 a second

@@ -18,6 +18,7 @@ screenshots go to a temporary folder, so a normal run leaves the tree clean.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import urllib.request
@@ -93,6 +94,18 @@ def chromium():
 
 def open_page(chromium, origin, path="/studio"):
     return _open_page(chromium, origin, path, viewport=(1280, 900), init_script=FAKE_MIDI)   # the studio opens no socket
+
+
+@contextlib.contextmanager
+def studio_page(origin: str):
+    """The studio in a fresh chromium, once its first session is up; on the way out, checks
+    that no request left 127.0.0.1."""
+    with chromium_browser() as chromium:
+        context, pg = open_page(chromium, origin)
+        settle(pg, "the first session")
+        yield pg
+        assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
+        context.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
+from browser_fixtures import page_server, require_chromium, shipped_model
 from browser_fixtures import state
-from test_studio_browser import FAKE_MIDI, drag_bars, settle, wait_for
+from test_studio_browser import drag_bars, settle, studio_page, wait_for
 
 require_chromium()
 
@@ -35,14 +35,10 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    with chromium_browser() as chromium:
-        context, pg = open_page(chromium, server["url"], "/studio", viewport=(1280, 900), init_script=FAKE_MIDI)
-        settle(pg, "the first session")
+    with studio_page(server["url"]) as pg:
         pg.suggests = []
         pg.on("request", lambda r: pg.suggests.append(json.loads(r.post_data)) if r.url.endswith("/suggest") else None)
         yield pg
-        assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
-        context.close()
 
 
 def test_bounds_are_the_request_schemas(server):

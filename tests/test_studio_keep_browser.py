@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from browser_fixtures import chromium_browser, open_page, page_server, require_chromium, shipped_model
+from browser_fixtures import page_server, require_chromium, shipped_model
 from browser_fixtures import state
-from test_studio_browser import FAKE_MIDI, drag_bars, lit_keys, settle, wait_for
+from test_studio_browser import drag_bars, lit_keys, settle, studio_page, wait_for
 
 require_chromium()
 
@@ -29,15 +29,11 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    with chromium_browser() as chromium:
-        context, pg = open_page(chromium, server["url"], "/studio", viewport=(1280, 900), init_script=FAKE_MIDI)
-        settle(pg, "the first session")
+    with studio_page(server["url"]) as pg:
         pg.requests_sent = []
         pg.on("request", lambda r: pg.requests_sent.append((r.method, r.url, r.post_data)))
         yield pg
-        assert pg.foreign == [], f"requests that left 127.0.0.1: {pg.foreign}"
         assert not [p for p in pg.problems if "page error" in p], pg.problems
-        context.close()
 
 
 def new_piece(page, letters: str):
