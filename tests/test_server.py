@@ -529,6 +529,8 @@ def test_stream_messages_are_typed_and_their_schemas_served(mm, tmp_path):
     assert set(schemas["start"]["properties"]) == {"type", "seed", "style", "valence", "energy", "tempo", "key",
                                                    "time_signature"}
     assert schemas["playhead"]["required"] == ["type", "beat"]
+    from cadenza.music.stream_controls import CONTROL_FIELDS    # the message model and Controls stay in step
+    assert set(schemas["control"]["properties"]) == {"type", *CONTROL_FIELDS}
     start = parse_message({"type": "start", "energy": 1, "style": None})
     assert start.changes() == {"energy": 1.0, "style": None} and isinstance(start.changes()["energy"], float)
     for bad, words in [({"type": "start", "seed": True}, "seed must be a whole number"),
