@@ -192,13 +192,14 @@ def test_the_cycle_checker_sees_a_planted_cycle(tmp_path):
 
 
 def test_one_decode_loop():
-    """Only ``sampling.py`` samples tokens: no other module calls torch.multinomial."""
+    """Only ``draw.py`` (the decode loop's sampler, ``sampling.py``'s one helper) draws tokens: no
+    other module calls torch.multinomial or draws the exponentials it takes."""
     samplers = []
     for name, path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr == "multinomial":
+            if isinstance(node, ast.Attribute) and node.attr in ("multinomial", "exponential_"):
                 samplers.append(f"{path.relative_to(SRC)}:{node.lineno}")
-    assert samplers and all(s.startswith("sampling.py:") for s in samplers), samplers
+    assert samplers and all(s.startswith("draw.py:") for s in samplers), samplers
 
 
 # --------------------------------------------------------------------------- the bounds table

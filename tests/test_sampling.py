@@ -266,3 +266,38 @@ def test_a_bad_prompt_leaves_the_model_in_its_mode(model):
         Decoder(model, [1, V])
     assert model.training
     model.eval()
+
+
+def test_sample_among_draws_what_torch_multinomial_draws_over_the_filtered_logits():
+    """The numpy pick is torch's own sampler (same random numbers, same token) on the logits
+    ``filter_logits`` leaves: for temperatures, top-k and nuclei, token for token."""
+    from cadenza.draw import sample_among
+
+    def reference(logits, allowed, temperature, top_k, top_p, generator):
+        sub = (logits[allowed] - logits[allowed].max()) / temperature
+        sub = filter_logits(sub.unsqueeze(0), top_k, top_p).squeeze(0)
+        return int(allowed[int(torch.multinomial(torch.softmax(sub, -1), 1, generator=generator))])
+
+    torch.manual_seed(0)
+    same = total = 0
+    for trial in range(600):
+        logits = torch.randn(200) * float(torch.rand(()) * 4 + 0.1)
+        allowed = torch.randperm(200)[:int(torch.randint(2, 50, ()))].sort().values
+        args = ([1.0, 0.7, 1.4][trial % 3], [None, 5][trial % 2], [None, 0.95, 0.5][trial % 3])
+        g1, g2 = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
+        for _ in range(4):
+            same += reference(logits, allowed, *args, g1) == sample_among(logits, allowed, *args, g2)
+            total += 1
+    assert same == total
+
+
+def test_sample_among_keeps_to_the_nucleus_and_is_greedy_at_zero_temperature():
+    from cadenza.draw import sample_among
+
+    logits = torch.full((50,), -10.0)
+    logits[7], logits[9], logits[11] = 5.0, 4.0, -3.0
+    allowed = torch.tensor([7, 9, 11, 20])
+    g = torch.Generator().manual_seed(1)
+    drawn = {sample_among(logits, allowed, 1.0, None, 0.9, g) for _ in range(300)}
+    assert drawn == {7, 9}                      # 11 and 20 lie outside the 0.9 nucleus
+    assert {sample_among(logits, allowed, 0.0, None, None, g) for _ in range(5)} == {7}

@@ -149,7 +149,7 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
         d.close()
     app = create_app(mm=mm, prefs_path=tmp_path / "p.sqlite3", access=Access.serving("127.0.0.1", ["testserver"]))
     with TestClient(app) as c:
-        c.app.state.hub.decoder.strained = lambda streams: True
+        c.app.state.hub.soundtracks.strained = lambda streams: True
         with c.websocket_connect("/api/stream") as ws:
             try:
                 ws.receive_text()

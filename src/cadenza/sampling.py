@@ -37,6 +37,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 
 import torch
 
+from cadenza.draw import filter_logits, sample_among, sample_rows
 from cadenza.errors import ConfigError
 from cadenza.prompts import as_batch, batch_size, check_args, check_settings, is_single
 
@@ -46,28 +47,6 @@ Constraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # or a Token
 def window_keep(max_len: int) -> int:
     """How many recent tokens the sliding window keeps when the context exceeds max_len."""
     return max(1, max_len - max(1, max_len // 4))
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None = None,
-                  top_p: float | None = None) -> torch.Tensor:
-    """Set to -inf every logit outside the top ``top_k`` and outside the nucleus ``top_p``.
-
-    The nucleus is the smallest set of most likely tokens whose probability reaches top_p;
-    the most likely token is always kept. logits: (batch, vocab).
-    """
-    if top_k is not None and top_k < logits.shape[-1]:
-        top = torch.topk(logits, top_k, dim=-1).indices  # exactly k, even with ties
-        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, top, True)
-        logits = logits.masked_fill(~keep, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        before = torch.cumsum(probs, dim=-1) - probs  # probability mass ranked above each token
-        drop_sorted = before >= top_p
-        drop_sorted[..., 0] = False
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
 
 
 class TokenSet:
@@ -112,30 +91,6 @@ def _apply_constraint(constraint, logits, context, step):
         row = int(dead.nonzero()[0])
         raise ConfigError(f"the constraint allowed no token for sequence {row} at step {step}.")
     return out
-
-
-GREEDY_BELOW = 1e-30   # a temperature under this is greedy (in float32 it would round to 0)
-
-
-def _sample(logits, temperature, top_k, top_p, generator):
-    """One token per row of (batch, vocab) logits."""
-    if temperature < GREEDY_BELOW:
-        return torch.argmax(logits, dim=-1)
-    logits = filter_logits(logits / temperature, top_k, top_p)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def _sample_among(logits, allowed, temperature, top_k, top_p, generator) -> int:
-    """One token of ``allowed`` (ids) from one row of logits."""
-    if temperature < GREEDY_BELOW:
-        return int(allowed[int(torch.argmax(logits.index_select(0, allowed)))])
-    sub = logits.index_select(0, allowed).float()
-    sub = (sub - sub.max()) / temperature    # <= 0: a tiny temperature cannot overflow to inf - inf
-    if top_k is not None or top_p is not None:
-        sub = filter_logits(sub.unsqueeze(0), top_k, top_p).squeeze(0)
-    k = torch.multinomial(torch.softmax(sub, dim=-1), 1, generator=generator)
-    return int(allowed[int(k)])
 
 
 class Decoder:
@@ -279,12 +234,12 @@ class Decoder:
                 if allowed.numel() == 1:
                     return [int(allowed)]
                 logits = self.constraint.adjust(self.logits[0], allowed)
-                return [_sample_among(logits, allowed, self.temperature, self.top_k, self.top_p,
+                return [sample_among(logits, allowed, self.temperature, self.top_k, self.top_p,
                                       self.generator)]
             logits = self.logits
             if self.constraint is not None:
                 logits = _apply_constraint(self.constraint, logits, self._context_tensor(), self.new)
-            return _sample(logits, self.temperature, self.top_k, self.top_p, self.generator).tolist()
+            return sample_rows(logits, self.temperature, self.top_k, self.top_p, self.generator).tolist()
 
     def take(self, tok) -> None:
         """Append ``tok`` (one sequence; a list with one per sequence for a batch)."""

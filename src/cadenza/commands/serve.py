@@ -1,7 +1,7 @@
 """`cadenza serve`: the web server (HTTP API, endless soundtrack stream, listening page).
 
-Thin over ``cadenza.server.app.create_app``; uvicorn runs it in this one process (stream
-sessions live in it). Loopback by default; any other address needs an access token. The
+Thin over ``cadenza.server.app.create_app``; uvicorn runs it in this process (stream sessions
+live in it) and the streams' soundtracks are made in a second one (``server.stream_engine``). Loopback by default; any other address needs an access token. The
 configuration is read here: the options and their environment variables.
 """
 
@@ -52,7 +52,7 @@ def _serve(args) -> int:
     torch.set_num_threads(1)     # each worker thread runs one generation; two threads each would fight
     limits = Limits(streams=args.max_streams, workers=args.workers)
     app = create_app(args.model, token=token, limits=limits, prefs_path=args.prefs,
-                     preferences=not args.no_preferences, access=access)
+                     preferences=not args.no_preferences, access=access, stream_engine=args.streams_in)
     hub = app.state.hub
     shown = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     q = "/?token=" + token if token is not None and is_loopback(args.host) else "/"
@@ -99,6 +99,9 @@ def register(sub) -> None:
     p.add_argument("--max-streams", type=int, default=STREAMS_CARRIED,
                    help=f"open soundtrack streams at most (default {STREAMS_CARRIED}: what a 2-core machine carried "
                         "in benchmarks/stream.py --find; new streams are also refused while the decoder is strained)")
+    p.add_argument("--streams-in", choices=["process", "thread"], default="process",
+                   help="where the soundtracks of the streams are made: 'process' (default: a process of its own, so "
+                        "the streams and the web server each have a core) or 'thread' (in this process)")
     p.add_argument("--workers", type=int, default=2, help="generation threads (default 2, one per core)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default warning)")

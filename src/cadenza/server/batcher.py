@@ -2,8 +2,11 @@
 
 Every open stream's work goes to this thread: its bars as jobs of a ``cadenza.batching.Batch``
 (``Soundtrack.bar_steps``; one model step reads one token for every stream that needs one), and
-the short calls between them (a new ``Soundtrack``, a ``restart`` after a control change or a
-skip), run between steps. Each bar job carries a deadline, the moment its listener would run
+the short calls between them, run between steps. The calls that read a whole context into a fresh
+cache (a new ``Soundtrack``, a ``restart`` after a control change or a skip: ``aside=True``) run on
+a second thread, the primer, so the batch steps on while they do (the model's arithmetic releases
+the GIL: the two threads share both cores; a stream never has a bar job and a restart at once,
+as its producer waits for each). Each bar job carries a deadline, the moment its listener would run
 dry (now + the music it holds ahead of its playhead); a step serves at most ``rows`` jobs, the
 nearest deadlines first, so the stream nearest to running dry is served first; while bars are
 due within ``URGENT_S`` (a bar after a cut, a new stream's first), steps serve only those, so
@@ -37,6 +40,15 @@ PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have
 MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
 
 
+def strained_by(status: dict, streams: int) -> bool:
+    """No room for one more stream beside ``streams``, by a decoder's ``status()``."""
+    if status["low_lead"]:
+        return True             # a listener's next bar (asked for with a full lead) is still not made
+    if status["speed"] is None:   # not measured yet: past a few streams, only while it is mostly idle
+        return streams >= MEASURING and status["busy"] > 0.5
+    return (streams + 1) * status["per_stream"] > HEADROOM * status["speed"]
+
+
 class StreamDecoder:
     def __init__(self, model, rows: int = 32):
         self.model, self.rows = model, rows
@@ -51,17 +63,27 @@ class StreamDecoder:
         self.bar_tokens = 0
         self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
         self.thread.start()
+        self._aside: deque = deque()         # calls for the primer thread
+        self.primer = threading.Thread(target=self._prime_loop, name="cadenza-primer", daemon=True)
+        self.primer.start()
 
     # ---- from the event loop -------------------------------------------------------------
-    def submit(self, fn, *args, deadline: float | None = None, playing: bool = False) -> asyncio.Future:
+    def submit(self, fn, *args, deadline: float | None = None, playing: bool = False,
+               aside: bool = False) -> asyncio.Future:
         """Run ``fn(*args)`` on the decoder thread: a generator it returns is a batch job (served
         by ``deadline``, a ``time.monotonic()`` value, default now; ``playing``: for a listener
-        who has music, so its coming due is a sign of strain); else its value is the result."""
+        who has music, so its coming due is a sign of strain); else its value is the result.
+        ``aside``: run it on the primer thread instead, in the order submitted (a call that reads
+        a context, not a job)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cv:
-            self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline, (fut, loop, playing)))
-            self._cv.notify()
+            if aside:
+                self._aside.append((fn, args, fut, loop))
+            else:
+                self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline,
+                                    (fut, loop, playing)))
+            self._cv.notify_all()
         return fut
 
     def speed(self) -> float | None:
@@ -77,23 +99,22 @@ class StreamDecoder:
         calls = sum(c for _, _, c, _, _ in spans) / WINDOW_S
         return self._speed * max(0.1, 1.0 - calls)
 
-    def strained(self, streams: int) -> bool:
-        """No room for one more stream beside ``streams`` (see the module docstring)."""
+    def status(self) -> dict:
+        """What ``strained_by`` weighs (plain values: the stream engine sends them to the server)."""
         now = time.monotonic()
         playing = [e.deadline for e in list(self.batch.entries) if e.tag[2]]
-        if any(d < now + LOW_LEAD_S for d in playing):
-            return True             # a listener's next bar (asked for with a full lead) is still not made
-        speed = self.speed()
-        if speed is None:             # not measured yet: past a few streams, only while it is mostly idle
-            busy = sum(e - s for s, e, *_ in list(self._busy)) / WINDOW_S
-            return streams >= MEASURING and busy > 0.5
-        per_stream = self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS
-        return (streams + 1) * per_stream > HEADROOM * speed
+        return {"low_lead": any(d < now + LOW_LEAD_S for d in playing), "speed": self.speed(),
+                "busy": sum(e - s for s, e, *_ in list(self._busy)) / WINDOW_S,
+                "per_stream": self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS}
+
+    def strained(self, streams: int) -> bool:
+        """No room for one more stream beside ``streams`` (see the module docstring)."""
+        return strained_by(self.status(), streams)
 
     def close(self) -> None:
         with self._cv:
             self._stop = True
-            self._cv.notify()
+            self._cv.notify_all()
 
     # ---- on the thread -------------------------------------------------------------------
     @staticmethod
@@ -153,6 +174,24 @@ class StreamDecoder:
             else:
                 self._resolve(fut, loop, result=out)
 
+    def _prime_loop(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while not self._aside and not self._stop:
+                        self._cv.wait()
+                    if self._stop:
+                        return
+                    fn, args, fut, loop = self._aside.popleft()
+                if fut.cancelled():
+                    continue
+                try:
+                    self._resolve(fut, loop, result=fn(*args))
+                except Exception as exc:   # noqa: BLE001 - the caller's error, handed back to it
+                    self._resolve(fut, loop, error=exc)
+
     def _loop(self) -> None:
         import torch
 
@@ -181,4 +220,4 @@ class StreamDecoder:
                     self._busy.popleft()
 
 
-__all__ = ["StreamDecoder"]
+__all__ = ["StreamDecoder", "strained_by"]

@@ -26,10 +26,11 @@ log = logging.getLogger("cadenza.server")
 class Hub:
     """What the routes share. ``token``: every request must carry it (None: no token asked)."""
 
-    def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True, token: str | None = None):
+    def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True, token: str | None = None,
+                 stream_engine: str = "thread"):
         self.mm, self.limits, self.token = mm, limits, token
-        self.pool = self.decoder = None
-        self.open()
+        self.prefs_path, self.stream_engine = prefs_path, stream_engine
+        self.pool = self.soundtracks = None
         self.streams = 0
         self.generations = 0
         self.studio = StudioSessions()
@@ -42,6 +43,7 @@ class Hub:
             except PrefsError as exc:
                 self.prefs_problem = f"off: {exc}"
                 log.warning("preferences are off: %s", exc)
+        self.open()
 
     # ---- the access token ---------------------------------------------------------------
     def token_ok(self, value) -> bool:
@@ -114,18 +116,24 @@ class Hub:
         """The worker pool (again, after ``close``: an ASGI host may run the app's lifespan more than once)."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="cadenza-gen")
-        if self.decoder is None:      # every stream's bars, in one batch (server.batcher)
-            from cadenza.server.batcher import StreamDecoder
+        if self.soundtracks is None:   # every stream's bars, in one batch (server.batcher)
+            if self.stream_engine == "process":   # in a process of its own (server.stream_engine)
+                from cadenza.server.stream_engine import EngineStreams
 
-            self.decoder = StreamDecoder(self.mm.network)
+                self.soundtracks = EngineStreams(self.mm.path, self.prefs_path,
+                                                 preferences=self.prefs is not None)
+            else:
+                from cadenza.server.streams import LocalStreams
+
+                self.soundtracks = LocalStreams(self.mm, self.chooser)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
-        if self.decoder is not None:
-            self.decoder.close()
-            self.decoder = None
+        if self.soundtracks is not None:
+            self.soundtracks.close()
+            self.soundtracks = None
 
 
 def hub_of(conn: HTTPConnection) -> Hub:

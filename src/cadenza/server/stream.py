@@ -33,11 +33,12 @@ A control change or a skip takes effect at the first bar that starts at least
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
 from cadenza.errors import CadenzaError
-from cadenza.music.soundtrack import CONTROL_FIELDS, Controls, Soundtrack
+from cadenza.music.soundtrack import CONTROL_FIELDS
 from cadenza.server.stream_messages import Control, Playhead, Start, Stop, parse_message
 
 EXTRAPOLATE_S = 10.0
@@ -47,6 +48,9 @@ RESTART_GAP_S = 0.25      # restarts of one stream at most this often
 FIRST_BAR_S = 1.0         # a new stream's first bar is due as if it had this much music (listeners first)
 SETTLED_S = 6.0           # a stream with this much music ahead is settled: its bar coming due is a sign of strain
 RETAIN_BARS = 64          # bars of the sent timeline kept (the lead is at most 8; an endless stream stays bounded)
+
+
+_SIDS = itertools.count(1)
 
 
 class Closed(Exception):
@@ -61,7 +65,7 @@ class StreamSession:
     def __init__(self, hub, ws, listener: str | None):
         self.hub, self.ws, self.listener = hub, ws, listener
         self.limits = hub.limits
-        self.st: Soundtrack | None = None
+        self.tracks, self.sid = hub.soundtracks, next(_SIDS)   # the soundtrack: server.streams (or its engine)
         self.sent_bars: list = []             # the last RETAIN_BARS Bar objects sent (the client's timeline)
         self.playhead = 0.0
         self.playhead_at = time.monotonic()
@@ -135,7 +139,7 @@ class StreamSession:
                 at, fresh = self.pending_cut, self.pending_fresh
                 self.pending_cut, self.pending_fresh = None, False
                 self.last_restart = time.monotonic()
-                beat = await self.hub.decoder.submit(self.st.restart, at, fresh)
+                beat = await self.tracks.restart(self.sid, at, fresh)
                 self.just_cut = True                 # the bar after a cut is due soon by design: no sign of strain
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
@@ -143,8 +147,7 @@ class StreamSession:
                 lead = self.lead_seconds()
                 first = not self.sent_bars           # a new stream's first bar waits behind those about to run dry
                 settled = lead >= SETTLED_S and not self.just_cut   # a full lead: its bar coming due is strain
-                bar = await self.hub.decoder.submit(self.st.bar_steps, playing=settled,
-                                                    deadline=time.monotonic() + (FIRST_BAR_S if first else lead))
+                bar = await self.tracks.bar(self.sid, time.monotonic() + (FIRST_BAR_S if first else lead), settled)
                 self.just_cut = False
                 if self.pending_cut is not None and bar.bar >= self.pending_cut:
                     continue                       # made under the old controls: dropped unsent
@@ -164,12 +167,9 @@ class StreamSession:
         if isinstance(m, Stop):
             raise Closed(1000, "stopped by the client")
         if isinstance(m, Start):
-            if self.st is not None:
+            if self.started.is_set():
                 raise ValueError("the stream has already started; send 'control' to change it")
-            changes = m.changes()
-            chooser = await self.hub.run(self.hub.chooser, self.listener)   # the store may be a network away
-            self.st = await self.hub.decoder.submit(lambda: Soundtrack(self.hub.mm, Controls(**changes), seed=m.seed,
-                                                                       chooser=chooser))
+            await self.tracks.open(self.sid, self.listener, m.changes(), m.seed)
             self.playhead, self.playhead_at = 0.0, time.monotonic()
             self.started.set()
             return
@@ -177,13 +177,13 @@ class StreamSession:
             self.playhead, self.playhead_at = float(m.beat), time.monotonic()
             self.wake.set()
             return
-        if self.st is None:
+        if not self.started.is_set():
             raise ValueError(f"send 'start' before '{m.type}'")
         if isinstance(m, Control):
             changes = m.changes()
             if not changes:
                 raise ValueError("a control message names at least one of " + ", ".join(CONTROL_FIELDS))
-            self.st.set_controls(**changes)
+            await self.tracks.set_controls(self.sid, changes)
             self._cut(fresh=False)
             return
         kind = m.type                   # like or skip
@@ -264,3 +264,4 @@ class StreamSession:
                     await t
                 except BaseException:
                     pass
+            self.tracks.forget(self.sid)

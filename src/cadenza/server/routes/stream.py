@@ -66,7 +66,7 @@ async def stream(ws: WebSocket, hub: HubDep):
         except ValueError as exc:
             await ws.close(4400, str(exc))
             return
-    if hub.streams >= hub.limits.streams or hub.decoder.strained(hub.streams):
+    if hub.streams >= hub.limits.streams or hub.soundtracks.strained(hub.streams):
         why = "its limit" if hub.streams >= hub.limits.streams else "all it can carry now"
         await ws.close(1013, f"the server already plays {hub.streams} streams ({why}); Retry-After: "
                              f"{RETRY_STREAM_S}")

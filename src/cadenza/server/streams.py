@@ -1,0 +1,52 @@
+"""``LocalStreams``: every open stream's ``Soundtrack``, kept by stream id in this process, its
+bars made by one ``server.batcher.StreamDecoder``.
+
+``StreamSession`` talks to its soundtrack only through these calls (``open``, ``set_controls``,
+``restart``, ``bar``, ``forget``), so the soundtracks may live in this process or in the stream
+engine's own (``server.stream_engine.EngineStreams``, the same calls over a pipe; that process
+runs a ``LocalStreams``). ``chooser(listener)``: the listener's preference chooser or None.
+"""
+
+from __future__ import annotations
+
+from cadenza.music.soundtrack import Controls, Soundtrack
+from cadenza.server.batcher import StreamDecoder
+
+
+class LocalStreams:
+    def __init__(self, mm, chooser=lambda listener: None):
+        self.mm, self.chooser = mm, chooser
+        self.decoder = StreamDecoder(mm.network)
+        self.tracks: dict[int, Soundtrack] = {}
+
+    async def open(self, sid: int, listener: str | None, changes: dict, seed: int | None) -> None:
+        """A new soundtrack for stream ``sid`` (the controls checked: a bad one raises)."""
+        def make():
+            return Soundtrack(self.mm, Controls(**changes), seed=seed, chooser=self.chooser(listener))
+        self.tracks[sid] = await self.decoder.submit(make, aside=True)
+
+    async def set_controls(self, sid: int, changes: dict) -> None:
+        """The listener's new controls (checked now; heard from the next ``restart``)."""
+        self.tracks[sid].set_controls(**changes)
+
+    async def restart(self, sid: int, at: int, fresh: bool) -> float:
+        return await self.decoder.submit(self.tracks[sid].restart, at, fresh, aside=True)
+
+    async def bar(self, sid: int, deadline: float, playing: bool):
+        """The stream's next ``Bar``, made in the batch by ``deadline`` (see ``StreamDecoder.submit``)."""
+        return await self.decoder.submit(self.tracks[sid].bar_steps, deadline=deadline, playing=playing)
+
+    def forget(self, sid: int) -> None:
+        self.tracks.pop(sid, None)
+
+    def status(self) -> dict:
+        return self.decoder.status()
+
+    def strained(self, streams: int) -> bool:
+        return self.decoder.strained(streams)
+
+    def close(self) -> None:
+        self.decoder.close()
+
+
+__all__ = ["LocalStreams"]
