@@ -76,3 +76,24 @@ def test_the_engine_reports_its_strain_and_a_dead_engine_refuses(music_model):
             asyncio.run(eng.open(1, None, {}, 1))
     finally:
         eng.close()
+
+
+def test_a_pool_spreads_new_streams_over_its_engines_and_each_plays(music_model):
+    from cadenza.server.stream_engine import EnginePool
+
+    pool = EnginePool(2, music_model.path, preferences=False)
+    try:
+        async def go():
+            for sid in (1, 2, 3):
+                await pool.open(sid, None, {}, sid)
+            homes = [pool._of[sid] for sid in (1, 2, 3)]
+            bars = await asyncio.gather(*(pool.bar(sid, time.monotonic(), False) for sid in (1, 2, 3)))
+            pool.forget(1)
+            return homes, bars
+
+        homes, bars = asyncio.run(go())
+        assert homes[0] is not homes[1] and homes[2] is homes[0]     # the fewest streams first
+        assert all(b.bar == 0 for b in bars)
+        assert sorted(pool._count.values()) == [1, 1]                 # stream 1 left its engine
+    finally:
+        pool.close()

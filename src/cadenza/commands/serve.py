@@ -1,7 +1,8 @@
 """`cadenza serve`: the web server (HTTP API, endless soundtrack stream, listening page).
 
 Thin over ``cadenza.server.app.create_app``; uvicorn runs it in this process (stream sessions
-live in it) and the streams' soundtracks are made in a second one (``server.stream_engine``). Loopback by default; any other address needs an access token. The
+live in it) and the streams' soundtracks are made in processes of their own, one per core
+(``server.stream_engine``). Loopback by default; any other address needs an access token. The
 configuration is read here: the options and their environment variables.
 """
 
@@ -15,6 +16,7 @@ from cadenza.server.access import Access, is_loopback
 from cadenza.server.limits import STREAMS_CARRIED
 
 TOKEN_ENV = "CADENZA_TOKEN"
+STREAM_PROCESSES = min(8, os.cpu_count() or 1)
 HOSTS_ENV = "CADENZA_ALLOWED_HOSTS"
 ORIGINS_ENV = "CADENZA_ALLOWED_ORIGINS"
 
@@ -52,7 +54,7 @@ def _serve(args) -> int:
     torch.set_num_threads(1)     # each worker thread runs one generation; two threads each would fight
     limits = Limits(streams=args.max_streams, workers=args.workers)
     app = create_app(args.model, token=token, limits=limits, prefs_path=args.prefs,
-                     preferences=not args.no_preferences, access=access, stream_engine=args.streams_in)
+                     preferences=not args.no_preferences, access=access, stream_processes=args.stream_processes)
     hub = app.state.hub
     shown = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     q = "/?token=" + token if token is not None and is_loopback(args.host) else "/"
@@ -60,6 +62,9 @@ def _serve(args) -> int:
     print(f"preferences: {hub.preferences}" + (f" ({hub.prefs.where})" if hub.prefs is not None else ""))
     for line in limits.lines():
         print(f"limits: {line}")
+    n = args.stream_processes
+    print(f"streams: made in {n} process{'es' if n != 1 else ''} of their own" if n else
+          "streams: made in a thread of this process")
     for line in access.lines():
         print(line)
     if token is not None:
@@ -99,9 +104,10 @@ def register(sub) -> None:
     p.add_argument("--max-streams", type=int, default=STREAMS_CARRIED,
                    help=f"open soundtrack streams at most (default {STREAMS_CARRIED}: what a 2-core machine carried "
                         "in benchmarks/stream.py --find; new streams are also refused while the decoder is strained)")
-    p.add_argument("--streams-in", choices=["process", "thread"], default="process",
-                   help="where the soundtracks of the streams are made: 'process' (default: a process of its own, so "
-                        "the streams and the web server each have a core) or 'thread' (in this process)")
+    p.add_argument("--stream-processes", type=int, default=STREAM_PROCESSES,
+                   help=f"processes that make the streams' soundtracks (default {STREAM_PROCESSES}: one per core, "
+                        f"each batching its streams; a new stream goes to the one with the fewest); 0 makes them in "
+                        f"a thread of the server's own process")
     p.add_argument("--workers", type=int, default=2, help="generation threads (default 2, one per core)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default warning)")
@@ -111,6 +117,8 @@ def register(sub) -> None:
 def _check_and_serve(args) -> int:
     if not 1 <= args.max_streams <= 4096:
         raise ConfigError(f"--max-streams must be from 1 to 4096, not {args.max_streams}")
+    if not 0 <= args.stream_processes <= 64:
+        raise ConfigError(f"--stream-processes must be from 0 to 64, not {args.stream_processes}")
     if not 1 <= args.workers <= 32:
         raise ConfigError(f"--workers must be from 1 to 32, not {args.workers}")
     from cadenza.server.prefs import check_where

@@ -30,21 +30,22 @@ from cadenza.server.limits import Limits
 
 def create_app(model_dir=None, token: str | None = None, limits: Limits | None = None, prefs_path=None,
                preferences: bool = True, mm=None, access: Access | None = None,
-               stream_engine: str = "thread") -> FastAPI:
+               stream_processes: int = 0) -> FastAPI:
     """The application. ``token``: every request must carry it (``Authorization: Bearer``,
     ``?token=`` or the cookie a page visit with ``?token=`` sets); None: no token asked.
     ``mm``: an already loaded ``MusicModel`` (else ``model_dir`` or the default is loaded).
     ``access``: the Host names answered and the Origins allowed (default: a loopback
     server's, ``Access()``; ``cadenza serve`` builds it from --host, --allow-host and
-    --allow-origin). ``stream_engine``: where the streams' soundtracks are made: "thread" (in
-    this process) or "process" (a process of its own, ``server.stream_engine``; ``cadenza serve``)."""
+    --allow-origin). ``stream_processes``: how many processes of their own make the streams'
+    soundtracks (``server.stream_engine``; ``cadenza serve`` starts one per core); 0: a thread
+    of this one."""
     from cadenza.music.load import load_model
     from cadenza.server.routes import include_routes
 
     limits = limits or Limits()
     if mm is None:
         mm = load_model(model_dir)
-    hub = Hub(mm, limits, prefs_path=prefs_path, preferences=preferences, token=token, stream_engine=stream_engine)
+    hub = Hub(mm, limits, prefs_path=prefs_path, preferences=preferences, token=token, stream_processes=stream_processes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -37,6 +37,7 @@ HEADROOM = 0.85       # the share of that speed the streams may need
 LOW_LEAD_S = 3.0      # a listener's next bar still waiting this close to its deadline: the decoder is behind
 URGENT_S = 1.0        # bars due within this many seconds get steps of their own (quick, small)
 PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
+LEFT_CHECK_S = 0.1    # how often the batch is searched for jobs nobody waits for
 MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
 
 
@@ -195,14 +196,17 @@ class StreamDecoder:
     def _loop(self) -> None:
         import torch
 
+        checked = 0.0
         with torch.inference_mode():
             while not self._stop:
                 new = self._wait()
                 t0 = time.monotonic()
                 self._start(new)
                 t1 = time.monotonic()
-                for e in [e for e in self.batch.entries if e.tag[0].cancelled()]:   # the listener left
-                    self.batch.drop(e)
+                if t1 >= checked + LEFT_CHECK_S:    # the jobs of listeners who left: dropped
+                    checked = t1
+                    for e in [e for e in self.batch.entries if e.tag[0].cancelled()]:
+                        self.batch.drop(e)
                 read = 0
                 if self.batch.entries:
                     rows0 = self.batch.rows_read

@@ -27,9 +27,9 @@ class Hub:
     """What the routes share. ``token``: every request must carry it (None: no token asked)."""
 
     def __init__(self, mm, limits: Limits, prefs_path=None, preferences: bool = True, token: str | None = None,
-                 stream_engine: str = "thread"):
+                 stream_processes: int = 0):
         self.mm, self.limits, self.token = mm, limits, token
-        self.prefs_path, self.stream_engine = prefs_path, stream_engine
+        self.prefs_path, self.stream_processes = prefs_path, stream_processes
         self.pool = self.soundtracks = None
         self.streams = 0
         self.generations = 0
@@ -117,11 +117,11 @@ class Hub:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="cadenza-gen")
         if self.soundtracks is None:   # every stream's bars, in one batch (server.batcher)
-            if self.stream_engine == "process":   # in a process of its own (server.stream_engine)
-                from cadenza.server.stream_engine import EngineStreams
+            if self.stream_processes:   # in processes of their own (server.stream_engine)
+                from cadenza.server.stream_engine import EnginePool
 
-                self.soundtracks = EngineStreams(self.mm.path, self.prefs_path,
-                                                 preferences=self.prefs is not None)
+                self.soundtracks = EnginePool(self.stream_processes, self.mm.path, self.prefs_path,
+                                              preferences=self.prefs is not None)
             else:
                 from cadenza.server.streams import LocalStreams
 

@@ -2,10 +2,11 @@
 
 Why: the server's event loop (hundreds of sockets, their JSON) and the stream decoder's Python
 work (sampling, the grammar) each need most of a core, and in one process they take turns
-under one interpreter lock. ``cadenza serve`` therefore starts the engine (``EngineStreams``):
-a child process (multiprocessing, spawned) that loads the model and the preference store
-itself and runs a ``server.streams.LocalStreams``; the server calls it over a pipe with the
-same calls (``open``, ``set_controls``, ``restart``, ``bar``, ``forget``). ``Bar`` objects and
+under one interpreter lock. ``cadenza serve`` therefore starts engines (``EngineStreams``),
+one per core (``EnginePool``: a new stream goes to the engine with the fewest and stays
+there): each a child process (multiprocessing, spawned) that loads the model and the
+preference store itself and runs a ``server.streams.LocalStreams``; the server calls it over
+a pipe with the same calls (``open``, ``set_controls``, ``restart``, ``bar``, ``forget``). ``Bar`` objects and
 exceptions come back pickled. Every ``STATUS_S`` the engine sends its decoder's ``status()``,
 by which the server refuses a new stream while the engine is strained (``strained``); a dead
 engine refuses every new stream, and the calls waiting on it fail (the streams close with 1011).
@@ -38,7 +39,7 @@ class EngineFailed(CadenzaError):
 class EngineStreams:
     """``LocalStreams``' calls, made in the engine process (see the module docstring)."""
 
-    def __init__(self, model_dir, prefs_path=None, preferences: bool = True):
+    def __init__(self, model_dir, prefs_path=None, preferences: bool = True, wait: bool = True):
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")     # never fork a process that runs threads
@@ -48,6 +49,16 @@ class EngineStreams:
                                       preferences))
         self.proc.start()
         child.close()
+        self._waiting: dict[int, tuple] = {}
+        self._ids = itertools.count()
+        self._send_lock = threading.Lock()
+        self._status: tuple[float, dict] | None = None
+        self.dead: str | None = None
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Wait until the engine has loaded the model (``EngineFailed`` if it cannot)."""
         if not self.conn.poll(READY_S):
             self.proc.kill()
             raise EngineFailed(f"the stream engine did not load the model within {READY_S:g} s")
@@ -56,11 +67,6 @@ class EngineStreams:
             self.proc.join(5)
             raise EngineFailed(f"the stream engine could not start: {first[1]}")
         self.where = first[1]
-        self._waiting: dict[int, tuple] = {}
-        self._ids = itertools.count()
-        self._send_lock = threading.Lock()
-        self._status: tuple[float, dict] | None = None
-        self.dead: str | None = None
         self.reader = threading.Thread(target=self._read, name="cadenza-engine-reader", daemon=True)
         self.reader.start()
 
@@ -134,6 +140,50 @@ class EngineStreams:
         self.proc.join(5)
         if self.proc.is_alive():
             self.proc.kill()
+
+
+class EnginePool:
+    """Several engines, one per core: a new stream goes to the one with the fewest streams and
+    stays there; a new stream is refused only when that one is strained."""
+
+    def __init__(self, n: int, model_dir, prefs_path=None, preferences: bool = True):
+        self.engines = [EngineStreams(model_dir, prefs_path, preferences, wait=False) for _ in range(n)]
+        for e in self.engines:      # they load side by side
+            e.wait()
+        self.where = self.engines[0].where
+        self._of: dict[int, EngineStreams] = {}
+        self._count = {id(e): 0 for e in self.engines}
+
+    def _next(self) -> EngineStreams:
+        return min(self.engines, key=lambda e: (e.dead is not None, self._count[id(e)]))
+
+    async def open(self, sid: int, listener, changes: dict, seed) -> None:
+        eng = self._of[sid] = self._next()
+        self._count[id(eng)] += 1
+        await eng.open(sid, listener, changes, seed)
+
+    async def set_controls(self, sid: int, changes: dict) -> None:
+        await self._of[sid].set_controls(sid, changes)
+
+    async def restart(self, sid: int, at: int, fresh: bool) -> float:
+        return await self._of[sid].restart(sid, at, fresh)
+
+    async def bar(self, sid: int, deadline: float, playing: bool):
+        return await self._of[sid].bar(sid, deadline, playing)
+
+    def forget(self, sid: int) -> None:
+        eng = self._of.pop(sid, None)
+        if eng is not None:
+            self._count[id(eng)] -= 1
+            eng.forget(sid)
+
+    def strained(self, streams: int) -> bool:
+        eng = self._next()
+        return eng.strained(self._count[id(eng)])
+
+    def close(self) -> None:
+        for e in self.engines:
+            e.close()
 
 
 def _settle(fut, loop, ok: bool, value) -> None:
@@ -235,4 +285,4 @@ async def _serve(conn, streams) -> None:
             pass
 
 
-__all__ = ["EngineStreams", "EngineFailed", "engine_main"]
+__all__ = ["EnginePool", "EngineStreams", "EngineFailed", "engine_main"]
