@@ -6,6 +6,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from conftest import require
 from serve_processes import serving
 
@@ -118,23 +120,24 @@ def test_a_strained_decoder_refuses_new_streams_with_a_retry_hint(tmp_path):
     from cadenza.server.app import create_app
 
     mm = load_model()
-    d = batcher.StreamDecoder(mm.network, rows=2)
+    d = batcher.StreamDecoder(mm.network, rows=32)
     try:
         now = time.monotonic()
         assert not d.strained(batcher.MEASURING)                 # not measured, idle: room
         d._busy.append((now - 3.0, now, 0.0, 3.0, batcher.MEASURING - 1))   # busy with small steps only
         assert not d.strained(batcher.MEASURING - 1) and d.strained(batcher.MEASURING)
         d._busy.clear()
-        d._busy.extend([(now - 2.0, now - 1.0, 0.0, 0.5, 500), (now - 1.0, now - 0.5, 0.0, 0.5, 2)])
-        assert d.speed() == 1000                              # 1,000 rows a second in big steps (small ones left out)
-        assert not d.strained(100)
-        d.music_s, d.bar_tokens = 100.0, 700                  # 7 tokens a second of music
-        assert not d.strained(100)                            # 101 x 7 = 707 <= 850
-        assert d.strained(125)                                # 126 x 7 = 882 > 850
+        # steps of 4 to 32 rows, each 1 ms + 0.1 ms a row: at 32 rows, 32 / 4.2 ms = 7,619 rows a second
+        d._busy.extend([(now - 1.0, now - 0.9, 0.0, 0.001 + 0.0001 * n, n) for _ in range(24) for n in (4, 8, 16, 32)])
+        assert d.speed() == pytest.approx(32 / 0.0042)
+        d._bars.append((now, 700, 100.0))                     # 7 tokens a second of music lately
+        assert d.need() == 7.0
+        assert not d.strained(900)                            # 901 x 7 = 6,307 <= 0.85 x 7,619 = 6,476
+        assert d.strained(950)                                # 951 x 7 = 6,657 > 6,476
         d._busy.append((now - 0.5, now, 2.5, 0.0, 0))         # new streams and restarts took half the window
-        assert d.speed() == 500 and d.strained(70)            # 71 x 7 = 497 > 425
+        assert d.speed() == pytest.approx(16 / 0.0042) and d.strained(470)
         d._busy.clear()
-        assert d.speed() == 1000                              # idle lately: the last measure stands
+        assert d.speed() == pytest.approx(32 / 0.0042)        # idle lately: the last measure stands
         loop = asyncio.new_event_loop()
         futs = [loop.create_future() for _ in range(3)]
         d.batch.entries = [Entry(now + 0.2, tag=(f, loop, False)) for f in futs]  # three first bars, due soon

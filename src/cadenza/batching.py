@@ -71,6 +71,7 @@ class Entry:
     result: Any = field(default=None, compare=False)
     error: BaseException | None = field(default=None, compare=False)
     tag: Any = field(default=None, compare=False)
+    reads: int = field(default=0, compare=False)          # the model steps it has taken a row of
 
 
 class Batch:
@@ -123,6 +124,7 @@ class Batch:
         if reading:
             logits = decode_rows(self.model, [e.dec.unread() for e in reading], [e.dec.cache for e in reading])
             for i, e in enumerate(reading):
+                e.reads += 1
                 e.dec.read(logits[i])
                 self._advance(e)
                 if e.done:

@@ -53,12 +53,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, prefs: Path, streams: int) -> subprocess.Popen:
+def start_server(port: int, prefs: Path, streams: int, processes: int | None = None) -> subprocess.Popen:
     import httpx
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    more = [] if processes is None else ["--stream-processes", str(processes)]
     proc = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "serve", "--port", str(port), "--prefs", str(prefs),
-                             "--max-streams", str(max(16, streams))],
+                             "--max-streams", str(max(16, streams)), *more],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     t = time.monotonic()
     while time.monotonic() - t < 60:
@@ -221,9 +222,15 @@ def plot(res: dict, path: Path) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its live children so far (Linux /proc: the
+    server and its stream engines)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+    except OSError:          # it has just ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(k) for k in kids)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -260,6 +267,26 @@ def load_run(url: str, listeners: int, seconds: float, ramp: float, server_pid: 
             "server_cpu_share": round(server_cpu, 3), "load_generator": raw["load_generator"]}
 
 
+def engines_study(counts: list[int], tmp: Path, streams: int = 64, seconds: float = 15.0, rounds: int = 2) -> dict:
+    """Seconds of music a second that ``streams`` greedy clients get from a server with each
+    count of stream processes (0: a thread of the web process), the counts alternated ``rounds``
+    times (a fresh server each)."""
+    out: dict = {str(n): [] for n in counts}
+    for _ in range(rounds):
+        for n in counts:
+            port = free_port()
+            proc = start_server(port, tmp / f"prefs_{port}.sqlite3", streams, processes=n)
+            try:
+                players = asyncio.run(load(f"ws://127.0.0.1:{port}/api/stream", streams, seconds, greedy=True))
+            finally:
+                proc.terminate()
+                proc.wait(10)
+            out[str(n)].append(round(sum(music_seconds(p) for p in players) / seconds, 1))
+            print(f"  {n} stream processes: {out[str(n)][-1]:.0f} s of music a second ({streams} greedy streams)",
+                  flush=True)
+    return out
+
+
 def load_met(r: dict) -> bool:
     return (r["refused"] == 0 and not r["closed"] and r["ran_dry"] == 0
             and r["late_first_notes"] == 0 and r["heard_median_s"] is not None
@@ -271,7 +298,7 @@ def describe(r: dict) -> str:
     return (f"{r['listeners']} listeners x {r['seconds']:g} s: refused {r['refused']}, ran dry {r['ran_dry']} "
             f"(most {r['dry_s_max']:.2f} s), first notes median {r['first_notes_median_s']} s / max "
             f"{r['first_notes_max_s']} s, mood change heard median {r['heard_median_s']} s / p95 {r['heard_p95_s']} s "
-            f"({r['changes']} changes, {r['not_heard']} not heard), lead min {r['lead_min_s']} s; CPU: server "
+            f"({r['changes']} changes, {r['not_heard']} not heard), lead min {r['lead_min_s']} s; CPU: server and its engines "
             f"{r['server_cpu_share'] * 100:.0f}%, load generator {lg['cpu_share'] * 100:.0f}% of a core")
 
 
@@ -285,6 +312,8 @@ def main(argv=None) -> int:
     ap.add_argument("--first-trials", type=int, default=10)
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--speed-seconds", type=float, default=20.0)
+    ap.add_argument("--engines", default="", help="stream process counts to compare with greedy streams "
+                    "instead (e.g. 0,1,2; writes stream_engines.json)")
     ap.add_argument("--quick", action="store_true", help="16 listeners for 15 s, 5 trials, 4 changes, 8 s of speed")
     args = ap.parse_args(argv)
     if args.quick:
@@ -292,8 +321,16 @@ def main(argv=None) -> int:
     counts = [int(x) for x in args.find.split(",") if x.strip()]
     import tempfile
 
-    port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="cadenza-stream-bench-"))
+    if args.engines:
+        counts = [int(x) for x in args.engines.split(",") if x.strip()]
+        study = {"command": f"python benchmarks/stream.py --engines {args.engines}", "greedy_streams": 64,
+                 "seconds": 15.0, "music_seconds_per_second": engines_study(counts, tmp)}
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "stream_engines.json").write_text(json.dumps(study, indent=2) + "\n")
+        print(f"wrote {RESULTS / 'stream_engines.json'}")
+        return 0
+    port = free_port()
     proc = start_server(port, tmp / "prefs.sqlite3", max([args.listeners] + counts))
     url = f"ws://127.0.0.1:{port}/api/stream"
     steps = []

@@ -14,9 +14,9 @@ each of their tokens waits for a small step rather than a full one.
 
 ``strained(streams)`` tells the server to refuse a new stream (close 1013 with a Retry-After
 hint) before anyone already listening runs dry: when one more stream would need more than
-``HEADROOM`` of the tokens a second the thread can read (``speed``: measured on its steps of
-many rows, less the time its other calls take); the streams' need is their count times the
-tokens a second of music has cost so far. Before the first measure, more than ``MEASURING``
+``HEADROOM`` of the tokens a second the thread can read (``speed``: its full steps' rate, by a
+line fitted to its recent steps' times, less the time its other calls take); the streams' need
+is their count times the tokens a second of music has cost lately (``need``). Before the first measure, more than ``MEASURING``
 streams are let in only while the thread is idle over half the time. Or when a settled listener's next bar (asked for with at least
 ``stream.SETTLED_S`` of music ahead) still waits within ``LOW_LEAD_S`` of its deadline.
 """
@@ -37,6 +37,7 @@ HEADROOM = 0.85       # the share of that speed the streams may need
 LOW_LEAD_S = 3.0      # a listener's next bar still waiting this close to its deadline: the decoder is behind
 URGENT_S = 1.0        # bars due within this many seconds get steps of their own (quick, small)
 PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have been made
+NEED_S = 20.0         # how far back the tokens a second of music costs are measured
 LEFT_CHECK_S = 0.1    # how often the batch is searched for jobs nobody waits for
 MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
 
@@ -58,10 +59,9 @@ class StreamDecoder:
         self._cv = threading.Condition()
         self._stop = False
         self._busy: deque = deque()          # (start, end, calls' seconds, step seconds, rows) of recent spans
-        self._speed = None                   # rows a second in steps of at least MEASURING rows (kept)
-        self.tokens = 0
-        self.music_s = 0.0                   # seconds of music in the bars made (for the tokens they cost)
-        self.bar_tokens = 0
+        self._speed = None                   # rows a second in full steps (kept)
+        self._bars: deque = deque()          # (time, tokens read, seconds of music) of the bars finished lately
+        self.tokens = 0                      # rows read so far
         self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
         self.thread.start()
         self._aside: deque = deque()         # calls for the primer thread
@@ -88,17 +88,31 @@ class StreamDecoder:
         return fut
 
     def speed(self) -> float | None:
-        """Tokens the thread can read a second: the rows a second of its recent steps of at least
-        MEASURING rows (the last such figure when there were none lately), less the share of the
-        window its other calls (new streams, restarts) took. None before any such step."""
+        """Tokens the thread can read a second in full steps: a step's time fitted as ``a + b x
+        rows`` over its recent steps (least squares; every step's time includes its jobs' own
+        work between reads), at ``rows`` rows; less the share of the window its other calls took.
+        The last figure when there were too few steps lately; None before any."""
         spans = list(self._busy)
-        big = [(t, n) for _, _, _, t, n in spans if n >= MEASURING]
-        if sum(t for t, _ in big) >= 0.2:
-            self._speed = sum(n for _, n in big) / sum(t for t, _ in big)
+        pts = [(n, t) for _, _, _, t, n in spans if n > 0]
+        if len(pts) >= 10 and sum(t for _, t in pts) >= 0.2 and max(n for n, _ in pts) >= MEASURING:
+            mn, mt = sum(n for n, _ in pts) / len(pts), sum(t for _, t in pts) / len(pts)
+            var = sum((n - mn) ** 2 for n, _ in pts)
+            b = sum((n - mn) * (t - mt) for n, t in pts) / var if var > 0 else 0.0
+            if b > 0:
+                self._speed = self.rows / (max(0.0, mt - b * mn) + b * self.rows)
+            else:                      # steps of one size: their own rate
+                self._speed = sum(n for n, _ in pts) / sum(t for _, t in pts)
         if self._speed is None:
             return None
         calls = sum(c for _, _, c, _, _ in spans) / WINDOW_S
         return self._speed * max(0.1, 1.0 - calls)
+
+    def need(self) -> float:
+        """Tokens a second of music costs, over the bars finished in the last ``NEED_S`` seconds
+        (PRIOR_TOKENS until they hold 10 s of music)."""
+        bars = list(self._bars)      # (the decoder thread appends to it meanwhile)
+        music = sum(m for _, _, m in bars)
+        return sum(n for _, n, _ in bars) / music if music >= 10.0 else PRIOR_TOKENS
 
     def status(self) -> dict:
         """What ``strained_by`` weighs (plain values: the stream engine sends them to the server)."""
@@ -106,7 +120,7 @@ class StreamDecoder:
         playing = [e.deadline for e in list(self.batch.entries) if e.tag[2]]
         return {"low_lead": any(d < now + LOW_LEAD_S for d in playing), "speed": self.speed(),
                 "busy": sum(e - s for s, e, *_ in list(self._busy)) / WINDOW_S,
-                "per_stream": self.bar_tokens / self.music_s if self.music_s >= 10.0 else PRIOR_TOKENS}
+                "per_stream": self.need()}
 
     def strained(self, streams: int) -> bool:
         """No room for one more stream beside ``streams`` (see the module docstring)."""
@@ -213,15 +227,17 @@ class StreamDecoder:
                     ended = self.batch.step(self.rows, urgent=time.monotonic() + URGENT_S)
                     for e in ended:
                         if isinstance(e.result, Bar):
-                            self.music_s += (e.result.end - e.result.start) * 60.0 / e.result.tempo
+                            seconds = (e.result.end - e.result.start) * 60.0 / e.result.tempo
+                            self._bars.append((t1, e.reads, seconds))
                     self._resolve_all(ended)
                     read = self.batch.rows_read - rows0
                     self.tokens += read
-                    self.bar_tokens += read
                 t2 = time.monotonic()
                 self._busy.append((t0, t2, t1 - t0, t2 - t1, read))
                 while self._busy and self._busy[0][1] < t2 - WINDOW_S:
                     self._busy.popleft()
+                while self._bars and self._bars[0][0] < t2 - NEED_S:
+                    self._bars.popleft()
 
 
 __all__ = ["StreamDecoder", "strained_by"]

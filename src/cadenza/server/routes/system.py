@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api", tags=["server"])
 @router.get("/health", response_model=S.Health)
 async def health(hub: HubDep):
     return {"status": "ok", "version": __version__, "model": hub.mm.name, "streams": hub.streams,
-            "generations": hub.generations, "preferences": hub.preferences, "limits": hub.limits.to_dict()}
+            "stream_processes": hub.stream_processes, "generations": hub.generations, "preferences": hub.preferences, "limits": hub.limits.to_dict()}
 
 
 @router.get("/models", response_model=list[S.ModelOut])
