@@ -11,6 +11,9 @@ exceptions come back pickled. Every ``STATUS_S`` the engine sends its decoder's 
 by which the server refuses a new stream while the engine is strained (``strained``); a dead
 engine refuses every new stream, and the calls waiting on it fail (the streams close with 1011).
 
+Before it says it is ready, an engine plays 32 throwaway streams
+(``LocalStreams.warm_up``, four bars), so its strain rule starts from a measured speed.
+
 Deadlines are ``time.monotonic()`` values: one clock for every process on the machine.
 """
 
@@ -62,7 +65,12 @@ class EngineStreams:
         if not self.conn.poll(READY_S):
             self.proc.kill()
             raise EngineFailed(f"the stream engine did not load the model within {READY_S:g} s")
-        first = self.conn.recv()
+        try:
+            first = self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(5)
+            raise EngineFailed(f"the stream engine stopped while starting (exit code {self.proc.exitcode}; "
+                               f"a script that starts one needs an 'if __name__ == \"__main__\":' guard)") from None
         if first[0] != "ready":
             self.proc.join(5)
             raise EngineFailed(f"the stream engine could not start: {first[1]}")
@@ -232,14 +240,19 @@ def engine_main(conn, model_dir: str, prefs_path, preferences: bool) -> None:
     except Exception as exc:   # noqa: BLE001 - said to the server, which says it to the user
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", mm.version))
     try:
-        asyncio.run(_serve(conn, streams))
+        asyncio.run(_serve(conn, streams, mm.version))
     finally:
         streams.close()
 
 
-async def _serve(conn, streams) -> None:
+async def _serve(conn, streams, version: str) -> None:
+    try:
+        await streams.warm_up()     # a measured speed and allocated caches before the first listener
+    except Exception as exc:   # noqa: BLE001 - said to the server, which says it to the user
+        conn.send(("failed", f"warming up: {type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", version))
     loop = asyncio.get_running_loop()
     tasks: dict[int, asyncio.Task] = {}
     done = asyncio.Event()

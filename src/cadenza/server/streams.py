@@ -36,6 +36,20 @@ class LocalStreams:
         """The stream's next ``Bar``, made in the batch by ``deadline`` (see ``StreamDecoder.submit``)."""
         return await self.decoder.submit(self.tracks[sid].bar_steps, deadline=deadline, playing=playing)
 
+    async def warm_up(self, streams: int = 32, bars: int = 4) -> None:
+        """Play ``streams`` throwaway streams for ``bars`` bars in one batch: the decoder measures
+        its full steps (so the strain rule starts from a real speed, not a guess) and the
+        caches' memory is allocated before the first listener comes."""
+        import asyncio
+        import time
+
+        sids = [-1 - i for i in range(streams)]
+        await asyncio.gather(*(self.open(sid, None, {}, -sid) for sid in sids))
+        for _ in range(bars):
+            await asyncio.gather(*(self.bar(sid, time.monotonic(), False) for sid in sids))
+        for sid in sids:
+            self.forget(sid)
+
     def forget(self, sid: int) -> None:
         self.tracks.pop(sid, None)
 
