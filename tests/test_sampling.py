@@ -281,7 +281,7 @@ def test_sample_among_draws_what_torch_multinomial_draws_over_the_filtered_logit
     torch.manual_seed(0)
     same = total = 0
     for trial in range(600):
-        logits = torch.randn(200) * float(torch.rand(()) * 4 + 0.1)
+        logits = torch.randn(200) * float(torch.rand(()) * 12 + 0.1)   # confident rows too (one token fills the nucleus)
         allowed = torch.randperm(200)[:int(torch.randint(2, 50, ()))].sort().values
         args = ([1.0, 0.7, 1.4][trial % 3], [None, 5][trial % 2], [None, 0.95, 0.5][trial % 3])
         g1, g2 = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)

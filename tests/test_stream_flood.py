@@ -88,7 +88,10 @@ def _controls(url, out):
 
 
 def test_a_flooding_client_does_not_make_another_run_dry(tmp_path):
-    with serving(1, str(tmp_path / "p.sqlite3"), "--max-streams", "8") as (base,):
+    import httpx
+
+    with serving(1, str(tmp_path / "p.sqlite3"), "--max-streams", "8", "--stream-processes", "2") as (base,):
+        assert httpx.get(base + "/api/health", timeout=5).json()["stream_processes"] == 2   # streams made in two engines
         url = base.replace("http://", "ws://") + "/api/stream"
         listener, garbage, controls = {}, {}, {}
         threads = [threading.Thread(target=f, args=(url, o)) for f, o in

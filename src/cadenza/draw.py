@@ -44,6 +44,9 @@ def sample_rows(logits, temperature, top_k, top_p, generator):
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+SURE = 1e-5   # a probability this far above top_p is above it whatever the order of the sums
+
+
 def _nucleus(x, top_k: int | None, top_p: float | None):
     """Which of the logits ``x`` (a small float32 numpy vector, max 0) survive ``top_k`` and the
     nucleus ``top_p`` (a bool vector): ``filter_logits``' rule on one row, in numpy."""
@@ -74,12 +77,19 @@ def sample_among(logits, allowed, temperature, top_k, top_p, generator) -> int:
     if temperature < GREEDY_BELOW:
         return int(allowed[int(np.argmax(sub))])
     x = (sub - sub.max()) / np.float32(temperature)    # <= 0: a tiny temperature cannot overflow to inf - inf
+    if top_k is None and top_p is not None and 1.0 / np.exp(x).sum(dtype=np.float32) >= top_p + SURE:
+        _exponentials(x.shape[0], generator)      # the likeliest token alone fills the nucleus: it is
+        return int(allowed[int(np.argmax(x))])    # the draw (whose random numbers are taken all the same)
     if top_k is not None or top_p is not None:
         x = np.where(_nucleus(x, top_k, top_p), x, np.float32(-np.inf))
     p = np.exp(x - x.max())
     p /= p.sum(dtype=np.float32)
-    q = torch.empty(p.shape[0]).exponential_(1, generator=generator).numpy()
-    return int(allowed[int(np.argmax(p / q))])
+    return int(allowed[int(np.argmax(p / _exponentials(p.shape[0], generator)))])
+
+
+def _exponentials(n: int, generator):
+    """``torch.multinomial``'s random numbers for one draw among ``n``: Exp(1) each."""
+    return torch.empty(n).exponential_(1, generator=generator).numpy()
 
 
 __all__ = ["GREEDY_BELOW", "filter_logits", "sample_among", "sample_rows"]

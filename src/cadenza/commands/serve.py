@@ -69,7 +69,10 @@ def _serve(args) -> int:
         print(line)
     if token is not None:
         print("access token required on every request (?token=, cookie, or 'Authorization: Bearer')")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=limits.message_bytes)
+    # no per-message deflate: the messages are small JSON, and compressing each costs the event loop more
+    # than the bytes it saves (about 2% of the server's time at 220 listeners, the clients' too)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_max_size=limits.message_bytes,
+                ws_per_message_deflate=False)
     return 0
 
 
