@@ -73,23 +73,24 @@ def sample_among(logits, allowed, temperature, top_k, top_p, generator) -> int:
     ``torch.multinomial``'s own for one sample (argmax of p / q, q ~ Exp(1) drawn from
     ``generator`` over every allowed token), so it takes the same random numbers and, but for
     float rounding at a tie, the same token."""
-    sub = logits.index_select(0, allowed).float().numpy()
+    ids = allowed.cpu().numpy()
+    sub = logits.float().cpu().numpy()[ids]       # (no copy on a CPU)
     if temperature < GREEDY_BELOW:
-        return int(allowed[int(np.argmax(sub))])
+        return int(ids[int(np.argmax(sub))])
     x = (sub - sub.max()) / np.float32(temperature)    # <= 0: a tiny temperature cannot overflow to inf - inf
     if top_k is None and top_p is not None and 1.0 / np.exp(x).sum(dtype=np.float32) >= top_p + SURE:
         _exponentials(x.shape[0], generator)      # the likeliest token alone fills the nucleus: it is
-        return int(allowed[int(np.argmax(x))])    # the draw (whose random numbers are taken all the same)
+        return int(ids[int(np.argmax(x))])        # the draw (whose random numbers are taken all the same)
     if top_k is not None or top_p is not None:
         x = np.where(_nucleus(x, top_k, top_p), x, np.float32(-np.inf))
     p = np.exp(x - x.max())
     p /= p.sum(dtype=np.float32)
-    return int(allowed[int(np.argmax(p / _exponentials(p.shape[0], generator)))])
+    return int(ids[int(np.argmax(p / _exponentials(p.shape[0], generator)))])
 
 
 def _exponentials(n: int, generator):
     """``torch.multinomial``'s random numbers for one draw among ``n``: Exp(1) each."""
-    return torch.empty(n).exponential_(1, generator=generator).numpy()
+    return torch.empty(n, device=generator.device).exponential_(1, generator=generator).cpu().numpy()
 
 
 __all__ = ["GREEDY_BELOW", "filter_logits", "sample_among", "sample_rows"]

@@ -12,7 +12,7 @@ Every limit gives a clear answer, never a 500 or a hang:
 | ``stream_idle_s``: a stream with no message from its client | 60 s | close 4408 |
 | ``send_timeout_s``: a client that does not take a message | 10 s | close 1011, dropped |
 | ``message_bytes``: one WebSocket message from a client | 16 KB | close 1009 |
-| ``lead_bars``: how far a stream runs ahead of the playhead | 2 to 8 bars | (not a breach) |
+| ``lead_bars`` / ``lead_high_s``: how far a stream runs ahead of the playhead | 2 to 8 bars, at most 10 s | (not a breach) |
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Limits:
     message_bytes: int = 16_384
     lead_low_bars: int = 2
     lead_high_bars: int = 8
+    lead_high_s: float = 10.0
     workers: int = 2
 
     def to_dict(self) -> dict:
@@ -47,5 +48,5 @@ class Limits:
         return [f"request body <= {self.request_bytes:,} bytes, <= {self.notes:,} notes per request",
                 f"generation <= {self.bars} bars or {self.seconds:g} s, {self.generations} at once",
                 f"streams <= {self.streams} open, closed after {self.stream_idle_s:g} s without a message; "
-                f"lead {self.lead_low_bars}-{self.lead_high_bars} bars",
+                f"lead {self.lead_low_bars}-{self.lead_high_bars} bars, at most {self.lead_high_s:g} s",
                 f"{self.workers} generation worker threads"]

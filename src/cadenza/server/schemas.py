@@ -132,6 +132,7 @@ class Health(BaseModel):
     version: str
     model: str
     streams: int
+    stream_processes: int = Field(description="processes that make the streams' soundtracks (0: a thread of this one)")
     generations: int
     preferences: str = Field(description='"on" or "off: <why>"')
     limits: dict

@@ -15,7 +15,9 @@ Protocol (JSON objects with a ``type``; docs/server.md has the full table):
 The client owns the clock. It reports its playhead in beats; between reports the server
 extrapolates it at the tempo in force (for at most ``EXTRAPOLATE_S`` seconds, so a client
 that stops reporting stops the stream from running ahead). The producer makes bars while
-the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead, and waits otherwise. Bars are
+the new bar keeps at most ``lead_high_bars`` bars ahead of the playhead (and while less than
+``lead_high_s`` seconds of music are ahead: what a control change throws away stays short), and
+waits otherwise. Bars are
 made by the server's one stream decoder (``server.batcher``): every stream's bar is a job in one
 batch, due when its listener would run dry, and the nearest deadline is served first (a new
 stream's first bar is due ``FIRST_BAR_S`` from its start, so listeners about to run dry go first).
@@ -143,7 +145,8 @@ class StreamSession:
                 self.just_cut = True                 # the bar after a cut is due soon by design: no sign of strain
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})
-            if self.lead_bars() + 1 <= self.limits.lead_high_bars:   # the new bar keeps the lead <= high
+            if (self.lead_bars() + 1 <= self.limits.lead_high_bars     # the new bar keeps the lead <= high
+                    and self.lead_seconds() < self.limits.lead_high_s):
                 lead = self.lead_seconds()
                 first = not self.sent_bars           # a new stream's first bar waits behind those about to run dry
                 settled = lead >= SETTLED_S and not self.just_cut   # a full lead: its bar coming due is strain
