@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 # What this 2-core machine carried with no listener running dry (``python benchmarks/stream.py
 # --find ...``, docs/server.md): the default of ``cadenza serve --max-streams``.
-STREAMS_CARRIED = 64
+STREAMS_CARRIED = 256
 
 
 @dataclass(frozen=True)
