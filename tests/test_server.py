@@ -485,9 +485,10 @@ def test_real_server_process_http_and_websocket(tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        def held(tempo: float):
-            """The bars a stream makes ahead of a playhead kept at beat 0 for 3 s, and the socket."""
-            ws = websockets.connect(f"ws://127.0.0.1:{port}/api/stream?listener=zed")
+        url = f"ws://127.0.0.1:{port}/api/stream?listener=zed"
+
+        def held(ws, tempo: float):
+            """The bars a stream makes ahead of a playhead kept at beat 0 for 3 s."""
             assert json.loads(ws.recv())["type"] == "ready"
             ws.send(json.dumps({"type": "start", "seed": 9, "tempo": tempo, "time_signature": "4/4"}))
             bars, kinds = [], []
@@ -502,17 +503,17 @@ def test_real_server_process_http_and_websocket(tmp_path):
                 if m["type"] == "notes":
                     bars.append(m)
             assert kinds[0] == "segment"
-            return bars, ws
+            return bars
 
-        bars, ws = held(200)                       # 1.2 s bars: the 8-bar high mark comes first
-        with ws:
+        with websockets.connect(url) as ws:
+            bars = held(ws, 200)                       # 1.2 s bars: the 8-bar high mark comes first
             assert len(bars) == 8
             ws.send(json.dumps({"type": "playhead", "beat": bars[1]["start_beat"]}))
             while (m := json.loads(ws.recv(timeout=5)))["type"] != "notes":
                 pass
             assert m["bar"] == 8                       # one bar heard: one more bar made
-        bars, ws = held(30)                        # 8 s bars: at most 10 s ahead (Limits.lead_high_s) comes first
-        with ws:
+        with websockets.connect(url) as ws:
+            bars = held(ws, 30)                        # 8 s bars: at most 10 s ahead (Limits.lead_high_s) comes first
             assert len(bars) == 2                      # 8 s < 10 s: one more; 16 s: enough
         # uvicorn itself: a foreign Host gets the 400, a foreign Origin the close 4403 with its reason
         r = httpx.get(f"http://127.0.0.1:{port}/api/health", headers={"Host": f"evil.example:{port}"}, timeout=5)
