@@ -97,3 +97,27 @@ def test_a_pool_spreads_new_streams_over_its_engines_and_each_plays(music_model)
         assert sorted(pool._count.values()) == [1, 1]                 # stream 1 left its engine
     finally:
         pool.close()
+
+
+def test_the_primer_reads_the_nearest_deadline_first(music_model):
+    """A restart due at its cut goes before new streams' starts queued earlier."""
+    import threading
+
+    from cadenza.server.batcher import StreamDecoder
+
+    dec = StreamDecoder(music_model.network)
+    gate, order = threading.Event(), []
+
+    async def go():
+        now = time.monotonic()
+        first = dec.submit(gate.wait, aside=True)                  # holds the primer
+        later = [dec.submit(order.append, name, aside=True, deadline=now + due)
+                 for name, due in (("start a", 1.0), ("start b", 1.0), ("restart", 0.3), ("start c", 2.0))]
+        gate.set()
+        await asyncio.gather(first, *later)
+
+    try:
+        asyncio.run(go())
+    finally:
+        dec.close()
+    assert order == ["restart", "start a", "start b", "start c"]

@@ -24,7 +24,9 @@ streams are let in only while the thread is idle over half the time. Or when a s
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import threading
 import time
 from collections import deque
@@ -40,6 +42,9 @@ PRIOR_TOKENS = 8.0    # tokens a second of music costs, until 10 s of music have
 NEED_S = 20.0         # how far back the tokens a second of music costs are measured
 LEFT_CHECK_S = 0.1    # how often the batch is searched for jobs nobody waits for
 MEASURING = 8         # streams admitted before the first measure (steps of at least this many rows measure)
+
+
+_calls = itertools.count()   # ties between the primer's calls: first come, first served
 
 
 def strained_by(status: dict, streams: int) -> bool:
@@ -64,7 +69,7 @@ class StreamDecoder:
         self.tokens = 0                      # rows read so far
         self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
         self.thread.start()
-        self._aside: deque = deque()         # calls for the primer thread
+        self._aside: list = []               # calls for the primer thread: a heap by deadline
         self.primer = threading.Thread(target=self._prime_loop, name="cadenza-primer", daemon=True)
         self.primer.start()
 
@@ -74,16 +79,16 @@ class StreamDecoder:
         """Run ``fn(*args)`` on the decoder thread: a generator it returns is a batch job (served
         by ``deadline``, a ``time.monotonic()`` value, default now; ``playing``: for a listener
         who has music, so its coming due is a sign of strain); else its value is the result.
-        ``aside``: run it on the primer thread instead, in the order submitted (a call that reads
-        a context, not a job)."""
+        ``aside``: run it on the primer thread instead, the nearest ``deadline`` first (a call that
+        reads a context, not a job: a restart due at its cut goes before new streams' starts)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cv:
+            due = time.monotonic() if deadline is None else deadline
             if aside:
-                self._aside.append((fn, args, fut, loop))
+                heapq.heappush(self._aside, (due, next(_calls), fn, args, fut, loop))
             else:
-                self._inbox.append((fn, args, time.monotonic() if deadline is None else deadline,
-                                    (fut, loop, playing)))
+                self._inbox.append((fn, args, due, (fut, loop, playing)))
             self._cv.notify_all()
         return fut
 
@@ -199,7 +204,7 @@ class StreamDecoder:
                         self._cv.wait()
                     if self._stop:
                         return
-                    fn, args, fut, loop = self._aside.popleft()
+                    _, _, fn, args, fut, loop = heapq.heappop(self._aside)
                 if fut.cancelled():
                     continue
                 try:

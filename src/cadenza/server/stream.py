@@ -102,8 +102,12 @@ class StreamSession:
 
     def lead_seconds(self) -> float:
         """Seconds of music made but not yet played."""
+        return self.seconds_before(float("inf"))
+
+    def seconds_before(self, bar: float) -> float:
+        """Seconds of music the listener holds before bar ``bar`` (when the playhead reaches it)."""
         ph = self.playhead_now()
-        return sum((b.end - max(b.start, ph)) * 60.0 / b.tempo for b in self.sent_bars if b.end > ph)
+        return sum((b.end - max(b.start, ph)) * 60.0 / b.tempo for b in self.sent_bars if b.end > ph and b.bar < bar)
 
     def change_bar(self) -> int:
         """The first made bar that starts at least CHANGE_MARGIN_S after the playhead (or the next to make)."""
@@ -141,7 +145,7 @@ class StreamSession:
                 at, fresh = self.pending_cut, self.pending_fresh
                 self.pending_cut, self.pending_fresh = None, False
                 self.last_restart = time.monotonic()
-                beat = await self.tracks.restart(self.sid, at, fresh)
+                beat = await self.tracks.restart(self.sid, at, fresh, time.monotonic() + self.seconds_before(at))
                 self.just_cut = True                 # the bar after a cut is due soon by design: no sign of strain
                 self.sent_bars = [b for b in self.sent_bars if b.bar < at]
                 await self.send({"type": "cut", "bar": at, "beat": beat})

@@ -123,8 +123,8 @@ class EngineStreams:
     async def set_controls(self, sid: int, changes: dict) -> None:
         await self._call("set_controls", sid, changes)
 
-    async def restart(self, sid: int, at: int, fresh: bool) -> float:
-        return await self._call("restart", sid, at, fresh)
+    async def restart(self, sid: int, at: int, fresh: bool, deadline: float | None = None) -> float:
+        return await self._call("restart", sid, at, fresh, deadline)
 
     async def bar(self, sid: int, deadline: float, playing: bool):
         return await self._call("bar", sid, deadline, playing)
@@ -173,8 +173,8 @@ class EnginePool:
     async def set_controls(self, sid: int, changes: dict) -> None:
         await self._of[sid].set_controls(sid, changes)
 
-    async def restart(self, sid: int, at: int, fresh: bool) -> float:
-        return await self._of[sid].restart(sid, at, fresh)
+    async def restart(self, sid: int, at: int, fresh: bool, deadline: float | None = None) -> float:
+        return await self._of[sid].restart(sid, at, fresh, deadline)
 
     async def bar(self, sid: int, deadline: float, playing: bool):
         return await self._of[sid].bar(sid, deadline, playing)

@@ -9,8 +9,13 @@ runs a ``LocalStreams``). ``chooser(listener)``: the listener's preference choos
 
 from __future__ import annotations
 
+import time
+
 from cadenza.music.soundtrack import Controls, Soundtrack
 from cadenza.server.batcher import StreamDecoder
+
+
+OPEN_DUE_S = 1.0   # a new stream's start is read by then (a restart due sooner goes first)
 
 
 class LocalStreams:
@@ -23,14 +28,16 @@ class LocalStreams:
         """A new soundtrack for stream ``sid`` (the controls checked: a bad one raises)."""
         def make():
             return Soundtrack(self.mm, Controls(**changes), seed=seed, chooser=self.chooser(listener))
-        self.tracks[sid] = await self.decoder.submit(make, aside=True)
+        self.tracks[sid] = await self.decoder.submit(make, aside=True, deadline=time.monotonic() + OPEN_DUE_S)
 
     async def set_controls(self, sid: int, changes: dict) -> None:
         """The listener's new controls (checked now; heard from the next ``restart``)."""
         self.tracks[sid].set_controls(**changes)
 
-    async def restart(self, sid: int, at: int, fresh: bool) -> float:
-        return await self.decoder.submit(self.tracks[sid].restart, at, fresh, aside=True)
+    async def restart(self, sid: int, at: int, fresh: bool, deadline: float | None = None) -> float:
+        """A new section from bar ``at`` (``Soundtrack.restart``), read by ``deadline`` (when the
+        listener reaches that bar; default now)."""
+        return await self.decoder.submit(self.tracks[sid].restart, at, fresh, aside=True, deadline=deadline)
 
     async def bar(self, sid: int, deadline: float, playing: bool):
         """The stream's next ``Bar``, made in the batch by ``deadline`` (see ``StreamDecoder.submit``)."""
@@ -41,7 +48,6 @@ class LocalStreams:
         its full steps (so the strain rule starts from a real speed, not a guess) and the
         caches' memory is allocated before the first listener comes."""
         import asyncio
-        import time
 
         sids = [-1 - i for i in range(streams)]
         await asyncio.gather(*(self.open(sid, None, {}, -sid) for sid in sids))
