@@ -6,8 +6,7 @@ under one interpreter lock. ``cadenza serve`` therefore starts engines (``Engine
 one per core (``EnginePool``: a new stream goes to the engine with the fewest and stays
 there): each a child process (multiprocessing, spawned) that loads the model and the
 preference store itself and runs a ``server.streams.LocalStreams``; the server calls it over
-a pipe with the same calls (``open``, ``set_controls``, ``restart``, ``bar``, ``forget``); each
-side sends what one turn of its event loop made as one list (``_Outbox``). ``Bar`` objects and
+a pipe with the same calls (``open``, ``set_controls``, ``restart``, ``bar``, ``forget``). ``Bar`` objects and
 exceptions come back pickled. Every ``STATUS_S`` the engine sends its decoder's ``status()``,
 by which the server refuses a new stream while the engine is strained (``strained``); a dead
 engine refuses every new stream, and the calls waiting on it fail (the streams close with 1011).
@@ -40,33 +39,6 @@ class EngineFailed(CadenzaError):
     """The stream engine process could not start, or has stopped."""
 
 
-class _Outbox:
-    """Messages for a pipe, sent as one list per turn of the event loop that posts them: the
-    other side wakes once for many (each wake-up of a thread may wait for its interpreter lock,
-    busy with an event loop or a decoder), and the sender rarely blocks on a full pipe."""
-
-    def __init__(self, send):
-        self.send, self.msgs = send, []
-
-    def post(self, msg) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:            # no event loop here: at once
-            self.send([msg])
-            return
-        if not self.msgs:
-            loop.call_soon(self.flush)
-        self.msgs.append(msg)
-
-    def flush(self) -> None:
-        msgs, self.msgs = self.msgs, []
-        if msgs:
-            try:
-                self.send(msgs)
-            except OSError:            # the other side has gone: its reader says so
-                pass
-
-
 class EngineStreams:
     """``LocalStreams``' calls, made in the engine process (see the module docstring)."""
 
@@ -83,7 +55,6 @@ class EngineStreams:
         self._waiting: dict[int, tuple] = {}
         self._ids = itertools.count()
         self._send_lock = threading.Lock()
-        self._outbox = _Outbox(self._send)
         self._status: tuple[float, dict] | None = None
         self.dead: str | None = None
         if wait:
@@ -115,23 +86,19 @@ class EngineStreams:
     def _read(self) -> None:
         while True:
             try:
-                msgs = self.conn.recv()
+                msg = self.conn.recv()
             except (EOFError, OSError) as exc:
                 self.dead = f"the stream engine stopped ({type(exc).__name__})"
                 for fut, loop in list(self._waiting.values()):
                     _settle(fut, loop, False, EngineFailed(self.dead))
                 return
-            replies: dict = {}
-            for msg in msgs:
-                if msg[0] == "status":
-                    self._status = (time.monotonic(), msg[1])
-                    continue
-                _, rid, ok, value = msg
-                entry = self._waiting.pop(rid, None)
-                if entry is not None:
-                    replies.setdefault(id(entry[1]), (entry[1], []))[1].append((entry[0], ok, value))
-            for loop, items in replies.values():     # one wake-up of each event loop for all its replies
-                _settle_all(loop, items)
+            if msg[0] == "status":
+                self._status = (time.monotonic(), msg[1])
+                continue
+            _, rid, ok, value = msg
+            entry = self._waiting.pop(rid, None)
+            if entry is not None:
+                _settle(*entry, ok, value)
 
     async def _call(self, op: str, *args):
         if self.dead:
@@ -140,11 +107,11 @@ class EngineStreams:
         rid, fut = next(self._ids), loop.create_future()
         self._waiting[rid] = (fut, loop)
         try:
-            self._outbox.post(("call", rid, op, args))
+            self._send(("call", rid, op, args))
             return await fut
         except asyncio.CancelledError:
             if not self.dead:
-                self._outbox.post(("cancel", rid))
+                self._send(("cancel", rid))
             raise
         finally:
             self._waiting.pop(rid, None)
@@ -164,7 +131,7 @@ class EngineStreams:
 
     def forget(self, sid: int) -> None:
         if not self.dead:
-            self._outbox.post(("forget", sid))
+            self._send(("forget", sid))
 
     def strained(self, streams: int) -> bool:
         status = self._status
@@ -175,7 +142,7 @@ class EngineStreams:
     def close(self) -> None:
         if not self.dead:
             try:
-                self._send([("stop",)])
+                self._send(("stop",))
             except OSError:
                 pass
         self.proc.join(5)
@@ -228,18 +195,12 @@ class EnginePool:
 
 
 def _settle(fut, loop, ok: bool, value) -> None:
-    _settle_all(loop, [(fut, ok, value)])
-
-
-def _settle_all(loop, items) -> None:
-    """Set each (future, ok, value) on ``loop``, in one call from another thread."""
     def put():
-        for fut, ok, value in items:
-            if not fut.done():
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
     try:
         loop.call_soon_threadsafe(put)
     except RuntimeError:      # that event loop has closed: nobody waits any more
@@ -295,7 +256,6 @@ async def _serve(conn, streams, version: str) -> None:
     loop = asyncio.get_running_loop()
     tasks: dict[int, asyncio.Task] = {}
     done = asyncio.Event()
-    outbox = _Outbox(conn.send)
 
     async def run(rid: int, op: str, args) -> None:
         try:
@@ -306,33 +266,32 @@ async def _serve(conn, streams, version: str) -> None:
             reply = ("reply", rid, False, _portable(exc))
         finally:
             tasks.pop(rid, None)
-        outbox.post(reply)
+        conn.send(reply)
 
-    def on_messages(msgs) -> None:
-        for msg in msgs:
-            kind = msg[0]
-            if kind == "call":
-                _, rid, op, args = msg
-                tasks[rid] = loop.create_task(run(rid, op, args))
-            elif kind == "cancel" and msg[1] in tasks:
-                tasks[msg[1]].cancel()
-            elif kind == "forget":
-                streams.forget(msg[1])
-            elif kind == "stop":
-                done.set()
+    def on_message(msg) -> None:
+        kind = msg[0]
+        if kind == "call":
+            _, rid, op, args = msg
+            tasks[rid] = loop.create_task(run(rid, op, args))
+        elif kind == "cancel" and msg[1] in tasks:
+            tasks[msg[1]].cancel()
+        elif kind == "forget":
+            streams.forget(msg[1])
+        elif kind == "stop":
+            done.set()
 
     def read() -> None:
         while True:
             try:
-                msgs = conn.recv()
+                msg = conn.recv()
             except (EOFError, OSError):   # the server has gone
                 loop.call_soon_threadsafe(done.set)
                 return
-            loop.call_soon_threadsafe(on_messages, msgs)
+            loop.call_soon_threadsafe(on_message, msg)
 
     threading.Thread(target=read, name="cadenza-engine-pipe", daemon=True).start()
     while not done.is_set():
-        outbox.post(("status", streams.status()))
+        conn.send(("status", streams.status()))
         try:
             await asyncio.wait_for(done.wait(), STATUS_S)
         except asyncio.TimeoutError:
