@@ -47,6 +47,22 @@ MEASURING = 8         # streams admitted before the first measure (steps of at l
 _calls = itertools.count()   # ties between the primer's calls: first come, first served
 
 
+def settle_soon(loop, outcomes) -> None:
+    """From another thread: set each (future, error, result) of ``outcomes`` on ``loop``, in one
+    wake-up of it (an error, when not None, is what the future gets)."""
+    def put():
+        for fut, error, result in outcomes:
+            if not fut.done():
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
+    try:
+        loop.call_soon_threadsafe(put)
+    except RuntimeError:       # the loop has closed: nobody waits any more
+        pass
+
+
 def strained_by(status: dict, streams: int) -> bool:
     """No room for one more stream beside ``streams``, by a decoder's ``status()``."""
     if status["low_lead"]:
@@ -66,7 +82,6 @@ class StreamDecoder:
         self._busy: deque = deque()          # (start, end, calls' seconds, step seconds, rows) of recent spans
         self._speed = None                   # rows a second in full steps (kept)
         self._bars: deque = deque()          # (time, tokens read, seconds of music) of the bars finished lately
-        self.tokens = 0                      # rows read so far
         self.thread = threading.Thread(target=self._loop, name="cadenza-streams", daemon=True)
         self.thread.start()
         self._aside: list = []               # calls for the primer thread: a heap by deadline
@@ -138,38 +153,13 @@ class StreamDecoder:
 
     # ---- on the thread -------------------------------------------------------------------
     @staticmethod
-    def _resolve(fut, loop, result=None, error=None) -> None:
-        def put():
-            if not fut.done():
-                if error is not None:
-                    fut.set_exception(error)
-                else:
-                    fut.set_result(result)
-        try:
-            loop.call_soon_threadsafe(put)
-        except RuntimeError:       # the loop has closed: nobody waits any more
-            pass
-
-    @staticmethod
     def _resolve_all(ended: list) -> None:
         """Hand the ended jobs' results back, one wake-up of each event loop for all of them."""
         by_loop: dict = {}
         for e in ended:
-            by_loop.setdefault(id(e.tag[1]), (e.tag[1], []))[1].append(e)
-
-        def put(entries):
-            for e in entries:
-                fut = e.tag[0]
-                if not fut.done():
-                    if e.error is not None:
-                        fut.set_exception(e.error)
-                    else:
-                        fut.set_result(e.result)
-        for loop, entries in by_loop.values():
-            try:
-                loop.call_soon_threadsafe(put, entries)
-            except RuntimeError:   # the loop has closed: nobody waits any more
-                pass
+            by_loop.setdefault(id(e.tag[1]), (e.tag[1], []))[1].append((e.tag[0], e.error, e.result))
+        for loop, outcomes in by_loop.values():
+            settle_soon(loop, outcomes)
 
     def _wait(self) -> list:
         with self._cv:
@@ -187,12 +177,12 @@ class StreamDecoder:
             try:
                 out = fn(*args)
             except Exception as exc:   # noqa: BLE001 - the caller's error, handed back to it
-                self._resolve(fut, loop, error=exc)
+                settle_soon(loop, [(fut, exc, None)])
                 continue
             if inspect.isgenerator(out):
                 self.batch.add(out, deadline, tag=tag)
             else:
-                self._resolve(fut, loop, result=out)
+                settle_soon(loop, [(fut, None, out)])
 
     def _prime_loop(self) -> None:
         import torch
@@ -208,9 +198,9 @@ class StreamDecoder:
                 if fut.cancelled():
                     continue
                 try:
-                    self._resolve(fut, loop, result=fn(*args))
+                    settle_soon(loop, [(fut, None, fn(*args))])
                 except Exception as exc:   # noqa: BLE001 - the caller's error, handed back to it
-                    self._resolve(fut, loop, error=exc)
+                    settle_soon(loop, [(fut, exc, None)])
 
     def _loop(self) -> None:
         import torch
@@ -236,7 +226,6 @@ class StreamDecoder:
                             self._bars.append((t1, e.reads, seconds))
                     self._resolve_all(ended)
                     read = self.batch.rows_read - rows0
-                    self.tokens += read
                 t2 = time.monotonic()
                 self._busy.append((t0, t2, t1 - t0, t2 - t1, read))
                 while self._busy and self._busy[0][1] < t2 - WINDOW_S:
@@ -245,4 +234,4 @@ class StreamDecoder:
                     self._bars.popleft()
 
 
-__all__ = ["StreamDecoder", "strained_by"]
+__all__ = ["StreamDecoder", "settle_soon", "strained_by"]

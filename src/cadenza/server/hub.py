@@ -96,11 +96,6 @@ class Hub:
     def preferences(self) -> str:
         return "on" if self.prefs is not None else self.prefs_problem
 
-    def chooser(self, listener):
-        if self.prefs is None or listener is None:
-            return None
-        return self.prefs.chooser(listener, self.mm.codec.offered_styles())
-
     def remember(self, listener, kind: str, controls: dict) -> dict:
         if listener is None:
             return {"saved": False, "reason": "no listener id: connect with ?listener=ID to keep likes and skips"}
@@ -125,7 +120,7 @@ class Hub:
             else:
                 from cadenza.server.streams import LocalStreams
 
-                self.soundtracks = LocalStreams(self.mm, self.chooser)
+                self.soundtracks = LocalStreams(self.mm, self.prefs)
 
     def close(self) -> None:
         if self.pool is not None:

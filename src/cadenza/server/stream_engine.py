@@ -27,7 +27,7 @@ import threading
 import time
 
 from cadenza.errors import CadenzaError
-from cadenza.server.batcher import strained_by
+from cadenza.server.batcher import settle_soon, strained_by
 
 STATUS_S = 0.1          # how often the engine sends its decoder's status
 STALE_S = 3.0           # a status older than this: the engine is stuck, refuse new streams
@@ -195,16 +195,7 @@ class EnginePool:
 
 
 def _settle(fut, loop, ok: bool, value) -> None:
-    def put():
-        if not fut.done():
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-    try:
-        loop.call_soon_threadsafe(put)
-    except RuntimeError:      # that event loop has closed: nobody waits any more
-        pass
+    settle_soon(loop, [(fut, None, value) if ok else (fut, value, None)])
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -234,9 +225,7 @@ def engine_main(conn, model_dir: str, prefs_path, preferences: bool) -> None:
                 prefs = Preferences(prefs_path)
             except PrefsError as exc:
                 log.warning("the stream engine keeps no preferences: %s", exc)
-        styles = mm.codec.offered_styles()
-        streams = LocalStreams(mm, lambda listener: (prefs.chooser(listener, styles)
-                                                     if prefs is not None and listener is not None else None))
+        streams = LocalStreams(mm, prefs)
     except Exception as exc:   # noqa: BLE001 - said to the server, which says it to the user
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return

@@ -4,7 +4,8 @@ bars made by one ``server.batcher.StreamDecoder``.
 ``StreamSession`` talks to its soundtrack only through these calls (``open``, ``set_controls``,
 ``restart``, ``bar``, ``forget``), so the soundtracks may live in this process or in the stream
 engine's own (``server.stream_engine.EngineStreams``, the same calls over a pipe; that process
-runs a ``LocalStreams``). ``chooser(listener)``: the listener's preference chooser or None.
+runs a ``LocalStreams``). ``prefs``: the ``server.prefs.Preferences`` whose likes choose the
+controls a listener (one with an id) left open; None: no preferences.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ OPEN_DUE_S = 1.0   # a new stream's start is read by then (a restart due sooner 
 
 
 class LocalStreams:
-    def __init__(self, mm, chooser=lambda listener: None):
-        self.mm, self.chooser = mm, chooser
+    def __init__(self, mm, prefs=None):
+        self.mm, self.prefs = mm, prefs
         self.decoder = StreamDecoder(mm.network)
         self.tracks: dict[int, Soundtrack] = {}
 
     async def open(self, sid: int, listener: str | None, changes: dict, seed: int | None) -> None:
         """A new soundtrack for stream ``sid`` (the controls checked: a bad one raises)."""
         def make():
-            return Soundtrack(self.mm, Controls(**changes), seed=seed, chooser=self.chooser(listener))
+            chooser = (self.prefs.chooser(listener, self.mm.codec.offered_styles())
+                       if self.prefs is not None and listener is not None else None)
+            return Soundtrack(self.mm, Controls(**changes), seed=seed, chooser=chooser)
         self.tracks[sid] = await self.decoder.submit(make, aside=True, deadline=time.monotonic() + OPEN_DUE_S)
 
     async def set_controls(self, sid: int, changes: dict) -> None:
