@@ -43,7 +43,7 @@ import torch
 
 from cadenza.bench.machine import machine
 from cadenza.bench.play_along_load import pct
-from cadenza.bench.results import RESULTS, exit_code, finite, run_header, write_json_and_plot
+from cadenza.bench.results import RESULTS, exit_code, finite, missing_test_split, run_header, write_json_and_plot
 from cadenza.errors import DataError
 
 TARGETS = {"decision_median_ms": 30.0, "decision_p99_ms": 80.0, "consonant_share": 0.85, "vs_harmonize_points": 5.0}
@@ -56,8 +56,8 @@ def held_out_melodies(mm, data: str, n: int, bars: int, seed: int = 0) -> list[d
     from cadenza.music.eval.scoring import load_pieces
 
     codec = mm.codec
-    if not Path(data, "test.bin").exists():
-        raise DataError(f"{data} has no test split; build it with `cadenza data music21 --out {data}`")
+    if why := missing_test_split(data):
+        raise DataError(why)
     pieces = load_pieces(data, "test")
     order = list(range(len(pieces)))
     random.Random(seed).shuffle(order)

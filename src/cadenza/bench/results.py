@@ -66,6 +66,14 @@ def write_json_and_plot(out, stem: str, payload: dict, draw) -> tuple[str, str]:
     return json_path, png_path
 
 
+def missing_test_split(data) -> str | None:
+    """The one-line error for a music dataset folder ``data`` without a test split (None when
+    it has one): the held-out benchmarks read it."""
+    if Path(data, "test.bin").exists():
+        return None
+    return f"{data} has no test split; build it with `cadenza data music21 --out {data}`"
+
+
 def exit_code(run, *args) -> int:
     """``run(*args)``; a ``CadenzaError`` becomes one line on stderr and exit code 2, as in the CLI."""
     from cadenza.errors import CadenzaError

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from cadenza.bench.results import RESULTS
+from cadenza.bench.results import RESULTS, missing_test_split
 
 TARGETS = {"predict_ms": 100.0, "continue_s": 1.0, "infill_s": 3.0}
 
@@ -161,9 +161,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     mm = load_model(args.model)
-    if not Path(args.data, "test.bin").exists():
-        print(f"benchmarks/studio.py: error: {args.data} has no test split; build it with `cadenza data music21`",
-              file=sys.stderr)
+    if why := missing_test_split(args.data):
+        print(f"benchmarks/studio.py: error: {why}", file=sys.stderr)
         return 2
     pieces = held_out(mm, args.data, max(args.pieces, args.speed_pieces * 4))
     speed_pieces = pieces[:args.speed_pieces]

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from cadenza.bench.results import RESULTS, run_header
+from cadenza.bench.results import RESULTS, missing_test_split, run_header
 from cadenza.io import write_text_atomic
 
 MAJOR_KEYS = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -204,9 +204,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     mm = load_model(args.model)
-    if not Path(args.data, "test.bin").exists():
-        print(f"benchmarks/studio_keep.py: error: {args.data} has no test split; build it with `cadenza data music21`",
-              file=sys.stderr)
+    if why := missing_test_split(args.data):
+        print(f"benchmarks/studio_keep.py: error: {why}", file=sys.stderr)
         return 2
     pieces = melodies(mm, args.data, args.pieces)
     res = {**run_header("studio_keep"), "model": mm.name, "pieces": len(pieces),
